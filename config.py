@@ -1,0 +1,86 @@
+"""Configuration read from the environment.
+
+Every setting has a development default except the secrets, which production
+requires: `Config.from_env()` raises `ConfigError` naming the missing variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("KMEWEB_INSTANCE_DIR", BASE_DIR / "instance"))
+
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "KMEWEB_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+def _dev_secret(name: str, make) -> str:
+    """Return a development secret kept under instance/ (never in the repo)."""
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / f"dev-{name.lower()}"
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_env(environ: dict[str, str] | None = None) -> dict:
+    """Build the Flask config mapping from environment variables.
+
+    Raises ConfigError when KMEWEB_ENV=production and a secret is missing.
+    """
+    env = dict(os.environ if environ is None else environ)
+    mode = env.get("KMEWEB_ENV", "development")
+    if mode not in {"development", "production"}:
+        raise ConfigError(f"KMEWEB_ENV must be development or production, not {mode!r}")
+    if mode == "production":
+        for name in REQUIRED_IN_PRODUCTION:
+            if not env.get(name):
+                raise ConfigError(f"{name} is required when KMEWEB_ENV=production")
+
+    secret_key = env.get("SECRET_KEY") or _dev_secret("SECRET_KEY", lambda: secrets.token_hex(32))
+    enc_key = env.get("KMEWEB_ENCRYPTION_KEY") or _dev_secret("ENCRYPTION_KEY", _fernet_key)
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'kmeweb.sqlite'}"
+    redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    secure = _bool(env.get("SESSION_COOKIE_SECURE"), default=mode == "production")
+
+    return {
+        "KMEWEB_ENV": mode,
+        "SECRET_KEY": secret_key,
+        "KMEWEB_ENCRYPTION_KEY": enc_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": redis_url,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": secure,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": secure,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", redis_url),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "LOGIN_RATE_LIMIT": env.get("KMEWEB_LOGIN_RATE_LIMIT", "5 per minute"),
+        "LOGIN_IP_RATE_LIMIT": env.get("KMEWEB_LOGIN_IP_RATE_LIMIT", "30 per minute"),
+        "PAGE_SIZE": int(env.get("KMEWEB_PAGE_SIZE", "50")),
+        "KNOX_BATCH_SIZE": int(env.get("KMEWEB_KNOX_BATCH_SIZE", "500")),
+        "KNOX_MAX_CONCURRENCY": int(env.get("KMEWEB_KNOX_MAX_CONCURRENCY", "4")),
+        "RQ_QUEUE_PREFIX": env.get("KMEWEB_RQ_PREFIX", ""),
+    }

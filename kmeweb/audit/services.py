@@ -1,0 +1,68 @@
+"""Append-only audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from flask import has_request_context, request
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from kmeweb.audit.models import AuditEvent
+
+
+def record(
+    session: Session,
+    actor: Any,
+    action: str,
+    target_type: str | None = None,
+    target_id: Any = None,
+    details: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> AuditEvent:
+    """Add one audit event to the session (the caller's transaction commits it).
+
+    `actor` is an AdminUser, or a string such as "sync" or "device".
+    """
+    if isinstance(actor, str):
+        actor_name, actor_id = actor, None
+    else:
+        actor_name, actor_id = actor.email, actor.id
+    if ip is None and has_request_context():
+        ip = request.remote_addr
+    event = AuditEvent(
+        actor=actor_name,
+        actor_id=actor_id,
+        action=action,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        details=details or {},
+        ip=ip,
+    )
+    session.add(event)
+    return event
+
+
+def query_events(
+    actor: str | None = None,
+    action: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> Select:
+    """Events newest first, filtered by actor (substring), action and inclusive date range."""
+    stmt = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    if actor:
+        stmt = stmt.where(AuditEvent.actor.ilike(f"%{actor}%"))
+    if action:
+        stmt = stmt.where(AuditEvent.action == action)
+    if date_from:
+        stmt = stmt.where(AuditEvent.at >= datetime.combine(date_from, time.min, tzinfo=UTC))
+    if date_to:
+        end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC)
+        stmt = stmt.where(AuditEvent.at < end)
+    return stmt
+
+
+def known_actions(session: Session) -> list[str]:
+    return list(session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)))

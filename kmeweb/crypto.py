@@ -1,0 +1,27 @@
+"""Encryption at rest for Knox secrets and enrollment passwords (Fernet)."""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet, InvalidToken
+from flask import current_app
+
+
+def _fernet(key: str | None = None) -> Fernet:
+    return Fernet((key or current_app.config["KMEWEB_ENCRYPTION_KEY"]).encode())
+
+
+def encrypt(plaintext: str | None, key: str | None = None) -> str | None:
+    """Encrypt a secret; None stays None."""
+    if plaintext is None:
+        return None
+    return _fernet(key).encrypt(plaintext.encode()).decode()
+
+
+def decrypt(ciphertext: str | None, key: str | None = None) -> str | None:
+    """Decrypt a stored secret. Raises ValueError if the key does not match."""
+    if ciphertext is None:
+        return None
+    try:
+        return _fernet(key).decrypt(ciphertext.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError("stored secret cannot be decrypted with KMEWEB_ENCRYPTION_KEY") from exc

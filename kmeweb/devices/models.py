@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kmeweb.extensions import UTCDateTime, db, utcnow
+
+
+class Device(db.Model):
+    """A Samsung device known to KME; profile_id is null only while pending approval."""
+
+    __tablename__ = "device"
+    __table_args__ = (
+        Index("ix_device_profile_id", "profile_id"),
+        Index("ix_device_upload_id", "upload_id"),
+        Index("ix_device_sync_state", "sync_state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    imei: Mapped[str | None] = mapped_column(String(16), unique=True)
+    serial: Mapped[str | None] = mapped_column(String(16), unique=True)
+    model: Mapped[str | None] = mapped_column(String(64))
+    upload_id: Mapped[int | None] = mapped_column(ForeignKey("upload.id", ondelete="SET NULL"))
+    approval: Mapped[str] = mapped_column(String(16), default="pending")
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("profile.id"))
+    end_user_id: Mapped[int | None] = mapped_column(ForeignKey("end_user.id", ondelete="SET NULL"))
+    enrollment_password_enc: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    kme_device_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    kme_status: Mapped[str | None] = mapped_column(String(32))
+    sync_state: Mapped[str] = mapped_column(String(16), default="synced")
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def identifier(self) -> str:
+        return self.imei or self.serial or ""

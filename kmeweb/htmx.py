@@ -1,0 +1,51 @@
+"""The only module that reads or writes HX-* headers."""
+
+from __future__ import annotations
+
+from flask import Response, make_response, render_template, request
+
+from kmeweb.extensions import htmx
+
+
+def is_htmx() -> bool:
+    """True for a request made by htmx (but not a history restore, which wants a page)."""
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def render(page: str, partial: str, status: int = 200, **context) -> Response:
+    """Render the partial alone for htmx, the whole page otherwise; vary on HX-Request."""
+    template = partial if is_htmx() else page
+    response = make_response(render_template(template, **context), status)
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+def flash_fragment(message: str, category: str = "info") -> str:
+    """An out-of-band flash message that htmx swaps into the page's flash area."""
+    return render_template("_partials/_flash_oob.html", message=message, category=category)
+
+
+def redirect(location: str) -> Response:
+    """303 for a plain form post; HX-Location for htmx so only the target swaps."""
+    if is_htmx():
+        response = make_response("", 204)
+        response.headers["HX-Location"] = location
+        return response
+    response = make_response("", 303)
+    response.headers["Location"] = location
+    return response
+
+
+def refresh() -> Response:
+    response = make_response("", 204)
+    response.headers["HX-Refresh"] = "true"
+    return response
+
+
+def trigger(response: Response, event: str) -> Response:
+    response.headers["HX-Trigger"] = event
+    return response
+
+
+def request_target() -> str | None:
+    return request.headers.get("HX-Target")

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kmeweb.extensions import UTCDateTime, db, utcnow
+
+
+class Integration(db.Model):
+    """The one Knox integration: credentials, sync settings and sync health."""
+
+    __tablename__ = "integration"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    description: Mapped[str] = mapped_column(String(500), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    auth_mode: Mapped[str] = mapped_column(String(16), default="oauth")
+    base_url: Mapped[str] = mapped_column(String(500), default="")
+    token_url: Mapped[str | None] = mapped_column(String(500))
+    client_id: Mapped[str | None] = mapped_column(String(500))
+    # OAuth client secret, or the legacy keys.json content; Fernet-encrypted.
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    sync_interval_s: Mapped[int] = mapped_column(Integer, default=900)
+    pull_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_full_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_push_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Reseller(db.Model):
+    __tablename__ = "reseller"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kme_reseller_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    auto_approve: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profile.id", ondelete="SET NULL")
+    )
+
+
+class Upload(db.Model):
+    """A reseller upload pulled from KME."""
+
+    __tablename__ = "upload"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kme_upload_id: Mapped[str] = mapped_column(String(64), unique=True)
+    reseller_id: Mapped[int | None] = mapped_column(ForeignKey("reseller.id"), index=True)
+    order_number: Mapped[str | None] = mapped_column(String(100))
+    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    device_count: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="pending")

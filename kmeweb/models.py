@@ -1,0 +1,23 @@
+"""Imports every model so metadata (and Alembic autogenerate) sees all tables."""
+
+from kmeweb.audit.models import AuditEvent
+from kmeweb.auth.models import AdminUser
+from kmeweb.devices.models import Device
+from kmeweb.directory.models import EndUser
+from kmeweb.integration.models import Integration, Reseller, Upload
+from kmeweb.operations.models import Operation
+from kmeweb.profiles.models import Profile
+from kmeweb.sync.models import Change
+
+__all__ = [
+    "AdminUser",
+    "AuditEvent",
+    "Change",
+    "Device",
+    "EndUser",
+    "Integration",
+    "Operation",
+    "Profile",
+    "Reseller",
+    "Upload",
+]

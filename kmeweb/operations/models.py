@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kmeweb.extensions import UTCDateTime, db, utcnow
+
+OPERATION_STATUSES = ("queued", "running", "done", "failed")
+
+
+class Operation(db.Model):
+    """A database row mirroring one background job; the job id is `op-<id>`."""
+
+    __tablename__ = "operation"
+    __table_args__ = (
+        Index("ix_operation_status", "status"),
+        Index("ix_operation_dedup_key", "dedup_key"),
+        Index("ix_operation_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("admin_user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dedup_key: Mapped[str | None] = mapped_column(String(100))
+
+    @property
+    def job_id(self) -> str:
+        return f"op-{self.id}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")

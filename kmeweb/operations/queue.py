@@ -1,0 +1,75 @@
+"""The only module that imports rq: queues, enqueueing after commit, and the worker.
+
+Jobs take ids only and run inside an application context that the worker
+provides, so job functions never build an app themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Flask, current_app
+from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job
+
+QUEUES: tuple[str, ...] = ("knox", "default", "maintenance")
+
+
+def redis_connection(url: str | None = None) -> Redis:
+    return Redis.from_url(url or current_app.config["REDIS_URL"])
+
+
+def get_queue(name: str = "default", connection: Redis | None = None) -> Queue:
+    prefix = current_app.config.get("RQ_QUEUE_PREFIX", "")
+    return Queue(f"{prefix}{name}", connection=connection or redis_connection())
+
+
+def enqueue(
+    func: str,
+    *args: Any,
+    job_id: str | None = None,
+    queue: str = "default",
+    connection: Redis | None = None,
+    **options: Any,
+) -> Job:
+    """Enqueue `func` (a dotted path) with id-only arguments; call only after commit."""
+    return get_queue(queue, connection).enqueue(func, *args, job_id=job_id, **options)
+
+
+class AppWorker(Worker):
+    """An RQ worker whose jobs run inside the Flask application context."""
+
+    app: Flask | None = None
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        assert self.app is not None
+        with self.app.app_context():
+            from kmeweb.extensions import db
+
+            # A forked work horse must not reuse the parent's database connections.
+            db.engine.dispose(close=False)
+            try:
+                return super().perform_job(job, queue)
+            finally:
+                db.session.remove()
+
+
+def run_worker(
+    app: Flask,
+    queues: Sequence[str] = QUEUES,
+    burst: bool = False,
+    with_scheduler: bool = True,
+    name: str | None = None,
+) -> bool:
+    """Run an RQ worker on `queues` until stopped (or until empty with burst)."""
+    connection = redis_connection(app.config["REDIS_URL"])
+    prefix = app.config.get("RQ_QUEUE_PREFIX", "")
+    AppWorker.app = app
+    worker = AppWorker(
+        [Queue(f"{prefix}{q}", connection=connection) for q in queues],
+        connection=connection,
+        name=name,
+    )
+    return worker.work(burst=burst, with_scheduler=with_scheduler)

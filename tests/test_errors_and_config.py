@@ -1,0 +1,63 @@
+"""404 and 500 pages, and production refusing to start without its secrets."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import config
+
+
+def test_unknown_page_renders_the_404_page(client, login):
+    login("admin")
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert "Page not found" in response.get_data(as_text=True)
+
+
+def test_500_shows_a_request_id_and_no_stack_trace(app, client, login, caplog):
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/_test/boom")
+    def _boom():  # noqa: ANN202
+        raise RuntimeError("secret internals")
+
+    login("admin")
+    with caplog.at_level(logging.ERROR, logger="kmeweb"):
+        response = client.get("/_test/boom")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500
+    request_id = response.headers["X-Request-Id"]
+    assert request_id in body
+    assert "secret internals" not in body and "Traceback" not in body
+    assert any(request_id in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("missing", config.REQUIRED_IN_PRODUCTION)
+def test_production_refuses_to_start_without_a_secret(missing):
+    env = {
+        "KMEWEB_ENV": "production",
+        "SECRET_KEY": "s",
+        "KMEWEB_ENCRYPTION_KEY": "k",
+        "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
+        "REDIS_URL": "redis://r:6379/0",
+    }
+    del env[missing]
+    with pytest.raises(config.ConfigError) as err:
+        config.from_env(env)
+    assert str(err.value) == f"{missing} is required when KMEWEB_ENV=production"
+
+
+def test_production_cookies_are_secure():
+    env = {
+        "KMEWEB_ENV": "production",
+        "SECRET_KEY": "s",
+        "KMEWEB_ENCRYPTION_KEY": "k",
+        "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
+        "REDIS_URL": "redis://r:6379/0",
+    }
+    settings = config.from_env(env)
+    assert settings["SESSION_COOKIE_SECURE"] is True
+    assert settings["SESSION_COOKIE_HTTPONLY"] is True
+    assert settings["SESSION_COOKIE_SAMESITE"] == "Lax"

@@ -1,0 +1,3 @@
+from kmeweb import create_app
+
+app = create_app()
