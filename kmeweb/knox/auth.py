@@ -1,0 +1,158 @@
+"""Token providers for the two Knox authentication schemes.
+
+Both cache their token and renew it shortly before it expires; `invalidate()` drops it so the next
+request fetches a new one (the client does that once on a 401).
+
+Legacy scheme (kme-api.md 1a): a signed clientIdentifier JWT (fresh jti each time) is exchanged at
+/ams/v1/users/accesstoken for an access token; that token is signed into an access-token JWT sent
+as `x-knox-apitoken`. The signed access-token JWT is cached and reused until the access token is
+renewed (Samsung's utilities and kme-api.md do so; Knox enforces jti uniqueness on the
+clientIdentifier JWT). `KnoxConfig.legacy_sign_per_request` signs a new one per request instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from kmeweb.knox.config import KnoxConfig
+from kmeweb.knox.crypto import load_key_pair, sign_knox_jwt
+from kmeweb.knox.errors import KnoxAuthError, KnoxConfigError
+
+# fetch(endpoint_name, url, form=..., json=...) -> parsed JSON body; raises KnoxError.
+Fetch = Callable[..., Any]
+
+
+class TokenProvider(Protocol):
+    def headers(self) -> dict[str, str]: ...
+
+    def invalidate(self) -> None: ...
+
+
+def _margin(config: KnoxConfig, lifetime_s: float) -> float:
+    return min(config.token_renew_margin_s, lifetime_s / 10.0)
+
+
+class OAuthTokenProvider:
+    """OAuth 2.0 client credentials: `Authorization: Bearer <access_token>`."""
+
+    def __init__(self, config: KnoxConfig, fetch: Fetch, clock: Callable[[], float] = time.time):
+        if not config.client_id or not config.client_secret:
+            raise KnoxConfigError("OAuth needs client_id and client_secret")
+        self._config = config
+        self._fetch = fetch
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._renew_at = 0.0
+
+    def headers(self) -> dict[str, str]:
+        """The auth header, fetching a token first when none is cached or it is due for renewal.
+
+        Raises KnoxAuthError when the token endpoint refuses the credentials.
+        """
+        with self._lock:
+            if self._token is None or self._clock() >= self._renew_at:
+                self._renew()
+            return {"Authorization": f"Bearer {self._token}"}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def _renew(self) -> None:
+        cfg = self._config
+        body = self._fetch(
+            "oauth_token",
+            cfg.effective_token_url,
+            form={
+                "grant_type": "client_credentials",
+                "client_id": cfg.client_id,
+                "client_secret": cfg.client_secret,
+                "scope": cfg.scope,
+            },
+        )
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not token:
+            raise KnoxAuthError("Knox token endpoint answered without an access_token")
+        try:
+            lifetime = float(body.get("expires_in") or 600)
+        except (TypeError, ValueError):
+            lifetime = 600.0
+        self._token = str(token)
+        self._renew_at = self._clock() + lifetime - _margin(cfg, lifetime)
+
+
+class LegacyTokenProvider:
+    """Knox Cloud Authentication: `x-knox-apitoken: <signed access-token JWT>`."""
+
+    def __init__(self, config: KnoxConfig, fetch: Fetch, clock: Callable[[], float] = time.time):
+        if not config.client_identifier:
+            raise KnoxConfigError("legacy auth needs client_identifier")
+        try:
+            self._key, self._public_b64 = load_key_pair(
+                config.keys_json, config.private_key, config.public_key
+            )
+        except ValueError as exc:
+            raise KnoxConfigError(f"legacy auth key material: {exc}") from None
+        self._config = config
+        self._fetch = fetch
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._access_token: str | None = None
+        self._signed: str | None = None
+        self._renew_at = 0.0
+
+    @property
+    def public_key_b64(self) -> str:
+        return self._public_b64
+
+    def headers(self) -> dict[str, str]:
+        """The auth header, getting and signing a new access token when due.
+
+        Raises KnoxAuthError when Knox refuses the signed client identifier.
+        """
+        with self._lock:
+            if self._access_token is None or self._clock() >= self._renew_at:
+                self._renew()
+            if self._config.legacy_sign_per_request or self._signed is None:
+                self._signed = self._sign_access_token()
+            return {"x-knox-apitoken": self._signed}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._access_token = None
+            self._signed = None
+
+    def _renew(self) -> None:
+        cfg = self._config
+        lifetime_s = cfg.legacy_token_validity_min * 60
+        client_jwt = sign_knox_jwt(
+            {"clientIdentifier": cfg.client_identifier, "publicKey": self._public_b64},
+            self._key,
+            lifetime_s=lifetime_s,
+        )
+        body = self._fetch(
+            "legacy_access_token",
+            None,
+            json={
+                "clientIdentifierJwt": client_jwt,
+                "base64EncodedStringPublicKey": self._public_b64,
+                "validityForAccessTokenInMinutes": cfg.legacy_token_validity_min,
+            },
+        )
+        token = body.get("accessToken") if isinstance(body, dict) else None
+        if not token:
+            raise KnoxAuthError("Knox access token endpoint answered without an accessToken")
+        self._access_token = str(token)
+        self._signed = None
+        self._renew_at = self._clock() + lifetime_s - _margin(cfg, lifetime_s)
+
+    def _sign_access_token(self) -> str:
+        return sign_knox_jwt(
+            {"accessToken": self._access_token, "publicKey": self._public_b64},
+            self._key,
+            lifetime_s=self._config.legacy_token_validity_min * 60,
+        )

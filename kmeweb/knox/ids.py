@@ -1,0 +1,89 @@
+"""Device identifier helpers: IMEI (Luhn), MEID and Samsung serial numbers (kme-api.md section 6).
+
+Pure functions, no I/O; the rest of the app reuses them for CSV import and validation.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, NamedTuple
+
+IdKind = Literal["imei", "meid", "serial", "invalid"]
+
+_DIGITS_15 = re.compile(r"^[0-9]{15}$")
+_HEX_14 = re.compile(r"^[0-9A-Fa-f]{14}$")
+_SERIAL = re.compile(r"^[A-Z0-9]{8,16}$")
+
+
+class ClassifiedId(NamedTuple):
+    """What an identifier is, its normalized form, and why it was refused (kind "invalid")."""
+
+    kind: IdKind
+    value: str
+    reason: str | None = None
+
+
+def luhn_check_digit(digits: str) -> int:
+    """The Luhn check digit for a string of decimal digits (14 for an IMEI).
+
+    Raises ValueError when `digits` is empty or holds anything but 0-9.
+    """
+    if not digits or not digits.isdigit() or not digits.isascii():
+        raise ValueError("Luhn input must be a non-empty string of digits")
+    total = 0
+    # Double every second digit counting from the right of the payload, i.e. d2, d4, ... d14
+    # of a 14-digit IMEI body read from the left.
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return (10 - total % 10) % 10
+
+
+def is_valid_imei(value: str) -> bool:
+    """True for 15 decimal digits whose last digit is the Luhn check digit of the first 14."""
+    value = value.strip()
+    if not _DIGITS_15.match(value):
+        return False
+    return luhn_check_digit(value[:14]) == ord(value[14]) - 48
+
+
+def is_meid(value: str) -> bool:
+    """True for 14 hex digits whose first two are >= A0 (which sets an MEID apart from an IMEI)."""
+    value = value.strip()
+    return bool(_HEX_14.match(value)) and int(value[:2], 16) >= 0xA0
+
+
+def normalize_serial(value: str) -> str:
+    """A serial number trimmed and upper-cased; validity is checked by `is_valid_serial`."""
+    return value.strip().upper()
+
+
+def is_valid_serial(value: str) -> bool:
+    """Loose Samsung serial check: 8..16 letters/digits after normalizing (no date-code check)."""
+    return bool(_SERIAL.match(normalize_serial(value)))
+
+
+def classify_id(value: str) -> ClassifiedId:
+    """Classify a device identifier as IMEI, MEID, serial or invalid, normalizing it.
+
+    15 digits must pass Luhn to be an IMEI (else invalid: a mistyped IMEI is not a serial);
+    14 hex digits starting >= A0 are an MEID (upper-cased); anything matching the loose serial
+    rule is a serial; everything else is invalid with a reason.
+    """
+    raw = (value or "").strip()
+    if not raw:
+        return ClassifiedId("invalid", raw, "empty identifier")
+    if _DIGITS_15.match(raw):
+        if is_valid_imei(raw):
+            return ClassifiedId("imei", raw)
+        return ClassifiedId("invalid", raw, "IMEI check digit (Luhn) is wrong")
+    if is_meid(raw):
+        return ClassifiedId("meid", raw.upper())
+    serial = normalize_serial(raw)
+    if _SERIAL.match(serial):
+        return ClassifiedId("serial", serial)
+    return ClassifiedId("invalid", raw, "not an IMEI, MEID or serial number (8-16 letters/digits)")
