@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
@@ -24,6 +24,10 @@ class Integration(db.Model):
     # OAuth client secret, or the legacy keys.json content; Fernet-encrypted.
     secret_enc: Mapped[str | None] = mapped_column(Text)
     customer_id: Mapped[str | None] = mapped_column(String(64))
+    # Samsung's public key for encrypting per-device user names and passwords (PEM/base64 DER).
+    encryption_public_key: Mapped[str | None] = mapped_column(Text)
+    # Knox client knobs that Samsung's reference could not confirm (e.g. {"paths": {...}}).
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
     sync_interval_s: Mapped[int] = mapped_column(Integer, default=900)
     pull_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, current_app
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 QUEUES: tuple[str, ...] = ("knox", "default", "maintenance")
@@ -36,6 +37,49 @@ def enqueue(
 ) -> Job:
     """Enqueue `func` (a dotted path) with id-only arguments; call only after commit."""
     return get_queue(queue, connection).enqueue(func, *args, job_id=job_id, **options)
+
+
+ACTIVE_STATUSES = ("queued", "started", "scheduled", "deferred")
+
+
+def job_status(job_id: str, connection: Redis | None = None) -> str | None:
+    """The RQ status of a job ("queued", "started", ...), or None when Redis has no such job."""
+    try:
+        job = Job.fetch(job_id, connection=connection or redis_connection())
+    except NoSuchJobError:
+        return None
+    status = job.get_status(refresh=False)
+    return None if status is None else str(getattr(status, "value", status))
+
+
+def enqueue_unique(
+    func: str,
+    *args: Any,
+    job_id: str,
+    queue: str = "default",
+    connection: Redis | None = None,
+    **options: Any,
+) -> Job | None:
+    """Enqueue unless a job with this id is already waiting or running; returns the new job.
+
+    Two callers racing may both enqueue: jobs are idempotent and claim their work in the
+    database, so a duplicate only finds nothing left to do.
+    """
+    connection = connection or redis_connection()
+    if job_status(job_id, connection) in ACTIVE_STATUSES:
+        return None
+    return enqueue(func, *args, job_id=job_id, queue=queue, connection=connection, **options)
+
+
+def enqueue_in(
+    seconds: float, func: str, *args: Any, job_id: str, queue: str = "default", **options: Any
+) -> Job:
+    """Schedule `func` to run after `seconds` (the worker's scheduler enqueues it)."""
+    from datetime import timedelta
+
+    return get_queue(queue).enqueue_in(
+        timedelta(seconds=seconds), func, *args, job_id=job_id, **options
+    )
 
 
 class AppWorker(Worker):

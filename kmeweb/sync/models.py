@@ -30,5 +30,7 @@ class Change(db.Model):
         ForeignKey("operation.id", ondelete="SET NULL"), index=True
     )
     created_by: Mapped[int | None] = mapped_column(ForeignKey("admin_user.id", ondelete="SET NULL"))
+    # Which worker holds a running change; next_attempt_at is then its lease expiry.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,150 @@
+"""Operation rows mirror background jobs; work is enqueued only after the commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Select, event, select, update
+from sqlalchemy.orm import Session
+
+from kmeweb.audit import services as audit
+from kmeweb.errors import Conflict, NotFound
+from kmeweb.extensions import utcnow
+from kmeweb.operations.models import Operation
+from kmeweb.sync.models import Change
+
+
+def on_commit(session: Session, callback: Callable[[], Any]) -> None:
+    """Run `callback` once the session's current transaction commits (dropped on rollback).
+
+    This is how services enqueue jobs: never before the rows the job reads are committed.
+    """
+    session.info.setdefault("on_commit", []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_on_commit(session: Session) -> None:
+    callbacks = session.info.pop("on_commit", [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - Redis down: the sweeper enqueues the work later
+            import logging
+
+            logging.getLogger("kmeweb").warning("enqueue after commit failed", exc_info=True)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_on_commit(session: Session, previous_transaction: Any) -> None:
+    session.info.pop("on_commit", None)
+
+
+def _actor_id(actor: Any) -> int | None:
+    return None if actor is None or isinstance(actor, str) else actor.id
+
+
+def create_operation(
+    session: Session,
+    kind: str,
+    label: str,
+    total: int = 0,
+    actor: Any = None,
+    dedup_key: str | None = None,
+) -> Operation:
+    """Add a queued operation (flushes so it has an id)."""
+    operation = Operation(
+        kind=kind,
+        label=label[:200],
+        status="queued",
+        total=total,
+        done=0,
+        created_by=_actor_id(actor),
+        dedup_key=dedup_key,
+    )
+    session.add(operation)
+    session.flush()
+    return operation
+
+
+def active_operation(session: Session, dedup_key: str) -> Operation | None:
+    """The queued or running operation with this dedup key, if any ("already running?")."""
+    return session.scalar(
+        select(Operation)
+        .where(Operation.dedup_key == dedup_key, Operation.status.in_(("queued", "running")))
+        .order_by(Operation.id.desc())
+        .limit(1)
+    )
+
+
+def get_operation(session: Session, operation_id: int) -> Operation:
+    """Raises NotFound."""
+    operation = session.get(Operation, operation_id)
+    if operation is None:
+        raise NotFound("No such operation.")
+    return operation
+
+
+def mark_running(session: Session, operation_id: int) -> None:
+    session.execute(
+        update(Operation)
+        .where(Operation.id == operation_id, Operation.status == "queued")
+        .values(status="running", started_at=utcnow())
+    )
+
+
+def add_progress(session: Session, operation_id: int, n: int) -> None:
+    """Atomically count `n` more items done (many workers may report at once)."""
+    if n:
+        session.execute(
+            update(Operation).where(Operation.id == operation_id).values(done=Operation.done + n)
+        )
+
+
+def finish(session: Session, operation_id: int, error: str | None = None) -> None:
+    """Mark the operation done, or failed with `error`."""
+    session.execute(
+        update(Operation)
+        .where(Operation.id == operation_id)
+        .values(
+            status="failed" if error else "done",
+            error=error[:2000] if error else None,
+            finished_at=utcnow(),
+        )
+    )
+
+
+def query_operations(status: str | None = None, kind: str | None = None) -> Select:
+    """Recent operations first; `status` is queued/running/done/failed or "active"."""
+    stmt = select(Operation).order_by(Operation.id.desc())
+    if status == "active":
+        stmt = stmt.where(Operation.status.in_(("queued", "running")))
+    elif status:
+        stmt = stmt.where(Operation.status == status)
+    if kind:
+        stmt = stmt.where(Operation.kind == kind)
+    return stmt
+
+
+def retry_operation(session: Session, operation_id: int, actor: Any) -> Operation:
+    """Put a failed operation's failed changes back in the outbox and queue it again.
+
+    Raises NotFound, or Conflict when the operation has not failed.
+    """
+    operation = get_operation(session, operation_id)
+    if operation.status != "failed":
+        raise Conflict("Only a failed operation can be retried.")
+    session.execute(
+        update(Change)
+        .where(Change.operation_id == operation.id, Change.status == "failed")
+        .values(status="pending", attempts=0, next_attempt_at=utcnow(), last_error=None)
+    )
+    operation.status = "queued"
+    operation.error = None
+    operation.finished_at = None
+    details = {"kind": operation.kind}
+    audit.record(session, actor, "operation.retry", "operation", operation.id, details)
+    from kmeweb.operations import dispatch
+
+    dispatch.after_commit(session, operation)
+    return operation

@@ -1,0 +1,164 @@
+"""The outbox: services record what KME must learn in the same transaction as the change.
+
+Device changes are state-based: a change names devices, and the push sends each
+device's *current* local assignment (profile, user, password) when it runs. So a
+change that runs twice, late or out of order still leaves KME as the database
+says. Device changes are split into rows of at most KNOX_BATCH_SIZE devices so a
+crash loses at most one batch of progress and several workers can share a move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from kmeweb.devices.models import Device
+from kmeweb.extensions import utcnow
+from kmeweb.operations import dispatch
+from kmeweb.operations import services as operations
+from kmeweb.operations.models import Operation
+from kmeweb.profiles.models import Profile
+from kmeweb.sync.models import Change
+
+# Kinds whose push sends the devices' current assignment (assign or unassign in KME).
+DEVICE_SYNC_KINDS = ("device.approve", "device.move", "device.unassign", "device.user")
+DEVICE_KINDS = (*DEVICE_SYNC_KINDS, "device.delete")
+PROFILE_KINDS = ("profile.create", "profile.update", "profile.delete")
+UPLOAD_KINDS = ("upload.approve",)
+ALL_KINDS = (*DEVICE_KINDS, *PROFILE_KINDS, *UPLOAD_KINDS)
+
+
+def batch_size() -> int:
+    return int(current_app.config.get("KNOX_BATCH_SIZE", 500)) if has_app_context() else 500
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def start_operation(session: Session, kind: str, label: str, total: int, actor: Any) -> Operation:
+    """Create the operation that groups a service's changes; its push job is enqueued after
+    the commit."""
+    operation = operations.create_operation(session, kind, label, total, actor)
+    dispatch.after_commit(session, operation)
+    return operation
+
+
+def _actor_id(actor: Any) -> int | None:
+    return None if actor is None or isinstance(actor, str) else actor.id
+
+
+def mark_devices_pending(session: Session, device_ids: Sequence[int], **values: Any) -> None:
+    """Set `values` on the devices, bump their version and mark them pending, in bulk."""
+    for chunk in chunks(list(device_ids), 900):
+        session.execute(
+            update(Device)
+            .where(Device.id.in_(chunk))
+            .values(
+                **values,
+                sync_state="pending",
+                sync_error=None,
+                version=Device.version + 1,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def record_device_change(
+    session: Session,
+    kind: str,
+    device_ids: Sequence[int],
+    operation: Operation,
+    actor: Any,
+    profile_id: int | None = None,
+) -> list[Change]:
+    """Add outbox rows for `device_ids` (one per batch). For device.delete pass the KME
+    identifiers via `record_device_delete` instead. Flushes."""
+    assert kind in DEVICE_SYNC_KINDS, kind
+    changes = []
+    for chunk in chunks(list(device_ids), batch_size()):
+        change = Change(
+            kind=kind,
+            payload={"device_ids": list(chunk)},
+            profile_id=profile_id,
+            device_count=len(chunk),
+            operation_id=operation.id,
+            created_by=_actor_id(actor),
+        )
+        session.add(change)
+        changes.append(change)
+    session.flush()
+    return changes
+
+
+def record_device_delete(
+    session: Session, identifiers: Sequence[str], operation: Operation, actor: Any
+) -> list[Change]:
+    """Outbox rows deleting devices from KME by KME id, IMEI or serial (the local rows are
+    already gone, so the payload carries what KME knows them by). Flushes."""
+    changes = []
+    for chunk in chunks(list(identifiers), batch_size()):
+        change = Change(
+            kind="device.delete",
+            payload={"identifiers": list(chunk)},
+            device_count=len(chunk),
+            operation_id=operation.id,
+            created_by=_actor_id(actor),
+        )
+        session.add(change)
+        changes.append(change)
+    session.flush()
+    return changes
+
+
+def record_profile_change(
+    session: Session, kind: str, profile: Profile, operation: Operation, actor: Any
+) -> Change:
+    """Outbox row for a profile create/update (state-based: the push sends the profile as it
+    is then) or delete (the payload keeps the KME id and name). Marks the profile pending."""
+    assert kind in PROFILE_KINDS, kind
+    payload: dict[str, Any] = {"profile_id": profile.id, "name": profile.name}
+    if kind == "profile.delete":
+        payload["kme_profile_id"] = profile.kme_profile_id
+    else:
+        profile.sync_state = "pending"
+        profile.sync_error = None
+    change = Change(
+        kind=kind,
+        payload=payload,
+        profile_id=None if kind == "profile.delete" else profile.id,
+        device_count=0,
+        operation_id=operation.id,
+        created_by=_actor_id(actor),
+    )
+    session.add(change)
+    session.flush()
+    return change
+
+
+def record_upload_approval(
+    session: Session,
+    kme_upload_ids: Sequence[str],
+    operation: Operation,
+    actor: Any,
+    profile_id: int | None = None,
+) -> Change:
+    """Outbox row approving reseller uploads in KME. `profile_id` is the profile the approved
+    devices go to, so their assignment waits for the approval. Flushes."""
+    change = Change(
+        kind="upload.approve",
+        payload={"kme_upload_ids": list(kme_upload_ids)},
+        profile_id=profile_id,
+        device_count=0,
+        operation_id=operation.id,
+        created_by=_actor_id(actor),
+    )
+    session.add(change)
+    session.flush()
+    return change
