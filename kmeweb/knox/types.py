@@ -16,12 +16,18 @@ from kmeweb.knox.ids import is_meid, is_valid_imei
 
 Outcome = Literal["succeeded", "not_found", "invalid", "failed"]
 
+_fromts = datetime.fromtimestamp
 # Epoch values above this are milliseconds (1e11 s is the year 5138).
 _MS_THRESHOLD = 100_000_000_000
 
 
 def parse_time(value: Any) -> datetime | None:
     """An aware UTC datetime from epoch ms/s (number or digit string) or ISO 8601; else None."""
+    if value.__class__ is int:  # the common case: epoch ms
+        try:
+            return _fromts(value / 1000.0 if value >= _MS_THRESHOLD else value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -69,6 +75,13 @@ def first(data: Mapping[str, Any], *names: str) -> Any:
 def _str(value: Any) -> str | None:
     if value is None:
         return None
+    return str(value)
+
+
+def _s(value: Any) -> str | None:
+    """`_str` with a fast path for values that already are str or None."""
+    if value is None or value.__class__ is str:
+        return value
     return str(value)
 
 
@@ -131,25 +144,45 @@ class Device:
 
     @classmethod
     def from_api(cls, d: Mapping[str, Any]) -> Device:
-        """Parse one `deviceList` item."""
+        """Parse one `deviceList` item (hot path: primary names first, variants as fallback)."""
+        g = d.get
+        mei = g("mei")
+        if mei is None:
+            mei = first(d, "meidImei", "imei", "meid", "deviceId")
+        serial = g("serialNumber")
+        if serial is None:
+            serial = first(d, "serial", "serialNo")
+        order_id = g("orderId")
+        if order_id is None:
+            order_id = first(d, "orderNo", "orderNumber")
+        create = g("createTime")
+        if create is None:
+            create = first(d, "createdTime", "createdAt")
+        update = g("updateTime")
+        if update is None:
+            update = first(d, "updatedTime", "updatedAt")
+        upload_time = g("resellerUploadTime")
+        if upload_time is None:
+            upload_time = g("uploadTime")
+        tags = g("tags")
         return cls(
-            id=_str(first(d, "id", "deviceUid")),
-            mei=_str(first(d, "mei", "meidImei", "imei", "meid", "deviceId")),
-            serial=_str(first(d, "serialNumber", "serial", "serialNo")),
-            model=_str(first(d, "model", "modelName")),
-            profile_id=_str(first(d, "profileId")),
-            profile_name=_str(first(d, "profileName")),
-            user_name=_str(first(d, "userName", "userId")),
-            tags=_tags(d.get("tags")),
-            upload_id=_str(first(d, "uploadId")),
-            order_id=_str(first(d, "orderId", "orderNo", "orderNumber")),
-            reseller_id=_str(first(d, "resellerId")),
-            reseller_name=_str(first(d, "resellerName")),
-            reseller_upload_time=parse_time(first(d, "resellerUploadTime", "uploadTime")),
-            status=_str(first(d, "status", "deviceStatus")),
-            mac=_str(first(d, "mac", "wifiMac", "macAddress")),
-            create_time=parse_time(first(d, "createTime", "createdTime", "createdAt")),
-            update_time=parse_time(first(d, "updateTime", "updatedTime", "updatedAt")),
+            id=_s(g("id") if "id" in d else g("deviceUid")),
+            mei=_s(mei),
+            serial=_s(serial),
+            model=_s(g("model") if "model" in d else g("modelName")),
+            profile_id=_s(g("profileId")),
+            profile_name=_s(g("profileName")),
+            user_name=_s(g("userName") if "userName" in d else g("userId")),
+            tags=[] if not tags else _tags(tags),
+            upload_id=_s(g("uploadId")),
+            order_id=_s(order_id),
+            reseller_id=_s(g("resellerId")),
+            reseller_name=_s(g("resellerName")),
+            reseller_upload_time=parse_time(upload_time),
+            status=_s(g("status") if "status" in d else g("deviceStatus")),
+            mac=_s(first(d, "mac", "wifiMac", "macAddress")),
+            create_time=parse_time(create),
+            update_time=parse_time(update),
         )
 
 

@@ -36,8 +36,15 @@ from kmeweb.knox.simulator.state import (
 EXTENSION_KEY = "kme_sim"
 
 
+class RawJson(str):
+    """A response body that is already JSON text."""
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = "" if body is None else json.dumps(body, separators=(",", ":"))
+    if isinstance(body, RawJson):
+        text = str(body)
+    else:
+        text = "" if body is None else json.dumps(body, separators=(",", ":"))
     return Response(text, status=status, mimetype="application/json", headers=headers)
 
 
@@ -498,13 +505,9 @@ class _Api:
         changed = request.args.get("changedAfter")
         ids = t.ordered_ids() if not changed else t.changed_ids(_parse_changed_after(changed))
         start = page_num * size
-        devices = t.devices
-        api = t.device_api
-        return {
-            "totalCount": len(ids),
-            "processingCount": 0,
-            "deviceList": [api(devices[i]) for i in ids[start : start + size]],
-        }
+        dj = t.device_json
+        items = ",".join([dj(i) for i in ids[start : start + size]])
+        return RawJson(f'{{"totalCount":{len(ids)},"processingCount":0,"deviceList":[{items}]}}')
 
     @staticmethod
     def _device_ids(body: dict) -> list[Any]:
@@ -832,6 +835,7 @@ class _Api:
         prof = self._profile_or_404(t, profile_id)
         del t.profiles[profile_id]
         t.profile_names.pop(prof["name"].casefold(), None)
+        t.device_changed()
         state.forget("profile", t.customer_id, profile_id)
         for d in t.devices.values():
             if d.profile_id == profile_id:

@@ -181,6 +181,8 @@ class Tenant:
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     _order: list[str] | None = None
     _changed: dict[int, list[str]] = field(default_factory=dict)
+    # Serialized `device_api` per device id, so listing is a string join (dropped on change).
+    _json: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -208,9 +210,22 @@ class Tenant:
             self.by_serial.pop(d.serial.upper(), None)
         self._order = None
         self._changed.clear()
+        self._json.pop(d.id, None)
 
-    def device_changed(self) -> None:
+    def device_changed(self, device_id: str | None = None) -> None:
+        """Drop caches after a device changed (`device_id` None: any/all devices)."""
         self._changed.clear()
+        if device_id is None:
+            self._json.clear()
+        else:
+            self._json.pop(device_id, None)
+
+    def device_json(self, device_id: str) -> str:
+        text = self._json.get(device_id)
+        if text is None:
+            text = json.dumps(self.device_api(self.devices[device_id]), separators=(",", ":"))
+            self._json[device_id] = text
+        return text
 
     def lookup(self, ident: str) -> SimDevice | None:
         """A device by KME id, IMEI/MEID or serial number."""
@@ -703,9 +718,9 @@ class SimState:
                 d.profile_id = default
             d.update_time = now
             self.count_device(d.id, "approve")
+            t.device_changed(d.id)
             self.touch("device", t.customer_id, d.id, d)
         upload.status = "Approved"
-        t.device_changed()
         self.touch("upload", t.customer_id, upload.upload_id, upload)
 
     def delete_device(self, t: Tenant, d: SimDevice) -> None:
@@ -717,8 +732,9 @@ class SimState:
         self.forget("device", t.customer_id, d.id)
 
     def bump(self, t: Tenant, d: SimDevice) -> None:
+        """Record that a device changed: new updateTime, caches dropped, row to persist."""
         d.update_time = self.now_ms()
-        t.device_changed()
+        t.device_changed(d.id)
         self.touch("device", t.customer_id, d.id, d)
 
     def decrypt(self, value: str) -> str:
@@ -812,6 +828,7 @@ class SimState:
             }
         t.profiles[profile_id] = prof
         t.profile_names[prof["name"].casefold()] = profile_id
+        t._json.clear()  # devices show the profile's name
         self.touch("profile", t.customer_id, profile_id, prof)
         return prof
 

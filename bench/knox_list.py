@@ -1,0 +1,116 @@
+"""Benchmark the Knox client against the simulator: list and assign 100,000 devices.
+
+Run from the repo root: `.venv/bin/python bench/knox_list.py [--devices N] [--memory]`.
+Starts the simulator in a subprocess (a real HTTP server, as in production), by default with a
+SQLite state file so persistence is part of the cost. Prints exactly two figures on stdout:
+`list_devices_per_s: N devices/s` and `assign_devices_per_s: N devices/s`; details go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kmeweb.knox import KnoxClient, Profile  # noqa: E402
+from kmeweb.knox.simulator import demo_config  # noqa: E402
+
+PAGE_SIZE = 1000  # the simulator's maximum page size (and device cap per request)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"simulator exited with {proc.returncode}")
+        try:
+            requests.get(url + "/_sim/stats", timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise SystemExit("simulator did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--memory", action="store_true", help="no SQLite state file")
+    args = parser.parse_args()
+
+    tmp = tempfile.TemporaryDirectory()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable, "-m", "kmeweb.knox.simulator", "serve", "--port", str(port), "--quiet",
+        "--max-devices", str(PAGE_SIZE), "--max-page-size", str(PAGE_SIZE),
+    ]  # fmt: skip
+    if not args.memory:
+        cmd += ["--state", os.path.join(tmp.name, "sim.sqlite")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        _wait_up(url, proc)
+        creds = requests.post(url + "/_sim/tenants", json={"legacy": False}, timeout=30).json()
+        cid = creds["customer_id"]
+        requests.post(
+            url + "/_sim/resellers",
+            json={"customerId": cid, "name": "Bench Reseller", "autoApprove": True},
+            timeout=30,
+        ).raise_for_status()
+        started = time.perf_counter()
+        requests.post(
+            url + "/_sim/uploads", json={"customerId": cid, "count": args.devices}, timeout=600
+        ).raise_for_status()
+        print(f"seeded {args.devices} devices in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr)  # fmt: skip
+
+        config = demo_config(creds, url, "oauth", page_size=PAGE_SIZE, batch_size=PAGE_SIZE)
+        with KnoxClient(config) as client:
+            client.check_connection()  # token fetched outside the timed part
+            started = time.perf_counter()
+            ids = [d.id for d in client.iter_devices()]
+            list_s = time.perf_counter() - started
+            assert len(ids) == args.devices, len(ids)
+
+            profile = client.create_profile(
+                Profile(
+                    name="Bench profile",
+                    do_enabled=True,
+                    skip_setup_wizard=True,
+                    supported_mdm="kmeweb",
+                    allow_user_cancel=False,
+                )
+            )
+            started = time.perf_counter()
+            result = client.assign_profile(profile.id, ids)
+            assign_s = time.perf_counter() - started
+            assert result.ok and len(result.succeeded) == args.devices, result.counts()
+
+        print(f"list: {list_s:.2f} s, assign: {assign_s:.2f} s ({result.batches} batches), "
+              f"state: {'memory' if args.memory else 'sqlite'}", file=sys.stderr)  # fmt: skip
+        print(f"list_devices_per_s: {args.devices / list_s:.0f} devices/s")
+        print(f"assign_devices_per_s: {args.devices / assign_s:.0f} devices/s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
