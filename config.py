@@ -83,4 +83,18 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         "KNOX_BATCH_SIZE": int(env.get("KMEWEB_KNOX_BATCH_SIZE", "500")),
         "KNOX_MAX_CONCURRENCY": int(env.get("KMEWEB_KNOX_MAX_CONCURRENCY", "4")),
         "RQ_QUEUE_PREFIX": env.get("KMEWEB_RQ_PREFIX", ""),
+        # Sync engine knobs (seconds unless named otherwise).
+        "KNOX_PAGE_SIZE": int(env.get("KMEWEB_KNOX_PAGE_SIZE", "1000")),
+        "KNOX_RETRY_ATTEMPTS": int(env.get("KMEWEB_KNOX_RETRY_ATTEMPTS", "5")),
+        "KNOX_RETRY_BASE_S": float(env.get("KMEWEB_KNOX_RETRY_BASE_S", "0.5")),
+        "KNOX_RETRY_MAX_S": float(env.get("KMEWEB_KNOX_RETRY_MAX_S", "30")),
+        "KNOX_READ_TIMEOUT_S": float(env.get("KMEWEB_KNOX_READ_TIMEOUT_S", "30")),
+        "CHANGE_LEASE_S": float(env.get("KMEWEB_CHANGE_LEASE_S", "300")),
+        "CHANGE_MAX_ATTEMPTS": int(env.get("KMEWEB_CHANGE_MAX_ATTEMPTS", "8")),
+        "CHANGE_RETRY_BASE_S": float(env.get("KMEWEB_CHANGE_RETRY_BASE_S", "5")),
+        "CHANGE_RETRY_MAX_S": float(env.get("KMEWEB_CHANGE_RETRY_MAX_S", "600")),
+        "SWEEP_INTERVAL_S": float(env.get("KMEWEB_SWEEP_INTERVAL_S", "60")),
+        "PULL_CURSOR_SKEW_S": float(env.get("KMEWEB_PULL_CURSOR_SKEW_S", "2")),
+        "PULL_STALE_S": float(env.get("KMEWEB_PULL_STALE_S", "600")),
+        "PUSH_BUDGET_S": float(env.get("KMEWEB_PUSH_BUDGET_S", "240")),
     }

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 from flask import Flask
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
 
 from kmeweb.extensions import db
 
@@ -84,10 +84,96 @@ def worker_command(queues: tuple[str, ...], burst: bool, with_scheduler: bool, n
     from kmeweb.operations.queue import QUEUES, run_worker
 
     app = current_app._get_current_object()  # noqa: SLF001
-    run_worker(app, queues or QUEUES, burst=burst, with_scheduler=with_scheduler, name=name)
+    _startup_sweep()
+    scheduler = None
+    if with_scheduler and not burst:
+        from kmeweb.operations.queue import redis_connection
+        from kmeweb.sync.schedule import Scheduler
+
+        scheduler = Scheduler(app, redis_connection())
+        scheduler.start_thread()
+    try:
+        run_worker(app, queues or QUEUES, burst=burst, with_scheduler=with_scheduler, name=name)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+
+
+def _startup_sweep() -> None:
+    """Recover at once what a killed worker left behind (the schedule repeats it every minute)."""
+    from kmeweb.sync.jobs import sweep_job
+
+    try:
+        sweep_job()
+    except Exception:  # noqa: BLE001 - the periodic sweep will try again
+        import logging
+
+        logging.getLogger("kmeweb").warning("startup sweep failed", exc_info=True)
+    finally:
+        db.session.remove()
+
+
+@click.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Run only the scheduler (when workers run with --without-scheduler)."""
+    from flask import current_app
+
+    from kmeweb.operations.queue import redis_connection
+    from kmeweb.sync.schedule import Scheduler
+
+    Scheduler(current_app._get_current_object(), redis_connection()).run()  # noqa: SLF001
+
+
+sync_cli = AppGroup("sync", help="Sync with KME: start a pull, show status.")
+
+
+@sync_cli.command("now")
+@click.option("--full", is_flag=True, help="Pull everything, not only what changed.")
+def sync_now_command(full: bool) -> None:
+    """Start a pull now (a worker runs it)."""
+    from kmeweb.sync.jobs import start_pull
+
+    operation = start_pull(db.session, "cli", full=full)
+    db.session.commit()
+    click.echo(f"operation {operation.id}: {operation.label} ({operation.status})")
+
+
+@sync_cli.command("status")
+def sync_status_command() -> None:
+    """Print the integration's sync status and each profile's."""
+    from kmeweb.operations.queue import redis_connection
+    from kmeweb.profiles.models import Profile
+    from kmeweb.sync.status import integration_status, profile_statuses
+
+    try:
+        redis = redis_connection()
+        redis.ping()
+    except Exception:  # noqa: BLE001 - status works without Redis, minus the schedule
+        redis = None
+    status = integration_status(db.session, redis)
+    if not status["configured"]:
+        click.echo("integration: not configured")
+        return
+    click.echo(f"integration: {'active' if status['active'] else 'inactive'}")
+    for key in ("last_pull_at", "last_full_pull_at", "last_push_at", "next_pull_at"):
+        value = status[key]
+        click.echo(f"  {key.replace('_', ' ')}: {value.isoformat() if value else '-'}")
+    click.echo(f"  pending changes: {status['pending_changes']}")
+    click.echo(f"  failed changes: {status['failed_changes']}")
+    click.echo(f"  last error: {status['last_error'] or '-'}")
+    names = dict(db.session.execute(db.select(Profile.id, Profile.name)).all())
+    for profile_id, st in sorted(profile_statuses(db.session).items()):
+        detail = f" ({st.message})" if st.message else ""
+        click.echo(f"profile {names[profile_id]!r}: {st.state}{detail}")
 
 
 def register_cli(app: Flask) -> None:
+    from kmeweb.knox.simulator.cli import kme_sim
+
+    app.cli.add_command(kme_sim)
+    app.cli.add_command(sync_cli)
+    app.cli.add_command(scheduler_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(ensure_demo_admin_command)

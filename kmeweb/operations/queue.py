@@ -6,12 +6,13 @@ provides, so job functions never build an app themselves.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
@@ -86,18 +87,24 @@ class AppWorker(Worker):
     """An RQ worker whose jobs run inside the Flask application context."""
 
     app: Flask | None = None
+    parent_pid: int = 0
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         assert self.app is not None
         with self.app.app_context():
             from kmeweb.extensions import db
 
-            # A forked work horse must not reuse the parent's database connections.
-            db.engine.dispose(close=False)
+            if os.getpid() != self.parent_pid:
+                # A forked work horse must not reuse the parent's database connections.
+                db.engine.dispose(close=False)
             try:
                 return super().perform_job(job, queue)
             finally:
                 db.session.remove()
+
+
+class AppSimpleWorker(AppWorker, SimpleWorker):
+    """The same, running jobs in its own process (no fork): for tests and debugging."""
 
 
 def run_worker(
@@ -106,12 +113,15 @@ def run_worker(
     burst: bool = False,
     with_scheduler: bool = True,
     name: str | None = None,
+    simple: bool = False,
 ) -> bool:
     """Run an RQ worker on `queues` until stopped (or until empty with burst)."""
     connection = redis_connection(app.config["REDIS_URL"])
     prefix = app.config.get("RQ_QUEUE_PREFIX", "")
-    AppWorker.app = app
-    worker = AppWorker(
+    worker_class = AppSimpleWorker if simple else AppWorker
+    worker_class.app = app
+    worker_class.parent_pid = os.getpid()
+    worker = worker_class(
         [Queue(f"{prefix}{q}", connection=connection) for q in queues],
         connection=connection,
         name=name,

@@ -1,0 +1,227 @@
+"""RQ job functions: they take ids only, run inside the worker's app context, are
+idempotent, record failures where admins see them, and re-raise."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from kmeweb.audit import services as audit
+from kmeweb.extensions import db, utcnow
+from kmeweb.knox import KnoxError
+from kmeweb.operations import dispatch
+from kmeweb.operations import queue as rq_queue
+from kmeweb.operations import services as operations
+from kmeweb.operations.models import Operation
+from kmeweb.profiles.models import Profile
+from kmeweb.sync import push
+from kmeweb.sync.knox import get_integration, knox_client
+from kmeweb.sync.models import Change
+
+log = logging.getLogger("kmeweb.sync")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def push_job(operation_id: int | None = None) -> int:
+    """Send every due outbox change to KME (not only this operation's); returns how many.
+
+    Leaves changes pending while the integration is inactive. Schedules itself again
+    for changes waiting on a retry delay.
+    """
+    session = db.session
+    integration = get_integration(session)
+    if integration is None or not integration.active:
+        return 0
+    with knox_client(integration) as client:
+        processed = push.run_push(session, client, worker_name())
+    if processed:
+        session.execute(
+            update(type(integration))
+            .where(type(integration).id == integration.id)
+            .values(last_push_at=utcnow())
+        )
+        session.commit()
+    schedule_followup(session)
+    return processed
+
+
+def schedule_followup(session) -> None:  # noqa: ANN001
+    """Make sure a push runs when the next pending change is due."""
+    due_in = push.next_due_in(session)
+    session.rollback()
+    if due_in is None:
+        return
+    if due_in <= 0.5:
+        rq_queue.enqueue_unique("kmeweb.sync.jobs.push_job", None, job_id="push-now", queue="knox")
+    else:
+        slot = int((utcnow() + timedelta(seconds=due_in)).timestamp())
+        job_id = f"push-at-{slot}"
+        if rq_queue.job_status(job_id) is None:
+            rq_queue.enqueue_in(
+                due_in, "kmeweb.sync.jobs.push_job", None, job_id=job_id, queue="knox"
+            )
+
+
+def pull_job(operation_id: int) -> dict[str, int]:
+    """Run the pull of an operation (kind pull or pull.full); records its outcome."""
+    from kmeweb.sync.pull import run_pull
+
+    session = db.session
+    operation = session.get(Operation, operation_id)
+    if operation is None or operation.status in ("done", "failed"):
+        return {}
+    integration = get_integration(session)
+    if integration is None or not integration.active:
+        operations.finish(session, operation_id, "The Knox integration is not active.")
+        session.commit()
+        return {}
+    operations.mark_running(session, operation_id)
+    session.commit()
+    try:
+        with knox_client(integration) as client:
+            summary = run_pull(
+                session, client, integration, operation_id, full=operation.kind == "pull.full"
+            )
+    except Exception as exc:
+        session.rollback()
+        message = push._readable(exc) if isinstance(exc, KnoxError) else f"pull failed: {exc}"
+        operations.finish(session, operation_id, message)
+        record_integration_error(session, message)
+        session.commit()
+        raise
+    operations.finish(session, operation_id)
+    session.commit()
+    return summary
+
+
+def record_integration_error(session, message: str) -> None:  # noqa: ANN001
+    integration = get_integration(session)
+    if integration is not None:
+        integration.last_error = message[:2000]
+        integration.last_error_at = utcnow()
+
+
+def start_pull(session, actor, full: bool = False) -> Operation:  # noqa: ANN001
+    """Start a pull now unless one is queued or running (then return that one).
+
+    Flushes; the job is enqueued after the commit. Used by Sync now, `flask sync now`
+    and the schedule.
+    """
+    kind = "pull.full" if full else "pull"
+    running = operations.active_operation(session, "pull")
+    if running is not None:
+        return running
+    label = "Full sync from KME" if full else "Sync from KME"
+    operation = operations.create_operation(session, kind, label, 0, actor, dedup_key="pull")
+    if not isinstance(actor, str) or actor != "scheduler":
+        audit.record(session, actor, "sync.start", "operation", operation.id, {"full": full})
+    dispatch.after_commit(session, operation)
+    return operation
+
+
+def scheduled_pull() -> int | None:
+    session = db.session
+    integration = get_integration(session)
+    if integration is None or not integration.active:
+        return None
+    operation = start_pull(session, "scheduler")
+    session.commit()
+    return operation.id
+
+
+def scheduled_full_pull() -> int | None:
+    session = db.session
+    integration = get_integration(session)
+    if integration is None or not integration.active:
+        return None
+    operation = start_pull(session, "scheduler", full=True)
+    session.commit()
+    return operation.id
+
+
+def sweep_job() -> dict[str, int]:
+    """Put back changes whose worker died, and re-enqueue due work whose job is gone.
+
+    The database, not Redis, is the record of what must still happen: after a Redis
+    flush or a killed worker this brings everything back.
+    """
+    session = db.session
+    now = utcnow()
+    released = session.execute(
+        update(Change)
+        .where(Change.status == "running", Change.next_attempt_at < now)
+        .values(status="pending", claimed_by=None, next_attempt_at=now)
+    ).rowcount
+    # Operations whose job vanished (Redis flushed, worker killed) with nothing left to push.
+    stale = 0
+    for operation in session.scalars(
+        select(Operation).where(Operation.status.in_(("queued", "running")))
+    ):
+        unfinished = session.scalar(
+            select(func.count())
+            .select_from(Change)
+            .where(Change.operation_id == operation.id, Change.status.in_(push.UNFINISHED))
+        )
+        job_state = rq_queue.job_status(operation.job_id)
+        if operation.kind.startswith("pull"):
+            if job_state not in rq_queue.ACTIVE_STATUSES and (
+                now - (operation.started_at or operation.created_at)
+            ) > timedelta(seconds=float(current_app.config.get("PULL_STALE_S", 120))):
+                operations.finish(session, operation.id, "The worker running it stopped.")
+                stale += 1
+        elif not unfinished:
+            push._maybe_finish_operation(session, operation.id)
+    session.commit()
+    due = session.execute(
+        select(Change.operation_id, Operation.kind)
+        .join(Operation, Operation.id == Change.operation_id, isouter=True)
+        .where(Change.status == "pending", Change.next_attempt_at <= now)
+        .group_by(Change.operation_id, Operation.kind)
+        .limit(50)
+    ).all()
+    session.rollback()
+    enqueued = 0
+    for operation_id, kind in due:
+        if operation_id is None:
+            rq_queue.enqueue_unique(
+                "kmeweb.sync.jobs.push_job", None, job_id="push-now", queue="knox"
+            )
+        else:
+            dispatch.enqueue_operation(operation_id, kind or "push")
+        enqueued += 1
+    if released or stale:
+        log.warning("sweeper released %s changes and closed %s stale pulls", released, stale)
+    return {"released": released, "enqueued": enqueued, "stale_pulls": stale}
+
+
+def token_expiry_job() -> int:
+    """Record an audit event for each profile token that expired since the last check."""
+    session = db.session
+    now = utcnow()
+    since = now - timedelta(days=1, minutes=5)
+    expired = session.scalars(
+        select(Profile).where(
+            Profile.token_expires_at.is_not(None),
+            Profile.token_expires_at <= now,
+            Profile.token_expires_at > since,
+        )
+    ).all()
+    for profile in expired:
+        audit.record(
+            session,
+            "sync",
+            "profile.token_expired",
+            "profile",
+            profile.id,
+            {"name": profile.name, "expired_at": profile.token_expires_at.isoformat()},
+        )
+    session.commit()
+    return len(expired)

@@ -1,0 +1,121 @@
+"""Build the Knox client for the integration, throttled across every worker on every host."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import requests
+from flask import current_app
+from redis import Redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kmeweb import crypto
+from kmeweb.integration.models import Integration
+from kmeweb.knox import KnoxClient, KnoxConfig, RetryPolicy
+
+# Atomically drop expired holders, then take a slot if fewer than LIMIT are held.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[3]))
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])) + 1)
+  return 1
+end
+return 0
+"""
+
+
+class KnoxSemaphore:
+    """A counting semaphore in Redis: at most `limit` KME calls in flight across all workers.
+
+    A holder that dies frees its slot after `ttl` seconds (longer than any call may take).
+    """
+
+    def __init__(
+        self, redis: Redis, limit: int, key: str = "kmeweb:knox:inflight", ttl: float = 120
+    ):
+        self.redis, self.limit, self.key, self.ttl = redis, limit, key, ttl
+        self._acquire = redis.register_script(_ACQUIRE)
+
+    def acquire(self, timeout: float = 300.0) -> str:
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            if self._acquire(keys=[self.key], args=[time.time(), self.limit, self.ttl, token]):
+                return token
+            if time.monotonic() > deadline:
+                raise TimeoutError("no free KME API slot (KMEWEB_KNOX_MAX_CONCURRENCY)")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def release(self, token: str) -> None:
+        self.redis.zrem(self.key, token)
+
+    def holders(self) -> int:
+        return int(self.redis.zcard(self.key))
+
+
+class ThrottledSession(requests.Session):
+    """A requests session whose every HTTP call holds a KnoxSemaphore slot."""
+
+    def __init__(self, semaphore: KnoxSemaphore) -> None:
+        super().__init__()
+        self.semaphore = semaphore
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        token = self.semaphore.acquire()
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            self.semaphore.release(token)
+
+
+def get_integration(session: Session) -> Integration | None:
+    return session.scalar(select(Integration).order_by(Integration.id).limit(1))
+
+
+def knox_config(integration: Integration) -> KnoxConfig:
+    """The client configuration for the integration (decrypts its secret)."""
+    cfg = current_app.config
+    secret = crypto.decrypt(integration.secret_enc)
+    settings = integration.settings or {}
+    common: dict[str, Any] = {
+        "base_url": integration.base_url,
+        "auth_mode": integration.auth_mode,
+        "customer_id": integration.customer_id or None,
+        "encryption_public_key": integration.encryption_public_key or None,
+        "batch_size": int(cfg.get("KNOX_BATCH_SIZE", 500)),
+        "page_size": int(settings.get("page_size") or cfg.get("KNOX_PAGE_SIZE", 1000)),
+        "paths": dict(settings.get("paths") or {}),
+        "connect_timeout": float(cfg.get("KNOX_CONNECT_TIMEOUT_S", 5)),
+        "read_timeout": float(cfg.get("KNOX_READ_TIMEOUT_S", 30)),
+        "retry": RetryPolicy(
+            max_attempts=int(cfg.get("KNOX_RETRY_ATTEMPTS", 5)),
+            base_delay=float(cfg.get("KNOX_RETRY_BASE_S", 0.5)),
+            max_delay=float(cfg.get("KNOX_RETRY_MAX_S", 30)),
+        ),
+    }
+    if settings.get("scope"):
+        common["scope"] = settings["scope"]
+    if integration.auth_mode == "legacy":
+        return KnoxConfig(keys_json=secret, client_identifier=integration.client_id, **common)
+    return KnoxConfig(
+        client_id=integration.client_id,
+        client_secret=secret,
+        token_url=integration.token_url or None,
+        **common,
+    )
+
+
+def knox_client(integration: Integration, redis: Redis | None = None) -> KnoxClient:
+    """A client for the integration whose calls share the global concurrency limit."""
+    from kmeweb.operations.queue import redis_connection
+
+    semaphore = KnoxSemaphore(
+        redis or redis_connection(), int(current_app.config.get("KNOX_MAX_CONCURRENCY", 4))
+    )
+    return KnoxClient(knox_config(integration), session=ThrottledSession(semaphore))

@@ -1,0 +1,433 @@
+"""Push: claim pending outbox changes in order and send them to KME.
+
+Claims: the oldest due pending change whose profile has no earlier unfinished
+change (so a profile is created before devices are assigned to it, and an upload
+is approved before its devices are placed). PostgreSQL claims with
+`FOR UPDATE SKIP LOCKED`, so workers on many hosts never take the same change; on
+SQLite the conditional UPDATE is the claim. A running change holds a lease
+(`next_attempt_at`); the sweeper puts back changes whose worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from kmeweb import crypto
+from kmeweb.devices.models import Device
+from kmeweb.directory.models import EndUser
+from kmeweb.extensions import utcnow
+from kmeweb.integration.models import Integration
+from kmeweb.knox import (
+    BatchResult,
+    DeviceAssignment,
+    KnoxClient,
+    KnoxError,
+    KnoxRejectedError,
+    KnoxTransientError,
+)
+from kmeweb.knox import errors as knox_codes
+from kmeweb.operations import services as operations
+from kmeweb.operations.models import Operation
+from kmeweb.profiles.models import Profile
+from kmeweb.sync.models import Change
+from kmeweb.sync.outbox import DEVICE_SYNC_KINDS
+
+log = logging.getLogger("kmeweb.sync")
+
+UNFINISHED = ("pending", "running")
+
+
+class RetryLater(Exception):
+    """The change cannot go yet (e.g. its profile is not in KME yet); try again later."""
+
+
+def _cfg(name: str, default: float) -> float:
+    return float(current_app.config.get(name, default))
+
+
+# --- claiming -------------------------------------------------------------------------------
+
+
+def claim_next(session: Session, worker: str) -> Change | None:
+    """Claim the next due change for `worker` and commit the claim; None when nothing is due."""
+    earlier = aliased(Change)
+    blocked = exists().where(
+        earlier.profile_id == Change.profile_id,
+        earlier.id < Change.id,
+        earlier.status.in_(UNFINISHED),
+    )
+    for _ in range(20):
+        now = utcnow()
+        stmt = (
+            select(Change.id)
+            .where(Change.status == "pending", Change.next_attempt_at <= now, ~blocked)
+            .order_by(Change.id)
+            .limit(1)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=Change)
+        change_id = session.scalar(stmt)
+        if change_id is None:
+            session.rollback()
+            return None
+        lease = now + timedelta(seconds=_cfg("CHANGE_LEASE_S", 300))
+        claimed = session.execute(
+            update(Change)
+            .where(Change.id == change_id, Change.status == "pending")
+            .values(
+                status="running",
+                attempts=Change.attempts + 1,
+                claimed_by=worker,
+                next_attempt_at=lease,
+            )
+        ).rowcount
+        if claimed == 1:
+            operation_id = session.scalar(select(Change.operation_id).where(Change.id == change_id))
+            if operation_id is not None:
+                operations.mark_running(session, operation_id)
+            session.commit()
+            return session.get(Change, change_id)
+        session.rollback()  # another worker took it between our read and our update
+    return None
+
+
+# --- running one change ---------------------------------------------------------------------
+
+
+def process(session: Session, client: KnoxClient, change: Change) -> None:
+    """Send one claimed change to KME and record the outcome; commits.
+
+    Transient Knox errors (and RetryLater) put the change back with backoff until
+    CHANGE_MAX_ATTEMPTS; a rejection fails it with Knox's message and marks what it
+    covered as `error`. Never raises for Knox errors: other changes go on.
+    """
+    handler = HANDLERS[change.kind]
+    try:
+        note = handler(session, client, change)
+    except (KnoxTransientError, RetryLater) as exc:
+        session.rollback()
+        _retry_or_fail(session, change, exc)
+    except KnoxError as exc:
+        session.rollback()
+        _fail(session, change, _readable(exc))
+    except Exception as exc:  # a bug or a database error: retry, then show it
+        log.exception("change %s (%s) raised", change.id, change.kind)
+        session.rollback()
+        _retry_or_fail(session, change, exc)
+    else:
+        change.status = "done"
+        change.done_at = utcnow()
+        change.last_error = note
+        change.claimed_by = None
+        if change.operation_id:
+            operations.add_progress(session, change.operation_id, max(change.device_count, 1))
+        session.commit()
+    _maybe_finish_operation(session, change.operation_id)
+
+
+def _readable(exc: BaseException) -> str:
+    if isinstance(exc, KnoxError) and exc.code is not None:
+        detail = f": {exc.data}" if exc.data and str(exc.data) != exc.knox_message else ""
+        return f"KME refused it ({exc.code} {exc.knox_message or ''}{detail})".replace(" )", ")")
+    return str(exc) or exc.__class__.__name__
+
+
+def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None:
+    change = session.get(Change, change.id)
+    if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS", 8)):
+        _fail(session, change, f"gave up after {change.attempts} attempts: {_readable(exc)}")
+        return
+    base, cap = _cfg("CHANGE_RETRY_BASE_S", 5), _cfg("CHANGE_RETRY_MAX_S", 600)
+    delay = random.uniform(base / 2, min(cap, base * 2 ** (change.attempts - 1)))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        delay = max(delay, float(retry_after))
+    change.status = "pending"
+    change.claimed_by = None
+    change.next_attempt_at = utcnow() + timedelta(seconds=delay)
+    change.last_error = f"will retry: {_readable(exc)}"
+    session.commit()
+
+
+def _fail(session: Session, change: Change, message: str) -> None:
+    change = session.get(Change, change.id)
+    now = utcnow()
+    change.status = "failed"
+    change.claimed_by = None
+    change.done_at = now
+    change.last_error = message[:2000]
+    if change.kind in DEVICE_SYNC_KINDS:
+        ids = change.payload.get("device_ids", [])
+        for start in range(0, len(ids), 900):
+            session.execute(
+                update(Device)
+                .where(Device.id.in_(ids[start : start + 900]), Device.sync_state == "pending")
+                .values(sync_state="error", sync_error=message[:500])
+            )
+    session.execute(update(Integration).values(last_error=message[:2000], last_error_at=now))
+    profile_id = change.payload.get("profile_id")
+    if change.kind in ("profile.create", "profile.update") and profile_id:
+        session.execute(
+            update(Profile)
+            .where(Profile.id == profile_id)
+            .values(sync_state="error", sync_error=message[:500], sync_error_at=now)
+        )
+    session.commit()
+
+
+def _maybe_finish_operation(session: Session, operation_id: int | None) -> None:
+    if operation_id is None:
+        return
+    counts = dict(
+        session.execute(
+            select(Change.status, func.count())
+            .where(Change.operation_id == operation_id)
+            .group_by(Change.status)
+        ).all()
+    )
+    if counts.get("pending") or counts.get("running"):
+        session.commit()
+        return
+    failed = counts.get("failed", 0)
+    error = None
+    if failed:
+        first = session.scalar(
+            select(Change.last_error)
+            .where(Change.operation_id == operation_id, Change.status == "failed")
+            .order_by(Change.id)
+            .limit(1)
+        )
+        error = f"{failed} of {sum(counts.values())} changes failed: {first}"
+    operation = session.get(Operation, operation_id)
+    if operation is not None and operation.status in ("queued", "running"):
+        operations.finish(session, operation_id, error)
+    session.commit()
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+def _push_devices(session: Session, client: KnoxClient, change: Change) -> str | None:
+    """State-based: send each device's current assignment, user and password."""
+    ids = change.payload.get("device_ids", [])
+    rows = session.execute(
+        select(
+            Device.id,
+            Device.version,
+            Device.imei,
+            Device.serial,
+            Device.kme_device_id,
+            Device.approval,
+            Device.enrollment_password_enc,
+            Profile.kind,
+            Profile.kme_profile_id,
+            Profile.name,
+            EndUser.username,
+        )
+        .outerjoin(Profile, Device.profile_id == Profile.id)
+        .outerjoin(EndUser, Device.end_user_id == EndUser.id)
+        .where(Device.id.in_(ids))
+    ).all()
+    groups: dict[str | None, list[Any]] = defaultdict(list)
+    for row in rows:
+        if row.approval != "approved":
+            continue
+        if row.kind == "kme":
+            if not row.kme_profile_id:
+                raise RetryLater(f"profile {row.name!r} is not in KME yet")
+            groups[row.kme_profile_id].append(row)
+        else:  # the Default Profile (and self-maintained ones) mean "no KME profile"
+            groups[None].append(row)
+    results: list[tuple[Any, str, BatchResult]] = []
+    for target, members in groups.items():
+        by_ident = {(r.kme_device_id or r.imei or r.serial): r for r in members}
+        if target is None:
+            result = client.unassign_profile(list(by_ident))
+        else:
+            assignments = [
+                DeviceAssignment(
+                    ident,
+                    user_name=r.username,
+                    password=crypto.decrypt(r.enrollment_password_enc),
+                )
+                for ident, r in by_ident.items()
+            ]
+            result = client.assign_profile(target, assignments)
+        results.extend((by_ident[i], i, result) for i in by_ident)
+    return _apply_device_results(session, results)
+
+
+def _apply_device_results(
+    session: Session, results: list[tuple[Any, str, BatchResult]]
+) -> str | None:
+    ok, bad = [], []
+    for row, ident, result in results:
+        outcome = result.outcomes.get(ident)
+        if outcome is None or outcome.outcome == "succeeded":
+            ok.append({"did": row.id, "v": row.version})
+        else:
+            reason = outcome.reason or outcome.outcome.replace("_", " ")
+            label = {"not_found": "KME does not know this device", "invalid": "invalid id"}.get(
+                outcome.outcome, "KME could not apply it"
+            )
+            bad.append({"did": row.id, "v": row.version, "err": f"{label}: {reason}"[:500]})
+    table = Device.__table__
+    if ok:
+        session.execute(
+            table.update()
+            .where(table.c.id == bindparam("did"), table.c.version == bindparam("v"))
+            .values(sync_state="synced", sync_error=None),
+            ok,
+        )
+    if bad:
+        session.execute(
+            table.update()
+            .where(table.c.id == bindparam("did"), table.c.version == bindparam("v"))
+            .values(sync_state="error", sync_error=bindparam("err")),
+            bad,
+        )
+    if bad:
+        return f"{len(bad)} of {len(results)} devices not applied: {bad[0]['err']}"
+    return None
+
+
+def _delete_devices(session: Session, client: KnoxClient, change: Change) -> str | None:
+    identifiers = change.payload.get("identifiers", [])
+    result = client.delete_devices(identifiers)
+    failed = [i for i in result.failed if i in identifiers]
+    if failed:
+        raise KnoxRejectedError(
+            f"KME could not delete {len(failed)} devices: {result.reason(failed[0])}"
+        )
+    missing = len(result.not_found)
+    return f"{missing} devices were already gone from KME" if missing else None
+
+
+def _approve_upload(session: Session, client: KnoxClient, change: Change) -> str | None:
+    upload_ids = change.payload.get("kme_upload_ids", [])
+    result = client.approve_uploads(upload_ids)
+    problems = [i for i in upload_ids if i in result.outcomes and i not in result.succeeded]
+    if problems:
+        raise KnoxRejectedError(
+            f"KME did not approve upload {problems[0]}: {result.reason(problems[0])}"
+        )
+    return None
+
+
+def _upsert_profile(session: Session, client: KnoxClient, change: Change) -> str | None:
+    """Create or update the profile in KME as it is now; the KME id is stored (and committed)
+    before the change is marked done, and a retry first looks the profile up by name."""
+    from kmeweb.sync.mapping import to_knox_profile
+
+    profile = session.get(Profile, change.payload.get("profile_id"))
+    if profile is None or profile.kind != "kme":
+        return "profile no longer exists locally" if profile is None else None
+    version = profile.version
+    username = session.get(EndUser, profile.end_user_id).username if profile.end_user_id else None
+    remote = to_knox_profile(profile, username)
+    if not profile.kme_profile_id:
+        existing = client.find_profile_by_name(profile.name)
+        if existing is None:
+            created = client.create_profile(remote)
+            _store_kme_id(session, profile.id, created.id)
+        else:
+            _store_kme_id(session, profile.id, existing.id)
+            remote.id = existing.id
+            client.update_profile(remote)
+    else:
+        remote.id = profile.kme_profile_id
+        try:
+            client.update_profile(remote)
+        except KnoxRejectedError as exc:
+            if exc.code not in (
+                knox_codes.PROFILE_NOT_FOUND,
+                knox_codes.BULK_ENROLL_PROFILE_NOT_FOUND,
+            ):
+                raise
+            remote.id = None  # deleted in the portal: create it again
+            created = client.create_profile(remote)
+            _store_kme_id(session, profile.id, created.id)
+    session.execute(
+        update(Profile)
+        .where(Profile.id == profile.id, Profile.version == version)
+        .values(sync_state="synced", sync_error=None, sync_error_at=None, last_synced_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return None
+
+
+def _store_kme_id(session: Session, profile_id: int, kme_profile_id: str | None) -> None:
+    session.execute(
+        update(Profile)
+        .where(Profile.id == profile_id)
+        .values(kme_profile_id=kme_profile_id)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def _delete_profile(session: Session, client: KnoxClient, change: Change) -> str | None:
+    kme_id = change.payload.get("kme_profile_id")
+    if not kme_id:
+        return "profile was never created in KME"
+    try:
+        client.delete_profile(kme_id)
+    except KnoxRejectedError as exc:
+        if exc.code in (knox_codes.PROFILE_NOT_FOUND, knox_codes.BULK_ENROLL_PROFILE_NOT_FOUND):
+            return "profile was already gone from KME"
+        raise
+    return None
+
+
+HANDLERS = {
+    **{kind: _push_devices for kind in DEVICE_SYNC_KINDS},
+    "device.delete": _delete_devices,
+    "upload.approve": _approve_upload,
+    "profile.create": _upsert_profile,
+    "profile.update": _upsert_profile,
+    "profile.delete": _delete_profile,
+}
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+
+def run_push(
+    session: Session, client: KnoxClient, worker: str, budget_s: float | None = None
+) -> int:
+    """Claim and process changes until none is due or the time budget is spent.
+
+    Returns how many changes this call processed.
+    """
+    deadline = time.monotonic() + (budget_s or _cfg("PUSH_BUDGET_S", 240))
+    processed = 0
+    while time.monotonic() < deadline:
+        change = claim_next(session, worker)
+        if change is None:
+            break
+        process(session, client, change)
+        processed += 1
+    return processed
+
+
+def next_due_in(session: Session) -> float | None:
+    """Seconds until the earliest pending change is due (0 if one is due now), else None."""
+    when = session.scalar(
+        select(func.min(Change.next_attempt_at)).where(Change.status == "pending")
+    )
+    if when is None:
+        return None
+    return max(0.0, (when - utcnow()).total_seconds())
+
+
+def pending_count(session: Session) -> int:
+    return session.scalar(select(func.count()).where(Change.status.in_(UNFINISHED))) or 0

@@ -1,0 +1,136 @@
+"""Periodic jobs, declared as data, run by exactly one scheduler.
+
+Every `flask worker` may run a scheduler thread; a Redis lock makes only one of
+them (on any host) enqueue periodic jobs. Last-run times live in Redis; losing
+them (a flush) only makes every job run once more, which is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask
+from redis import Redis
+
+log = logging.getLogger("kmeweb.schedule")
+
+LOCK_KEY = "kmeweb:scheduler:lock"
+LAST_RUN_KEY = "kmeweb:scheduler:last"
+
+# Renew the lock only if we still hold it.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Periodic:
+    name: str
+    func: str
+    queue: str
+    #: seconds between runs; a function of the app gets the integration's interval.
+    every: float | Callable[[Flask], float | None]
+
+
+def _pull_interval(app: Flask) -> float | None:
+    from kmeweb.extensions import db
+    from kmeweb.sync.knox import get_integration
+
+    integration = get_integration(db.session)
+    interval = integration.sync_interval_s if integration and integration.active else None
+    db.session.remove()
+    return float(interval) if interval else None
+
+
+def _config_interval(name: str, default: float) -> Callable[[Flask], float]:
+    return lambda app: float(app.config.get(name, default))
+
+
+PERIODIC: tuple[Periodic, ...] = (
+    Periodic("pull", "kmeweb.sync.jobs.scheduled_pull", "knox", _pull_interval),
+    Periodic(
+        "sweep",
+        "kmeweb.sync.jobs.sweep_job",
+        "maintenance",
+        _config_interval("SWEEP_INTERVAL_S", 60),
+    ),
+    Periodic("token-expiry", "kmeweb.sync.jobs.token_expiry_job", "maintenance", 86400),
+    Periodic("full-pull", "kmeweb.sync.jobs.scheduled_full_pull", "knox", 86400),
+)
+
+
+class Scheduler:
+    """Enqueues due periodic jobs while it holds the scheduler lock."""
+
+    def __init__(
+        self,
+        app: Flask,
+        redis: Redis,
+        periodic: tuple[Periodic, ...] = PERIODIC,
+        tick_s: float = 1.0,
+        lock_ttl_s: float = 15.0,
+    ) -> None:
+        self.app, self.redis, self.periodic = app, redis, periodic
+        self.tick_s, self.lock_ttl_ms = tick_s, int(lock_ttl_s * 1000)
+        self.token = uuid.uuid4().hex
+        self._renew = redis.register_script(_RENEW)
+        self._stop = threading.Event()
+
+    def holds_lock(self) -> bool:
+        if self._renew(keys=[LOCK_KEY], args=[self.token, self.lock_ttl_ms]):
+            return True
+        return bool(self.redis.set(LOCK_KEY, self.token, nx=True, px=self.lock_ttl_ms))
+
+    def interval(self, job: Periodic) -> float | None:
+        if callable(job.every):
+            with self.app.app_context():
+                return job.every(self.app)
+        return float(job.every)
+
+    def tick(self, now: float | None = None) -> list[str]:
+        """Enqueue the jobs that are due; returns their names (empty without the lock)."""
+        if not self.holds_lock():
+            return []
+        now = time.time() if now is None else now
+        fired = []
+        for job in self.periodic:
+            every = self.interval(job)
+            if not every:
+                continue
+            last = self.redis.hget(LAST_RUN_KEY, job.name)
+            if last is not None and now - float(last) < every:
+                continue
+            self.redis.hset(LAST_RUN_KEY, job.name, now)
+            with self.app.app_context():
+                from kmeweb.operations import queue
+
+                queue.enqueue_unique(job.func, job_id=f"periodic-{job.name}", queue=job.queue)
+            fired.append(job.name)
+        return fired
+
+    def run(self) -> None:
+        log.info("scheduler %s started", self.token[:8])
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - keep scheduling through a Redis or DB hiccup
+                log.exception("scheduler tick failed")
+            self._stop.wait(self.tick_s)
+        if self.redis.get(LOCK_KEY) == self.token.encode():
+            self.redis.delete(LOCK_KEY)
+
+    def start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="kmeweb-scheduler", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
