@@ -627,7 +627,9 @@ class _Api:
         devices = body.get("devices")
         ids = None
         if isinstance(devices, dict):
-            ids = devices.get("imeiOrSerials") or devices.get("deviceIds")
+            ids = devices.get("imeiOrSerials")
+            if ids is None:
+                ids = devices.get("deviceIds")
         if ids is None:
             ids = body.get("deviceIds")
         if not isinstance(ids, list):
