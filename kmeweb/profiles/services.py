@@ -1,0 +1,582 @@
+"""Bulk enrollment profiles: create, edit, delete, tokens, associated user, lists and counts.
+
+Every function takes the session and the acting admin, flushes but never commits, and raises
+kmeweb.errors DomainError subclasses (ValidationError with the form field, NotFound, Conflict).
+Changes to "kme" profiles also go to the outbox (kmeweb.sync.outbox) in the same transaction;
+"self_maintained" profiles are local only, and the Samsung KME Default Profile ("kme_default")
+stands for "no KME profile": moving a device there unassigns it in KME.
+
+Profile.config JSON layout (validated by kmeweb.profiles.config.normalize_config)::
+
+    {"agent": {"server_url", "user", "support_email", "support_phone",
+               "skip_setup_wizard", "allow_user_cancel"},
+     "kme": {"supported_mdm", "mdm_apk_url", "mdm_admin_component", "mdm_signature_checksum",
+             "mdm_server_uri", "company_name", "do_enabled", "ae_enabled"},
+     "system_extras": {"skip_encryption", "leave_all_system_apps_enabled",
+                       "skip_education_screens", "locale", "time_zone", "use_mobile_data",
+                       "wifi_ssid", "wifi_security_type", "wifi_password", "wifi_hidden"},
+     "custom_keys": [{"key": str, "type": "string" | "integer" | "boolean", "value": ...}]}
+
+Only set values are stored. Validation errors name dotted fields ("kme.supported_mdm",
+"custom_keys.0.value"); top-level fields are "name", "description", "token_expiry_days",
+"end_user_id", "kind".
+
+The `data` mapping of create_profile/update_profile takes: name, description, kind,
+without_token, end_user_id, token_expiry_days (7..999, or None / "never" for never expires;
+default 7 on create) and config (the layout above; on update it replaces the stored config).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from kmeweb.audit import services as audit
+from kmeweb.devices.models import Device
+from kmeweb.directory.models import EndUser
+from kmeweb.errors import Conflict, NotFound, ValidationError
+from kmeweb.extensions import utcnow
+from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
+from kmeweb.profiles.models import Profile
+from kmeweb.sync import outbox
+
+DEFAULT_PROFILE_NAME = "Samsung KME Default Profile"
+DEFAULT_KIND = "kme_default"
+KME_KINDS = ("kme", "kme_default")
+CREATABLE_KINDS = ("kme", "self_maintained")
+NAME_MAX = 100
+DESCRIPTION_MAX = 200
+FORBIDDEN_NAME_CHARS = set("\\#/$*%^&()+?{}[]")
+TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 7
+TOKEN_BYTES = 24  # 192 bits, 32 URL-safe characters
+STALE_MESSAGE = "This profile was changed by someone else; reload it and try again."
+
+
+# --- lookups ---------------------------------------------------------------------------------
+
+
+def get_profile_or_404(session: Session, profile_id: int) -> Profile:
+    """The profile with this id. Raises NotFound."""
+    profile = session.get(Profile, profile_id)
+    if profile is None:
+        raise NotFound("No such profile.")
+    return profile
+
+
+def default_profile(session: Session) -> Profile | None:
+    """The Samsung KME Default Profile, if it exists."""
+    return session.scalar(
+        select(Profile).where(Profile.kind == DEFAULT_KIND).order_by(Profile.id).limit(1)
+    )
+
+
+def ensure_default_profile(session: Session) -> Profile:
+    """The Samsung KME Default Profile, created (local only, no token) when missing. Flushes.
+
+    Raises Conflict when another profile already uses its name.
+    """
+    profile = default_profile(session)
+    if profile is not None:
+        return profile
+    if _name_taken(session, DEFAULT_PROFILE_NAME):
+        raise Conflict(
+            f"A profile named {DEFAULT_PROFILE_NAME!r} already exists; rename it first.",
+            field="name",
+        )
+    profile = Profile(
+        name=DEFAULT_PROFILE_NAME,
+        description="Approved devices without a KME profile",
+        kind=DEFAULT_KIND,
+        token=None,
+        token_expires_at=None,
+        without_token=False,
+        config={},
+        sync_state="synced",
+    )
+    session.add(profile)
+    session.flush()
+    return profile
+
+
+def list_profiles_query(search: str | None = None) -> Select:
+    """Profiles for the Bulk Enrollment list: the Default Profile first, then by name.
+
+    `search` matches name or description (case-insensitive). Counts come from
+    `profile_counts` for the page shown, never from loading devices.
+    """
+    stmt = select(Profile).order_by(
+        case((Profile.kind == DEFAULT_KIND, 0), else_=1), func.lower(Profile.name), Profile.id
+    )
+    search = (search or "").strip()
+    if search:
+        stmt = stmt.where(
+            or_(
+                Profile.name.icontains(search, autoescape=True),
+                Profile.description.icontains(search, autoescape=True),
+            )
+        )
+    return stmt
+
+
+def profile_counts(session: Session, profile_ids: Iterable[int]) -> dict[int, tuple[int, int, int]]:
+    """{profile id: (devices, registered, pending registration)} from one grouped query.
+
+    Profiles without devices map to (0, 0, 0).
+    """
+    ids = list(dict.fromkeys(profile_ids))
+    counts = {pid: (0, 0, 0) for pid in ids}
+    for chunk in outbox.chunks(ids, 900):
+        rows = session.execute(
+            select(Device.profile_id, func.count(), func.count(Device.registered_at))
+            .where(Device.profile_id.in_(chunk))
+            .group_by(Device.profile_id)
+        )
+        for pid, total, registered in rows:
+            counts[pid] = (total, registered, total - registered)
+    return counts
+
+
+# --- tokens (design 6.2) ---------------------------------------------------------------------
+
+
+def generate_token(session: Session) -> str:
+    """A new random URL-safe token (192 bits) that no profile uses."""
+    while True:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        if session.scalar(select(Profile.id).where(Profile.token == token)) is None:
+            return token
+
+
+def token_matches(given: str | None, stored: str | None) -> bool:
+    """Compare two tokens in constant time; None never matches."""
+    if not given or not stored:
+        return False
+    return hmac.compare_digest(given.encode(), stored.encode())
+
+
+def profile_for_token(session: Session, token: str | None) -> Profile | None:
+    """The profile whose token is `token` (expiry not checked), or None."""
+    if not token or len(token) > 64:
+        return None
+    profile = session.scalar(select(Profile).where(Profile.token == token))
+    if profile is None or not token_matches(token, profile.token):
+        return None
+    return profile
+
+
+def token_expired(profile: Profile, now: datetime | None = None) -> bool:
+    """True when the profile's token has an expiry that has passed."""
+    expires = profile.token_expires_at
+    return expires is not None and expires <= (now or utcnow())
+
+
+def token_status(profile: Profile, now: datetime | None = None) -> str:
+    """ "never expires", "expired" or "expires YYYY-MM-DD" for the profile's token."""
+    if profile.token_expires_at is None:
+        return "never expires"
+    if token_expired(profile, now):
+        return "expired"
+    return f"expires {profile.token_expires_at:%Y-%m-%d}"
+
+
+def parse_expiry_days(value: Any, field: str = "token_expiry_days") -> int | None:
+    """Token validity in days (7..999), or None for never expires (None or "never").
+
+    Raises ValidationError(field).
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "never"):
+        return None
+    days = parse_int(value, field)
+    if days is None or not TOKEN_DAYS_MIN <= days <= TOKEN_DAYS_MAX:
+        raise ValidationError(
+            f"Choose {TOKEN_DAYS_MIN} to {TOKEN_DAYS_MAX} days, or never expires.", field=field
+        )
+    return days
+
+
+def _expiry(days: int | None) -> datetime | None:
+    return None if days is None else utcnow() + timedelta(days=days)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _name_taken(session: Session, name: str, exclude_id: int | None = None) -> bool:
+    stmt = select(Profile.id).where(func.lower(Profile.name) == name.lower())
+    if exclude_id is not None:
+        stmt = stmt.where(Profile.id != exclude_id)
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def validate_name(session: Session, value: Any, exclude_id: int | None = None) -> str:
+    """A trimmed, allowed, unused (case-insensitive) profile name. Raises ValidationError."""
+    name = str(value or "").strip()
+    if not name:
+        raise ValidationError("Enter a profile name.", field="name")
+    if len(name) > NAME_MAX:
+        raise ValidationError(f"At most {NAME_MAX} characters.", field="name")
+    bad = sorted(FORBIDDEN_NAME_CHARS & set(name))
+    if bad:
+        raise ValidationError("A profile name cannot contain " + " ".join(bad) + ".", field="name")
+    if _name_taken(session, name, exclude_id):
+        raise ValidationError("Another profile already has this name.", field="name")
+    return name
+
+
+def _description(value: Any) -> str:
+    text = str(value or "").strip()
+    if len(text) > DESCRIPTION_MAX:
+        raise ValidationError(f"At most {DESCRIPTION_MAX} characters.", field="description")
+    return text
+
+
+def _end_user_id(session: Session, value: Any) -> int | None:
+    user_id = parse_int(value, "end_user_id")
+    if user_id is None:
+        return None
+    if session.get(EndUser, user_id) is None:
+        raise ValidationError("No such user.", field="end_user_id")
+    return user_id
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise Conflict(STALE_MESSAGE) from exc
+    except IntegrityError as exc:
+        raise Conflict("Another profile already has this name or token; reload.") from exc
+
+
+def _mark_pending(profile: Profile) -> None:
+    # Set before the flush so the profile row is written (and its version bumped) once;
+    # record_profile_change then finds nothing left to change.
+    if profile.kind == "kme":
+        profile.sync_state = "pending"
+        profile.sync_error = None
+
+
+def _push_profile(session: Session, kind: str, profile: Profile, label: str, actor: Any) -> None:
+    operation = outbox.start_operation(session, kind, label, 1, actor)
+    outbox.record_profile_change(session, kind, profile, operation, actor)
+
+
+# --- create / update / delete ----------------------------------------------------------------
+
+
+def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Profile:
+    """Create a "kme" or "self_maintained" profile with a fresh token.
+
+    A KME profile also gets a profile.create outbox row (and its operation); a self-maintained
+    one is local only. Records audit "profile.create". Flushes.
+    Raises ValidationError (field set) for any invalid value.
+    """
+    kind = str(data.get("kind") or "kme")
+    if kind not in CREATABLE_KINDS:
+        raise ValidationError("Choose Samsung Knox Mobile Enrollment or Self-Maintained.", "kind")
+    name = validate_name(session, data.get("name"))
+    description = _description(data.get("description"))
+    days = parse_expiry_days(data.get("token_expiry_days", TOKEN_DAYS_DEFAULT))
+    without_token = bool(parse_bool(data.get("without_token"), "without_token"))
+    end_user_id = _end_user_id(session, data.get("end_user_id"))
+    config = normalize_config(data.get("config"), kind)
+
+    profile = Profile(
+        name=name,
+        description=description,
+        kind=kind,
+        token=generate_token(session),
+        token_expires_at=_expiry(days),
+        without_token=without_token,
+        end_user_id=end_user_id,
+        config=config,
+        sync_state="pending" if kind == "kme" else "synced",
+    )
+    session.add(profile)
+    _flush(session)
+    if kind == "kme":
+        _push_profile(session, "profile.create", profile, f"Create profile {name}", actor)
+    audit.record(
+        session,
+        actor,
+        "profile.create",
+        "profile",
+        profile.id,
+        {"name": name, "kind": kind, "token_expiry_days": days, "without_token": without_token},
+    )
+    return profile
+
+
+def _check_version(profile: Profile, expected_version: Any) -> None:
+    try:
+        expected = int(expected_version)
+    except (TypeError, ValueError):
+        raise Conflict(STALE_MESSAGE) from None
+    if profile.version != expected:
+        raise Conflict(STALE_MESSAGE)
+
+
+def update_profile(
+    session: Session,
+    profile_id: int,
+    data: Mapping[str, Any],
+    expected_version: int,
+    actor: Any,
+) -> Profile:
+    """Change the keys present in `data` (name, description, without_token, end_user_id,
+    token_expiry_days, config) of a profile last seen at `expected_version`.
+
+    The Default Profile keeps its name and takes only a description. A changed KME profile
+    gets a profile.update outbox row (a token expiry alone stays local, KME does not see it).
+    Records audit "profile.update". Flushes.
+    Raises NotFound, Conflict (stale version) or ValidationError (field set).
+    """
+    profile = get_profile_or_404(session, profile_id)
+    _check_version(profile, expected_version)
+    changed: dict[str, Any] = {}
+
+    if "name" in data:
+        if profile.kind == DEFAULT_KIND:
+            if str(data["name"] or "").strip() != profile.name:
+                raise ValidationError(f"The {DEFAULT_PROFILE_NAME} cannot be renamed.", "name")
+        else:
+            name = validate_name(session, data["name"], exclude_id=profile.id)
+            if name != profile.name:
+                changed["name"] = (profile.name, name)
+                profile.name = name
+    if "description" in data:
+        description = _description(data["description"])
+        if description != profile.description:
+            changed["description"] = (profile.description, description)
+            profile.description = description
+
+    if profile.kind != DEFAULT_KIND:
+        if "without_token" in data:
+            without = bool(parse_bool(data["without_token"], "without_token"))
+            if without != profile.without_token:
+                changed["without_token"] = (profile.without_token, without)
+                profile.without_token = without
+        if "end_user_id" in data:
+            user_id = _end_user_id(session, data["end_user_id"])
+            if user_id != profile.end_user_id:
+                changed["end_user_id"] = (profile.end_user_id, user_id)
+                profile.end_user_id = user_id
+        if "config" in data:
+            config = normalize_config(data["config"], profile.kind)
+            if config != (profile.config or {}):
+                changed["config"] = None
+                profile.config = config
+        if "token_expiry_days" in data:
+            days = parse_expiry_days(data["token_expiry_days"])
+            profile.token_expires_at = _expiry(days)
+            changed["token_expiry_days"] = (None, days)
+
+    if not changed:
+        return profile
+    kme_visible = bool(set(changed) - {"token_expiry_days"})
+    if kme_visible:
+        _mark_pending(profile)
+    _flush(session)
+    if profile.kind == "kme" and kme_visible:
+        _push_profile(session, "profile.update", profile, f"Update profile {profile.name}", actor)
+    audit.record(
+        session,
+        actor,
+        "profile.update",
+        "profile",
+        profile.id,
+        {
+            "name": profile.name,
+            "changed": sorted(changed),
+            "values": {k: list(v) for k, v in changed.items() if v is not None},
+        },
+    )
+    _flush(session)
+    return profile
+
+
+def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
+    """Delete a profile; its devices go back to the Default Profile first.
+
+    For a KME profile the devices are marked pending with device.unassign outbox rows and a
+    profile.delete row follows (one operation). Devices of a self-maintained profile move
+    locally. Records audit "profile.delete". Flushes. Returns the number of devices moved.
+    Raises NotFound, or Conflict for the Default Profile.
+    """
+    profile = get_profile_or_404(session, profile_id)
+    if profile.kind == DEFAULT_KIND:
+        raise Conflict(f"The {DEFAULT_PROFILE_NAME} cannot be deleted.")
+    default = ensure_default_profile(session)
+    device_ids = list(session.scalars(select(Device.id).where(Device.profile_id == profile.id)))
+    n = len(device_ids)
+    name = profile.name
+
+    if profile.kind == "kme":
+        label = f"Delete profile {name}"
+        if n:
+            label += f" ({n:,} devices to the Default Profile)"
+        operation = outbox.start_operation(session, "profile.delete", label, n + 1, actor)
+        if device_ids:
+            outbox.mark_devices_pending(session, device_ids, profile_id=default.id)
+            outbox.record_device_change(
+                session, "device.unassign", device_ids, operation, actor, profile_id=default.id
+            )
+        outbox.record_profile_change(session, "profile.delete", profile, operation, actor)
+    elif device_ids:
+        _move_locally(session, device_ids, default.id)
+
+    audit.record(
+        session,
+        actor,
+        "profile.delete",
+        "profile",
+        profile.id,
+        {"name": name, "kind": profile.kind, "devices_moved_to_default": n},
+    )
+    session.delete(profile)
+    _flush(session)
+    return n
+
+
+def _move_locally(session: Session, device_ids: list[int], profile_id: int) -> None:
+    for chunk in outbox.chunks(device_ids, 900):
+        session.execute(
+            update(Device)
+            .where(Device.id.in_(chunk))
+            .values(profile_id=profile_id, version=Device.version + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+# --- tokens and user -------------------------------------------------------------------------
+
+
+def _token_profile(session: Session, profile_id: int, expected_version: Any = None) -> Profile:
+    profile = get_profile_or_404(session, profile_id)
+    if profile.kind == DEFAULT_KIND:
+        raise Conflict(f"The {DEFAULT_PROFILE_NAME} has no enrollment token.")
+    if expected_version is not None:
+        _check_version(profile, expected_version)
+    return profile
+
+
+def refresh_token(
+    session: Session,
+    profile_id: int,
+    days: int | None,
+    actor: Any,
+    expected_version: int | None = None,
+) -> Profile:
+    """Issue a new token valid for `days` (7..999, None = never expires); the old one stops
+    working at once.
+
+    KME profiles carry the token in their custom JSON, so they get a profile.update outbox row.
+    Records audit "profile.token_refresh" (never the token). Flushes.
+    Raises NotFound, ValidationError (field "token_expiry_days") or Conflict (Default Profile,
+    stale version).
+    """
+    profile = _token_profile(session, profile_id, expected_version)
+    days = parse_expiry_days(days)
+    profile.token = generate_token(session)
+    profile.token_expires_at = _expiry(days)
+    _mark_pending(profile)
+    _flush(session)
+    if profile.kind == "kme":
+        _push_profile(session, "profile.update", profile, f"Refresh token of {profile.name}", actor)
+    audit.record(
+        session,
+        actor,
+        "profile.token_refresh",
+        "profile",
+        profile.id,
+        {"name": profile.name, "days": days},
+    )
+    _flush(session)
+    return profile
+
+
+def extend_token(
+    session: Session,
+    profile_id: int,
+    days: int | None,
+    actor: Any,
+    from_current: bool = False,
+    expected_version: int | None = None,
+) -> Profile:
+    """Keep the token and let it expire `days` days from now (Extend Upto), or from its
+    current expiry when `from_current` (Extend); None = never expires.
+
+    Local only: the expiry is checked by our enrollment endpoint, not KME. The new expiry may
+    not lie more than 999 days ahead. Records audit "profile.token_extend". Flushes.
+    Raises NotFound, ValidationError (field "token_expiry_days") or Conflict.
+    """
+    profile = _token_profile(session, profile_id, expected_version)
+    days = parse_expiry_days(days)
+    now = utcnow()
+    if days is None:
+        expires = None
+    else:
+        start = now
+        if from_current and profile.token_expires_at is not None:
+            start = max(now, profile.token_expires_at)
+        expires = start + timedelta(days=days)
+        if expires > now + timedelta(days=TOKEN_DAYS_MAX):
+            raise ValidationError(
+                f"A token can be valid for at most {TOKEN_DAYS_MAX} days from today.",
+                field="token_expiry_days",
+            )
+    profile.token_expires_at = expires
+    _flush(session)
+    audit.record(
+        session,
+        actor,
+        "profile.token_extend",
+        "profile",
+        profile.id,
+        {"name": profile.name, "expires_at": expires.isoformat() if expires else None},
+    )
+    return profile
+
+
+def set_profile_user(
+    session: Session, profile_id: int, end_user_id: int | None, actor: Any
+) -> Profile:
+    """Change Associate User: associate `end_user_id` (None clears it) with the profile.
+
+    The user travels in a KME profile's custom JSON, so a KME profile gets a profile.update
+    outbox row. Records audit "profile.user". Flushes.
+    Raises NotFound, ValidationError (field "end_user_id") or Conflict (Default Profile).
+    """
+    profile = get_profile_or_404(session, profile_id)
+    if profile.kind == DEFAULT_KIND:
+        raise Conflict(f"The {DEFAULT_PROFILE_NAME} has no associated user.")
+    user_id = _end_user_id(session, end_user_id)
+    if user_id == profile.end_user_id:
+        return profile
+    old = profile.end_user_id
+    profile.end_user_id = user_id
+    _mark_pending(profile)
+    _flush(session)
+    if profile.kind == "kme":
+        _push_profile(
+            session, "profile.update", profile, f"Change user of profile {profile.name}", actor
+        )
+    username = session.scalar(select(EndUser.username).where(EndUser.id == user_id))
+    audit.record(
+        session,
+        actor,
+        "profile.user",
+        "profile",
+        profile.id,
+        {"name": profile.name, "old_end_user_id": old, "end_user_id": user_id, "user": username},
+    )
+    _flush(session)
+    return profile
