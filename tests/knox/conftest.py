@@ -73,7 +73,8 @@ class Sim:
 
     def config(self, mode: str = "oauth", **over: Any) -> KnoxConfig:
         over.setdefault("retry", FAST_RETRY)
-        return demo_config(self.creds, self.url, mode, **over)
+        base_url = over.pop("base_url", self.url)
+        return demo_config(self.creds, base_url, mode, **over)
 
     def client(self, mode: str = "oauth", **over: Any) -> KnoxClient:
         return KnoxClient(self.config(mode, **over))

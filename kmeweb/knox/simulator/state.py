@@ -481,7 +481,9 @@ class SimState:
                 )
             if rows:
                 db.executemany(
-                    "INSERT OR REPLACE INTO records (kind, tenant, id, data) VALUES (?, ?, ?, ?)",
+                    # An upsert keeps the rowid, so the load order stays the creation order.
+                    "INSERT INTO records (kind, tenant, id, data) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (kind, tenant, id) DO UPDATE SET data = excluded.data",
                     rows,
                 )
             db.execute("COMMIT")
