@@ -83,13 +83,13 @@ def enqueue_in(
     )
 
 
-class AppWorker(Worker):
-    """An RQ worker whose jobs run inside the Flask application context."""
+class _AppContext:
+    """Runs each job inside the Flask application context."""
 
     app: Flask | None = None
     parent_pid: int = 0
 
-    def perform_job(self, job: Job, queue: Queue) -> bool:
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
         assert self.app is not None
         with self.app.app_context():
             from kmeweb.extensions import db
@@ -98,12 +98,16 @@ class AppWorker(Worker):
                 # A forked work horse must not reuse the parent's database connections.
                 db.engine.dispose(close=False)
             try:
-                return super().perform_job(job, queue)
+                return super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
             finally:
                 db.session.remove()
 
 
-class AppSimpleWorker(AppWorker, SimpleWorker):
+class AppWorker(_AppContext, Worker):
+    """An RQ worker that forks a work horse per job, each inside the app context."""
+
+
+class AppSimpleWorker(_AppContext, SimpleWorker):
     """The same, running jobs in its own process (no fork): for tests and debugging."""
 
 

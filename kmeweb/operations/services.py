@@ -126,6 +126,18 @@ def query_operations(status: str | None = None, kind: str | None = None) -> Sele
     return stmt
 
 
+def changes_of(session: Session, operation_id: int, limit: int = 200) -> list[Change]:
+    """The outbox rows of an operation, in order (at most `limit`)."""
+    return list(
+        session.scalars(
+            select(Change)
+            .where(Change.operation_id == operation_id)
+            .order_by(Change.id)
+            .limit(limit)
+        )
+    )
+
+
 def retry_operation(session: Session, operation_id: int, actor: Any) -> Operation:
     """Put a failed operation's failed changes back in the outbox and queue it again.
 

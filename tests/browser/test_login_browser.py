@@ -38,6 +38,7 @@ def test_sign_in_shows_the_navigation_and_sign_out(page, live_server, make_admin
 
 def test_audit_filter_updates_the_table_through_htmx(signed_in, live_server):
     page = signed_in
+    page.goto(f"{live_server}/audit/")
     page.get_by_label("Action").select_option("auth.login")
     expect(page).to_have_url(f"{live_server}/audit/?actor=&action=auth.login&from=&to=")
     expect(page.locator("#audit-table tbody tr")).to_have_count(1)

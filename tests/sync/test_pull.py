@@ -1,0 +1,154 @@
+"""Pull: uploads, devices, auto-approve, reseller default profile, portal edits and conflicts."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from kmeweb.audit.models import AuditEvent
+from kmeweb.devices.models import Device
+from kmeweb.integration import services as integration_services
+from kmeweb.integration.models import Reseller, Upload
+from kmeweb.operations.models import Operation
+from kmeweb.profiles import services as profile_services
+from kmeweb.profiles.models import Profile
+from kmeweb.sync.jobs import start_pull
+from tests.sync.conftest import kme_profile
+
+
+def _pull(session, work) -> Operation:  # noqa: ANN001
+    operation_id = start_pull(session, "test").id
+    session.commit()
+    work()
+    return session.get(Operation, operation_id)
+
+
+def _count(session, *where) -> int:  # noqa: ANN001
+    return session.scalar(select(func.count()).select_from(Device).where(*where))
+
+
+def test_pull_brings_uploads_and_their_pending_devices(session, integration, sim, work):
+    operation = _pull(session, work)
+    assert operation.status == "done", operation.error
+    assert operation.total == 1450 and operation.done == 1450
+    uploads = session.scalars(select(Upload).order_by(Upload.device_count)).all()
+    assert [(u.device_count, u.status) for u in uploads] == [(250, "pending"), (1200, "pending")]
+    assert session.scalar(select(Reseller.name)) == sim.creds["reseller_name"]
+    assert _count(session, Device.approval == "pending", Device.profile_id.is_(None)) == 1450
+    first = sim.devices()[next(iter(sim.devices()))]
+    local = session.scalar(select(Device).where(Device.kme_device_id == first.id))
+    assert local.imei == first.mei and local.serial == first.serial and local.model == first.model
+    assert session.scalar(select(func.count()).where(AuditEvent.action == "sync.pull")) == 1
+
+
+def test_incremental_pull_fetches_only_changes(session, integration, sim, work):
+    _pull(session, work)
+    sim.upload(30, reseller="Second Reseller")
+    operation = _pull(session, work)
+    assert operation.status == "done"
+    assert operation.total == 30  # only the new devices came over the wire
+    assert _count(session) == 1480
+
+
+def test_auto_approve_assigns_the_resellers_default_profile(session, integration, sim, work):
+    _pull(session, work)
+    sales = kme_profile(session, "Sales", description="field sales")
+    session.commit()
+    work()  # the profile is created in KME first
+    reseller = session.scalar(select(Reseller))
+    integration_services.set_reseller_preferences(session, reseller.id, True, sales.id, "test")
+    session.commit()
+    upload = sim.upload(40, reseller=sim.creds["reseller_name"])
+
+    operation = _pull(session, work)  # pull sees the upload, approves it, pushes the assignment
+    assert operation.status == "done"
+    work()
+    new_upload = session.scalar(select(Upload).where(Upload.kme_upload_id == upload["uploadId"]))
+    assert new_upload.status == "approved"
+    devices = session.scalars(select(Device).where(Device.upload_id == new_upload.id)).all()
+    assert len(devices) == 40
+    assert {(d.approval, d.profile_id, d.sync_state) for d in devices} == {
+        ("approved", sales.id, "synced")
+    }
+    remote = sim.device(devices[0].kme_device_id)
+    assert remote["approved"] is True and remote["profileId"] == sales.kme_profile_id
+
+
+def test_portal_edit_applies_unless_a_local_change_is_pending(session, integration, sim, work):
+    _pull(session, work)
+    upload = session.scalar(select(Upload).order_by(Upload.device_count))
+    integration_services.approve_upload(session, upload.id, "test")
+    session.commit()
+    work()
+    sales = kme_profile(session, "Sales")
+    session.commit()
+    work()
+    default = profile_services.default_profile(session)
+    a, b = session.scalars(
+        select(Device).where(Device.upload_id == upload.id).order_by(Device.id).limit(2)
+    ).all()
+    assert a.profile_id == default.id and a.sync_state == "synced"
+    # b gets a local change that is not pushed yet (no worker runs before the pull)
+    from kmeweb.devices import services as device_services
+
+    device_services.move_devices(session, [b.id], sales.id, "test")
+    session.commit()
+    # In the Samsung portal, both devices are put into Sales.
+    for device in (a, b):
+        sim.control("PATCH", f"/devices/{device.kme_device_id}", json={"profileId": None})
+    sim.control("PATCH", f"/devices/{a.kme_device_id}", json={"profileId": sales.kme_profile_id})
+    sim.control("PATCH", f"/devices/{b.kme_device_id}", json={"profileId": None})
+
+    from kmeweb.sync import jobs
+
+    operation = jobs.start_pull(session, "test")
+    session.commit()
+    # Run only the pull: b's pending move stays in the outbox meanwhile.
+    jobs.pull_job(operation.id)
+    session.expire_all()
+    assert session.get(Device, a.id).profile_id == sales.id  # KME wins: no local change
+    assert session.get(Device, b.id).profile_id == sales.id  # local pending move kept
+    assert session.get(Device, b.id).sync_state == "pending"
+    event = session.scalar(
+        select(AuditEvent).where(
+            AuditEvent.action == "device.changed_in_portal", AuditEvent.target_id == str(a.id)
+        )
+    )
+    assert event.details["profile_id"] == [default.id, sales.id]
+    assert event.details["note"] == "changed in Samsung portal"
+
+
+def test_portal_profile_edit_is_applied_and_audited(session, integration, sim, work):
+    profile = kme_profile(session, "Warehouse", description="old text")
+    session.commit()
+    work()
+    profile = session.get(Profile, profile.id)
+    assert profile.kme_profile_id and profile.sync_state == "synced"
+    sim.control("PATCH", f"/profiles/{profile.kme_profile_id}", json={"description": "new text"})
+    _pull(session, work)
+    session.expire_all()
+    assert session.get(Profile, profile.id).description == "new text"
+    event = session.scalar(
+        select(AuditEvent).where(AuditEvent.action == "profile.changed_in_portal")
+    )
+    assert event.details["description"] == ["old text", "new text"]
+
+
+def test_profiles_created_in_the_portal_appear_locally(session, integration, sim, work):
+    from kmeweb.knox.simulator.demo import demo_config
+    from kmeweb.knox import KnoxClient, Profile as KnoxProfile
+
+    with KnoxClient(demo_config(sim.creds, sim.url)) as client:
+        client.create_profile(
+            KnoxProfile(
+                name="Made in portal",
+                supported_mdm="Other",
+                skip_setup_wizard=True,
+                allow_user_cancel=False,
+                do_enabled=True,
+                mdm_apk_url="https://mdm.example/a.apk",
+            )
+        )
+    _pull(session, work)
+    profile = session.scalar(select(Profile).where(Profile.name == "Made in portal"))
+    assert profile is not None and profile.kind == "kme" and profile.token
+    assert session.scalar(select(AuditEvent.action).where(AuditEvent.target_id == str(profile.id)))
