@@ -1,0 +1,379 @@
+"""Devices: move, unassign, delete, user and password, custom attributes, lists.
+
+Bulk actions validate the whole selection first with id-only queries, then either apply fully
+or raise (design 6.5). They never load device objects: ids are read with one query per chunk
+and rows change through kmeweb.sync.outbox.mark_devices_pending, which bumps each version and
+marks the device pending. Every action writes the outbox rows KME needs (one operation per
+action) and one audit event (counts and an id summary, not one per device) in the caller's
+transaction. Functions flush but never commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from kmeweb import crypto
+from kmeweb.audit import services as audit
+from kmeweb.devices.models import Device
+from kmeweb.directory.models import EndUser
+from kmeweb.errors import Conflict, NotFound, ValidationError
+from kmeweb.extensions import utcnow
+from kmeweb.operations.models import Operation
+from kmeweb.profiles.models import Profile
+from kmeweb.profiles.services import DEFAULT_KIND, KME_KINDS, ensure_default_profile
+from kmeweb.sync import outbox
+
+CHUNK = 900  # ids per IN (...) list, below SQLite's variable limit
+PASSWORD_MAX_BYTES = 245  # Samsung's RSA encryption takes at most 245 bytes of plaintext
+ATTRIBUTES_MAX = 50
+_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_. -]{0,63}$")
+STALE_MESSAGE = "This device was changed by someone else; reload it and try again."
+
+
+def ids_summary(ids: Sequence[int], limit: int = 20) -> dict[str, Any]:
+    """What an audit event keeps of a long id list: the count and the first `limit` ids."""
+    return {"count": len(ids), "first": list(ids[:limit])}
+
+
+def _selection(device_ids: Sequence[int]) -> list[int]:
+    try:
+        ids = list(dict.fromkeys(int(i) for i in device_ids))
+    except (TypeError, ValueError):
+        raise ValidationError("Invalid device selection.", field="device_ids") from None
+    if not ids:
+        raise ValidationError("Select at least one device.", field="device_ids")
+    return ids
+
+
+def _rows(session: Session, ids: list[int], *columns: Any) -> list[tuple]:
+    """(id, approval, profile_id, profile kind, *columns) of each selected device that exists.
+
+    Raises NotFound when some no longer exist.
+    """
+    out: list[tuple] = []
+    for chunk in outbox.chunks(ids, CHUNK):
+        out.extend(
+            session.execute(
+                select(Device.id, Device.approval, Device.profile_id, Profile.kind, *columns)
+                .outerjoin(Profile, Profile.id == Device.profile_id)
+                .where(Device.id.in_(chunk))
+            ).all()
+        )
+    if len(out) < len(ids):
+        raise NotFound(f"{len(ids) - len(out):,} of the selected devices no longer exist.")
+    return out
+
+
+def _require_approved(rows: list[tuple]) -> None:
+    pending = sum(1 for r in rows if r[1] != "approved" or r[2] is None)
+    if pending:
+        raise Conflict(f"{pending:,} of the selected devices are waiting for approval.")
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+
+def _search_clause(search: str) -> Any:
+    users = select(EndUser.id).where(EndUser.username.icontains(search, autoescape=True))
+    return or_(
+        Device.imei.icontains(search, autoescape=True),
+        Device.serial.icontains(search, autoescape=True),
+        Device.model.icontains(search, autoescape=True),
+        Device.end_user_id.in_(users),
+    )
+
+
+def devices_query(profile_id: int, search: str | None = None) -> Select:
+    """Devices of a profile for paging, by id; `search` matches IMEI, serial, model or the
+    user's username (case-insensitive substring)."""
+    stmt = select(Device).where(Device.profile_id == profile_id).order_by(Device.id)
+    search = (search or "").strip()
+    if search:
+        stmt = stmt.where(_search_clause(search))
+    return stmt
+
+
+def select_device_ids(session: Session, profile_id: int, search: str | None = None) -> list[int]:
+    """Ids of every device `devices_query` matches (the "all N matching" selection)."""
+    stmt = select(Device.id).where(Device.profile_id == profile_id).order_by(Device.id)
+    search = (search or "").strip()
+    if search:
+        stmt = stmt.where(_search_clause(search))
+    return list(session.scalars(stmt))
+
+
+def get_device_or_404(session: Session, device_id: int) -> Device:
+    """Raises NotFound."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound("No such device.")
+    return device
+
+
+# --- move / unassign -------------------------------------------------------------------------
+
+
+def move_devices(
+    session: Session, device_ids: Sequence[int], target_profile_id: int, actor: Any
+) -> Operation:
+    """Move Devices: assign approved devices to a KME profile (or, for the Default Profile,
+    unassign them in KME: kind "device.unassign", else "device.move").
+
+    Devices already in the target are left alone. The rest are marked pending with the new
+    profile and get outbox rows of at most KNOX_BATCH_SIZE devices under one operation
+    ("Move 20,000 devices to Sales"). Records one audit event of the kind. Flushes.
+    Raises ValidationError (field "device_ids" or "profile_id"), NotFound (a device is gone),
+    Conflict (a device is pending approval or self-maintained, or all are already there).
+    """
+    ids = _selection(device_ids)
+    target = session.get(Profile, target_profile_id) if target_profile_id is not None else None
+    if target is None or target.kind not in KME_KINDS:
+        raise ValidationError(
+            "Choose a Samsung Knox Mobile Enrollment profile.", field="profile_id"
+        )
+    rows = _rows(session, ids)
+    _require_approved(rows)
+    local_only = sum(1 for r in rows if r[3] == "self_maintained")
+    if local_only:
+        raise Conflict(
+            f"{local_only:,} of the selected devices belong to a self-maintained profile "
+            "and are not in Knox."
+        )
+    moving = [r[0] for r in rows if r[2] != target.id]
+    if not moving:
+        raise Conflict(f"The selected devices are already in {target.name}.")
+    from_profiles = Counter(r[2] for r in rows if r[2] != target.id)
+
+    unassign = target.kind == DEFAULT_KIND
+    kind = "device.unassign" if unassign else "device.move"
+    n = len(moving)
+    label = f"Unassign {n:,} devices" if unassign else f"Move {n:,} devices to {target.name}"
+    operation = outbox.start_operation(session, kind, label, n, actor)
+    outbox.mark_devices_pending(session, moving, profile_id=target.id)
+    outbox.record_device_change(session, kind, moving, operation, actor, profile_id=target.id)
+    audit.record(
+        session,
+        actor,
+        kind,
+        "profile",
+        target.id,
+        {
+            "devices": n,
+            "to_profile": target.name,
+            "from_profiles": {str(pid): count for pid, count in from_profiles.items()},
+            "already_there": len(ids) - n,
+            "device_ids": ids_summary(moving),
+            "operation_id": operation.id,
+        },
+    )
+    session.flush()
+    return operation
+
+
+def unassign_devices(session: Session, device_ids: Sequence[int], actor: Any) -> Operation:
+    """Unassign: move devices back to the Samsung KME Default Profile (see move_devices)."""
+    default = ensure_default_profile(session)
+    return move_devices(session, device_ids, default.id, actor)
+
+
+# --- delete ----------------------------------------------------------------------------------
+
+
+def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> Operation | None:
+    """Delete devices from kmeweb and from KME.
+
+    The local rows are deleted; what KME knows each device by (KME id, else IMEI, else serial)
+    goes into device.delete outbox rows under one operation, which is returned. Devices of
+    self-maintained profiles are not in Knox: they are only deleted locally (None is returned
+    when the selection holds nothing else). Records one audit "device.delete". Flushes.
+    Raises ValidationError (field "device_ids") or NotFound (a device is gone).
+    """
+    ids = _selection(device_ids)
+    rows = _rows(session, ids, Device.kme_device_id, Device.imei, Device.serial)
+    identifiers = [
+        r[4] or r[5] or r[6] for r in rows if r[3] != "self_maintained" and (r[4] or r[5] or r[6])
+    ]
+    operation = None
+    if identifiers:
+        n = len(identifiers)
+        operation = outbox.start_operation(
+            session, "device.delete", f"Delete {n:,} devices", n, actor
+        )
+        outbox.record_device_delete(session, identifiers, operation, actor)
+    for chunk in outbox.chunks(ids, CHUNK):
+        session.execute(
+            delete(Device).where(Device.id.in_(chunk)).execution_options(synchronize_session=False)
+        )
+    audit.record(
+        session,
+        actor,
+        "device.delete",
+        "device",
+        None,
+        {
+            "devices": len(ids),
+            "in_knox": len(identifiers),
+            "device_ids": ids_summary(ids),
+            "identifiers": identifiers[:20],
+            "operation_id": operation.id if operation else None,
+        },
+    )
+    session.flush()
+    return operation
+
+
+# --- user and password -----------------------------------------------------------------------
+
+
+def set_device_user(
+    session: Session,
+    device_ids: Sequence[int],
+    end_user_id: int | None,
+    password: str | None,
+    actor: Any,
+) -> Operation | None:
+    """Set the user (and enrollment password) KME hands to the agent for these devices.
+
+    `end_user_id` None clears user and password; otherwise a non-empty `password` replaces the
+    stored one (encrypted with kmeweb.crypto) and None or "" keeps it. Devices in KME profiles
+    are marked pending with "device.user" outbox rows (the push sends them through
+    assignProfile) under the returned operation; devices of self-maintained profiles change
+    locally only (None is returned when there are no others). Records one audit "device.user"
+    (never the password). Flushes.
+    Raises ValidationError (fields "device_ids", "end_user_id", "password"), NotFound, or
+    Conflict (a device pending approval or in the Default Profile, which has no KME profile
+    to carry a user).
+    """
+    ids = _selection(device_ids)
+    username = None
+    if end_user_id is not None:
+        username = session.scalar(select(EndUser.username).where(EndUser.id == end_user_id))
+        if username is None:
+            raise ValidationError("No such user.", field="end_user_id")
+    if password and len(password.encode()) > PASSWORD_MAX_BYTES:
+        raise ValidationError(
+            f"The password can have at most {PASSWORD_MAX_BYTES} bytes.", field="password"
+        )
+    rows = _rows(session, ids)
+    _require_approved(rows)
+    in_default = sum(1 for r in rows if r[3] == DEFAULT_KIND)
+    if in_default:
+        raise Conflict(
+            f"{in_default:,} of the selected devices are in the Samsung KME Default Profile; "
+            "move them to a profile first."
+        )
+
+    values: dict[str, Any] = {"end_user_id": end_user_id}
+    if end_user_id is None:
+        values["enrollment_password_enc"] = None
+    elif password:
+        values["enrollment_password_enc"] = crypto.encrypt(password)
+    in_knox = [r[0] for r in rows if r[3] != "self_maintained"]
+    local = [r[0] for r in rows if r[3] == "self_maintained"]
+    operation = None
+    if in_knox:
+        n = len(in_knox)
+        label = f"Set user of {n:,} devices" if username else f"Clear user of {n:,} devices"
+        operation = outbox.start_operation(session, "device.user", label, n, actor)
+        outbox.mark_devices_pending(session, in_knox, **values)
+        outbox.record_device_change(session, "device.user", in_knox, operation, actor)
+    for chunk in outbox.chunks(local, CHUNK):
+        session.execute(
+            update(Device)
+            .where(Device.id.in_(chunk))
+            .values(**values, version=Device.version + 1, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    audit.record(
+        session,
+        actor,
+        "device.user",
+        "device",
+        None,
+        {
+            "devices": len(ids),
+            "user": username,
+            "end_user_id": end_user_id,
+            "password_changed": "enrollment_password_enc" in values,
+            "device_ids": ids_summary(ids),
+            "operation_id": operation.id if operation else None,
+        },
+    )
+    session.flush()
+    return operation
+
+
+# --- custom attributes -----------------------------------------------------------------------
+
+
+def _attributes(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ValidationError("Invalid attributes.", field="attributes")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).strip()
+        field = f"attributes.{name}"
+        if not _ATTRIBUTE_KEY.match(name):
+            raise ValidationError(
+                "A name has 1 to 64 letters, digits, spaces, _ . or -.", field=field
+            )
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue  # an empty value removes the attribute
+        if isinstance(value, str):
+            value = value.strip()
+            if len(value) > 500:
+                raise ValidationError("At most 500 characters.", field=field)
+        elif not isinstance(value, bool | int | float):
+            raise ValidationError("Enter text, a number or yes/no.", field=field)
+        out[name] = value
+    if len(out) > ATTRIBUTES_MAX:
+        raise ValidationError(f"At most {ATTRIBUTES_MAX} attributes.", field="attributes")
+    return out
+
+
+def update_attributes(
+    session: Session,
+    device_id: int,
+    attributes: Mapping[str, Any],
+    expected_version: int,
+    actor: Any,
+) -> Device:
+    """Replace a device's custom attributes (local only, KME has no such field).
+
+    Empty values drop the attribute. Records audit "device.attributes". Flushes.
+    Raises NotFound, ValidationError (field "attributes.<name>") or Conflict (stale version).
+    """
+    device = get_device_or_404(session, device_id)
+    try:
+        expected = int(expected_version)
+    except (TypeError, ValueError):
+        raise Conflict(STALE_MESSAGE) from None
+    if device.version != expected:
+        raise Conflict(STALE_MESSAGE)
+    new = _attributes(attributes)
+    old = dict(device.attributes or {})
+    if new == old:
+        return device
+    device.attributes = new
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise Conflict(STALE_MESSAGE) from exc
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    audit.record(
+        session,
+        actor,
+        "device.attributes",
+        "device",
+        device.id,
+        {"device": device.identifier, "changed": changed},
+    )
+    session.flush()
+    return device

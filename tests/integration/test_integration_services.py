@@ -1,0 +1,206 @@
+"""Integration settings, activation, reseller preferences and upload approval."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from kmeweb import crypto
+from kmeweb.audit.models import AuditEvent
+from kmeweb.devices.models import Device
+from kmeweb.errors import Conflict, NotFound, ValidationError
+from kmeweb.integration import services
+from kmeweb.integration.models import Integration
+from kmeweb.operations.models import Operation
+from kmeweb.profiles.models import Profile
+from kmeweb.sync.models import Change
+from tests.factories import (
+    bulk_devices,
+    count_rows,
+    make_default_profile,
+    make_profile,
+    make_reseller,
+    make_upload,
+)
+
+SETTINGS = {
+    "name": "Knox EU",
+    "description": "Production tenant",
+    "auth_mode": "oauth",
+    "base_url": "https://eu-api.samsungknox.com/",
+    "client_id": "client-1",
+    "secret": "s3cret",
+    "customer_id": "C-100",
+    "sync_interval_s": "600",
+}
+
+
+def test_save_settings_encrypts_secret_and_keeps_it_on_empty(session, admin):
+    integration = services.save_settings(session, SETTINGS, admin)
+    session.commit()
+    assert integration.secret_enc != "s3cret"
+    assert crypto.decrypt(integration.secret_enc) == "s3cret"
+    assert integration.base_url == "https://eu-api.samsungknox.com"
+    assert integration.sync_interval_s == 600 and integration.active is False
+
+    services.save_settings(session, {**SETTINGS, "secret": "", "name": "Knox EU 2"}, admin)
+    session.commit()
+    assert crypto.decrypt(integration.secret_enc) == "s3cret"
+    assert integration.name == "Knox EU 2"
+    assert count_rows(session, Integration) == 1
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "integration.settings")
+    ).all()
+    assert len(events) == 2 and "s3cret" not in str([e.details for e in events])
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"auth_mode": "basic"}, "auth_mode"),
+        ({"base_url": "api.samsungknox.com"}, "base_url"),
+        ({"token_url": "nope"}, "token_url"),
+        ({"client_id": ""}, "client_id"),
+        ({"secret": ""}, "secret"),
+        ({"sync_interval_s": "59"}, "sync_interval_s"),
+        ({"sync_interval_s": "86401"}, "sync_interval_s"),
+        ({"sync_interval_s": "often"}, "sync_interval_s"),
+        ({"auth_mode": "legacy", "customer_id": ""}, "customer_id"),
+    ],
+)
+def test_settings_validation(session, admin, over, field):
+    with pytest.raises(ValidationError) as err:
+        services.save_settings(session, {**SETTINGS, **over}, admin)
+    assert err.value.field == field
+
+
+def test_changing_auth_mode_needs_a_new_secret(session, admin):
+    services.save_settings(session, SETTINGS, admin)
+    with pytest.raises(ValidationError) as err:
+        services.save_settings(session, {**SETTINGS, "auth_mode": "legacy", "secret": ""}, admin)
+    assert err.value.field == "secret"
+
+
+def test_activate_creates_one_default_profile(session, admin):
+    with pytest.raises(Conflict):
+        services.activate_integration(session, admin)
+    services.save_settings(session, SETTINGS, admin)
+    integration = services.activate_integration(session, admin)
+    services.activate_integration(session, admin)
+    session.commit()
+    assert integration.active
+    defaults = session.scalars(select(Profile).where(Profile.kind == "kme_default")).all()
+    assert len(defaults) == 1
+    assert defaults[0].name == "Samsung KME Default Profile" and defaults[0].token is None
+    assert count_rows(session, Change) == 0
+
+    services.deactivate_integration(session, admin)
+    session.commit()
+    assert integration.active is False
+    assert count_rows(session, Profile) == 1
+    actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+    assert actions[-3:] == [
+        "integration.activate",
+        "integration.activate",
+        "integration.deactivate",
+    ]
+
+
+def test_reseller_preferences(session, admin):
+    reseller = make_reseller(session)
+    kme = make_profile(session)
+    own = make_profile(session, kind="self_maintained", config={})
+    services.set_reseller_preferences(session, reseller.id, True, kme.id, admin)
+    session.commit()
+    assert reseller.auto_approve and reseller.default_profile_id == kme.id
+    with pytest.raises(ValidationError) as err:
+        services.set_reseller_preferences(session, reseller.id, True, own.id, admin)
+    assert err.value.field == "default_profile_id"
+    with pytest.raises(NotFound):
+        services.set_reseller_preferences(session, 99999, False, None, admin)
+
+
+def test_approve_upload_to_default_profile(session, admin):
+    default = make_default_profile(session)
+    upload = make_upload(session, pending=1200)
+    session.expire_all()
+
+    operation = services.approve_upload(session, upload.id, admin)
+    session.commit()
+
+    assert operation.kind == "upload.approve"
+    assert operation.label == f"Approve 1,200 devices of upload {upload.kme_upload_id}"
+    assert operation.total == 1200
+    assert upload.status == "approved"
+    assert count_rows(session, Device, Device.approval == "approved") == 1200
+    assert (
+        count_rows(
+            session,
+            Device,
+            Device.profile_id == default.id,
+            Device.sync_state == "pending",
+            Device.version == 2,
+        )
+        == 1200
+    )
+    changes = session.scalars(select(Change).order_by(Change.id)).all()
+    assert [c.kind for c in changes] == ["upload.approve"] + ["device.approve"] * 3
+    assert changes[0].payload == {"kme_upload_ids": [upload.kme_upload_id]}
+    assert all(c.profile_id == default.id and c.operation_id == operation.id for c in changes)
+    assert sum(c.device_count for c in changes[1:]) == 1200
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "upload.approve")).one()
+    assert event.details["devices"] == 1200
+
+    with pytest.raises(Conflict):
+        services.approve_upload(session, upload.id, admin)
+
+
+def test_approve_upload_uses_reseller_default_profile(session, admin):
+    sales = make_profile(session, name="Sales")
+    reseller = make_reseller(session, default_profile_id=sales.id)
+    upload = make_upload(session, pending=3, reseller_id=reseller.id)
+    services.approve_upload(session, upload.id, admin)
+    session.commit()
+    assert count_rows(session, Device, Device.profile_id == sales.id) == 3
+    assert {c.profile_id for c in session.scalars(select(Change))} == {sales.id}
+
+
+def test_approve_upload_rollback_leaves_nothing(session, admin):
+    make_default_profile(session)
+    upload = make_upload(session, pending=10)
+    services.approve_upload(session, upload.id, admin)
+    session.rollback()
+    assert count_rows(session, Change) == 0 and count_rows(session, Operation) == 0
+    assert count_rows(session, Device, Device.approval == "pending") == 10
+    assert count_rows(session, Device, Device.version != 1) == 0
+
+
+def test_approve_devices_subset_makes_upload_partial(session, admin):
+    make_default_profile(session)
+    upload = make_upload(session, pending=10)
+    ids = list(session.scalars(select(Device.id).where(Device.upload_id == upload.id)))
+    operation = services.approve_devices(session, ids[:4], admin)
+    session.commit()
+    assert operation.kind == "device.approve" and operation.total == 4
+    assert upload.status == "partial"
+    assert count_rows(session, Device, Device.approval == "approved") == 4
+    pending = session.scalars(services.pending_devices_query(upload.id)).all()
+    assert [d.id for d in pending] == ids[4:]
+
+    with pytest.raises(Conflict):
+        services.approve_devices(session, ids[:5], admin)
+    session.rollback()
+    with pytest.raises(NotFound):
+        services.approve_devices(session, [*ids[4:], 999999], admin)
+    session.rollback()
+    services.approve_devices(session, ids[4:], admin)
+    session.commit()
+    assert upload.status == "approved"
+
+
+def test_pending_devices_query_excludes_approved(session):
+    upload = make_upload(session, pending=2)
+    profile = make_profile(session)
+    bulk_devices(session, 3, profile, upload_id=upload.id)
+    assert len(session.scalars(services.pending_devices_query(upload.id)).all()) == 2
