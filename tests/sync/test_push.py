@@ -1,0 +1,170 @@
+"""Push: every kind of change reaches the simulator and comes back as synced; failures."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from kmeweb.devices import services as device_services
+from kmeweb.devices.models import Device
+from kmeweb.directory import services as directory
+from kmeweb.integration import services as integration_services
+from kmeweb.integration.models import Upload
+from kmeweb.operations.models import Operation
+from kmeweb.profiles import services as profile_services
+from kmeweb.profiles.models import Profile
+from kmeweb.sync.jobs import start_pull
+from kmeweb.sync.models import Change
+from tests.sync.conftest import kme_profile
+
+
+def _pulled(session, work) -> list[Upload]:  # noqa: ANN001
+    start_pull(session, "test")
+    session.commit()
+    work()
+    return session.scalars(select(Upload).order_by(Upload.device_count)).all()
+
+
+def _approved(session, work, upload: Upload) -> list[Device]:  # noqa: ANN001
+    integration_services.approve_upload(session, upload.id, "test")
+    session.commit()
+    work()
+    return session.scalars(
+        select(Device).where(Device.upload_id == upload.id).order_by(Device.id)
+    ).all()
+
+
+def _unfinished(session) -> int:  # noqa: ANN001
+    return session.scalar(
+        select(func.count()).select_from(Change).where(Change.status.in_(("pending", "running")))
+    )
+
+
+def test_every_kind_of_change_reaches_kme_and_comes_back_synced(session, integration, sim, work):
+    small, _ = _pulled(session, work)
+    devices = _approved(session, work, small)
+    # approve: KME has the upload approved and the devices unassigned (Default Profile)
+    assert all(d.approval == "approved" and d.sync_state == "synced" for d in devices)
+    assert sim.device(devices[0].kme_device_id)["approved"] is True
+    assert session.get(Upload, small.id).status == "approved"
+
+    # profile create and update
+    sales = kme_profile(session, "Sales", description="v1")
+    session.commit()
+    work()
+    session.refresh(sales)
+    assert sales.sync_state == "synced" and sales.kme_profile_id
+    assert sim.profiles()[sales.kme_profile_id]["description"] == "v1"
+    profile_services.update_profile(
+        session,
+        sales.id,
+        {"name": "Sales", "description": "v2", "config": sales.config},
+        sales.version,
+        "test",
+    )
+    session.commit()
+    work()
+    assert sim.profiles()[sales.kme_profile_id]["description"] == "v2"
+    assert session.get(Profile, sales.id).sync_state == "synced"
+
+    # move, user + password, unassign
+    moved = [d.id for d in devices[:10]]
+    device_services.move_devices(session, moved, sales.id, "test")
+    session.commit()
+    work()
+    assert {sim.device(session.get(Device, i).kme_device_id)["profileId"] for i in moved} == {
+        sales.kme_profile_id
+    }
+    user = directory.get_or_create_user(session, "jdoe@example.com")
+    device_services.set_device_user(session, moved[:2], user.id, "s3cret-pass", "test")
+    session.commit()
+    work()
+    remote = sim.device(session.get(Device, moved[0]).kme_device_id)
+    # sent RSA-encrypted with Samsung's key; the simulator decrypts with its private key
+    assert (remote["userName"], remote["userToken"]) == ("jdoe@example.com", "s3cret-pass")
+    assert remote["profileId"] == sales.kme_profile_id
+    device_services.unassign_devices(session, moved[5:], "test")
+    session.commit()
+    work()
+    assert sim.device(session.get(Device, moved[6]).kme_device_id)["profileId"] is None
+
+    # delete devices, then the profile
+    gone = session.get(Device, devices[-1].id)
+    gone_kme = gone.kme_device_id
+    device_services.delete_devices(session, [gone.id], "test")
+    session.commit()
+    work()
+    assert gone_kme not in sim.devices()
+    kme_id = sales.kme_profile_id
+    profile_services.delete_profile(session, sales.id, "test")
+    session.commit()
+    work()
+    assert kme_id not in sim.profiles()
+
+    assert _unfinished(session) == 0
+    states = dict(
+        session.execute(select(Device.sync_state, func.count()).group_by(Device.sync_state)).all()
+    )
+    assert set(states) <= {"synced"} or states.get("synced")
+    assert (
+        session.scalar(
+            select(func.count()).where(Device.sync_state != "synced", Device.approval == "approved")
+        )
+        == 0
+    )
+    assert session.scalar(select(func.count()).where(Operation.status != "done")) == 0
+
+
+def test_push_is_idempotent_when_a_change_runs_twice(session, integration, sim, work):
+    small, _ = _pulled(session, work)
+    devices = _approved(session, work, small)
+    sales = kme_profile(session, "Sales")
+    session.commit()
+    work()
+    operation = device_services.move_devices(session, [d.id for d in devices], sales.id, "test")
+    session.commit()
+    work()
+    # Put the finished change back as if a worker had died before recording "done".
+    session.execute(
+        Change.__table__.update()
+        .where(Change.operation_id == operation.id)
+        .values(status="pending", next_attempt_at=func.now())
+    )
+    session.commit()
+    from kmeweb.operations.queue import enqueue
+    from kmeweb.sync.jobs import push_job  # noqa: F401 - same job the worker runs
+
+    enqueue("kmeweb.sync.jobs.push_job", None, job_id="push-again", queue="knox")
+    work()
+    counters = sim.counters()["devices"]
+    for device in devices[:20]:
+        profiles = counters[device.kme_device_id]["profiles"]
+        assert profiles == [sales.kme_profile_id, sales.kme_profile_id]
+        assert sim.device(device.kme_device_id)["profileId"] == sales.kme_profile_id
+    assert session.scalar(select(func.count()).where(Device.sync_state == "pending")) == 0
+
+
+def test_device_unknown_to_kme_gets_an_error_and_the_rest_go_through(
+    session, integration, sim, work
+):
+    small, _ = _pulled(session, work)
+    devices = _approved(session, work, small)
+    sales = kme_profile(session, "Sales")
+    session.commit()
+    work()
+    lost = devices[0]
+    with sim.state.lock:  # the device vanishes from KME behind kmeweb's back
+        tenant = sim.state.tenants[sim.creds["customer_id"]]
+        tenant.devices.pop(lost.kme_device_id)
+    device_services.move_devices(session, [d.id for d in devices[:5]], sales.id, "test")
+    session.commit()
+    work()
+    lost = session.get(Device, lost.id)
+    assert lost.sync_state == "error"
+    # KME reports the id per device (not found / invalid) and kmeweb shows why
+    assert lost.sync_error.startswith(("KME does not know this device", "invalid id"))
+    others = [session.get(Device, d.id) for d in devices[1:5]]
+    assert {d.sync_state for d in others} == {"synced"}
+    from kmeweb.sync.status import profile_statuses
+
+    status = profile_statuses(session)[sales.id]
+    assert status.state == "error" and status.error_devices == 1
