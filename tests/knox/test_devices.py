@@ -114,7 +114,7 @@ def test_assign_to_unapproved_device_fails_for_that_device(sim, client):
 
 def test_assign_unknown_profile_is_rejected_with_its_code(sim, client):
     sim.approve_all(client)
-    device = client.list_devices(page_size=10)[0]
+    device = next(client.iter_devices(page_size=10))
     with pytest.raises(KnoxRejectedError) as info:
         client.assign_profile("nope", [device.id])
     assert (info.value.status, info.value.code) == (404, 4041700)
@@ -123,7 +123,7 @@ def test_assign_unknown_profile_is_rejected_with_its_code(sim, client):
 
 def test_assign_is_idempotent_and_counted(sim, client):
     sim.approve_all(client)
-    ids = [d.id for d in client.list_devices(page_size=5)][:5]
+    ids = [d.id for d in next(client.iter_device_pages(page_size=5)).devices]
     profile = client.create_profile(valid_profile())
     client.assign_profile(profile.id, ids)
     before = {d.id: d.update_time for d in client.list_devices(page_size=1000) if d.id in ids}

@@ -50,7 +50,7 @@ def test_profile_lifecycle(sim, client):
 
 def test_deleting_a_profile_unassigns_its_devices(sim, client):
     sim.approve_all(client)
-    ids = [d.id for d in client.list_devices(page_size=3)][:3]
+    ids = [d.id for d in next(client.iter_device_pages(page_size=3)).devices]
     profile = client.create_profile(valid_profile())
     client.assign_profile(profile.id, ids)
     client.delete_profile(profile.id)

@@ -135,10 +135,12 @@ def test_portal_edits_are_seen_by_pull(sim, auth_mode):
         assert fresh.description == "edited in portal"
         assert fresh.update_time > old.update_time
 
-        device = client.list_devices(page_size=1)[0]
+        devices = client.list_devices(page_size=1000)
+        cursor = max(d.update_time for d in devices)
         time.sleep(0.005)
+        device = devices[0]
         sim.control("PATCH", f"/devices/{device.id}", json={"profileId": profile.id, "tags": ["x"]})
-        [changed] = client.list_devices(changed_after=device.update_time)
+        [changed] = client.list_devices(changed_after=cursor)
         assert (changed.id, changed.profile_id, changed.tags) == (device.id, profile.id, ["x"])
 
 
