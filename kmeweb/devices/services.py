@@ -53,22 +53,20 @@ def _selection(device_ids: Sequence[int]) -> list[int]:
 
 
 def _rows(session: Session, ids: list[int], *columns: Any) -> list[tuple]:
-    """(id, approval, profile_id, profile kind, *columns) of each selected device that exists.
-
-    Raises NotFound when some no longer exist.
+    """(id, approval, profile_id, profile kind, *columns) of each selected device, in selection
+    order. Raises NotFound when some no longer exist.
     """
-    out: list[tuple] = []
+    found: dict[int, tuple] = {}
     for chunk in outbox.chunks(ids, CHUNK):
-        out.extend(
-            session.execute(
-                select(Device.id, Device.approval, Device.profile_id, Profile.kind, *columns)
-                .outerjoin(Profile, Profile.id == Device.profile_id)
-                .where(Device.id.in_(chunk))
-            ).all()
+        rows = session.execute(
+            select(Device.id, Device.approval, Device.profile_id, Profile.kind, *columns)
+            .outerjoin(Profile, Profile.id == Device.profile_id)
+            .where(Device.id.in_(chunk))
         )
-    if len(out) < len(ids):
-        raise NotFound(f"{len(ids) - len(out):,} of the selected devices no longer exist.")
-    return out
+        found.update((row[0], tuple(row)) for row in rows)
+    if len(found) < len(ids):
+        raise NotFound(f"{len(ids) - len(found):,} of the selected devices no longer exist.")
+    return [found[i] for i in ids]
 
 
 def _require_approved(rows: list[tuple]) -> None:

@@ -316,7 +316,9 @@ def approve_upload(session: Session, upload_id: int, actor: Any) -> Operation:
     "upload.approve". Flushes. Raises NotFound, or Conflict when nothing is pending.
     """
     upload = get_upload_or_404(session, upload_id)
-    device_ids = list(session.scalars(select(Device.id).where(*_pending_where(upload.id))))
+    device_ids = list(
+        session.scalars(select(Device.id).where(*_pending_where(upload.id)).order_by(Device.id))
+    )
     if not device_ids:
         raise Conflict(f"Upload {upload.kme_upload_id} has no devices waiting for approval.")
     n = len(device_ids)
@@ -364,20 +366,18 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
     ids = list(dict.fromkeys(int(i) for i in device_ids))
     if not ids:
         raise ValidationError("Select at least one device.", field="device_ids")
-    by_upload: dict[int | None, list[int]] = defaultdict(list)
-    not_pending = 0
-    found = 0
+    found: dict[int, tuple[int | None, str]] = {}
     for chunk in outbox.chunks(ids, 900):
         rows = session.execute(
             select(Device.id, Device.upload_id, Device.approval).where(Device.id.in_(chunk))
         )
-        for device_id, upload_id, approval in rows:
-            found += 1
-            if approval != "pending":
-                not_pending += 1
-            by_upload[upload_id].append(device_id)
-    if found < len(ids):
-        raise NotFound(f"{len(ids) - found:,} of the selected devices no longer exist.")
+        found.update((device_id, (upload_id, approval)) for device_id, upload_id, approval in rows)
+    if len(found) < len(ids):
+        raise NotFound(f"{len(ids) - len(found):,} of the selected devices no longer exist.")
+    not_pending = sum(1 for _upload, approval in found.values() if approval != "pending")
+    by_upload: dict[int | None, list[int]] = defaultdict(list)
+    for device_id in ids:  # selection order
+        by_upload[found[device_id][0]].append(device_id)
     if not_pending:
         raise Conflict(f"{not_pending:,} of the selected devices are already approved.")
 

@@ -415,7 +415,11 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
     if profile.kind == DEFAULT_KIND:
         raise Conflict(f"The {DEFAULT_PROFILE_NAME} cannot be deleted.")
     default = ensure_default_profile(session)
-    device_ids = list(session.scalars(select(Device.id).where(Device.profile_id == profile.id)))
+    device_ids = list(
+        session.scalars(
+            select(Device.id).where(Device.profile_id == profile.id).order_by(Device.id)
+        )
+    )
     n = len(device_ids)
     name = profile.name
 
