@@ -126,8 +126,7 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
     else:
         change.status = "done"
         change.done_at = utcnow()
-        change.last_error = note
-        change.claimed_by = None
+        change.last_error = note  # claimed_by stays: which worker applied it
         if change.operation_id:
             operations.add_progress(session, change.operation_id, max(change.device_count, 1))
         session.commit()

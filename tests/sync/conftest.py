@@ -161,7 +161,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = ""
     """Poll `predicate` (with a fresh database view each time) until it is truthy."""
     deadline = time.monotonic() + timeout
     while True:
-        db.session.remove()
+        db.session.commit()  # end the read transaction: see what the workers committed
+        db.session.expire_all()
         value = predicate()
         if value:
             return value

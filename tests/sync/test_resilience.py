@@ -183,7 +183,8 @@ def test_kill_9_during_a_20000_device_move_ends_with_every_device_right(
     )
     assert local.get(second.id) == 20_000
     assert session.scalar(select(func.count()).where(Device.sync_state != "synced")) == 0
-    kme_ids = [k for (k,) in session.execute(select(Device.kme_device_id))]
+    kme_ids = list(session.scalars(select(Device.kme_device_id).where(Device.id.in_(device_ids))))
+    assert len(kme_ids) == 20_000
     devices = sim.devices()
     assert {devices[k].profile_id for k in kme_ids} == {second.kme_profile_id}
     counters = sim.counters()["devices"]
@@ -199,7 +200,8 @@ def test_three_workers_apply_every_change_exactly_once(
     session.commit()
     work()
     sim.control("DELETE", "/counters")
-    sim.fault(path="/kcs/v1/kme/devices/assignProfile", latencyMs=30, rate=1.0)
+    # slow enough that all three workers are up before the backlog is gone
+    sim.fault(path="/kcs/v1/kme/devices/assignProfile", latencyMs=400, rate=1.0)
     # 1,450 devices in batches of 100 spread over three profiles: 15 changes.
     from flask import current_app
 
@@ -213,10 +215,8 @@ def test_three_workers_apply_every_change_exactly_once(
     for n in range(3):
         worker_processes.start(f"w{n}", scheduler=(n == 0))
     wait_until(lambda: _all_done(session), 120, "three workers to drain the backlog")
-    claimed_by = {
-        row.claimed_by for row in session.execute(select(Change.claimed_by)) if row.claimed_by
-    }
-    assert claimed_by == set()  # released on completion
+    workers = set(session.scalars(select(Change.claimed_by).where(Change.kind == "device.move")))
+    assert len(workers) >= 2, workers  # the backlog really was shared
     counters = sim.counters()["devices"]
     kme_ids = dict(session.execute(select(Device.id, Device.kme_device_id)).all())
     for profile, chunk in zip(profiles, chunks, strict=True):
