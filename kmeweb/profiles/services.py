@@ -226,6 +226,8 @@ def validate_name(session: Session, value: Any, exclude_id: int | None = None) -
     bad = sorted(FORBIDDEN_NAME_CHARS & set(name))
     if bad:
         raise ValidationError("A profile name cannot contain " + " ".join(bad) + ".", field="name")
+    if name.lower() == DEFAULT_PROFILE_NAME.lower():
+        raise ValidationError("This name is reserved for the default profile.", field="name")
     if _name_taken(session, name, exclude_id):
         raise ValidationError("Another profile already has this name.", field="name")
     return name

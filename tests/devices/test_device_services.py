@@ -255,3 +255,23 @@ def test_devices_query_search_and_select_ids(session):
     assert found("%") == []
     assert services.select_device_ids(session, sales.id) == [a.id, b.id, c.id]
     assert services.select_device_ids(session, sales.id, "JANE") == [a.id]
+
+
+@pytest.mark.parametrize("action", ["delete", "user", "unassign"])
+def test_bulk_actions_roll_back_completely(session, admin, action):
+    make_default_profile(session)
+    sales = make_profile(session)
+    user = make_end_user(session)
+    ids = bulk_devices(session, 25, sales)
+    events_before = count_rows(session, AuditEvent)
+    if action == "delete":
+        services.delete_devices(session, ids, admin)
+    elif action == "user":
+        services.set_device_user(session, ids, user.id, "secret", admin)
+    else:
+        services.unassign_devices(session, ids, admin)
+    session.rollback()
+    assert count_rows(session, Device, Device.profile_id == sales.id, Device.version == 1) == 25
+    assert count_rows(session, Device, Device.end_user_id.is_not(None)) == 0
+    assert count_rows(session, Change) == 0 and count_rows(session, Operation) == 0
+    assert count_rows(session, AuditEvent) == events_before

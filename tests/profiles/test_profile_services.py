@@ -6,7 +6,8 @@ import copy
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm.exc import StaleDataError
 
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
@@ -268,8 +269,6 @@ def test_list_default_first_and_counts(session):
     c = make_profile(session, name="beta")
     bulk_devices(session, 5, b)
     ids = bulk_devices(session, 3, c)
-    from sqlalchemy import update
-
     session.execute(update(Device).where(Device.id == ids[0]).values(registered_at=utcnow()))
     session.commit()
 
@@ -278,3 +277,36 @@ def test_list_default_first_and_counts(session):
     assert [p.name for p in session.scalars(services.list_profiles_query("ALP"))] == ["Alpha"]
     counts = services.profile_counts(session, [default.id, b.id, c.id])
     assert counts == {default.id: (0, 0, 0), b.id: (5, 0, 5), c.id: (3, 1, 2)}
+
+
+def test_default_profile_name_is_reserved(session, admin):
+    with pytest.raises(ValidationError) as err:
+        services.create_profile(session, _data(name="samsung kme default profile"), admin)
+    assert err.value.field == "name"
+
+
+def test_concurrent_write_is_caught_at_flush(session, admin):
+    profile = make_profile(session)
+    version = profile.version
+    # another process saves the profile after we read it
+    session.execute(
+        update(Profile)
+        .where(Profile.id == profile.id)
+        .values(version=Profile.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    with pytest.raises(Conflict, match="changed by someone else") as err:
+        services.update_profile(session, profile.id, {"description": "x"}, version, admin)
+    assert isinstance(err.value.__cause__, StaleDataError)
+    session.rollback()
+
+
+def test_delete_profile_rollback_leaves_everything(session, admin):
+    make_default_profile(session)
+    profile = make_profile(session)
+    bulk_devices(session, 20, profile)
+    services.delete_profile(session, profile.id, admin)
+    session.rollback()
+    assert session.get(Profile, profile.id) is not None
+    assert count_rows(session, Device, Device.profile_id == profile.id, Device.version == 1) == 20
+    assert count_rows(session, Change) == 0 and count_rows(session, Operation) == 0
