@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
-INSTANCE_DIR = Path(os.environ.get("KMEWEB_INSTANCE_DIR", BASE_DIR / "instance"))
+INSTANCE_DIR = Path(os.environ.get("KMEWEB_INSTANCE_DIR", BASE_DIR / "instance")).resolve()
 
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "KMEWEB_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
 

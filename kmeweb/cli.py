@@ -168,7 +168,55 @@ def sync_status_command() -> None:
         click.echo(f"profile {names[profile_id]!r}: {st.state}{detail}")
 
 
+@click.command("seed-demo")
+@click.option("--sim-url", default="http://127.0.0.1:8765", show_default=True)
+@click.option("--sim-state", default=None, help="Simulator state file (default: instance/).")
+@with_appcontext
+def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
+    """Seed the simulator's demo tenant and point an unconfigured integration at it.
+
+    Idempotent: an existing integration is left as it is. The simulator itself is started
+    by `make run` (Procfile) on the same state file.
+    """
+    from flask import current_app
+
+    from kmeweb.integration import services
+    from kmeweb.knox.simulator import create_simulator, get_state
+    from kmeweb.knox.simulator.demo import seed_demo
+
+    path = sim_state or str(Path(current_app.instance_path) / "kme-sim.sqlite")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    state = get_state(create_simulator(state_path=path, enable_control=True))
+    try:
+        creds = seed_demo(state)
+    finally:
+        with state.lock:
+            state.close()
+    if services.get_integration(db.session) is not None:
+        click.echo("integration already configured; left as it is")
+        return
+    services.save_settings(
+        db.session,
+        {
+            "name": "Demo KME (simulator)",
+            "description": "The built-in KME simulator with a demo reseller and two uploads.",
+            "auth_mode": "oauth",
+            "base_url": sim_url,
+            "client_id": creds["oauth_client_id"],
+            "secret": creds["oauth_client_secret"],
+            "customer_id": creds["customer_id"],
+            "encryption_public_key": creds["encryption_public_key"],
+            "sync_interval_s": 300,
+        },
+        "cli",
+    )
+    services.activate_integration(db.session, "cli")
+    db.session.commit()
+    click.echo(f"demo integration active against {sim_url} (customer {creds['customer_id']})")
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(seed_demo_command)
     from kmeweb.knox.simulator.cli import kme_sim
 
     app.cli.add_command(kme_sim)

@@ -15,6 +15,8 @@ export KMEWEB_PORT="${KMEWEB_PORT:-5000}"
 export KMEWEB_SIM_PORT="${KMEWEB_SIM_PORT:-8765}"
 
 $FLASK db upgrade >/dev/null
+$FLASK seed-demo --sim-url "http://127.0.0.1:${KMEWEB_SIM_PORT}" \
+  --sim-state "${KMEWEB_INSTANCE_DIR:-instance}/kme-sim.sqlite"
 credentials=$($FLASK ensure-demo-admin)
 
 echo
