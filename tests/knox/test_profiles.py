@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -189,3 +190,23 @@ def test_profile_aliases(sim, client):
     with pytest.raises(KnoxRejectedError) as info:
         client.delete_profile_alias(alias.alias_id)
     assert info.value.status == 404
+
+
+def test_async_transaction_failing_in_knox(sim, client):
+    tx = client.create_profile_async(valid_profile("Raced"), wait=False)
+    client.create_profile(valid_profile("Raced"))  # takes the name before the transaction runs
+    time.sleep(0.1)
+    failed = client.get_transaction(tx.transaction_id)
+    assert failed.done and not failed.succeeded and failed.state == "Failed"
+    assert "already exists" in failed.message
+
+
+def test_waiting_async_create_raises_when_the_transaction_fails(sim, client):
+    sim.control("POST", "/settings", json={"asyncProfileDelayS": 0.5})
+    with sim.client(client.config.auth_mode) as other:
+        racer = threading.Timer(0.15, other.create_profile, args=(valid_profile("Raced"),))
+        racer.start()
+        with pytest.raises(KnoxRejectedError) as info:
+            client.create_profile_async(valid_profile("Raced"), poll_interval=0.05, timeout=5)
+        racer.join()
+    assert "Failed" in str(info.value)

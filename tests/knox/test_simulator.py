@@ -236,3 +236,12 @@ def test_cli_serve_in_a_subprocess(tmp_path):
 def test_get_state_is_the_live_state(sim):
     assert sim.state.tenants[sim.creds["customer_id"]].name == "Demo Company"
     assert get_state  # public accessor used by the app's `make run`
+
+
+def test_non_object_json_body_is_a_400(sim):
+    resp = sim.http.post(
+        sim.url + "/kcs/v1/kme/profiles/create",
+        json=["not", "an", "object"],
+        headers=sim.oauth_headers(),
+    )
+    assert resp.status_code == 400 and resp.json()["code"] == 4000000

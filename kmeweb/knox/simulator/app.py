@@ -272,6 +272,8 @@ class _Api:
                 body = request.get_json(silent=True)
                 if body is None and request.get_data():
                     raise bad_param("request body is not valid JSON")
+                if body is not None and not isinstance(body, dict):
+                    raise bad_param("request body must be a JSON object")
             with state.lock:
                 tenant, legacy = self._authenticate()
                 self._check_customer(tenant, legacy, body)
@@ -806,6 +808,7 @@ class _Api:
             "_body": prof,
         }
         t.transactions[tx["transactionId"]] = tx
+        t.pending_tx.add(tx["transactionId"])
         state.touch("tx", t.customer_id, tx["transactionId"], tx)
         return {"transactionId": tx["transactionId"]}
 

@@ -179,6 +179,7 @@ class Tenant:
     profile_names: dict[str, str] = field(default_factory=dict)  # casefolded name -> id
     aliases: dict[str, dict[str, Any]] = field(default_factory=dict)
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending_tx: set[str] = field(default_factory=set)  # transactions still InProgress
     _order: list[str] | None = None
     _changed: dict[int, list[str]] = field(default_factory=dict)
     # Serialized `device_api` per device id, so listing is a string join (dropped on change).
@@ -444,6 +445,8 @@ class SimState:
                 t.aliases[rec["profileAliasId"]] = rec
             elif kind == "tx":
                 t.transactions[rec["transactionId"]] = rec
+                if rec["state"] == "InProgress":
+                    t.pending_tx.add(rec["transactionId"])
         for t in self.tenants.values():
             ms = max((d.update_time for d in t.devices.values()), default=0)
             self._last_ms = max(self._last_ms, ms)
@@ -836,12 +839,14 @@ class SimState:
 
     def process_due_transactions(self, t: Tenant) -> None:
         """Finish createAsync transactions whose delay has passed."""
-        if not t.transactions:
+        if not t.pending_tx:
             return
         now = time.time()
-        for tx in t.transactions.values():
-            if tx["state"] != "InProgress" or tx["_due"] > now:
+        for tx_id in sorted(t.pending_tx, key=lambda i: t.transactions[i]["_due"]):
+            tx = t.transactions[tx_id]
+            if tx["_due"] > now:
                 continue
+            t.pending_tx.discard(tx_id)
             try:
                 prof = self.validate_profile(t, tx["_body"], None)
             except SimError as exc:
