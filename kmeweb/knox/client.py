@@ -568,8 +568,21 @@ class KnoxClient:
                 elapsed_ms = (time.monotonic() - started) * 1000
                 log.debug("Knox %s %s -> %s (%.0f ms)", method, path, resp.status_code, elapsed_ms)
                 if resp.status_code < 400:
-                    return resp.json() if resp.content.strip() else None
+                    if not resp.content.strip():
+                        return None
+                    try:
+                        return resp.json()
+                    except ValueError:
+                        raise KnoxRejectedError(
+                            f"Knox {method} {path}: HTTP {resp.status_code} with a non-JSON body",
+                            status=resp.status_code,
+                            method=method,
+                            path=path,
+                        ) from None
                 fields = _error_fields(resp)
+                for key in ("data", "knox_message"):  # in case Knox echoes what we sent
+                    if isinstance(fields.get(key), str):
+                        fields[key] = _scrub(fields[key], secrets)
                 text = _scrub(_error_text(method, path, resp.status_code, fields), secrets)
                 if resp.status_code not in TRANSIENT_STATUSES:
                     raise KnoxRejectedError(

@@ -224,3 +224,17 @@ def test_oauth_token_endpoint_answers_oauth_shape(sim):
     assert body["scope"] == "kme.devices:view kme.profiles:manage"
     bad = sim.http.post(sim.url + "/ams/v1/oauth2/token", data={"grant_type": "password"})
     assert bad.status_code == 400
+
+
+def test_secrets_echoed_by_the_server_are_scrubbed(sim, caplog):
+    caplog.set_level(logging.DEBUG, logger="kmeweb.knox")
+    secret = sim.creds["oauth_client_secret"]
+    sim.fault(path="/kcs/v1/kme/devices/list", status=503, message=f"bad {secret}", remaining=1)
+    sim.fault(path="/kcs/v1/kme/devices/list", status=400, message=f"echo {secret}")
+    with sim.client("oauth") as client, pytest.raises(KnoxRejectedError) as info:
+        client.check_connection()
+    exc = info.value
+    assert exc.status == 400
+    for text in (str(exc), repr(exc), exc.knox_message, caplog.text):
+        assert secret not in text
+    assert "[redacted]" in str(exc)
