@@ -12,10 +12,10 @@ def is_htmx() -> bool:
     return bool(htmx) and not htmx.history_restore_request
 
 
-def render(page: str, partial: str, status: int = 200, **context) -> Response:
+def render(page: str, partial: str, code: int = 200, **context) -> Response:
     """Render the partial alone for htmx, the whole page otherwise; vary on HX-Request."""
     template = partial if is_htmx() else page
-    response = make_response(render_template(template, **context), status)
+    response = make_response(render_template(template, **context), code)
     response.headers["Vary"] = "HX-Request"
     return response
 

@@ -27,6 +27,8 @@ import sqlalchemy as sa  # noqa: E402
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
 
+pytest_plugins = ("tests.sync_fixtures",)
+
 TEST_DB = os.environ.get("KMEWEB_TEST_DB", "sqlite")
 PG_SERVER_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

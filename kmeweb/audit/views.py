@@ -36,7 +36,7 @@ def index():
     return render(
         "audit/index.html",
         "audit/_table.html",
-        status=422 if errors else 200,
+        code=422 if errors else 200,
         events=events,
         actions=services.known_actions(db.session),
         filters={

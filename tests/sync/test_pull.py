@@ -12,7 +12,7 @@ from kmeweb.operations.models import Operation
 from kmeweb.profiles import services as profile_services
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.jobs import start_pull
-from tests.sync.conftest import kme_profile
+from tests.sync_fixtures import kme_profile
 
 
 def _pull(session, work) -> Operation:  # noqa: ANN001

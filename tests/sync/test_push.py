@@ -14,7 +14,7 @@ from kmeweb.profiles import services as profile_services
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.jobs import start_pull
 from kmeweb.sync.models import Change
-from tests.sync.conftest import kme_profile
+from tests.sync_fixtures import kme_profile
 
 
 def _pulled(session, work) -> list[Upload]:  # noqa: ANN001

@@ -14,7 +14,7 @@ from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.jobs import start_pull
 from kmeweb.sync.models import Change
-from tests.sync.conftest import kme_profile, wait_until
+from tests.sync_fixtures import kme_profile, wait_until
 
 
 def _pull_and_approve(session, work, upload_ids=None) -> list[int]:  # noqa: ANN001

@@ -1,0 +1,112 @@
+"""Exactly one scheduler fires periodic jobs; KME calls never exceed the concurrency limit."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+from flask import Flask
+from werkzeug.serving import make_server
+
+from kmeweb.operations import queue
+from kmeweb.sync.knox import KnoxSemaphore, ThrottledSession
+from kmeweb.sync.schedule import PERIODIC, Periodic, Scheduler
+
+
+def test_only_the_scheduler_holding_the_lock_enqueues(app, redis_url):
+    app.config["SWEEP_INTERVAL_S"] = 60
+    conn = redis.Redis.from_url(redis_url)
+    first, second = Scheduler(app, conn), Scheduler(app, conn)
+    fired = first.tick(now=1000.0)
+    assert set(fired) == {"sweep", "token-expiry", "full-pull"}  # no active integration: no pull
+    assert second.tick(now=1000.0) == []  # the other scheduler does nothing
+    assert queue.job_status("periodic-sweep") == "queued"
+    # nothing is due again before its interval; the sweep is due after 60 s
+    assert first.tick(now=1030.0) == []
+    assert first.tick(now=1061.0) == ["sweep"]
+
+
+def test_a_dead_schedulers_lock_passes_to_another(app, redis_url):
+    conn = redis.Redis.from_url(redis_url)
+    dead = Scheduler(app, conn, lock_ttl_s=0.3)
+    assert dead.tick(now=1000.0)
+    alive = Scheduler(app, conn, lock_ttl_s=0.3)
+    assert alive.tick(now=1100.0) == []
+    time.sleep(0.4)  # the dead one never renews its lock
+    assert "sweep" in alive.tick(now=1100.0)
+
+
+def test_pull_runs_at_the_integrations_interval(app, session, redis_url, integration):
+    conn = redis.Redis.from_url(redis_url)
+    only_pull = tuple(p for p in PERIODIC if p.name == "pull")
+    scheduler = Scheduler(app, conn, periodic=only_pull)
+    assert scheduler.tick(now=5000.0) == ["pull"]
+    assert scheduler.tick(now=5000.0 + integration.sync_interval_s - 1) == []
+    assert scheduler.tick(now=5000.0 + integration.sync_interval_s) == ["pull"]
+
+
+def test_periodic_jobs_are_declared_as_data():
+    names = {p.name: p for p in PERIODIC}
+    assert set(names) == {"pull", "sweep", "token-expiry", "full-pull"}
+    assert all(isinstance(p, Periodic) and p.func.startswith("kmeweb.sync.jobs.") for p in PERIODIC)
+
+
+def test_knox_calls_never_exceed_the_configured_concurrency(redis_url):
+    """Twelve threads (standing in for workers on several hosts) share a limit of 3."""
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+    slow = Flask("slow-kme")
+
+    @slow.get("/kcs/v1/kme/devices/list")
+    def _list():  # noqa: ANN202
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.05)
+        with lock:
+            in_flight -= 1
+        return {"totalCount": 0, "deviceList": []}
+
+    server = make_server("127.0.0.1", 0, slow, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/kcs/v1/kme/devices/list"
+    conn = redis.Redis.from_url(redis_url)
+
+    def worker() -> None:
+        http = ThrottledSession(KnoxSemaphore(conn, limit=3, key="test:knox:inflight"))
+        for _ in range(5):
+            assert http.get(url, timeout=10).status_code == 200
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    server.shutdown()
+    assert peak == 3  # the limit was reached, never exceeded
+    assert KnoxSemaphore(conn, 3, key="test:knox:inflight").holders() == 0
+
+
+def test_sync_status_command_prints_the_state(runner, session, integration, sim, work):
+    from kmeweb.sync.jobs import start_pull
+
+    start_pull(session, "test")
+    session.commit()
+    work()
+    result = runner.invoke(args=["sync", "status"])
+    assert result.exit_code == 0, result.output
+    assert "integration: active" in result.output
+    assert "last pull at: 20" in result.output
+    assert "pending changes: 0" in result.output
+    assert "profile 'Samsung KME Default Profile': synced" in result.output
+
+
+def test_sync_now_command_starts_one_pull(runner, session, integration):
+    first = runner.invoke(args=["sync", "now"])
+    second = runner.invoke(args=["sync", "now"])
+    assert first.exit_code == 0 and "operation 1: Sync from KME (queued)" in first.output
+    assert "operation 1:" in second.output  # already queued: not started twice
+    assert queue.job_status("op-1") == "queued"
