@@ -10,6 +10,7 @@ Samsung portal" records the old and new values.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import timedelta
@@ -32,6 +33,7 @@ from kmeweb.profiles.models import Profile
 from kmeweb.sync.models import Change
 
 PORTAL = "changed in Samsung portal"
+COMMIT_EVERY_DEVICES = 10_000
 
 
 def _is_pending_approval(status: str | None) -> bool:
@@ -197,7 +199,8 @@ def _identity(d: kt.Device) -> tuple[str | None, str | None]:
 def apply_device_page(
     session: Session, devices: Iterable[kt.Device], ctx: PullContext, stats: Counter
 ) -> None:
-    """Insert new devices and apply portal changes to existing ones, in bulk; commits."""
+    """Insert new devices and apply portal changes to existing ones, in bulk (flushes; the
+    caller commits)."""
     devices = [d for d in devices if d.id]
     if not devices:
         return
@@ -213,6 +216,7 @@ def apply_device_page(
         table.c.upload_id,
         table.c.kme_status,
     )
+    identities = {d.id: _identity(d) for d in devices}
     existing: dict[str, Any] = {}
     for row in session.execute(
         select(*cols).where(table.c.kme_device_id.in_([d.id for d in devices]))
@@ -222,8 +226,8 @@ def apply_device_page(
     by_mei: dict[str, Any] = {}
     by_serial: dict[str, Any] = {}
     if unmatched:
-        meis = [m for d in unmatched if (m := _identity(d)[0])]
-        serials = [s for d in unmatched if (s := _identity(d)[1])]
+        meis = [m for d in unmatched if (m := identities[d.id][0])]
+        serials = [s for d in unmatched if (s := identities[d.id][1])]
         if meis:
             by_mei = {
                 r.imei: r for r in session.execute(select(*cols).where(table.c.imei.in_(meis)))
@@ -238,7 +242,7 @@ def apply_device_page(
     updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for d in devices:
-        mei, serial = _identity(d)
+        mei, serial = identities[d.id]
         if (
             d.id in ctx.deleting
             or (mei and mei in ctx.deleting)
@@ -310,7 +314,7 @@ def apply_device_page(
         else:
             stats["devices_linked"] += 1
     if inserts:
-        session.execute(insert(Device), inserts)
+        session.execute(table.insert(), inserts)  # Core executemany: no ORM bookkeeping
         stats["devices_created"] += len(inserts)
     if updates:
         from sqlalchemy import bindparam
@@ -331,7 +335,6 @@ def apply_device_page(
         )
     if events:
         session.execute(insert(AuditEvent), events)
-    session.commit()
 
 
 def auto_approve(session: Session, stats: Counter) -> None:
@@ -378,6 +381,10 @@ def run_pull(
     pull_uploads(session, client, stats)
     ctx = PullContext(session, default.id)
     first = True
+    # Commit every few thousand devices or every second: progress stays visible and a
+    # failure keeps what was written, without paying a commit (and a WAL checkpoint on
+    # SQLite) for every page.
+    uncommitted, last_commit = 0, time.monotonic()
     for page in client.iter_device_pages(changed_after=cursor):
         if first and operation_id is not None:
             from kmeweb.operations.models import Operation
@@ -388,7 +395,11 @@ def run_pull(
         apply_device_page(session, page.devices, ctx, stats)
         if operation_id is not None:
             operations.add_progress(session, operation_id, len(page.devices))
+        uncommitted += len(page.devices)
+        if uncommitted >= COMMIT_EVERY_DEVICES or time.monotonic() - last_commit >= 1.0:
             session.commit()
+            uncommitted, last_commit = 0, time.monotonic()
+    session.commit()
     auto_approve(session, stats)
     integration = session.get(Integration, integration.id)
     skew = float(current_app.config.get("PULL_CURSOR_SKEW_S", 2))
