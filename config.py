@@ -6,6 +6,7 @@ requires: `Config.from_env()` raises `ConfigError` naming the missing variable.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -40,6 +41,19 @@ def _bool(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _json_object(env: dict[str, str], name: str) -> dict:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object")
+    return value
 
 
 def from_env(environ: dict[str, str] | None = None) -> dict:
@@ -85,6 +99,8 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         "RQ_QUEUE_PREFIX": env.get("KMEWEB_RQ_PREFIX", ""),
         # Sync engine knobs (seconds unless named otherwise).
         "KNOX_PAGE_SIZE": int(env.get("KMEWEB_KNOX_PAGE_SIZE", "1000")),
+        "KNOX_PATHS": _json_object(env, "KMEWEB_KNOX_PATHS"),
+        "KNOX_CHANGED_AFTER_FORMAT": env.get("KMEWEB_KNOX_CHANGED_AFTER_FORMAT", "epoch_ms"),
         "KNOX_RETRY_ATTEMPTS": int(env.get("KMEWEB_KNOX_RETRY_ATTEMPTS", "5")),
         "KNOX_RETRY_BASE_S": float(env.get("KMEWEB_KNOX_RETRY_BASE_S", "0.5")),
         "KNOX_RETRY_MAX_S": float(env.get("KMEWEB_KNOX_RETRY_MAX_S", "30")),

@@ -61,3 +61,14 @@ def test_production_cookies_are_secure():
     assert settings["SESSION_COOKIE_SECURE"] is True
     assert settings["SESSION_COOKIE_HTTPONLY"] is True
     assert settings["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_knox_path_overrides_come_from_the_environment():
+    settings = config.from_env(
+        {"KMEWEB_KNOX_PATHS": '{"devices_unassign_v2": "PUT /kcs/v2/kme/devices/unassignProfile"}'}
+    )
+    assert settings["KNOX_PATHS"] == {
+        "devices_unassign_v2": "PUT /kcs/v2/kme/devices/unassignProfile"
+    }
+    with pytest.raises(config.ConfigError, match="KMEWEB_KNOX_PATHS must be a JSON object"):
+        config.from_env({"KMEWEB_KNOX_PATHS": "[1, 2]"})

@@ -90,7 +90,10 @@ def knox_config(integration: Integration) -> KnoxConfig:
         "encryption_public_key": integration.encryption_public_key or None,
         "batch_size": int(cfg.get("KNOX_BATCH_SIZE", 500)),
         "page_size": int(settings.get("page_size") or cfg.get("KNOX_PAGE_SIZE", 1000)),
-        "paths": dict(settings.get("paths") or {}),
+        # Unconfirmed Samsung paths: KMEWEB_KNOX_PATHS, then the integration's own settings.
+        "paths": {**cfg.get("KNOX_PATHS", {}), **(settings.get("paths") or {})},
+        "changed_after_format": settings.get("changed_after_format")
+        or cfg.get("KNOX_CHANGED_AFTER_FORMAT", "epoch_ms"),
         "connect_timeout": float(cfg.get("KNOX_CONNECT_TIMEOUT_S", 5)),
         "read_timeout": float(cfg.get("KNOX_READ_TIMEOUT_S", 30)),
         "retry": RetryPolicy(

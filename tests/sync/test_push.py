@@ -168,3 +168,13 @@ def test_device_unknown_to_kme_gets_an_error_and_the_rest_go_through(
 
     status = profile_statuses(session)[sales.id]
     assert status.state == "error" and status.error_devices == 1
+
+
+def test_unconfirmed_paths_can_be_overridden_by_configuration(session, app, integration, sim, work):
+    # kme-api.md: the scopes page says PUT for v2 unassign where the notes say POST.
+    app.config["KNOX_PATHS"] = {"devices_unassign_v2": "PUT /kcs/v2/kme/devices/unassignProfile"}
+    small, _ = _pulled(session, work)
+    _approved(session, work, small)  # approval places the devices with an unassign
+    endpoints = sim.counters()["endpoints"]
+    assert endpoints.get("PUT /kcs/v2/kme/devices/unassignProfile", {}).get("calls", 0) >= 1
+    assert "POST /kcs/v2/kme/devices/unassignProfile" not in endpoints
