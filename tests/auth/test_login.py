@@ -42,6 +42,12 @@ def test_unknown_account_is_recorded_without_revealing_it(make_admin, actions, s
     assert event.actor == "nobody@example.com"
 
 
+def test_login_form_has_clean_fields(client):
+    body = client.get("/auth/login").get_data(as_text=True)
+    assert 'placeholder="None"' not in body and "autofocus" in body
+    assert 'type="email"' in body and 'type="password"' in body
+
+
 def test_empty_form_shows_required_errors(actions):
     response = actions.client.post(
         "/auth/login", data={"email": "", "password": "", "csrf_token": actions.token()}
