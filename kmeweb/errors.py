@@ -71,7 +71,8 @@ def register_error_handlers(app: Flask) -> None:
         from kmeweb.htmx import flash_fragment, is_htmx
 
         if is_htmx():
-            return flash_fragment(err.message, "error"), err.status
+            # Only the out-of-band flash is swapped in; the request's target stays as it was.
+            return flash_fragment(err.message, "error"), err.status, {"HX-Reswap": "none"}
         return render_template(
             "errors/error.html", status=err.status, message=err.message
         ), err.status

@@ -26,10 +26,11 @@ def flash_fragment(message: str, category: str = "info") -> str:
 
 
 def redirect(location: str) -> Response:
-    """303 for a plain form post; HX-Location for htmx so only the target swaps."""
+    """303 for a plain form post; for htmx, HX-Redirect (a full navigation, so the flash
+    message and the whole next page arrive together)."""
     if is_htmx():
         response = make_response("", 204)
-        response.headers["HX-Location"] = location
+        response.headers["HX-Redirect"] = location
         return response
     response = make_response("", 303)
     response.headers["Location"] = location

@@ -105,3 +105,17 @@ def test_viewer_cannot_retry(client, login, actions, session):
 def test_unknown_operation_is_404(client, login):
     login("admin")
     assert client.get("/operations/999").status_code == 404
+
+
+def test_htmx_conflict_shows_the_message_in_the_flash_area(client, login, actions, session):
+    login("admin")
+    op = _operation(session, "done")
+    token = actions.token("/operations/")
+    response = client.post(
+        f"/operations/{op.id}/retry", headers={"HX-Request": "true", "X-CSRFToken": token}
+    )
+    body = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert response.headers["HX-Reswap"] == "none"
+    assert 'id="flash-area"' in body and 'hx-swap-oob="true"' in body
+    assert "Only a failed operation can be retried." in body and "<html" not in body
