@@ -40,7 +40,13 @@ def push_job(operation_id: int | None = None) -> int:
     integration = get_integration(session)
     if integration is None or not integration.active:
         return 0
-    with knox_client(integration) as client:
+    try:
+        client = knox_client(integration)
+    except (KnoxError, ValueError) as exc:  # unusable credentials: say so where admins look
+        record_integration_error(session, f"cannot push to KME: {exc}")
+        session.commit()
+        raise
+    with client:
         processed = push.run_push(session, client, worker_name())
     if processed:
         session.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from kmeweb.devices import services as device_services
@@ -178,3 +179,19 @@ def test_unconfirmed_paths_can_be_overridden_by_configuration(session, app, inte
     endpoints = sim.counters()["endpoints"]
     assert endpoints.get("PUT /kcs/v2/kme/devices/unassignProfile", {}).get("calls", 0) >= 1
     assert "POST /kcs/v2/kme/devices/unassignProfile" not in endpoints
+
+
+def test_unusable_credentials_are_shown_and_nothing_is_lost(session, integration, sim, work):
+    from kmeweb.sync.jobs import push_job
+    from kmeweb.sync.status import integration_status
+
+    profile = kme_profile(session, "Sales")
+    session.commit()
+    integration.secret_enc = "not a fernet token"  # e.g. KMEWEB_ENCRYPTION_KEY was changed
+    session.commit()
+    with pytest.raises(ValueError):
+        push_job(None)
+    session.expire_all()
+    status = integration_status(session)
+    assert "cannot push to KME" in status["last_error"] and status["pending_changes"] == 1
+    assert session.get(Profile, profile.id).sync_state == "pending"
