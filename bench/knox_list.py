@@ -10,41 +10,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _simulator import PAGE_SIZE, seed_tenant, start_simulator  # noqa: E402
+
 from kmeweb.knox import KnoxClient, Profile  # noqa: E402
 from kmeweb.knox.simulator import demo_config  # noqa: E402
-
-PAGE_SIZE = 1000  # the simulator's maximum page size (and device cap per request)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"simulator exited with {proc.returncode}")
-        try:
-            requests.get(url + "/_sim/stats", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit("simulator did not start")
 
 
 def main() -> None:
@@ -54,29 +31,10 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [
-        sys.executable, "-m", "kmeweb.knox.simulator", "serve", "--port", str(port), "--quiet",
-        "--max-devices", str(PAGE_SIZE), "--max-page-size", str(PAGE_SIZE),
-    ]  # fmt: skip
-    if not args.memory:
-        cmd += ["--state", os.path.join(tmp.name, "sim.sqlite")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    proc, url = start_simulator(None if args.memory else os.path.join(tmp.name, "sim.sqlite"))
     try:
-        _wait_up(url, proc)
-        creds = requests.post(url + "/_sim/tenants", json={"legacy": False}, timeout=30).json()
-        cid = creds["customer_id"]
-        requests.post(
-            url + "/_sim/resellers",
-            json={"customerId": cid, "name": "Bench Reseller", "autoApprove": True},
-            timeout=30,
-        ).raise_for_status()
         started = time.perf_counter()
-        requests.post(
-            url + "/_sim/uploads", json={"customerId": cid, "count": args.devices}, timeout=600
-        ).raise_for_status()
+        creds = seed_tenant(url, args.devices)
         print(f"seeded {args.devices} devices in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)  # fmt: skip
 

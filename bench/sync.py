@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,36 +25,11 @@ os.environ.setdefault("SECRET_KEY", "bench")
 os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
 
 import redis  # noqa: E402
+from _simulator import seed_tenant, start_simulator  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_simulator(state: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [
-        sys.executable, "-m", "kmeweb.knox.simulator", "serve", "--port", str(port), "--quiet",
-        "--state", state, "--max-devices", "1000", "--max-page-size", "1000",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url + "/_sim/stats", timeout=1)
-            return proc, url
-        except requests.RequestException:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("the simulator did not start") from None
-            time.sleep(0.1)
 
 
 def _log(message: str) -> None:
@@ -73,18 +44,9 @@ def main() -> None:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
     redis.Redis.from_url(redis_url).flushdb()
 
-    proc, url = _start_simulator(os.path.join(_TMP.name, "sim.sqlite"))
+    proc, url = start_simulator(os.path.join(_TMP.name, "sim.sqlite"))
     try:
-        creds = requests.post(url + "/_sim/tenants", json={"legacy": False}, timeout=30).json()
-        cid = creds["customer_id"]
-        requests.post(
-            url + "/_sim/resellers",
-            json={"customerId": cid, "name": "Bench Reseller", "autoApprove": True},
-            timeout=30,
-        ).raise_for_status()
-        requests.post(
-            url + "/_sim/uploads", json={"customerId": cid, "count": args.devices}, timeout=600
-        ).raise_for_status()
+        creds = seed_tenant(url, args.devices)
         _log(f"simulator seeded with {args.devices} approved devices")
 
         app = create_app(

@@ -40,7 +40,8 @@ def _drop_on_commit(session: Session, previous_transaction: Any) -> None:
     session.info.pop("on_commit", None)
 
 
-def _actor_id(actor: Any) -> int | None:
+def actor_id(actor: Any) -> int | None:
+    """The admin id of an actor (None for "sync", "cli" and other system actors)."""
     return None if actor is None or isinstance(actor, str) else actor.id
 
 
@@ -59,7 +60,7 @@ def create_operation(
         status="queued",
         total=total,
         done=0,
-        created_by=_actor_id(actor),
+        created_by=actor_id(actor),
         dedup_key=dedup_key,
     )
     session.add(operation)

@@ -49,10 +49,6 @@ def start_operation(session: Session, kind: str, label: str, total: int, actor: 
     return operation
 
 
-def _actor_id(actor: Any) -> int | None:
-    return None if actor is None or isinstance(actor, str) else actor.id
-
-
 def mark_devices_pending(session: Session, device_ids: Sequence[int], **values: Any) -> None:
     """Set `values` on the devices, bump their version and mark them pending, in bulk."""
     for chunk in chunks(list(device_ids), 900):
@@ -81,20 +77,7 @@ def record_device_change(
     """Add outbox rows for `device_ids` (one per batch). For device.delete pass the KME
     identifiers via `record_device_delete` instead. Flushes."""
     assert kind in DEVICE_SYNC_KINDS, kind
-    changes = []
-    for chunk in chunks(list(device_ids), batch_size()):
-        change = Change(
-            kind=kind,
-            payload={"device_ids": list(chunk)},
-            profile_id=profile_id,
-            device_count=len(chunk),
-            operation_id=operation.id,
-            created_by=_actor_id(actor),
-        )
-        session.add(change)
-        changes.append(change)
-    session.flush()
-    return changes
+    return _batched_changes(session, kind, "device_ids", device_ids, operation, actor, profile_id)
 
 
 def record_device_delete(
@@ -102,14 +85,28 @@ def record_device_delete(
 ) -> list[Change]:
     """Outbox rows deleting devices from KME by KME id, IMEI or serial (the local rows are
     already gone, so the payload carries what KME knows them by). Flushes."""
+    return _batched_changes(session, "device.delete", "identifiers", identifiers, operation, actor)
+
+
+def _batched_changes(
+    session: Session,
+    kind: str,
+    key: str,
+    items: Sequence[Any],
+    operation: Operation,
+    actor: Any,
+    profile_id: int | None = None,
+) -> list[Change]:
+    """One outbox row per KNOX_BATCH_SIZE items, the items under payload[key]. Flushes."""
     changes = []
-    for chunk in chunks(list(identifiers), batch_size()):
+    for chunk in chunks(list(items), batch_size()):
         change = Change(
-            kind="device.delete",
-            payload={"identifiers": list(chunk)},
+            kind=kind,
+            payload={key: list(chunk)},
+            profile_id=profile_id,
             device_count=len(chunk),
             operation_id=operation.id,
-            created_by=_actor_id(actor),
+            created_by=operations.actor_id(actor),
         )
         session.add(change)
         changes.append(change)
@@ -135,7 +132,7 @@ def record_profile_change(
         profile_id=None if kind == "profile.delete" else profile.id,
         device_count=0,
         operation_id=operation.id,
-        created_by=_actor_id(actor),
+        created_by=operations.actor_id(actor),
     )
     session.add(change)
     session.flush()
@@ -157,7 +154,7 @@ def record_upload_approval(
         profile_id=profile_id,
         device_count=0,
         operation_id=operation.id,
-        created_by=_actor_id(actor),
+        created_by=operations.actor_id(actor),
     )
     session.add(change)
     session.flush()

@@ -1,0 +1,65 @@
+"""Shared by the bench scripts: run the KME simulator as a separate process and seed it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE_SIZE = 1000  # the simulator's maximum page size (and device cap per request)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_simulator(state_path: str | None) -> tuple[subprocess.Popen, str]:
+    """Start `python -m kmeweb.knox.simulator serve` (with a SQLite state file unless None)
+    and wait until it answers; returns the process and its base URL."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable, "-m", "kmeweb.knox.simulator", "serve", "--port", str(port), "--quiet",
+        "--max-devices", str(PAGE_SIZE), "--max-page-size", str(PAGE_SIZE),
+    ]  # fmt: skip
+    if state_path:
+        cmd += ["--state", state_path]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"simulator exited with {proc.returncode}")
+        try:
+            requests.get(url + "/_sim/stats", timeout=1)
+            return proc, url
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                proc.terminate()
+                raise SystemExit("simulator did not start") from None
+            time.sleep(0.1)
+
+
+def seed_tenant(url: str, devices: int) -> dict[str, Any]:
+    """A tenant with an auto-approving reseller that uploaded `devices` devices; returns
+    the tenant's credentials."""
+    creds = requests.post(url + "/_sim/tenants", json={"legacy": False}, timeout=30).json()
+    cid = creds["customer_id"]
+    requests.post(
+        url + "/_sim/resellers",
+        json={"customerId": cid, "name": "Bench Reseller", "autoApprove": True},
+        timeout=30,
+    ).raise_for_status()
+    requests.post(
+        url + "/_sim/uploads", json={"customerId": cid, "count": devices}, timeout=600
+    ).raise_for_status()
+    return creds
