@@ -58,6 +58,9 @@ class PullContext:
         self.profile_by_kme: dict[str, int] = {}
         self.upload_by_kme: dict[str, int] = {}
         self.deleting: set[str] = set()
+        # Only devices kmeweb knows without a KME id (e.g. imported from CSV) can match a KME
+        # device by IMEI or serial; when there are none, those lookups are skipped.
+        self.has_unlinked = False
         self.refresh(session)
 
     def refresh(self, session: Session) -> None:
@@ -69,6 +72,10 @@ class PullContext:
             ).all()
         )
         self.upload_by_kme = dict(session.execute(select(Upload.kme_upload_id, Upload.id)).all())
+        self.has_unlinked = (
+            session.scalar(select(Device.id).where(Device.kme_device_id.is_(None)).limit(1))
+            is not None
+        )
         self.deleting = set()
         for payload in session.scalars(
             select(Change.payload).where(
@@ -225,7 +232,7 @@ def apply_device_page(
     unmatched = [d for d in devices if d.id not in existing]
     by_mei: dict[str, Any] = {}
     by_serial: dict[str, Any] = {}
-    if unmatched:
+    if unmatched and ctx.has_unlinked:
         meis = [m for d in unmatched if (m := identities[d.id][0])]
         serials = [s for d in unmatched if (s := identities[d.id][1])]
         if meis:
