@@ -153,3 +153,15 @@ def test_profiles_created_in_the_portal_appear_locally(session, integration, sim
     profile = session.scalar(select(Profile).where(Profile.name == "Made in portal"))
     assert profile is not None and profile.kind == "kme" and profile.token
     assert session.scalar(select(AuditEvent.action).where(AuditEvent.target_id == str(profile.id)))
+
+
+def test_a_device_known_locally_by_imei_is_linked_not_duplicated(session, integration, sim, work):
+    remote = next(iter(sim.devices().values()))
+    default = profile_services.ensure_default_profile(session)
+    local = Device(imei=remote.mei, approval="approved", profile_id=default.id, attributes={})
+    session.add(local)
+    session.commit()
+    _pull(session, work)
+    assert _count(session) == 1450  # not 1451
+    session.refresh(local)
+    assert local.kme_device_id == remote.id
