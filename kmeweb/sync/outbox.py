@@ -25,7 +25,13 @@ from kmeweb.profiles.models import Profile
 from kmeweb.sync.models import Change
 
 # Kinds whose push sends the devices' current assignment (assign or unassign in KME).
-DEVICE_SYNC_KINDS = ("device.approve", "device.move", "device.unassign", "device.user")
+DEVICE_SYNC_KINDS = (
+    "device.approve",
+    "device.move",
+    "device.unassign",
+    "device.user",
+    "device.resync",  # written by the push itself, see push._resync_moved_on
+)
 DEVICE_KINDS = (*DEVICE_SYNC_KINDS, "device.delete")
 PROFILE_KINDS = ("profile.create", "profile.update", "profile.delete")
 UPLOAD_KINDS = ("upload.approve",)

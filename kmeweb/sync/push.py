@@ -262,7 +262,40 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
             ]
             result = client.assign_profile(target, assignments)
         results.extend((by_ident[i], i, result) for i in by_ident)
-    return _apply_device_results(session, results)
+    note = _apply_device_results(session, results)
+    _resync_moved_on(session, {row.id: row.version for row, _ident, _result in results})
+    return note
+
+
+def _resync_moved_on(session: Session, versions: dict[int, int]) -> int:
+    """Push again the devices an admin changed while this push was in flight.
+
+    Changes are ordered per profile, so a newer move of the same device (to another profile)
+    may have reached KME first; this push's older assignment could then land last. A
+    follow-up change, created only after this push's calls returned, sends the devices'
+    current state once more, so KME ends as the database says. Returns how many devices.
+    """
+    stale: list[int] = []
+    ids = list(versions)
+    for start in range(0, len(ids), 900):
+        for device_id, version in session.execute(
+            select(Device.id, Device.version).where(Device.id.in_(ids[start : start + 900]))
+        ):
+            if version != versions[device_id]:
+                stale.append(device_id)
+    if stale:
+        from kmeweb.sync import outbox
+
+        for chunk in outbox.chunks(stale, outbox.batch_size()):
+            session.add(
+                Change(
+                    kind="device.resync",
+                    payload={"device_ids": list(chunk)},
+                    device_count=len(chunk),
+                )
+            )
+            session.execute(update(Device).where(Device.id.in_(chunk)).values(sync_state="pending"))
+    return len(stale)
 
 
 def _apply_device_results(

@@ -229,3 +229,41 @@ def test_three_workers_apply_every_change_exactly_once(
         )
         == 0
     )
+
+
+def test_a_push_that_lands_after_a_newer_move_is_corrected(
+    session, integration, sim, work, worker_processes
+):
+    """Worker A sends "First" slowly; meanwhile the admin moves the devices to "Second" and
+    that push reaches KME first. A's stale assignment lands last, and A follows it with the
+    devices' current state, so KME ends in Second."""
+    device_ids = _pull_and_approve(session, work)[:20]
+    first, second = kme_profile(session, "First"), kme_profile(session, "Second")
+    session.commit()
+    work()
+    sim.control("DELETE", "/counters")
+    device_services.move_devices(session, device_ids, first.id, "test")
+    session.commit()
+    sim.fault(path="/kcs/v1/kme/devices/assignProfile", latencyMs=3000, remaining=1)
+    worker_processes.start("slow", scheduler=False)
+    wait_until(
+        lambda: session.scalar(select(func.count()).where(Change.status == "running")),
+        30,
+        "worker A to be sending First",
+    )
+    device_services.move_devices(session, device_ids, second.id, "test")
+    session.commit()
+    work()  # B: Second reaches KME while A's call is still in flight
+    wait_until(lambda: _all_done(session), 60, "A to finish and correct KME")
+    second = session.get(Profile, second.id)
+    kme_ids = [session.get(Device, i).kme_device_id for i in device_ids]
+    counters = sim.counters()["devices"]
+    first_kme = session.get(Profile, first.id).kme_profile_id
+    # KME really saw First after Second, then the follow-up put Second back.
+    assert counters[kme_ids[0]]["profiles"][-3:] == [
+        second.kme_profile_id,
+        first_kme,
+        second.kme_profile_id,
+    ]
+    assert {sim.device(k)["profileId"] for k in kme_ids} == {second.kme_profile_id}
+    assert {session.get(Device, i).sync_state for i in device_ids} == {"synced"}
