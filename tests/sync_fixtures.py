@@ -47,7 +47,8 @@ SYNC_CONFIG = {
 
 
 @pytest.fixture(scope="session")
-def sim_keys() -> dict[str, str]:
+def rsa_keys() -> dict[str, str]:
+    """RSA keys generated once per session (base64 DER), to keep tests fast."""
     return {
         "encryption": private_key_b64(generate_private_key()),
         "legacy": private_key_b64(generate_private_key()),
@@ -94,17 +95,17 @@ class Sim:
 
 
 @pytest.fixture
-def sim(sim_keys) -> Iterator[Sim]:
+def sim(rsa_keys) -> Iterator[Sim]:
     """A fresh simulator with the demo tenant (a reseller, pending uploads of 250 and 1,200)."""
     app = create_simulator(
         enable_control=True,
-        encryption_private_key=sim_keys["encryption"],
-        demo_legacy_private_key=sim_keys["legacy"],
+        encryption_private_key=rsa_keys["encryption"],
+        demo_legacy_private_key=rsa_keys["legacy"],
         rng_seed=7,
         max_devices_per_request=1000,
     )
     state = get_state(app)
-    creds = seed_demo(state, legacy_private_key=sim_keys["legacy"])
+    creds = seed_demo(state, legacy_private_key=rsa_keys["legacy"])
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

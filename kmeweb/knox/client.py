@@ -489,16 +489,7 @@ class KnoxClient:
                 if not rejected_token:
                     raise
                 if renewed:
-                    raise KnoxAuthError(
-                        str(exc),
-                        status=exc.status,
-                        code=exc.code,
-                        knox_message=exc.knox_message,
-                        data=exc.data,
-                        error_id=exc.error_id,
-                        method=method,
-                        path=path,
-                    ) from None
+                    raise KnoxAuthError.from_rejected(exc, str(exc), method, path) from None
                 log.info("Knox %s %s: token refused (HTTP %s), renewing", method, path, exc.status)
                 renewed = True
                 self._auth.invalidate()
@@ -511,15 +502,8 @@ class KnoxClient:
         try:
             return self._send(method, url, path, headers={}, data=form, json=json)
         except KnoxRejectedError as exc:
-            raise KnoxAuthError(
-                f"Knox refused the credentials: {exc}",
-                status=exc.status,
-                code=exc.code,
-                knox_message=exc.knox_message,
-                data=exc.data,
-                error_id=exc.error_id,
-                method=method,
-                path=path,
+            raise KnoxAuthError.from_rejected(
+                exc, f"Knox refused the credentials: {exc}", method, path
             ) from None
 
     def _send(

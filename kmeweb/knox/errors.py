@@ -102,3 +102,19 @@ class KnoxRejectedError(KnoxError):
 
 class KnoxAuthError(KnoxRejectedError):
     """Authentication failed: bad credentials, key or token, or the token could not be renewed."""
+
+    @classmethod
+    def from_rejected(
+        cls, exc: KnoxError, message: str, method: str | None, path: str | None
+    ) -> KnoxAuthError:
+        """The authentication failure behind a rejection, keeping its Knox fields."""
+        return cls(
+            message,
+            status=exc.status,
+            code=exc.code,
+            knox_message=exc.knox_message,
+            data=exc.data,
+            error_id=exc.error_id,
+            method=method,
+            path=path,
+        )

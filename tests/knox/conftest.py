@@ -16,22 +16,12 @@ import requests
 from werkzeug.serving import make_server
 
 from kmeweb.knox import KnoxClient, KnoxConfig, Profile, RetryPolicy
-from kmeweb.knox.crypto import generate_private_key, private_key_b64
 from kmeweb.knox.simulator import create_simulator, demo_config, get_state
 from kmeweb.knox.simulator.state import SimState
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=5)
-
-
-@pytest.fixture(scope="session")
-def rsa_keys() -> dict[str, str]:
-    """RSA keys generated once per session (base64 DER), to keep tests fast."""
-    return {
-        "encryption": private_key_b64(generate_private_key()),
-        "legacy": private_key_b64(generate_private_key()),
-    }
 
 
 @dataclass
