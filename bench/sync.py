@@ -63,7 +63,7 @@ def main() -> None:
         proc.wait(timeout=10)
 
 
-def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:  # noqa: ANN001
+def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
     from flask_migrate import upgrade
 
     from kmeweb.devices import services as device_services

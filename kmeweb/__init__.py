@@ -107,7 +107,7 @@ def _configure_sqlite(app: Flask) -> None:
         engine = db.engine
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+        def _pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
@@ -120,7 +120,7 @@ def _configure_sqlite(app: Flask) -> None:
 
 def _register_security(app: Flask) -> None:
     @app.before_request
-    def _require_login_and_role():  # noqa: ANN202
+    def _require_login_and_role():
         endpoint = request.endpoint
         if endpoint is None:
             return None  # unknown URL: the 404 handler answers
@@ -134,7 +134,7 @@ def _register_security(app: Flask) -> None:
         return None
 
     @app.after_request
-    def _security_headers(response):  # noqa: ANN001, ANN202
+    def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -148,7 +148,7 @@ def _register_template_helpers(app: Flask) -> None:
         return {"nav_entries": entries}
 
     @app.template_filter("dt")
-    def _format_dt(value) -> str:  # noqa: ANN001
+    def _format_dt(value) -> str:
         if value is None:
             return "—"
         return value.strftime("%Y-%m-%d %H:%M UTC")

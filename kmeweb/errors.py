@@ -60,12 +60,12 @@ def register_error_handlers(app: Flask) -> None:
         request_id()
 
     @app.after_request
-    def _echo_request_id(response):  # noqa: ANN001, ANN202
+    def _echo_request_id(response):
         response.headers["X-Request-Id"] = request_id()
         return response
 
     @app.errorhandler(DomainError)
-    def _domain_error(err: DomainError):  # noqa: ANN202
+    def _domain_error(err: DomainError):
         if _wants_json():
             return jsonify(error=err.message), err.status
         from kmeweb.htmx import flash_fragment, is_htmx
@@ -78,7 +78,7 @@ def register_error_handlers(app: Flask) -> None:
         ), err.status
 
     @app.errorhandler(HTTPException)
-    def _http_error(err: HTTPException):  # noqa: ANN202
+    def _http_error(err: HTTPException):
         if _wants_json():
             return jsonify(error=err.name), err.code
         template = "errors/404.html" if err.code == 404 else "errors/error.html"
@@ -87,7 +87,7 @@ def register_error_handlers(app: Flask) -> None:
         ), err.code
 
     @app.errorhandler(Exception)
-    def _server_error(err: Exception):  # noqa: ANN202
+    def _server_error(err: Exception):
         if isinstance(err, HTTPException):
             return _http_error(err)
         log.exception("unhandled error request_id=%s path=%s", request_id(), request.path)

@@ -58,7 +58,7 @@ def apt_install(package: str) -> bool:
     return result.returncode == 0
 
 
-def wait_for(check, seconds: float = 20.0) -> bool:  # noqa: ANN001
+def wait_for(check, seconds: float = 20.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():

@@ -140,19 +140,19 @@ def csrf_token_from(html: str) -> str:
 class Actions:
     """Signs in through the real login form and posts with the page's CSRF token."""
 
-    def __init__(self, client) -> None:  # noqa: ANN001
+    def __init__(self, client) -> None:
         self.client = client
 
     def token(self, path: str = "/auth/login") -> str:
         return csrf_token_from(self.client.get(path, follow_redirects=True).get_data(as_text=True))
 
-    def login(self, email: str, password: str = PASSWORD):  # noqa: ANN201
+    def login(self, email: str, password: str = PASSWORD):
         token = self.token()
         return self.client.post(
             "/auth/login", data={"email": email, "password": password, "csrf_token": token}
         )
 
-    def post(self, path: str, data: dict | None = None, headers: dict | None = None, **kw):  # noqa: ANN201
+    def post(self, path: str, data: dict | None = None, headers: dict | None = None, **kw):
         data = dict(data or {})
         token = self.token("/auth/login") if "csrf_token" not in data else data["csrf_token"]
         data["csrf_token"] = token
@@ -164,7 +164,7 @@ def make_admin(session) -> Callable:
     """make_admin(email=..., role=...) creates an account with the shared test password."""
     from kmeweb.auth import services
 
-    def _make(email: str = "admin@example.com", role: str = "admin", **over):  # noqa: ANN202
+    def _make(email: str = "admin@example.com", role: str = "admin", **over):
         user, _ = services.create_admin(session, email, PASSWORD, role, over.get("name", ""))
         session.commit()
         return user
@@ -181,7 +181,7 @@ def actions(client) -> Actions:
 def login(actions: Actions, make_admin) -> Callable:
     """login(role="admin") creates an account of that role and signs the client in."""
 
-    def _login(role: str = "admin", email: str | None = None):  # noqa: ANN202
+    def _login(role: str = "admin", email: str | None = None):
         user = make_admin(email or f"{role}@example.com", role)
         response = actions.login(user.email)
         assert response.status_code == 303, response.get_data(as_text=True)
@@ -195,10 +195,10 @@ def htmx(client):
     """A client whose requests carry HX-Request, as htmx sends them."""
 
     class _Htmx:
-        def get(self, path: str, **kw):  # noqa: ANN202
+        def get(self, path: str, **kw):
             return client.get(path, headers={"HX-Request": "true"}, **kw)
 
-        def post(self, path: str, **kw):  # noqa: ANN202
+        def post(self, path: str, **kw):
             return client.post(path, headers={"HX-Request": "true"}, **kw)
 
     return _Htmx()

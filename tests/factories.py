@@ -159,6 +159,6 @@ def count_rows(session: Session, model: type, *where: Any) -> int:
 
 
 @pytest.fixture
-def admin(make_admin):  # noqa: ANN001, ANN201
+def admin(make_admin):
     """A committed admin account acting in service calls."""
     return make_admin("actor@example.com")

@@ -241,7 +241,7 @@ def worker_processes(app_config, tmp_path) -> Iterator[WorkerProcesses]:
         print(workers.logs())  # pytest shows it when the test failed
 
 
-def kme_profile(session, name: str, **over: Any):  # noqa: ANN001, ANN201
+def kme_profile(session, name: str, **over: Any):
     """Create a KME profile through the service, with a valid Device Owner configuration."""
     from kmeweb.profiles import services
 

@@ -20,7 +20,7 @@ def test_500_shows_a_request_id_and_no_stack_trace(app, client, login, caplog):
     app.config["PROPAGATE_EXCEPTIONS"] = False
 
     @app.get("/_test/boom")
-    def _boom():  # noqa: ANN202
+    def _boom():
         raise RuntimeError("secret internals")
 
     login("admin")

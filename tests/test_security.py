@@ -5,7 +5,7 @@ from __future__ import annotations
 from kmeweb import PUBLIC_BLUEPRINTS, PUBLIC_ENDPOINTS
 
 
-def _protected_rules(app):  # noqa: ANN001, ANN202
+def _protected_rules(app):
     for rule in app.url_map.iter_rules():
         blueprint = rule.endpoint.rsplit(".", 1)[0] if "." in rule.endpoint else None
         if rule.endpoint in PUBLIC_ENDPOINTS or blueprint in PUBLIC_BLUEPRINTS:
@@ -76,7 +76,7 @@ def test_viewer_gets_403_on_state_changes_but_reads_pages(app, client, login, ac
 
 def test_viewer_is_refused_a_write_that_an_admin_may_make(app, client, login, actions):
     @app.post("/_test/write")
-    def _test_write():  # noqa: ANN202
+    def _test_write():
         return "written"
 
     login("viewer", "viewer@example.com")

@@ -7,9 +7,11 @@ import logging
 import os
 import socket
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.extensions import db, utcnow
@@ -59,7 +61,7 @@ def push_job(operation_id: int | None = None) -> int:
     return processed
 
 
-def schedule_followup(session) -> None:  # noqa: ANN001
+def schedule_followup(session: Session) -> None:
     """Make sure a push runs when the next pending change is due."""
     due_in = push.next_due_in(session)
     session.rollback()
@@ -108,14 +110,14 @@ def pull_job(operation_id: int) -> dict[str, int]:
     return summary
 
 
-def record_integration_error(session, message: str) -> None:  # noqa: ANN001
+def record_integration_error(session: Session, message: str) -> None:
     integration = get_integration(session)
     if integration is not None:
         integration.last_error = message[:2000]
         integration.last_error_at = utcnow()
 
 
-def start_pull(session, actor, full: bool = False) -> Operation:  # noqa: ANN001
+def start_pull(session: Session, actor: Any, full: bool = False) -> Operation:
     """Start a pull now unless one is queued or running (then return that one).
 
     Flushes; the job is enqueued after the commit. Used by Sync now, `flask sync now`

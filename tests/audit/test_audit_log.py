@@ -8,7 +8,7 @@ from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
 
 
-def _seed(session, n: int = 60) -> None:  # noqa: ANN001
+def _seed(session, n: int = 60) -> None:
     base = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     for i in range(n):
         session.add(

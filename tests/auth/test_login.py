@@ -8,7 +8,7 @@ from kmeweb.audit.models import AuditEvent
 from kmeweb.auth.models import AdminUser
 
 
-def _actions(session) -> list[str]:  # noqa: ANN001
+def _actions(session) -> list[str]:
     return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
 
 

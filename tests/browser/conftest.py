@@ -46,7 +46,7 @@ def live_server(app) -> Iterator[str]:
 
 
 @pytest.fixture
-def signed_in(page, live_server, make_admin):  # noqa: ANN001, ANN201
+def signed_in(page, live_server, make_admin):
     """A page signed in as an admin through the real login form."""
     from tests.conftest import PASSWORD
 

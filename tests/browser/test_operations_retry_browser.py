@@ -11,7 +11,7 @@ from kmeweb.operations.models import Operation
 pytestmark = pytest.mark.browser
 
 
-def _failed(session, label: str) -> Operation:  # noqa: ANN001
+def _failed(session, label: str) -> Operation:
     op = services.create_operation(session, "device.move", label, 5, "test")
     op.status, op.error = "failed", "1 of 1 changes failed: KME refused it (4001700)"
     session.commit()

@@ -244,7 +244,7 @@ def test_devices_query_search_and_select_ids(session):
     c = make_device(session, sales)
     make_device(session, other, model="SM-S918B")
 
-    def found(search):  # noqa: ANN001, ANN202
+    def found(search):
         return [d.id for d in session.scalars(services.devices_query(sales.id, search))]
 
     assert found(None) == [a.id, b.id, c.id]

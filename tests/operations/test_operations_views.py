@@ -7,7 +7,7 @@ from kmeweb.operations.models import Operation
 from kmeweb.sync.models import Change
 
 
-def _operation(session, status: str, label: str = "Move 10 devices to Sales", **over):  # noqa: ANN001, ANN202
+def _operation(session, status: str, label: str = "Move 10 devices to Sales", **over):
     op = services.create_operation(session, "device.move", label, over.pop("total", 10), "test")
     op.status = status
     for key, value in over.items():

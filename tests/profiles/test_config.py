@@ -11,7 +11,7 @@ from kmeweb.profiles.config import normalize_config
 from tests.factories import KME_CONFIG
 
 
-def _config(**sections):  # noqa: ANN202
+def _config(**sections):
     config = copy.deepcopy(KME_CONFIG)
     for name, values in sections.items():
         if isinstance(values, dict):
@@ -21,7 +21,7 @@ def _config(**sections):  # noqa: ANN202
     return config
 
 
-def _field(config, kind: str = "kme") -> str | None:  # noqa: ANN001
+def _field(config, kind: str = "kme") -> str | None:
     with pytest.raises(ValidationError) as err:
         normalize_config(config, kind)
     return err.value.field

@@ -11,7 +11,7 @@ from kmeweb.sync import mapping
 from tests.factories import KME_CONFIG
 
 
-def _profile(**over) -> Profile:  # noqa: ANN003
+def _profile(**over) -> Profile:
     config = copy.deepcopy(KME_CONFIG)
     config["agent"].update(user="fallback", support_email="help@example.com")
     config["system_extras"] = {"skip_encryption": True, "time_zone": "Europe/Berlin"}

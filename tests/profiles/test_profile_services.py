@@ -28,7 +28,7 @@ from tests.factories import (
 )
 
 
-def _data(**over):  # noqa: ANN202
+def _data(**over):
     data = {"name": "Sales", "description": "Sales phones", "config": copy.deepcopy(KME_CONFIG)}
     data.update(over)
     return data

@@ -15,14 +15,14 @@ from kmeweb.sync.jobs import start_pull
 from tests.sync_fixtures import kme_profile
 
 
-def _pull(session, work) -> Operation:  # noqa: ANN001
+def _pull(session, work) -> Operation:
     operation_id = start_pull(session, "test").id
     session.commit()
     work()
     return session.get(Operation, operation_id)
 
 
-def _count(session, *where) -> int:  # noqa: ANN001
+def _count(session, *where) -> int:
     return session.scalar(select(func.count()).select_from(Device).where(*where))
 
 

@@ -18,14 +18,14 @@ from kmeweb.sync.models import Change
 from tests.sync_fixtures import kme_profile
 
 
-def _pulled(session, work) -> list[Upload]:  # noqa: ANN001
+def _pulled(session, work) -> list[Upload]:
     start_pull(session, "test")
     session.commit()
     work()
     return session.scalars(select(Upload).order_by(Upload.device_count)).all()
 
 
-def _approved(session, work, upload: Upload) -> list[Device]:  # noqa: ANN001
+def _approved(session, work, upload: Upload) -> list[Device]:
     integration_services.approve_upload(session, upload.id, "test")
     session.commit()
     work()
@@ -34,7 +34,7 @@ def _approved(session, work, upload: Upload) -> list[Device]:  # noqa: ANN001
     ).all()
 
 
-def _unfinished(session) -> int:  # noqa: ANN001
+def _unfinished(session) -> int:
     return session.scalar(
         select(func.count()).select_from(Change).where(Change.status.in_(("pending", "running")))
     )

@@ -17,7 +17,7 @@ from kmeweb.sync.models import Change
 from tests.sync_fixtures import kme_profile, wait_until
 
 
-def _pull_and_approve(session, work, upload_ids=None) -> list[int]:  # noqa: ANN001
+def _pull_and_approve(session, work, upload_ids=None) -> list[int]:
     """Pull, approve the given KME uploads (default: all) and push; returns device ids."""
     start_pull(session, "test")
     session.commit()
@@ -32,13 +32,13 @@ def _pull_and_approve(session, work, upload_ids=None) -> list[int]:  # noqa: ANN
     return list(session.scalars(stmt))
 
 
-def _unfinished(session) -> int:  # noqa: ANN001
+def _unfinished(session) -> int:
     return session.scalar(
         select(func.count()).select_from(Change).where(Change.status.in_(("pending", "running")))
     )
 
 
-def _all_done(session) -> bool:  # noqa: ANN001
+def _all_done(session) -> bool:
     return _unfinished(session) == 0
 
 

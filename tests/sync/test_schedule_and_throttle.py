@@ -60,7 +60,7 @@ def test_knox_calls_never_exceed_the_configured_concurrency(redis_url):
     slow = Flask("slow-kme")
 
     @slow.get("/kcs/v1/kme/devices/list")
-    def _list():  # noqa: ANN202
+    def _list():
         nonlocal in_flight, peak
         with lock:
             in_flight += 1
