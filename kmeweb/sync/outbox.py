@@ -86,6 +86,14 @@ def record_device_change(
     return _batched_changes(session, kind, "device_ids", device_ids, operation, actor, profile_id)
 
 
+def record_device_resync(session: Session, device_ids: Sequence[int]) -> list[Change]:
+    """Outbox rows (no operation, actor "sync") pushing these devices' current state again,
+    and mark them pending. Used by the push; see push._resync_moved_on. Flushes."""
+    for chunk in chunks(list(device_ids), 900):
+        session.execute(update(Device).where(Device.id.in_(chunk)).values(sync_state="pending"))
+    return _batched_changes(session, "device.resync", "device_ids", device_ids, None, "sync")
+
+
 def record_device_delete(
     session: Session, identifiers: Sequence[str], operation: Operation, actor: Any
 ) -> list[Change]:
@@ -99,25 +107,39 @@ def _batched_changes(
     kind: str,
     key: str,
     items: Sequence[Any],
-    operation: Operation,
+    operation: Operation | None,
     actor: Any,
     profile_id: int | None = None,
 ) -> list[Change]:
     """One outbox row per KNOX_BATCH_SIZE items, the items under payload[key]. Flushes."""
-    changes = []
-    for chunk in chunks(list(items), batch_size()):
-        change = Change(
-            kind=kind,
-            payload={key: list(chunk)},
-            profile_id=profile_id,
-            device_count=len(chunk),
-            operation_id=operation.id,
-            created_by=operations.actor_id(actor),
-        )
-        session.add(change)
-        changes.append(change)
+    changes = [
+        _add_change(session, kind, {key: list(chunk)}, operation, actor, profile_id, len(chunk))
+        for chunk in chunks(list(items), batch_size())
+    ]
     session.flush()
     return changes
+
+
+def _add_change(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    operation: Operation | None,
+    actor: Any,
+    profile_id: int | None = None,
+    device_count: int = 0,
+) -> Change:
+    """Add one outbox row (not flushed)."""
+    change = Change(
+        kind=kind,
+        payload=payload,
+        profile_id=profile_id,
+        device_count=device_count,
+        operation_id=operation.id if operation is not None else None,
+        created_by=operations.actor_id(actor),
+    )
+    session.add(change)
+    return change
 
 
 def record_profile_change(
@@ -132,15 +154,8 @@ def record_profile_change(
     else:
         profile.sync_state = "pending"
         profile.sync_error = None
-    change = Change(
-        kind=kind,
-        payload=payload,
-        profile_id=None if kind == "profile.delete" else profile.id,
-        device_count=0,
-        operation_id=operation.id,
-        created_by=operations.actor_id(actor),
-    )
-    session.add(change)
+    profile_id = None if kind == "profile.delete" else profile.id
+    change = _add_change(session, kind, payload, operation, actor, profile_id)
     session.flush()
     return change
 
@@ -154,14 +169,7 @@ def record_upload_approval(
 ) -> Change:
     """Outbox row approving reseller uploads in KME. `profile_id` is the profile the approved
     devices go to, so their assignment waits for the approval. Flushes."""
-    change = Change(
-        kind="upload.approve",
-        payload={"kme_upload_ids": list(kme_upload_ids)},
-        profile_id=profile_id,
-        device_count=0,
-        operation_id=operation.id,
-        created_by=operations.actor_id(actor),
-    )
-    session.add(change)
+    payload = {"kme_upload_ids": list(kme_upload_ids)}
+    change = _add_change(session, "upload.approve", payload, operation, actor, profile_id)
     session.flush()
     return change

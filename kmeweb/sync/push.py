@@ -38,6 +38,7 @@ from kmeweb.knox import errors as knox_codes
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
+from kmeweb.sync import outbox
 from kmeweb.sync.models import Change
 from kmeweb.sync.outbox import DEVICE_SYNC_KINDS
 
@@ -165,11 +166,10 @@ def _fail(session: Session, change: Change, message: str) -> None:
     change.done_at = now
     change.last_error = message[:2000]
     if change.kind in DEVICE_SYNC_KINDS:
-        ids = change.payload.get("device_ids", [])
-        for start in range(0, len(ids), 900):
+        for chunk in outbox.chunks(change.payload.get("device_ids", []), 900):
             session.execute(
                 update(Device)
-                .where(Device.id.in_(ids[start : start + 900]), Device.sync_state == "pending")
+                .where(Device.id.in_(chunk), Device.sync_state == "pending")
                 .values(sync_state="error", sync_error=message[:500])
             )
     session.execute(update(Integration).values(last_error=message[:2000], last_error_at=now))
@@ -276,25 +276,14 @@ def _resync_moved_on(session: Session, versions: dict[int, int]) -> int:
     current state once more, so KME ends as the database says. Returns how many devices.
     """
     stale: list[int] = []
-    ids = list(versions)
-    for start in range(0, len(ids), 900):
+    for chunk in outbox.chunks(list(versions), 900):
         for device_id, version in session.execute(
-            select(Device.id, Device.version).where(Device.id.in_(ids[start : start + 900]))
+            select(Device.id, Device.version).where(Device.id.in_(chunk))
         ):
             if version != versions[device_id]:
                 stale.append(device_id)
     if stale:
-        from kmeweb.sync import outbox
-
-        for chunk in outbox.chunks(stale, outbox.batch_size()):
-            session.add(
-                Change(
-                    kind="device.resync",
-                    payload={"device_ids": list(chunk)},
-                    device_count=len(chunk),
-                )
-            )
-            session.execute(update(Device).where(Device.id.in_(chunk)).values(sync_state="pending"))
+        outbox.record_device_resync(session, stale)
     return len(stale)
 
 
