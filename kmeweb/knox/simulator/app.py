@@ -607,18 +607,27 @@ class _Api:
             self._unassign(t, d)
         return {}
 
-    def devices_unassign_v2(self, t: Tenant, body: dict) -> dict:
-        ids = self._device_ids(body)
-        self.state.check_batch(ids)
-        success, not_found, invalid = [], [], []
+    def _per_device(
+        self, t: Tenant, ids: list, apply: Callable[[SimDevice], None]
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Apply to each known id; returns (success, not found, invalid) id lists."""
+        success: list[str] = []
+        not_found: list[str] = []
+        invalid: list[str] = []
         for ident in map(str, ids):
             d = t.lookup(ident)
             if d is None:
                 missing = self.state.classify_missing(ident)
                 (invalid if missing == "invalid" else not_found).append(ident)
                 continue
-            self._unassign(t, d)
+            apply(d)
             success.append(ident)
+        return success, not_found, invalid
+
+    def devices_unassign_v2(self, t: Tenant, body: dict) -> dict:
+        ids = self._device_ids(body)
+        self.state.check_batch(ids)
+        success, not_found, invalid = self._per_device(t, ids, lambda d: self._unassign(t, d))
         return {
             "successDeviceList": success,
             "notFoundDeviceList": not_found,
@@ -637,16 +646,12 @@ class _Api:
         if not isinstance(ids, list):
             raise bad_param("devices.imeiOrSerials must be a list")
         self.state.check_batch(ids)
-        success, not_found, invalid = [], [], []
-        for ident in map(str, ids):
-            d = t.lookup(ident)
-            if d is None:
-                missing = self.state.classify_missing(ident)
-                (invalid if missing == "invalid" else not_found).append(ident)
-                continue
+
+        def delete(d: SimDevice) -> None:
             self.state.delete_device(t, d)
             self.state.count_device(d.id, "delete")
-            success.append(ident)
+
+        success, not_found, invalid = self._per_device(t, ids, delete)
         return {
             "successDeviceList": success,
             "failedDeviceList": [],
