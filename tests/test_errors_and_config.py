@@ -38,7 +38,7 @@ def test_500_shows_a_request_id_and_no_stack_trace(app, client, login, caplog):
 def test_production_refuses_to_start_without_a_secret(missing):
     env = {
         "KMEWEB_ENV": "production",
-        "SECRET_KEY": "s",
+        "SECRET_KEY": "s" * 32,
         "KMEWEB_ENCRYPTION_KEY": "k",
         "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
         "REDIS_URL": "redis://r:6379/0",
@@ -52,7 +52,7 @@ def test_production_refuses_to_start_without_a_secret(missing):
 def test_production_cookies_are_secure():
     env = {
         "KMEWEB_ENV": "production",
-        "SECRET_KEY": "s",
+        "SECRET_KEY": "s" * 32,
         "KMEWEB_ENCRYPTION_KEY": "k",
         "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
         "REDIS_URL": "redis://r:6379/0",
