@@ -182,7 +182,7 @@ def sweep_job() -> dict[str, int]:
         if operation.kind.startswith("pull"):
             if job_state not in rq_queue.ACTIVE_STATUSES and (
                 now - (operation.started_at or operation.created_at)
-            ) > timedelta(seconds=float(current_app.config.get("PULL_STALE_S", 120))):
+            ) > timedelta(seconds=float(current_app.config["PULL_STALE_S"])):
                 operations.finish(session, operation.id, "The worker running it stopped.")
                 stale += 1
         elif not unfinished:

@@ -51,8 +51,8 @@ class RetryLater(Exception):
     """The change cannot go yet (e.g. its profile is not in KME yet); try again later."""
 
 
-def _cfg(name: str, default: float) -> float:
-    return float(current_app.config.get(name, default))
+def _cfg(name: str) -> float:
+    return float(current_app.config[name])
 
 
 # --- claiming -------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def claim_next(session: Session, worker: str) -> Change | None:
         if change_id is None:
             session.rollback()
             return None
-        lease = now + timedelta(seconds=_cfg("CHANGE_LEASE_S", 300))
+        lease = now + timedelta(seconds=_cfg("CHANGE_LEASE_S"))
         claimed = session.execute(
             update(Change)
             .where(Change.id == change_id, Change.status == "pending")
@@ -143,10 +143,10 @@ def _readable(exc: BaseException) -> str:
 
 def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None:
     change = session.get(Change, change.id)
-    if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS", 8)):
+    if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS")):
         _fail(session, change, f"gave up after {change.attempts} attempts: {_readable(exc)}")
         return
-    base, cap = _cfg("CHANGE_RETRY_BASE_S", 5), _cfg("CHANGE_RETRY_MAX_S", 600)
+    base, cap = _cfg("CHANGE_RETRY_BASE_S"), _cfg("CHANGE_RETRY_MAX_S")
     delay = random.uniform(base / 2, min(cap, base * 2 ** (change.attempts - 1)))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
@@ -249,8 +249,15 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     results: list[tuple[Any, str, BatchResult]] = []
     for target, members in groups.items():
         by_ident = {(r.kme_device_id or r.imei or r.serial): r for r in members}
+        # KME may name a device by another of its ids than the one sent: map those back.
+        aliases = {
+            name: ident
+            for ident, r in by_ident.items()
+            for name in (r.kme_device_id, r.imei, r.serial)
+            if name
+        }
         if target is None:
-            result = client.unassign_profile(list(by_ident))
+            result = client.unassign_profile(list(by_ident), aliases=aliases)
         else:
             assignments = [
                 DeviceAssignment(
@@ -260,7 +267,7 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
                 )
                 for ident, r in by_ident.items()
             ]
-            result = client.assign_profile(target, assignments)
+            result = client.assign_profile(target, assignments, aliases=aliases)
         results.extend((by_ident[i], i, result) for i in by_ident)
     note = _apply_device_results(session, results)
     _resync_moved_on(session, {row.id: row.version for row, _ident, _result in results})
@@ -429,7 +436,7 @@ def run_push(
 
     Returns how many changes this call processed.
     """
-    deadline = time.monotonic() + (budget_s or _cfg("PUSH_BUDGET_S", 240))
+    deadline = time.monotonic() + (budget_s or _cfg("PUSH_BUDGET_S"))
     processed = 0
     while time.monotonic() < deadline:
         change = claim_next(session, worker)

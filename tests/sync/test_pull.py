@@ -136,9 +136,9 @@ def test_portal_profile_edit_is_applied_and_audited(session, integration, sim, w
 def test_profiles_created_in_the_portal_appear_locally(session, integration, sim, work):
     from kmeweb.knox import KnoxClient
     from kmeweb.knox import Profile as KnoxProfile
-    from kmeweb.knox.simulator.demo import demo_config
+    from tests.knox_config import client_config
 
-    with KnoxClient(demo_config(sim.creds, sim.url)) as client:
+    with KnoxClient(client_config(sim.creds, sim.url)) as client:
         client.create_profile(
             KnoxProfile(
                 name="Made in portal",
