@@ -9,8 +9,6 @@ from typing import Any
 import requests
 from flask import current_app
 from redis import Redis
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from kmeweb import crypto
 from kmeweb.integration.models import Integration
@@ -72,10 +70,6 @@ class ThrottledSession(requests.Session):
             return super().send(request, **kwargs)
         finally:
             self.semaphore.release(token)
-
-
-def get_integration(session: Session) -> Integration | None:
-    return session.scalar(select(Integration).order_by(Integration.id).limit(1))
 
 
 def knox_config(integration: Integration) -> KnoxConfig:

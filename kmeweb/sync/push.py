@@ -55,9 +55,6 @@ def _cfg(name: str) -> float:
     return float(current_app.config[name])
 
 
-# --- claiming -------------------------------------------------------------------------------
-
-
 def claim_next(session: Session, worker: str) -> Change | None:
     """Claim the next due change for `worker` and commit the claim; None when nothing is due."""
     earlier = aliased(Change)
@@ -101,9 +98,6 @@ def claim_next(session: Session, worker: str) -> Change | None:
     return None
 
 
-# --- running one change ---------------------------------------------------------------------
-
-
 def process(session: Session, client: KnoxClient, change: Change) -> None:
     """Send one claimed change to KME and record the outcome; commits.
 
@@ -119,7 +113,7 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
         _retry_or_fail(session, change, exc)
     except KnoxError as exc:
         session.rollback()
-        _fail(session, change, _readable(exc))
+        _fail(session, change, readable(exc))
     except Exception as exc:  # a bug or a database error: retry, then show it
         log.exception("change %s (%s) raised", change.id, change.kind)
         session.rollback()
@@ -131,10 +125,11 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
         if change.operation_id:
             operations.add_progress(session, change.operation_id, max(change.device_count, 1))
         session.commit()
-    _maybe_finish_operation(session, change.operation_id)
+    maybe_finish_operation(session, change.operation_id)
 
 
-def _readable(exc: BaseException) -> str:
+def readable(exc: BaseException) -> str:
+    """What an admin reads about a failed KME call: Knox's code and message, no internals."""
     if isinstance(exc, KnoxError) and exc.code is not None:
         detail = f": {exc.data}" if exc.data and str(exc.data) != exc.knox_message else ""
         return f"KME refused it ({exc.code} {exc.knox_message or ''}{detail})".replace(" )", ")")
@@ -144,7 +139,7 @@ def _readable(exc: BaseException) -> str:
 def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None:
     change = session.get(Change, change.id)
     if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS")):
-        _fail(session, change, f"gave up after {change.attempts} attempts: {_readable(exc)}")
+        _fail(session, change, f"gave up after {change.attempts} attempts: {readable(exc)}")
         return
     base, cap = _cfg("CHANGE_RETRY_BASE_S"), _cfg("CHANGE_RETRY_MAX_S")
     delay = random.uniform(base / 2, min(cap, base * 2 ** (change.attempts - 1)))
@@ -154,7 +149,7 @@ def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None
     change.status = "pending"
     change.claimed_by = None
     change.next_attempt_at = utcnow() + timedelta(seconds=delay)
-    change.last_error = f"will retry: {_readable(exc)}"
+    change.last_error = f"will retry: {readable(exc)}"
     session.commit()
 
 
@@ -183,7 +178,9 @@ def _fail(session: Session, change: Change, message: str) -> None:
     session.commit()
 
 
-def _maybe_finish_operation(session: Session, operation_id: int | None) -> None:
+def maybe_finish_operation(session: Session, operation_id: int | None) -> None:
+    """Finish the operation (done, or failed naming the first failure) once none of its
+    changes is pending or running; commits."""
     if operation_id is None:
         return
     counts = dict(
@@ -210,9 +207,6 @@ def _maybe_finish_operation(session: Session, operation_id: int | None) -> None:
     if operation is not None and operation.status in ("queued", "running"):
         operations.finish(session, operation_id, error)
     session.commit()
-
-
-# --- handlers -------------------------------------------------------------------------------
 
 
 def _push_devices(session: Session, client: KnoxClient, change: Change) -> str | None:
@@ -424,9 +418,6 @@ HANDLERS = {
     "profile.update": _upsert_profile,
     "profile.delete": _delete_profile,
 }
-
-
-# --- the loop -------------------------------------------------------------------------------
 
 
 def run_push(

@@ -42,7 +42,7 @@ class Periodic:
 
 def _pull_interval(app: Flask) -> float | None:
     from kmeweb.extensions import db
-    from kmeweb.sync.knox import get_integration
+    from kmeweb.integration.services import get_integration
 
     integration = get_integration(db.session)
     interval = integration.sync_interval_s if integration and integration.active else None
