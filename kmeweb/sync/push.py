@@ -37,6 +37,7 @@ from kmeweb.knox import (
 from kmeweb.knox import errors as knox_codes
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
+from kmeweb.operations.queue import JobTimeout
 from kmeweb.profiles.models import Profile
 from kmeweb.sync import outbox
 from kmeweb.sync.models import Change
@@ -103,11 +104,16 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
 
     Transient Knox errors (and RetryLater) put the change back with backoff until
     CHANGE_MAX_ATTEMPTS; a rejection fails it with Knox's message and marks what it
-    covered as `error`. Never raises for Knox errors: other changes go on.
+    covered as `error`. Never raises for Knox errors: other changes go on. Re-raises RQ's
+    job timeout after putting the change back, so a job RQ gave up on stops working.
     """
     handler = HANDLERS[change.kind]
     try:
         note = handler(session, client, change)
+    except JobTimeout as exc:  # RQ gave up on the job: put the change back, and stop
+        session.rollback()
+        _retry_or_fail(session, change, exc)
+        raise
     except (KnoxTransientError, RetryLater) as exc:
         session.rollback()
         _retry_or_fail(session, change, exc)
