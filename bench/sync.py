@@ -160,7 +160,7 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
     synced = session.scalar(
         select(func.count()).where(Device.profile_id == profile.id, Device.sync_state == "synced")
     )
-    assert pending == 0 and synced == args.move, (pending, synced)
+    assert pending == 0 and synced == args.move + len(edited), (pending, synced)
 
     print(f"pull_100k_s: {pull_s:.2f} s")
     print(f"incremental_pull_s: {incremental_s:.3f} s")
