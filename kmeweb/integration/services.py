@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from kmeweb import crypto
 from kmeweb.audit import services as audit
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Approval, Device
 from kmeweb.devices.services import ids_summary
 from kmeweb.errors import Conflict, NotFound, ValidationError
-from kmeweb.integration.models import Integration, Reseller, Upload
+from kmeweb.integration.models import Integration, Reseller, Upload, UploadStatus
 from kmeweb.knox.config import DEFAULT_BASE_URL
 from kmeweb.operations.models import Operation
-from kmeweb.profiles.models import Profile
+from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import KME_KINDS, ensure_default_profile
 from kmeweb.sync import outbox
 
@@ -44,9 +44,6 @@ __all__ = [
 AUTH_MODES = ("oauth", "legacy")
 SYNC_INTERVAL_MIN, SYNC_INTERVAL_MAX, SYNC_INTERVAL_DEFAULT = 60, 86400, 900
 _URL = re.compile(r"^https?://[^\s/]+\S*$")
-
-
-# --- settings --------------------------------------------------------------------------------
 
 
 def get_integration(session: Session) -> Integration | None:
@@ -173,7 +170,9 @@ def activate_integration(session: Session, actor: Any) -> Integration:
     integration = _require_integration(session)
     if integration.secret_enc is None:
         raise Conflict("Enter the Knox API credentials before activating.")
-    existed = session.scalar(select(Profile.id).where(Profile.kind == "kme_default").limit(1))
+    existed = session.scalar(
+        select(Profile.id).where(Profile.kind == ProfileKind.KME_DEFAULT).limit(1)
+    )
     default = ensure_default_profile(session)
     integration.active = True
     session.flush()
@@ -196,9 +195,6 @@ def deactivate_integration(session: Session, actor: Any) -> Integration:
     session.flush()
     audit.record(session, actor, "integration.deactivate", "integration", integration.id, {})
     return integration
-
-
-# --- resellers -------------------------------------------------------------------------------
 
 
 def set_reseller_preferences(
@@ -244,9 +240,6 @@ def set_reseller_preferences(
     return reseller
 
 
-# --- uploads and approval --------------------------------------------------------------------
-
-
 def get_upload_or_404(session: Session, upload_id: int) -> Upload:
     """Raises NotFound."""
     upload = session.get(Upload, upload_id)
@@ -259,7 +252,7 @@ def pending_devices_query(upload_id: int) -> Select:
     """Devices of the upload still waiting for approval, by id (View page, CSV download)."""
     return (
         select(Device)
-        .where(Device.upload_id == upload_id, Device.approval == "pending")
+        .where(Device.upload_id == upload_id, Device.approval == Approval.PENDING)
         .order_by(Device.id)
     )
 
@@ -287,12 +280,16 @@ def _approve(
         outbox.record_upload_approval(
             session, [upload.kme_upload_id], operation, actor, profile_id=target.id
         )
-    outbox.mark_devices_pending(session, device_ids, approval="approved", profile_id=target.id)
+    outbox.mark_devices_pending(
+        session, device_ids, approval=Approval.APPROVED, profile_id=target.id
+    )
     outbox.record_device_change(
         session, "device.approve", device_ids, operation, actor, profile_id=target.id
     )
     if upload is not None:
-        upload.status = "partial" if _pending_count(session, upload.id) else "approved"
+        upload.status = (
+            UploadStatus.PARTIAL if _pending_count(session, upload.id) else UploadStatus.APPROVED
+        )
     return target
 
 
@@ -301,7 +298,7 @@ def _pending_count(session: Session, upload_id: int) -> int:
         session.scalar(
             select(func.count())
             .select_from(Device)
-            .where(Device.upload_id == upload_id, Device.approval == "pending")
+            .where(Device.upload_id == upload_id, Device.approval == Approval.PENDING)
         )
         or 0
     )
@@ -349,7 +346,7 @@ def approve_upload(session: Session, upload_id: int, actor: Any) -> Operation:
 
 
 def _pending_where(upload_id: int) -> tuple:
-    return (Device.upload_id == upload_id, Device.approval == "pending")
+    return (Device.upload_id == upload_id, Device.approval == Approval.PENDING)
 
 
 def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> Operation:
@@ -374,7 +371,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
         found.update((device_id, (upload_id, approval)) for device_id, upload_id, approval in rows)
     if len(found) < len(ids):
         raise NotFound(f"{len(ids) - len(found):,} of the selected devices no longer exist.")
-    not_pending = sum(1 for _upload, approval in found.values() if approval != "pending")
+    not_pending = sum(1 for _upload, approval in found.values() if approval != Approval.PENDING)
     by_upload: dict[int | None, list[int]] = defaultdict(list)
     for device_id in ids:  # selection order
         by_upload[found[device_id][0]].append(device_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -15,15 +15,16 @@ from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.extensions import db, utcnow
+from kmeweb.integration.services import get_integration
 from kmeweb.knox import KnoxError
 from kmeweb.operations import dispatch
 from kmeweb.operations import queue as rq_queue
 from kmeweb.operations import services as operations
-from kmeweb.operations.models import Operation
+from kmeweb.operations.models import ACTIVE, Operation, OperationKind
 from kmeweb.profiles.models import Profile
 from kmeweb.sync import push
-from kmeweb.sync.knox import get_integration, knox_client
-from kmeweb.sync.models import Change
+from kmeweb.sync.knox import knox_client
+from kmeweb.sync.models import Change, ChangeStatus
 
 log = logging.getLogger("kmeweb.sync")
 
@@ -68,14 +69,12 @@ def schedule_followup(session: Session) -> None:
     if due_in is None:
         return
     if due_in <= 0.5:
-        rq_queue.enqueue_unique("kmeweb.sync.jobs.push_job", None, job_id="push-now", queue="knox")
+        rq_queue.enqueue_unique(rq_queue.PUSH_JOB, None, job_id="push-now", queue="knox")
     else:
         slot = int((utcnow() + timedelta(seconds=due_in)).timestamp())
         job_id = f"push-at-{slot}"
         if rq_queue.job_status(job_id) is None:
-            rq_queue.enqueue_in(
-                due_in, "kmeweb.sync.jobs.push_job", None, job_id=job_id, queue="knox"
-            )
+            rq_queue.enqueue_in(due_in, rq_queue.PUSH_JOB, None, job_id=job_id, queue="knox")
 
 
 def pull_job(operation_id: int) -> dict[str, int]:
@@ -84,7 +83,7 @@ def pull_job(operation_id: int) -> dict[str, int]:
 
     session = db.session
     operation = session.get(Operation, operation_id)
-    if operation is None or operation.status in ("done", "failed"):
+    if operation is None or operation.status not in ACTIVE:
         return {}
     integration = get_integration(session)
     if integration is None or not integration.active:
@@ -96,11 +95,15 @@ def pull_job(operation_id: int) -> dict[str, int]:
     try:
         with knox_client(integration) as client:
             summary = run_pull(
-                session, client, integration, operation_id, full=operation.kind == "pull.full"
+                session,
+                client,
+                integration,
+                operation_id,
+                full=operation.kind == OperationKind.PULL_FULL,
             )
     except Exception as exc:
         session.rollback()
-        message = push._readable(exc) if isinstance(exc, KnoxError) else f"pull failed: {exc}"
+        message = push.readable(exc) if isinstance(exc, KnoxError) else f"pull failed: {exc}"
         operations.finish(session, operation_id, message)
         record_integration_error(session, message)
         session.commit()
@@ -123,7 +126,7 @@ def start_pull(session: Session, actor: Any, full: bool = False) -> Operation:
     Flushes; the job is enqueued after the commit. Used by Sync now, `flask sync now`
     and the schedule.
     """
-    kind = "pull.full" if full else "pull"
+    kind = OperationKind.PULL_FULL if full else OperationKind.PULL
     running = operations.active_operation(session, "pull")
     if running is not None:
         return running
@@ -165,33 +168,28 @@ def sweep_job() -> dict[str, int]:
     now = utcnow()
     released = session.execute(
         update(Change)
-        .where(Change.status == "running", Change.next_attempt_at < now)
-        .values(status="pending", claimed_by=None, next_attempt_at=now)
+        .where(Change.status == ChangeStatus.RUNNING, Change.next_attempt_at < now)
+        .values(status=ChangeStatus.PENDING, claimed_by=None, next_attempt_at=now)
     ).rowcount
     # Operations whose job vanished (Redis flushed, worker killed) with nothing left to push.
     stale = 0
-    for operation in session.scalars(
-        select(Operation).where(Operation.status.in_(("queued", "running")))
-    ):
+    for operation in session.scalars(select(Operation).where(Operation.status.in_(ACTIVE))):
         unfinished = session.scalar(
             select(func.count())
             .select_from(Change)
             .where(Change.operation_id == operation.id, Change.status.in_(push.UNFINISHED))
         )
-        job_state = rq_queue.job_status(operation.job_id)
         if operation.kind.startswith("pull"):
-            if job_state not in rq_queue.ACTIVE_STATUSES and (
-                now - (operation.started_at or operation.created_at)
-            ) > timedelta(seconds=float(current_app.config.get("PULL_STALE_S", 120))):
+            if _pull_vanished(operation, now):
                 operations.finish(session, operation.id, "The worker running it stopped.")
                 stale += 1
         elif not unfinished:
-            push._maybe_finish_operation(session, operation.id)
+            push.maybe_finish_operation(session, operation.id)
     session.commit()
     due = session.execute(
         select(Change.operation_id, Operation.kind)
         .join(Operation, Operation.id == Change.operation_id, isouter=True)
-        .where(Change.status == "pending", Change.next_attempt_at <= now)
+        .where(Change.status == ChangeStatus.PENDING, Change.next_attempt_at <= now)
         .group_by(Change.operation_id, Operation.kind)
         .limit(50)
     ).all()
@@ -199,15 +197,29 @@ def sweep_job() -> dict[str, int]:
     enqueued = 0
     for operation_id, kind in due:
         if operation_id is None:
-            rq_queue.enqueue_unique(
-                "kmeweb.sync.jobs.push_job", None, job_id="push-now", queue="knox"
-            )
+            rq_queue.enqueue_unique(rq_queue.PUSH_JOB, None, job_id="push-now", queue="knox")
         else:
             dispatch.enqueue_operation(operation_id, kind or "push")
         enqueued += 1
     if released or stale:
         log.warning("sweeper released %s changes and closed %s stale pulls", released, stale)
     return {"released": released, "enqueued": enqueued, "stale_pulls": stale}
+
+
+def _pull_vanished(operation: Operation, now: datetime) -> bool:
+    """True when a queued or running pull has had no live job for PULL_STALE_S: its job is gone
+    from Redis, finished without closing it, or still "started" but its worker stopped
+    heartbeating (killed with -9: RQ itself notices only much later)."""
+    stale = timedelta(seconds=float(current_app.config["PULL_STALE_S"]))
+    if now - (operation.started_at or operation.created_at) <= stale:
+        return False
+    state = rq_queue.job_status(operation.job_id)
+    if state not in rq_queue.ACTIVE_STATUSES:
+        return True
+    if state != "started":
+        return False  # still waiting in a queue: no worker has taken it yet
+    seen = rq_queue.job_last_seen(operation.job_id)
+    return seen is not None and now - seen > stale
 
 
 def token_expiry_job() -> int:

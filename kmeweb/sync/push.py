@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from kmeweb import crypto
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Integration
@@ -36,26 +36,22 @@ from kmeweb.knox import (
 )
 from kmeweb.knox import errors as knox_codes
 from kmeweb.operations import services as operations
-from kmeweb.operations.models import Operation
-from kmeweb.profiles.models import Profile
+from kmeweb.operations.models import ACTIVE, Operation
+from kmeweb.operations.queue import JobTimeout
+from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync import outbox
-from kmeweb.sync.models import Change
+from kmeweb.sync.models import UNFINISHED, Change, ChangeKind, ChangeStatus, SyncState
 from kmeweb.sync.outbox import DEVICE_SYNC_KINDS
 
 log = logging.getLogger("kmeweb.sync")
-
-UNFINISHED = ("pending", "running")
 
 
 class RetryLater(Exception):
     """The change cannot go yet (e.g. its profile is not in KME yet); try again later."""
 
 
-def _cfg(name: str, default: float) -> float:
-    return float(current_app.config.get(name, default))
-
-
-# --- claiming -------------------------------------------------------------------------------
+def _cfg(name: str) -> float:
+    return float(current_app.config[name])
 
 
 def claim_next(session: Session, worker: str) -> Change | None:
@@ -70,7 +66,7 @@ def claim_next(session: Session, worker: str) -> Change | None:
         now = utcnow()
         stmt = (
             select(Change.id)
-            .where(Change.status == "pending", Change.next_attempt_at <= now, ~blocked)
+            .where(Change.status == ChangeStatus.PENDING, Change.next_attempt_at <= now, ~blocked)
             .order_by(Change.id)
             .limit(1)
         )
@@ -80,12 +76,12 @@ def claim_next(session: Session, worker: str) -> Change | None:
         if change_id is None:
             session.rollback()
             return None
-        lease = now + timedelta(seconds=_cfg("CHANGE_LEASE_S", 300))
+        lease = now + timedelta(seconds=_cfg("CHANGE_LEASE_S"))
         claimed = session.execute(
             update(Change)
-            .where(Change.id == change_id, Change.status == "pending")
+            .where(Change.id == change_id, Change.status == ChangeStatus.PENDING)
             .values(
-                status="running",
+                status=ChangeStatus.RUNNING,
                 attempts=Change.attempts + 1,
                 claimed_by=worker,
                 next_attempt_at=lease,
@@ -101,40 +97,43 @@ def claim_next(session: Session, worker: str) -> Change | None:
     return None
 
 
-# --- running one change ---------------------------------------------------------------------
-
-
 def process(session: Session, client: KnoxClient, change: Change) -> None:
     """Send one claimed change to KME and record the outcome; commits.
 
     Transient Knox errors (and RetryLater) put the change back with backoff until
     CHANGE_MAX_ATTEMPTS; a rejection fails it with Knox's message and marks what it
-    covered as `error`. Never raises for Knox errors: other changes go on.
+    covered as `error`. Never raises for Knox errors: other changes go on. Re-raises RQ's
+    job timeout after putting the change back, so a job RQ gave up on stops working.
     """
     handler = HANDLERS[change.kind]
     try:
         note = handler(session, client, change)
+    except JobTimeout as exc:  # RQ gave up on the job: put the change back, and stop
+        session.rollback()
+        _retry_or_fail(session, change, exc)
+        raise
     except (KnoxTransientError, RetryLater) as exc:
         session.rollback()
         _retry_or_fail(session, change, exc)
     except KnoxError as exc:
         session.rollback()
-        _fail(session, change, _readable(exc))
+        _fail(session, change, readable(exc))
     except Exception as exc:  # a bug or a database error: retry, then show it
         log.exception("change %s (%s) raised", change.id, change.kind)
         session.rollback()
         _retry_or_fail(session, change, exc)
     else:
-        change.status = "done"
+        change.status = ChangeStatus.DONE
         change.done_at = utcnow()
         change.last_error = note  # claimed_by stays: which worker applied it
         if change.operation_id:
             operations.add_progress(session, change.operation_id, max(change.device_count, 1))
         session.commit()
-    _maybe_finish_operation(session, change.operation_id)
+    maybe_finish_operation(session, change.operation_id)
 
 
-def _readable(exc: BaseException) -> str:
+def readable(exc: BaseException) -> str:
+    """What an admin reads about a failed KME call: Knox's code and message, no internals."""
     if isinstance(exc, KnoxError) and exc.code is not None:
         detail = f": {exc.data}" if exc.data and str(exc.data) != exc.knox_message else ""
         return f"KME refused it ({exc.code} {exc.knox_message or ''}{detail})".replace(" )", ")")
@@ -143,25 +142,25 @@ def _readable(exc: BaseException) -> str:
 
 def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None:
     change = session.get(Change, change.id)
-    if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS", 8)):
-        _fail(session, change, f"gave up after {change.attempts} attempts: {_readable(exc)}")
+    if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS")):
+        _fail(session, change, f"gave up after {change.attempts} attempts: {readable(exc)}")
         return
-    base, cap = _cfg("CHANGE_RETRY_BASE_S", 5), _cfg("CHANGE_RETRY_MAX_S", 600)
+    base, cap = _cfg("CHANGE_RETRY_BASE_S"), _cfg("CHANGE_RETRY_MAX_S")
     delay = random.uniform(base / 2, min(cap, base * 2 ** (change.attempts - 1)))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         delay = max(delay, float(retry_after))
-    change.status = "pending"
+    change.status = ChangeStatus.PENDING
     change.claimed_by = None
     change.next_attempt_at = utcnow() + timedelta(seconds=delay)
-    change.last_error = f"will retry: {_readable(exc)}"
+    change.last_error = f"will retry: {readable(exc)}"
     session.commit()
 
 
 def _fail(session: Session, change: Change, message: str) -> None:
     change = session.get(Change, change.id)
     now = utcnow()
-    change.status = "failed"
+    change.status = ChangeStatus.FAILED
     change.claimed_by = None
     change.done_at = now
     change.last_error = message[:2000]
@@ -169,21 +168,23 @@ def _fail(session: Session, change: Change, message: str) -> None:
         for chunk in outbox.chunks(change.payload.get("device_ids", []), 900):
             session.execute(
                 update(Device)
-                .where(Device.id.in_(chunk), Device.sync_state == "pending")
-                .values(sync_state="error", sync_error=message[:500])
+                .where(Device.id.in_(chunk), Device.sync_state == SyncState.PENDING)
+                .values(sync_state=SyncState.ERROR, sync_error=message[:500])
             )
     session.execute(update(Integration).values(last_error=message[:2000], last_error_at=now))
     profile_id = change.payload.get("profile_id")
-    if change.kind in ("profile.create", "profile.update") and profile_id:
+    if change.kind in (ChangeKind.PROFILE_CREATE, ChangeKind.PROFILE_UPDATE) and profile_id:
         session.execute(
             update(Profile)
             .where(Profile.id == profile_id)
-            .values(sync_state="error", sync_error=message[:500], sync_error_at=now)
+            .values(sync_state=SyncState.ERROR, sync_error=message[:500], sync_error_at=now)
         )
     session.commit()
 
 
-def _maybe_finish_operation(session: Session, operation_id: int | None) -> None:
+def maybe_finish_operation(session: Session, operation_id: int | None) -> None:
+    """Finish the operation (done, or failed naming the first failure) once none of its
+    changes is pending or running; commits."""
     if operation_id is None:
         return
     counts = dict(
@@ -193,26 +194,23 @@ def _maybe_finish_operation(session: Session, operation_id: int | None) -> None:
             .group_by(Change.status)
         ).all()
     )
-    if counts.get("pending") or counts.get("running"):
+    if any(counts.get(status) for status in UNFINISHED):
         session.commit()
         return
-    failed = counts.get("failed", 0)
+    failed = counts.get(ChangeStatus.FAILED, 0)
     error = None
     if failed:
         first = session.scalar(
             select(Change.last_error)
-            .where(Change.operation_id == operation_id, Change.status == "failed")
+            .where(Change.operation_id == operation_id, Change.status == ChangeStatus.FAILED)
             .order_by(Change.id)
             .limit(1)
         )
         error = f"{failed} of {sum(counts.values())} changes failed: {first}"
     operation = session.get(Operation, operation_id)
-    if operation is not None and operation.status in ("queued", "running"):
+    if operation is not None and operation.status in ACTIVE:
         operations.finish(session, operation_id, error)
     session.commit()
-
-
-# --- handlers -------------------------------------------------------------------------------
 
 
 def _push_devices(session: Session, client: KnoxClient, change: Change) -> str | None:
@@ -238,9 +236,9 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     ).all()
     groups: dict[str | None, list[Any]] = defaultdict(list)
     for row in rows:
-        if row.approval != "approved":
+        if row.approval != Approval.APPROVED:
             continue
-        if row.kind == "kme":
+        if row.kind == ProfileKind.KME:
             if not row.kme_profile_id:
                 raise RetryLater(f"profile {row.name!r} is not in KME yet")
             groups[row.kme_profile_id].append(row)
@@ -249,8 +247,15 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     results: list[tuple[Any, str, BatchResult]] = []
     for target, members in groups.items():
         by_ident = {(r.kme_device_id or r.imei or r.serial): r for r in members}
+        # KME may name a device by another of its ids than the one sent: map those back.
+        aliases = {
+            name: ident
+            for ident, r in by_ident.items()
+            for name in (r.kme_device_id, r.imei, r.serial)
+            if name
+        }
         if target is None:
-            result = client.unassign_profile(list(by_ident))
+            result = client.unassign_profile(list(by_ident), aliases=aliases)
         else:
             assignments = [
                 DeviceAssignment(
@@ -260,7 +265,7 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
                 )
                 for ident, r in by_ident.items()
             ]
-            result = client.assign_profile(target, assignments)
+            result = client.assign_profile(target, assignments, aliases=aliases)
         results.extend((by_ident[i], i, result) for i in by_ident)
     note = _apply_device_results(session, results)
     _resync_moved_on(session, {row.id: row.version for row, _ident, _result in results})
@@ -306,14 +311,14 @@ def _apply_device_results(
         session.execute(
             table.update()
             .where(table.c.id == bindparam("did"), table.c.version == bindparam("v"))
-            .values(sync_state="synced", sync_error=None),
+            .values(sync_state=SyncState.SYNCED, sync_error=None),
             ok,
         )
     if bad:
         session.execute(
             table.update()
             .where(table.c.id == bindparam("did"), table.c.version == bindparam("v"))
-            .values(sync_state="error", sync_error=bindparam("err")),
+            .values(sync_state=SyncState.ERROR, sync_error=bindparam("err")),
             bad,
         )
     if bad:
@@ -350,7 +355,7 @@ def _upsert_profile(session: Session, client: KnoxClient, change: Change) -> str
     from kmeweb.sync.mapping import to_knox_profile
 
     profile = session.get(Profile, change.payload.get("profile_id"))
-    if profile is None or profile.kind != "kme":
+    if profile is None or profile.kind != ProfileKind.KME:
         return "profile no longer exists locally" if profile is None else None
     version = profile.version
     username = session.get(EndUser, profile.end_user_id).username if profile.end_user_id else None
@@ -380,7 +385,12 @@ def _upsert_profile(session: Session, client: KnoxClient, change: Change) -> str
     session.execute(
         update(Profile)
         .where(Profile.id == profile.id, Profile.version == version)
-        .values(sync_state="synced", sync_error=None, sync_error_at=None, last_synced_at=utcnow())
+        .values(
+            sync_state=SyncState.SYNCED,
+            sync_error=None,
+            sync_error_at=None,
+            last_synced_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     )
     return None
@@ -411,15 +421,12 @@ def _delete_profile(session: Session, client: KnoxClient, change: Change) -> str
 
 HANDLERS = {
     **{kind: _push_devices for kind in DEVICE_SYNC_KINDS},
-    "device.delete": _delete_devices,
-    "upload.approve": _approve_upload,
-    "profile.create": _upsert_profile,
-    "profile.update": _upsert_profile,
-    "profile.delete": _delete_profile,
+    ChangeKind.DEVICE_DELETE: _delete_devices,
+    ChangeKind.UPLOAD_APPROVE: _approve_upload,
+    ChangeKind.PROFILE_CREATE: _upsert_profile,
+    ChangeKind.PROFILE_UPDATE: _upsert_profile,
+    ChangeKind.PROFILE_DELETE: _delete_profile,
 }
-
-
-# --- the loop -------------------------------------------------------------------------------
 
 
 def run_push(
@@ -429,7 +436,7 @@ def run_push(
 
     Returns how many changes this call processed.
     """
-    deadline = time.monotonic() + (budget_s or _cfg("PUSH_BUDGET_S", 240))
+    deadline = time.monotonic() + (budget_s or _cfg("PUSH_BUDGET_S"))
     processed = 0
     while time.monotonic() < deadline:
         change = claim_next(session, worker)
@@ -443,7 +450,7 @@ def run_push(
 def next_due_in(session: Session) -> float | None:
     """Seconds until the earliest pending change is due (0 if one is due now), else None."""
     when = session.scalar(
-        select(func.min(Change.next_attempt_at)).where(Change.status == "pending")
+        select(func.min(Change.next_attempt_at)).where(Change.status == ChangeStatus.PENDING)
     )
     if when is None:
         return None
