@@ -147,9 +147,9 @@ def main() -> None:
                     csp: list[str] = []
                     page.on(
                         "console",
-                        lambda m, csp=csp: csp.append(m.text)
-                        if "Content Security Policy" in m.text
-                        else None,
+                        lambda m, csp=csp: (
+                            csp.append(m.text) if "Content Security Policy" in m.text else None
+                        ),
                     )
                     tag = f"{role}-{scheme}-{width}"
                     page.goto(f"{base}/auth/login")
@@ -210,9 +210,7 @@ def check(page, axe: Axe, out: Path, name: str, width: int) -> int:
         )
         print(f"{name}: scrolls sideways ({scroll} > {width}): {wide}")
     violations = [
-        v
-        for v in axe.run(page).response["violations"]
-        if v["impact"] in ("serious", "critical")
+        v for v in axe.run(page).response["violations"] if v["impact"] in ("serious", "critical")
     ]
     for v in violations:
         targets = "; ".join(", ".join(n["target"]) for n in v["nodes"])
