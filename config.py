@@ -14,6 +14,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("KMEWEB_INSTANCE_DIR", BASE_DIR / "instance")).resolve()
 
+MIN_SECRET_KEY_LENGTH = 32
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "KMEWEB_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
 
 
@@ -26,9 +27,16 @@ def _dev_secret(name: str, make) -> str:
     INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
     path = INSTANCE_DIR / f"dev-{name.lower()}"
     if not path.exists():
-        path.write_text(make())
-        path.chmod(0o600)
+        write_private(path, make())
     return path.read_text().strip()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, created 0600 (never readable, even briefly)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)
 
 
 def _fernet_key() -> str:
@@ -69,6 +77,10 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         for name in REQUIRED_IN_PRODUCTION:
             if not env.get(name):
                 raise ConfigError(f"{name} is required when KMEWEB_ENV=production")
+        if len(env["SECRET_KEY"]) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in production"
+            )
 
     secret_key = env.get("SECRET_KEY") or _dev_secret("SECRET_KEY", lambda: secrets.token_hex(32))
     enc_key = env.get("KMEWEB_ENCRYPTION_KEY") or _dev_secret("ENCRYPTION_KEY", _fernet_key)
@@ -76,8 +88,11 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
     redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     secure = _bool(env.get("SESSION_COOKIE_SECURE"), default=mode == "production")
 
+    csv_max_bytes = int(env.get("KMEWEB_CSV_MAX_BYTES", str(20 * 1024 * 1024)))
     return {
         "KMEWEB_ENV": mode,
+        # A request body may carry one CSV upload plus the form around it; larger is a 413.
+        "MAX_CONTENT_LENGTH": csv_max_bytes + 1024 * 1024,
         "SECRET_KEY": secret_key,
         "KMEWEB_ENCRYPTION_KEY": enc_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
@@ -91,6 +106,9 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", redis_url),
         "RATELIMIT_HEADERS_ENABLED": True,
+        # Redis down must not lock everyone out: limits go on per process, with a warning.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "CSV_MAX_BYTES": csv_max_bytes,
         "LOGIN_RATE_LIMIT": env.get("KMEWEB_LOGIN_RATE_LIMIT", "5 per minute"),
         "LOGIN_IP_RATE_LIMIT": env.get("KMEWEB_LOGIN_IP_RATE_LIMIT", "30 per minute"),
         "PAGE_SIZE": int(env.get("KMEWEB_PAGE_SIZE", "50")),

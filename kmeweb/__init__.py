@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort, redirect, request, url_for
+from flask import Flask, abort, flash, redirect, request, url_for
 from flask_login import current_user
+from werkzeug.routing import IntegerConverter, Map
 
 import config
 from kmeweb.extensions import csrf, db, limiter, login_manager, migrate
@@ -20,6 +22,11 @@ PUBLIC_ENDPOINTS = {"auth.login", "auth.login_post", "static"}
 PUBLIC_BLUEPRINTS = {"enroll"}
 # State changes a viewer may still make (its own session).
 VIEWER_WRITABLE = {"auth.logout"}
+
+# The largest id the database's integer columns hold (PostgreSQL INTEGER).
+MAX_DB_INT = 2**31 - 1
+
+FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 # Scripts, styles and images only from this origin: no inline script, no style="" and no
 # <style> in templates (htmx's own indicator <style> is off in base.html), no eval.
@@ -38,6 +45,14 @@ NAV: list[tuple[str, str, str]] = [
 ]
 
 
+class DatabaseIntConverter(IntegerConverter):
+    """`<int:...>` bounded to what the database's integer columns hold."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_DB_INT)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the web application; the only place an app is made."""
     app = Flask(
@@ -46,6 +61,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         static_folder=str(ROOT / "static"),
         instance_path=str(config.INSTANCE_DIR),
     )
+    # Ids past the database's integer range are no match (404), never a database error.
+    app.url_map.converters["int"] = DatabaseIntConverter
     app.config.from_mapping(config.from_env())
     if overrides:
         app.config.from_mapping(overrides)
@@ -66,9 +83,26 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from kmeweb.auth.models import AdminUser
 
     @login_manager.user_loader
-    def _load_user(user_id: str) -> AdminUser | None:
+    def _load_user(alternative_id: str) -> AdminUser | None:
+        """The account of a session or remember-me cookie, while its session token is current."""
+        user_id, _, token = alternative_id.partition(".")
+        if not user_id.isdigit() or not token or int(user_id) > MAX_DB_INT:
+            return None
         user = db.session.get(AdminUser, int(user_id))
-        return user if user is not None and user.active else None
+        if user is None or not user.active or not user.matches_session(token):
+            return None
+        return user
+
+    @login_manager.unauthorized_handler
+    def _sign_in_first():
+        """htmx gets 401 + HX-Redirect (the whole page goes to sign-in); a page, a redirect."""
+        from kmeweb.htmx import current_page_path, is_htmx, sign_in_again
+
+        if is_htmx() or htmx_ext.boosted:
+            return sign_in_again(url_for("auth.login", next=current_page_path()))
+        flash(login_manager.login_message, login_manager.login_message_category)
+        next_path = request.full_path if request.query_string else request.path
+        return redirect(url_for("auth.login", next=next_path))
 
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
@@ -113,6 +147,13 @@ def _configure_sqlite(app: Flask) -> None:
 
     with app.app_context():
         engine = db.engine
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            # Created owner-only before SQLite makes it (its -wal and -shm files copy the mode).
+            path = Path(database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            path.chmod(0o600)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:
@@ -126,7 +167,20 @@ def _configure_sqlite(app: Flask) -> None:
             cursor.close()
 
 
+def _has_nul(pairs) -> bool:
+    return any("\x00" in key or "\x00" in value for key, value in pairs)
+
+
 def _register_security(app: Flask) -> None:
+    @app.before_request
+    def _refuse_nul_bytes():
+        """NUL in text is never meant, and PostgreSQL refuses it: a 400, not a 500."""
+        if "\x00" in request.path or _has_nul(request.args.items(multi=True)):
+            abort(400, "Text may not contain NUL characters.")
+        if request.method != "GET" and request.mimetype in FORM_MIMETYPES:
+            if _has_nul(request.form.items(multi=True)):
+                abort(400, "Text may not contain NUL characters.")
+
     @app.before_request
     def _require_login_and_role():
         endpoint = request.endpoint
@@ -138,7 +192,7 @@ def _register_security(app: Flask) -> None:
             return login_manager.unauthorized()
         if request.method not in ("GET", "HEAD", "OPTIONS") and endpoint not in VIEWER_WRITABLE:
             if not current_user.can_write:
-                abort(403, "Your role (viewer) can look but not change anything.")
+                abort(403, "Your role can look but not change anything.")
         return None
 
     @app.after_request

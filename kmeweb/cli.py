@@ -41,6 +41,48 @@ def create_admin_command(
         click.echo(f"password: {password_used}")
 
 
+@click.command("set-password")
+@click.argument("email")
+@click.option("--generate", is_flag=True, help="Generate a password instead of prompting.")
+def set_password_command(email: str, generate: bool) -> None:
+    """Give an account a new password; every session it has ends."""
+    import secrets
+
+    from kmeweb.auth import services
+    from kmeweb.errors import DomainError
+
+    user = services.get_by_email(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no account for {email}")
+    if generate:
+        password = secrets.token_urlsafe(15)
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        services.change_password(db.session, user, password, "cli")
+    except DomainError as err:
+        raise click.ClickException(err.message) from err
+    db.session.commit()
+    click.echo(f"password changed for {user.email}; its sessions have ended")
+    if generate:
+        click.echo(f"password: {password}")
+
+
+@click.command("deactivate-admin")
+@click.argument("email")
+@click.option("--activate", is_flag=True, help="Activate the account again instead.")
+def deactivate_admin_command(email: str, activate: bool) -> None:
+    """Deactivate an account (its sessions end at once), or activate it again."""
+    from kmeweb.auth import services
+
+    user = services.get_by_email(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no account for {email}")
+    services.set_active(db.session, user, activate, "cli")
+    db.session.commit()
+    click.echo(f"{user.email} is {'active' if activate else 'deactivated'}")
+
+
 @click.command("ensure-demo-admin")
 @click.option("--email", default="admin@example.com")
 def ensure_demo_admin_command(email: str) -> None:
@@ -224,4 +266,6 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(scheduler_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(create_admin_command)
+    app.cli.add_command(set_password_command)
+    app.cli.add_command(deactivate_admin_command)
     app.cli.add_command(ensure_demo_admin_command)

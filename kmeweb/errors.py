@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
-from flask import Flask, g, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import BadRequest, Forbidden, HTTPException
+
+from kmeweb.extensions import db
 
 log = logging.getLogger("kmeweb")
 
@@ -40,11 +44,29 @@ class PermissionDenied(DomainError):
     status = 403
 
 
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+# What a person sees in the flash area when an htmx request is refused.
+HTMX_MESSAGES = {
+    400: "The request was not understood; reload the page and try again.",
+    401: "Your session has ended; sign in again.",
+    403: "Your role can look but not change anything.",
+    404: "That item no longer exists; reload the page.",
+    405: "That action is not available here.",
+    413: "That upload is too large.",
+    429: "Too many attempts; wait a minute and try again.",
+}
+CSRF_MESSAGE = "Your session expired; reload the page."
+
+
 def request_id() -> str:
-    rid = getattr(g, "request_id", None)
+    """This request's id: the client's X-Request-Id if it is a short token, else a new one."""
+    # Kept in the WSGI environ, which lives exactly as long as the request.
+    rid = request.environ.get("kmeweb.request_id")
     if rid is None:
-        rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:12]
-        g.request_id = rid
+        sent = request.headers.get("X-Request-Id", "")
+        rid = sent if REQUEST_ID_RE.fullmatch(sent) else uuid.uuid4().hex[:12]
+        request.environ["kmeweb.request_id"] = rid
     return rid
 
 
@@ -52,6 +74,23 @@ def _wants_json() -> bool:
     return request.path.startswith("/enroll") or (
         request.accept_mimetypes.best == "application/json"
     )
+
+
+def _htmx_error(message: str, status: int):
+    """The message in the flash area; the request's target stays as it was."""
+    from kmeweb.htmx import flash_fragment
+
+    return flash_fragment(message, "error"), status, {"HX-Reswap": "none"}
+
+
+def _http_message(err: HTTPException) -> str:
+    if isinstance(err, CSRFError):
+        return CSRF_MESSAGE
+    if err.code == 400 and err.description and err.description != BadRequest.description:
+        return err.description
+    if err.code == 403 and err.description and err.description != Forbidden.description:
+        return err.description
+    return HTMX_MESSAGES.get(err.code or 500, err.description or err.name)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -66,31 +105,41 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def _domain_error(err: DomainError):
+        db.session.rollback()
         if _wants_json():
             return jsonify(error=err.message), err.status
-        from kmeweb.htmx import flash_fragment, is_htmx
+        from kmeweb.htmx import is_htmx
 
         if is_htmx():
-            # Only the out-of-band flash is swapped in; the request's target stays as it was.
-            return flash_fragment(err.message, "error"), err.status, {"HX-Reswap": "none"}
+            return _htmx_error(err.message, err.status)
         return render_template(
             "errors/error.html", status=err.status, message=err.message
         ), err.status
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
+        from kmeweb.htmx import is_htmx
+
         if _wants_json():
             return jsonify(error=err.name), err.code
+        if is_htmx():
+            return _htmx_error(_http_message(err), err.code or 500)
+        message = CSRF_MESSAGE if isinstance(err, CSRFError) else err.description
         template = "errors/404.html" if err.code == 404 else "errors/error.html"
-        return render_template(
-            template, status=err.code, message=err.description, title=err.name
-        ), err.code
+        return render_template(template, status=err.code, message=message, title=err.name), err.code
 
     @app.errorhandler(Exception)
     def _server_error(err: Exception):
         if isinstance(err, HTTPException):
             return _http_error(err)
+        db.session.rollback()
         log.exception("unhandled error request_id=%s path=%s", request_id(), request.path)
         if _wants_json():
             return jsonify(error="internal error", request_id=request_id()), 500
+        from kmeweb.htmx import is_htmx
+
+        if is_htmx():
+            return _htmx_error(
+                f"Something went wrong and was logged (request id {request_id()}).", 500
+            )
         return render_template("errors/500.html", request_id=request_id()), 500

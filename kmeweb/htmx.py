@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Response, make_response, render_template, request
 
 from kmeweb.extensions import htmx
 
 
 def is_htmx() -> bool:
-    """True for a request made by htmx (but not a history restore, which wants a page)."""
-    return bool(htmx) and not htmx.history_restore_request
+    """True for a request made by htmx that wants a fragment.
+
+    A boosted link or form and a history restore want the whole page, like a plain request.
+    """
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
+
+
+def sign_in_again(login_url: str) -> Response:
+    """401 for htmx without a session: HX-Redirect sends the whole page to sign-in."""
+    response = make_response("", 401)
+    response.headers["HX-Redirect"] = login_url
+    return response
+
+
+def current_page_path() -> str | None:
+    """The path (and query) of the page that made this htmx request, from HX-Current-URL."""
+    url = htmx.current_url if htmx else None
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def render(page: str, partial: str, code: int = 200, **context) -> Response:

@@ -46,7 +46,11 @@ def page_args(default_per_page: int = 50) -> tuple[int, int]:
 
 
 def paginate(session: Session, stmt: Select, page: int, per_page: int) -> Page:
-    """Run `stmt` for one page and count all matching rows with one grouped query."""
+    """Run `stmt` for one page and count all matching rows with one grouped query.
+
+    A page past the end (however large the number) shows the last page.
+    """
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    page = min(max(1, page), max(1, -(-total // per_page)))
     items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
     return Page(items=items, page=page, per_page=per_page, total=total)

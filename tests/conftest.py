@@ -23,6 +23,7 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from flask import g, request_started  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
@@ -102,10 +103,20 @@ def app_config(database_url: str, redis_url: str) -> dict:
     }
 
 
+def _fresh_g(sender, **extra) -> None:
+    """Each test request starts with an empty `g`, as in production.
+
+    The fixture's app context outlives requests (tests share db.session with them), so
+    without this Flask-Login's cached user and Flask-WTF's token would leak between requests.
+    """
+    g.__dict__.clear()
+
+
 @pytest.fixture
 def app(app_config: dict, redis_url: str):
     app = create_app(app_config)
     redis.Redis.from_url(redis_url).flushdb()
+    request_started.connect(_fresh_g, app)
     with app.app_context():
         yield app
         db.session.remove()

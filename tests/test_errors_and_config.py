@@ -38,7 +38,7 @@ def test_500_shows_a_request_id_and_no_stack_trace(app, client, login, caplog):
 def test_production_refuses_to_start_without_a_secret(missing):
     env = {
         "KMEWEB_ENV": "production",
-        "SECRET_KEY": "s",
+        "SECRET_KEY": "s" * 32,
         "KMEWEB_ENCRYPTION_KEY": "k",
         "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
         "REDIS_URL": "redis://r:6379/0",
@@ -52,7 +52,7 @@ def test_production_refuses_to_start_without_a_secret(missing):
 def test_production_cookies_are_secure():
     env = {
         "KMEWEB_ENV": "production",
-        "SECRET_KEY": "s",
+        "SECRET_KEY": "s" * 32,
         "KMEWEB_ENCRYPTION_KEY": "k",
         "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
         "REDIS_URL": "redis://r:6379/0",
@@ -72,3 +72,34 @@ def test_knox_path_overrides_come_from_the_environment():
     }
     with pytest.raises(config.ConfigError, match="KMEWEB_KNOX_PATHS must be a JSON object"):
         config.from_env({"KMEWEB_KNOX_PATHS": "[1, 2]"})
+
+
+def test_production_refuses_a_short_secret_key():
+    env = {
+        "KMEWEB_ENV": "production",
+        "SECRET_KEY": "s" * 31,
+        "KMEWEB_ENCRYPTION_KEY": "k",
+        "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
+        "REDIS_URL": "redis://r:6379/0",
+    }
+    with pytest.raises(config.ConfigError, match="SECRET_KEY must be at least 32 characters"):
+        config.from_env(env)
+
+
+def test_sqlite_file_and_instance_secrets_are_owner_only(tmp_path, monkeypatch):
+    """A fresh instance directory: the database and the development secrets are 0600."""
+    import os
+    import stat
+
+    from kmeweb import create_app
+
+    monkeypatch.setattr(config, "INSTANCE_DIR", tmp_path / "instance")
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "KMEWEB_ENCRYPTION_KEY")}
+    monkeypatch.setattr(os, "environ", env)
+    settings = config.from_env(env)
+    database = tmp_path / "instance" / "kme.sqlite"
+    create_app({**settings, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}", "TESTING": True})
+    files = [database, tmp_path / "instance" / "dev-secret_key"]
+    files.append(tmp_path / "instance" / "dev-encryption_key")
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -53,7 +53,8 @@ def query_events(
     """Events newest first, filtered by actor (substring), action and inclusive date range."""
     stmt = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if actor:
-        stmt = stmt.where(AuditEvent.actor.ilike(f"%{actor}%"))
+        # autoescape: a typed % or _ matches itself, not any text.
+        stmt = stmt.where(AuditEvent.actor.icontains(actor, autoescape=True))
     if action:
         stmt = stmt.where(AuditEvent.action == action)
     if date_from:

@@ -3,18 +3,61 @@
 from __future__ import annotations
 
 import secrets
+from functools import cache
+from pathlib import Path
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from kmeweb.audit import services as audit
 from kmeweb.auth.models import ROLES, AdminUser
 from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import utcnow
 
+MIN_PASSWORD_LENGTH = 12
+_COMMON_PASSWORDS = Path(__file__).with_name("common_passwords.txt")
+
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    return frozenset(
+        line.strip().lower() for line in _COMMON_PASSWORDS.read_text().splitlines() if line.strip()
+    )
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash of the same kind as real ones, so an unknown account costs one check too."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def validate_password(password: str) -> None:
+    """Raise ValidationError(field="password") for a password an attacker would guess."""
+    if not password.strip():
+        raise ValidationError("the password may not be blank", field="password")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(
+            f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    if password.strip().lower() in _common_passwords():
+        raise ValidationError(
+            "that password is on a list of common passwords; choose another", field="password"
+        )
+
+
+def valid_email(email: str) -> str:
+    """The normalised address, or ValidationError(field="email")."""
+    try:
+        result = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationError(f"not a valid email address: {exc}", field="email") from exc
+    return normalize_email(result.normalized)
 
 
 def get_by_email(session: Session, email: str) -> AdminUser | None:
@@ -33,17 +76,14 @@ def create_admin(
 
     Flushes; raises ValidationError for a bad role/password, Conflict for a taken email.
     """
-    email = normalize_email(email)
     if role not in ROLES:
         raise ValidationError(f"role must be one of {', '.join(ROLES)}", field="role")
-    if "@" not in email:
-        raise ValidationError("a valid email address is required", field="email")
+    email = valid_email(email)
     if get_by_email(session, email) is not None:
         raise Conflict(f"an account for {email} already exists", field="email")
     if password is None:
-        password = secrets.token_urlsafe(12)
-    if len(password) < 8:
-        raise ValidationError("the password needs at least 8 characters", field="password")
+        password = secrets.token_urlsafe(15)
+    validate_password(password)
     user = AdminUser(email=email, name=name, role=role, active=True)
     user.set_password(password)
     session.add(user)
@@ -55,9 +95,15 @@ def create_admin(
 
 
 def authenticate(session: Session, email: str, password: str, ip: str | None) -> AdminUser | None:
-    """Check credentials; records `auth.login` or `auth.login_failed`. Flushes."""
+    """Check credentials; records `auth.login` or `auth.login_failed`. Flushes.
+
+    An unknown account is checked against a dummy hash, so the answer takes as long as
+    for a wrong password and timing does not tell which accounts exist.
+    """
     user = get_by_email(session, email)
-    if user is None or not user.active or not user.check_password(password):
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+    if user is None or not user.check_password(password) or not user.active:
         audit.record(
             session,
             normalize_email(email)[:254] or "anonymous",
@@ -74,7 +120,29 @@ def authenticate(session: Session, email: str, password: str, ip: str | None) ->
 
 
 def record_logout(session: Session, user: AdminUser, ip: str | None) -> None:
+    """Record the sign-out and end every session of the account (copied cookies included)."""
+    user.end_sessions()
     audit.record(session, user, "auth.logout", "admin_user", user.id, {}, ip=ip)
+
+
+def change_password(
+    session: Session, user: AdminUser, password: str, actor: AdminUser | str
+) -> None:
+    """Set a new password; every session of the account ends. Flushes; ValidationError."""
+    validate_password(password)
+    user.set_password(password)
+    session.flush()
+    audit.record(session, actor, "admin.password_change", "admin_user", user.id, {})
+
+
+def set_active(session: Session, user: AdminUser, active: bool, actor: AdminUser | str) -> None:
+    """Activate or deactivate an account; deactivating ends every session. Flushes."""
+    user.active = active
+    if not active:
+        user.end_sessions()
+    session.flush()
+    action = "admin.activate" if active else "admin.deactivate"
+    audit.record(session, actor, action, "admin_user", user.id, {})
 
 
 def count_admins(session: Session) -> int:

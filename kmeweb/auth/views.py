@@ -1,6 +1,18 @@
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from urllib.parse import unquote, urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 
 from kmeweb.auth import services
@@ -27,10 +39,25 @@ def _ip_limit() -> str:
     return current_app.config["LOGIN_IP_RATE_LIMIT"]
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("home")
+def safe_next(target: str | None) -> str:
+    """`target` if it is a path on this site, else the console's home.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    `/%09/evil.example` or `/\\evil.example` would leave the site: anything with a control
+    character or backslash (encoded or not), or a scheme or host, lands on home.
+    """
+    home = url_for("home")
+    if not target or len(target) > 2000:
+        return home
+    decoded = target
+    for _ in range(3):  # doubly encoded tricks too
+        decoded = unquote(decoded)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded) or "\\" in decoded:
+        return home
+    parts = urlsplit(decoded)
+    if parts.scheme or parts.netloc or not decoded.startswith("/") or decoded.startswith("//"):
+        return home
+    return target
 
 
 @bp.get("/login")
@@ -54,8 +81,11 @@ def login_post():
         )
         db.session.commit()
         if user is not None:
+            # A fresh session: nothing from before sign-in (CSRF token included) carries over.
+            session.clear()
+            g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
             login_user(user, remember=form.remember.data)
-            return redirect(_safe_next(next_url), code=303)
+            return redirect(safe_next(next_url), code=303)
         form.password.errors.append("Email or password is not correct.")
     return render_template("auth/login.html", form=form, next=next_url), 422
 

@@ -39,7 +39,7 @@ def test_filters_by_actor_action_and_dates(client, login, session):
     login("admin")
     _seed(session)
     body = client.get(
-        "/audit/?actor=alice&action=device.move&from=2026-11-02&to=2026-11-02&per_page=100"
+        "/audit/?actor=alice&action=device.move&date_from=2026-11-02&date_to=2026-11-02&per_page=100"
     ).get_data(as_text=True)
     # alice (odd i), device.move (i % 3 == 0), on Nov 2 (i = 12..35): 15, 21, 27, 33
     shown = sorted(int(x) for x in __import__("re").findall(r"profile (\d+)", body))
@@ -48,7 +48,7 @@ def test_filters_by_actor_action_and_dates(client, login, session):
 
 def test_bad_date_shows_an_error(client, login):
     login("admin")
-    response = client.get("/audit/?from=yesterday")
+    response = client.get("/audit/?date_from=yesterday")
     assert response.status_code == 422
     assert "Use a date like" in response.get_data(as_text=True)
 

@@ -12,6 +12,7 @@ from werkzeug.serving import make_server
 from kmeweb.operations import queue
 from kmeweb.sync.knox import KnoxSemaphore, ThrottledSession
 from kmeweb.sync.schedule import PERIODIC, Periodic, Scheduler
+from tests.threads import run_in_threads
 
 
 def test_only_the_scheduler_holding_the_lock_enqueues(app, redis_url):
@@ -80,11 +81,7 @@ def test_knox_calls_never_exceed_the_configured_concurrency(redis_url):
         for _ in range(5):
             assert http.get(url, timeout=10).status_code == 200
 
-    threads = [threading.Thread(target=worker) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads([worker] * 12)
     server.shutdown()
     assert peak == 3  # the limit was reached, never exceeded
     assert KnoxSemaphore(conn, 3, key="test:knox:inflight").holders() == 0

@@ -1,0 +1,80 @@
+"""CSRF on every state change and sign-in on every page, checked over the whole URL map,
+so a route added later is covered without a new test."""
+
+from __future__ import annotations
+
+import re
+
+from flask.testing import FlaskClient
+
+from tests.conftest import PASSWORD, csrf_token_from
+
+# Every endpoint that answers without sign-in. Adding one is a decision: change this list.
+PUBLIC = {"auth.login", "auth.login_post", "static"}
+
+
+def _path(rule) -> str:
+    path = rule.rule
+    for arg in rule.arguments:
+        path = re.sub(rf"<(?:[a-z]+(?:\([^)]*\))?:)?{arg}>", "1", path)
+    return path
+
+
+def _state_changing(app):
+    for rule in app.url_map.iter_rules():
+        for method in sorted(rule.methods - {"GET", "HEAD", "OPTIONS"}):
+            yield rule, method, _path(rule)
+
+
+def _signed_in(app, email: str) -> tuple[FlaskClient, str]:
+    client = app.test_client()
+    token = csrf_token_from(client.get("/auth/login").get_data(as_text=True))
+    response = client.post(
+        "/auth/login", data={"email": email, "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 303
+    return client, csrf_token_from(client.get("/audit/").get_data(as_text=True))
+
+
+def test_every_state_change_refuses_a_missing_or_foreign_csrf_token(app, make_admin):
+    make_admin("a@example.com")
+    make_admin("b@example.com")
+    alice, _ = _signed_in(app, "a@example.com")
+    _bob, bobs_token = _signed_in(app, "b@example.com")
+    checked = 0
+    for rule, method, path in _state_changing(app):
+        if rule.endpoint == "auth.login_post":
+            continue  # checked below without a session
+        for data, headers in (
+            ({}, {}),
+            ({"csrf_token": bobs_token}, {}),
+            ({}, {"HX-Request": "true", "X-CSRFToken": bobs_token}),
+        ):
+            response = alice.open(path, method=method, data=data, headers=headers)
+            assert response.status_code == 400, (method, path, data, headers)
+            checked += 1
+    assert checked >= 3  # logout and operations retry at least
+    assert alice.get("/audit/").status_code == 200  # nothing signed Alice out
+
+
+def test_sign_in_refuses_a_missing_csrf_token(client, make_admin):
+    make_admin()
+    response = client.post("/auth/login", data={"email": "admin@example.com", "password": PASSWORD})
+    assert response.status_code == 400
+    assert client.get("/audit/").status_code == 302
+
+
+def test_only_the_listed_endpoints_answer_without_sign_in(app, client):
+    """Anonymous requests (state changes with a valid anonymous CSRF token, so the sign-in
+    check is what answers) reach exactly the endpoints in PUBLIC."""
+    token = csrf_token_from(client.get("/auth/login").get_data(as_text=True))
+    public = set()
+    for rule in app.url_map.iter_rules():
+        path = "/static/vendor/htmx.min.js" if rule.endpoint == "static" else _path(rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            data = None if method == "GET" else {"csrf_token": token}
+            response = client.open(path, method=method, data=data)
+            location = response.headers.get("Location", "")
+            if not (response.status_code == 302 and location.startswith("/auth/login")):
+                public.add(rule.endpoint)
+    assert public == PUBLIC, f"answering without sign-in: {sorted(public)}"
