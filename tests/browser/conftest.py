@@ -1,4 +1,8 @@
-"""Chromium (Debian's, never a downloaded build) against a live server in a thread."""
+"""Chromium (Debian's, never a downloaded build) against a live server in a thread.
+
+Every test's `page` is checked by tests/browser/checks.py: axe-core on each page it visits
+and no Content-Security-Policy violation, or the test fails.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
+
+from tests.browser.checks import BrowserChecks
 
 CHROMIUM = os.environ.get("KMEWEB_CHROMIUM", "/usr/bin/chromium")
 
@@ -30,6 +36,20 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
             "--no-first-run",
         ],
     }
+
+
+@pytest.fixture
+def browser_checks() -> BrowserChecks:
+    """The axe and CSP findings of this test's page (a test may inspect or clear them)."""
+    return BrowserChecks()
+
+
+@pytest.fixture
+def page(page, browser_checks: BrowserChecks):
+    """pytest-playwright's page, with axe-core on every load and a CSP violation recorder."""
+    browser_checks.watch(page)
+    yield page
+    browser_checks.finish(page)
 
 
 @pytest.fixture
