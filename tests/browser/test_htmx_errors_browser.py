@@ -37,13 +37,19 @@ def test_a_refused_htmx_action_shows_403_in_the_flash_area(signed_in, live_serve
     expect(page).to_have_url(f"{live_server}/operations/?status=failed")
 
 
-def test_a_failing_htmx_action_shows_500_with_the_request_id(app, signed_in, live_server, session):
+@pytest.fixture
+def boom(app):
+    """A route that fails, registered before the live server serves its first request."""
     app.config["PROPAGATE_EXCEPTIONS"] = False
 
     @app.post("/_test/boom")
     def _boom():
         raise RuntimeError("secret internals")
 
+    return "/_test/boom"
+
+
+def test_a_failing_htmx_action_shows_500_with_the_request_id(boom, signed_in, live_server, session):
     page = signed_in
     op = _failed(session, "Move 5 devices to Field")
     page.goto(f"{live_server}/operations/?status=failed")
