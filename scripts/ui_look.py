@@ -34,6 +34,7 @@ from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db, utcnow  # noqa: E402
 
 PASSWORD = "correct horse battery"
+IMPACTS = os.environ.get("KMEWEB_AXE_IMPACTS", "serious,critical").split(",")
 CHROMIUM = os.environ.get("KMEWEB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -183,7 +184,7 @@ def main() -> None:
                     ctx.close()
         browser.close()
     server.shutdown()
-    print(f"serious/critical violations in all: {total}; screenshots in {out}")
+    print(f"axe violations ({', '.join(IMPACTS)}) in all: {total}; screenshots in {out}")
 
 
 STILL = """() => new Promise(resolve => {
