@@ -131,6 +131,7 @@ def main() -> None:
         "operation-failed": f"/operations/{ids['failed']}",
         "operation-running": f"/operations/{ids['running']}",
         "audit": "/audit/",
+        "audit-page2": "/audit/?per_page=10&page=2",
         "audit-error": "/audit/?date_from=yesterday&actor=sync",
         "404": "/no/such/page",
     }
