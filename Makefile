@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench vendor clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(VENV)/bin/python $$f; done
+
+# Refresh htmx, Bootstrap and Bootstrap Icons in static/vendor/ from the npm registry.
+vendor:
+	@bash scripts/vendor.sh
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

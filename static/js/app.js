@@ -1,12 +1,87 @@
-// kmeweb: the little JavaScript the console needs; htmx does the rest.
-// Plain (non-htmx) forms with data-confirm ask before they submit.
-document.addEventListener("submit", (event) => {
-  const form = event.target;
-  const message = form.getAttribute && form.getAttribute("data-confirm");
-  if (message && !form.hasAttribute("hx-confirm") && !window.confirm(message)) {
-    event.preventDefault();
+// kmeweb: the little JavaScript the console needs; htmx and Bootstrap do the rest.
+// Loaded without defer in <head>: it sets the colour mode before the first paint and
+// otherwise only listens on the document, so it needs neither the DOM nor its libraries yet.
+"use strict";
+
+// Light or dark, as the system says, and again whenever the system changes its mind.
+(() => {
+  const dark = window.matchMedia("(prefers-color-scheme: dark)");
+  const apply = () =>
+    document.documentElement.setAttribute("data-bs-theme", dark.matches ? "dark" : "light");
+  apply();
+  dark.addEventListener("change", apply);
+})();
+
+// Confirmation dialog: a form or button with data-confirm="message" opens #confirm-dialog
+// (templates/_macros/dialogs.html) and goes on only after its confirm button.
+// Optional: data-confirm-title, data-confirm-button (the button's label) and
+// data-confirm-variant="primary" for an action that destroys nothing (red otherwise).
+(() => {
+  let proceed = null; // what the confirm button does for the dialog now open
+  let opener = null; // where focus goes back when the dialog closes
+
+  function ask(source, onConfirm) {
+    const dialog = document.getElementById("confirm-dialog");
+    const accept = dialog.querySelector("[data-confirm-accept]");
+    dialog.querySelector("[data-confirm-title]").textContent =
+      source.dataset.confirmTitle || "Please confirm";
+    dialog.querySelector("[data-confirm-message]").textContent = source.dataset.confirm;
+    accept.textContent = source.dataset.confirmButton || "Confirm";
+    const variant = source.dataset.confirmVariant === "primary" ? "primary" : "danger";
+    accept.className = `btn btn-${variant}`;
+    proceed = onConfirm;
+    opener = document.activeElement;
+    window.bootstrap.Modal.getOrCreateInstance(dialog).show();
   }
-});
+
+  document.addEventListener("click", (event) => {
+    const accept = event.target.closest("#confirm-dialog [data-confirm-accept]");
+    if (!accept) return;
+    const go = proceed;
+    proceed = opener = null; // the action goes on: focus follows it, not the opener
+    window.bootstrap.Modal.getOrCreateInstance(document.getElementById("confirm-dialog")).hide();
+    if (go) go();
+  });
+
+  document.addEventListener("shown.bs.modal", (event) => {
+    if (event.target.id === "confirm-dialog") {
+      event.target.querySelector("[data-confirm-cancel]").focus(); // the safe choice first
+    }
+  });
+
+  document.addEventListener("hidden.bs.modal", (event) => {
+    if (event.target.id !== "confirm-dialog") return;
+    if (opener && opener.isConnected) opener.focus();
+    proceed = opener = null;
+  });
+
+  // htmx requests: htmx asks every element before it sends; we answer for data-confirm ones.
+  document.addEventListener("htmx:confirm", (event) => {
+    const source = event.detail.elt.closest("[data-confirm]");
+    if (!source) return;
+    event.preventDefault();
+    ask(source, () => event.detail.issueRequest(true));
+  });
+
+  // Plain forms (htmx forms are asked through htmx:confirm above).
+  const htmxVerbs = "[hx-get],[hx-post],[hx-put],[hx-patch],[hx-delete]";
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (form.matches(htmxVerbs) || form.closest('[hx-boost="true"]')) return;
+    const submitter = event.submitter;
+    const source = (submitter && submitter.closest("[data-confirm]")) || form.closest("[data-confirm]");
+    if (!source || form.dataset.confirmed === "yes") return;
+    event.preventDefault();
+    ask(source, () => {
+      form.dataset.confirmed = "yes";
+      try {
+        form.requestSubmit(submitter || undefined);
+      } finally {
+        delete form.dataset.confirmed;
+      }
+    });
+  });
+})();
 
 // Error answers to htmx requests carry an out-of-band flash message and HX-Reswap: none.
 // htmx does not swap 4xx/5xx answers by default; let it process these, so the message
@@ -24,8 +99,8 @@ function showError(message) {
   const area = document.getElementById("flash-area");
   if (!area) return;
   const item = document.createElement("div");
-  item.className = "flash flash-error";
-  item.setAttribute("role", "status");
+  item.className = "alert alert-danger";
+  item.setAttribute("role", "alert");
   item.textContent = message;
   area.replaceChildren(item);
 }

@@ -1,4 +1,8 @@
-"""Chromium (Debian's, never a downloaded build) against a live server in a thread."""
+"""Chromium (Debian's, never a downloaded build) against a live server in a thread.
+
+Every test's `page` is checked by tests/browser/checks.py: axe-core on each page it visits
+and no Content-Security-Policy violation, or the test fails.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
+
+from tests.browser.checks import BrowserChecks
 
 CHROMIUM = os.environ.get("KMEWEB_CHROMIUM", "/usr/bin/chromium")
 
@@ -33,6 +39,20 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 
 
 @pytest.fixture
+def browser_checks() -> BrowserChecks:
+    """The axe and CSP findings of this test's page (a test may inspect or clear them)."""
+    return BrowserChecks()
+
+
+@pytest.fixture
+def page(page, browser_checks: BrowserChecks):
+    """pytest-playwright's page, with axe-core on every load and a CSP violation recorder."""
+    browser_checks.watch(page)
+    yield page
+    browser_checks.finish(page)
+
+
+@pytest.fixture
 def live_server(app) -> Iterator[str]:
     """Serve the test app on a free port; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -46,14 +66,24 @@ def live_server(app) -> Iterator[str]:
 
 
 @pytest.fixture
-def signed_in(page, live_server, make_admin):
-    """A page signed in as an admin through the real login form."""
+def sign_in(page, live_server, make_admin):
+    """sign_in(role="admin") creates `<role>@example.com` and signs in through the login form."""
     from tests.conftest import PASSWORD
 
-    make_admin("admin@example.com", "admin")
-    page.goto(f"{live_server}/auth/login")
-    page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
-    return page
+    def _sign_in(role: str = "admin"):
+        email = f"{role}@example.com"
+        make_admin(email, role)
+        page.goto(f"{live_server}/auth/login")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/login" not in url)
+        return page
+
+    return _sign_in
+
+
+@pytest.fixture
+def signed_in(sign_in):
+    """A page signed in as an admin through the real login form."""
+    return sign_in("admin")
