@@ -4,7 +4,11 @@ Run from the repo root: `.venv/bin/python bench/sync.py [--devices N] [--move N]
 Needs Redis at REDIS_URL (default redis://127.0.0.1:6379/14; that database is flushed).
 Prints on stdout:
   pull_100k_s: seconds to pull 100,000 devices into an empty database
-  incremental_pull_s: seconds for a pull with nothing changed
+  incremental_pull_s: seconds for a pull with nothing changed since the cursor (skew included:
+    the first pull starts only once the seeding is older than the cursor skew, and the bench
+    checks that KME reports no device changed since the cursor); goal under 0.3 s
+  incremental_pull_1k_s: seconds for a pull after 1,000 devices were edited in the simulator's
+    portal (moved to another profile), with 100,000 devices in the database; goal under 1 s
   move_50k_synced_s: seconds from a committed move of 50,000 devices to all of them synced
 """
 
@@ -25,6 +29,7 @@ os.environ.setdefault("SECRET_KEY", "bench")
 os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
 
 import redis  # noqa: E402
+import requests  # noqa: E402
 from _simulator import seed_tenant, start_simulator  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
@@ -47,6 +52,7 @@ def main() -> None:
     proc, url = start_simulator(os.path.join(_TMP.name, "sim.sqlite"))
     try:
         creds = seed_tenant(url, args.devices)
+        args.seeded_at = time.time()  # the simulator runs on this machine's clock
         _log(f"simulator seeded with {args.devices} approved devices")
 
         app = create_app(
@@ -98,10 +104,14 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
         jobs.pull_job(operation.id)
         return time.perf_counter() - started
 
+    # The first pull's cursor is its start minus the skew: devices seeded within the skew would
+    # be pulled again by the "nothing changed" pull. Start only once the seeding is older.
+    skew = float(app.config["PULL_CURSOR_SKEW_S"])
+    while time.time() <= args.seeded_at + skew:
+        time.sleep(0.05)
     pull_s = pull()
     count = session.scalar(select(func.count()).select_from(Device))
     assert count == args.devices, count
-    incremental_s = pull()
 
     profile = profile_services.create_profile(
         session,
@@ -114,7 +124,29 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
     session.commit()
     run_worker(app, burst=True, with_scheduler=False)  # the profile exists in KME first
     session.expire_all()
-    assert session.get(Profile, profile.id).kme_profile_id
+    kme_profile_id = session.get(Profile, profile.id).kme_profile_id
+    assert kme_profile_id
+    changed = changed_since_cursor(url, creds, session)
+    assert changed == 0, f"{changed} devices changed since the cursor: the figure would lie"
+    incremental_s = pull()
+    assert last_pull_total(session) == 0
+
+    # 1,000 devices moved to the profile "in the Samsung portal", then one pull.
+    edited = list(
+        session.scalars(select(Device.kme_device_id).order_by(Device.id.desc()).limit(1000))
+    )
+    http = requests.Session()
+    for kme_id in edited:
+        resp = http.patch(f"{url}/_sim/devices/{kme_id}", json={"profileId": kme_profile_id})
+        resp.raise_for_status()
+    incremental_1k_s = pull()
+    assert last_pull_total(session) == 1000
+    moved = session.scalar(
+        select(func.count()).where(
+            Device.profile_id == profile.id, Device.kme_device_id.in_(edited)
+        )
+    )
+    assert moved == 1000, moved
     ids = list(session.scalars(select(Device.id).order_by(Device.id).limit(args.move)))
     device_services.move_devices(session, ids, profile.id, "bench")
     session.commit()  # the clock starts at the committed move
@@ -128,11 +160,36 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
     synced = session.scalar(
         select(func.count()).where(Device.profile_id == profile.id, Device.sync_state == "synced")
     )
-    assert pending == 0 and synced == args.move, (pending, synced)
+    assert pending == 0 and synced == args.move + len(edited), (pending, synced)
 
     print(f"pull_100k_s: {pull_s:.2f} s")
     print(f"incremental_pull_s: {incremental_s:.3f} s")
+    print(f"incremental_pull_1k_s: {incremental_1k_s:.3f} s")
     print(f"move_50k_synced_s: {move_s:.2f} s")
+
+
+def changed_since_cursor(url: str, creds: dict, session) -> int:
+    """How many devices KME reports changed since the integration's pull cursor."""
+    from _simulator import client_config
+
+    from kmeweb.integration.services import get_integration
+    from kmeweb.knox import KnoxClient
+
+    cursor = get_integration(session).pull_cursor
+    session.rollback()
+    with KnoxClient(client_config(creds, url)) as client:
+        return next(client.iter_device_pages(changed_after=cursor, page_size=1)).total_count
+
+
+def last_pull_total(session) -> int:
+    """Devices KME listed to the last pull (its operation's total)."""
+    from kmeweb.operations.models import Operation
+
+    session.expire_all()
+    op = session.scalar(
+        select(Operation).where(Operation.kind == "pull").order_by(Operation.id.desc())
+    )
+    return op.total
 
 
 if __name__ == "__main__":

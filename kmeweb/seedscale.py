@@ -29,11 +29,11 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Approval, Device, SyncState
 from kmeweb.directory.models import EndUser
-from kmeweb.integration.models import Reseller, Upload
+from kmeweb.integration.models import Reseller, Upload, UploadStatus
 from kmeweb.knox.ids import luhn_check_digit
-from kmeweb.profiles.models import Profile
+from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
 
 CHUNK = 20_000
@@ -61,13 +61,13 @@ DEVICE_COLUMNS = (
 MODELS = ("SM-G991B", "SM-A536B", "SM-T870", "SM-S911B", "SM-X200", "SM-G736B")
 
 
-def upload_state(index: int) -> str:
+def upload_state(index: int) -> UploadStatus:
     """pending, partial or approved for the upload at 0-based `index`."""
     if index % PENDING_EVERY == 0:
-        return "pending"
+        return UploadStatus.PENDING
     if index % PARTIAL_EVERY == 1:
-        return "partial"
-    return "approved"
+        return UploadStatus.PARTIAL
+    return UploadStatus.APPROVED
 
 
 def _free_imei_prefix(session: Session) -> tuple[str, str]:
@@ -156,7 +156,7 @@ def seed_scale(
             yield {
                 "name": f"Scale {run} profile {i:04d}",
                 "description": f"Seeded by seed-scale run {run}",
-                "kind": "kme",
+                "kind": ProfileKind.KME,
                 "kme_profile_id": f"scale-{run}-p{i:04d}",
                 "end_user_id": user_ids[i % len(user_ids)] if user_ids and i % 10 == 0 else None,
                 "token": secrets.token_urlsafe(24),
@@ -233,7 +233,9 @@ def seed_scale(
         approved_n = 0
         for u, size in enumerate(sizes):
             state = upload_state(u)
-            pending_from = 0 if state == "pending" else (size // 2 if state == "partial" else size)
+            pending_from = {UploadStatus.PENDING: 0, UploadStatus.PARTIAL: size // 2}.get(
+                state, size
+            )
             for k in range(size):
                 body = f"{imei_prefix}{n:09d}"
                 pending = k >= pending_from
@@ -251,7 +253,7 @@ def seed_scale(
                     "serial": f"{serial_prefix}{n:09d}",
                     "model": MODELS[n % len(MODELS)],
                     "upload_id": upload_ids[u],
-                    "approval": "pending" if pending else "approved",
+                    "approval": Approval.PENDING if pending else Approval.APPROVED,
                     "profile_id": profile_id,
                     "end_user_id": (
                         user_ids[n % len(user_ids)] if user_ids and n % USER_EVERY == 0 else None
@@ -259,7 +261,7 @@ def seed_scale(
                     "attributes": {},
                     "kme_device_id": f"scale-{run}-d{n:09d}",
                     "kme_status": "Pending Approval" if pending else "Profile Assigned",
-                    "sync_state": "synced",
+                    "sync_state": SyncState.SYNCED,
                     "version": 1,
                     "created_at": now,
                     "updated_at": now,

@@ -34,6 +34,7 @@ from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db, utcnow  # noqa: E402
 
 PASSWORD = "correct horse battery"
+IMPACTS = os.environ.get("KMEWEB_AXE_IMPACTS", "serious,critical").split(",")
 CHROMIUM = os.environ.get("KMEWEB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -130,7 +131,8 @@ def main() -> None:
         "operation-failed": f"/operations/{ids['failed']}",
         "operation-running": f"/operations/{ids['running']}",
         "audit": "/audit/",
-        "audit-error": "/audit/?from=yesterday",
+        "audit-page2": "/audit/?per_page=10&page=2",
+        "audit-error": "/audit/?date_from=yesterday&actor=sync",
         "404": "/no/such/page",
     }
     axe = Axe()
@@ -183,7 +185,7 @@ def main() -> None:
                     ctx.close()
         browser.close()
     server.shutdown()
-    print(f"serious/critical violations in all: {total}; screenshots in {out}")
+    print(f"axe violations ({', '.join(IMPACTS)}) in all: {total}; screenshots in {out}")
 
 
 STILL = """() => new Promise(resolve => {

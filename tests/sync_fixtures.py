@@ -4,6 +4,7 @@ separate `flask worker` processes). Tests that use them also want `sync_app_conf
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -198,10 +199,27 @@ class WorkerProcesses:
         return proc
 
     def kill9(self, proc: subprocess.Popen) -> None:
+        """Kill a worker and its work horses with SIGKILL, as a crashed host would.
+
+        RQ's work horse calls setpgrp(), so killing the worker's process group alone leaves the
+        horse running: it would go on working (and writing to the next test's tables).
+        """
+        horses = _children(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
+        for pid in horses:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in horses):
+            assert time.monotonic() < deadline, f"work horses {horses} survived SIGKILL"
+            time.sleep(0.01)
 
     def stop_all(self) -> None:
+        # A worker stopped with SIGTERM waits for its horse; one that is killed takes its horse
+        # along (kill9), so no horse outlives the test.
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -209,8 +227,7 @@ class WorkerProcesses:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+                self.kill9(proc)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("*.log"))
@@ -240,6 +257,27 @@ def worker_processes(app_config, tmp_path) -> Iterator[WorkerProcesses]:
     finally:
         workers.stop_all()
         print(workers.logs())  # pytest shows it when the test failed
+
+
+def _children(pid: int) -> list[int]:
+    """Direct child processes of `pid` (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def kme_profile(session, name: str, **over: Any):

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
+from kmeweb.sync.models import SyncState
+
+
+class Approval(StrEnum):
+    """Whether the customer approved a device's upload (`device.approval`)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
 
 
 class Device(db.Model):
@@ -26,7 +35,7 @@ class Device(db.Model):
     serial: Mapped[str | None] = mapped_column(String(16), unique=True)
     model: Mapped[str | None] = mapped_column(String(64))
     upload_id: Mapped[int | None] = mapped_column(ForeignKey("upload.id", ondelete="SET NULL"))
-    approval: Mapped[str] = mapped_column(String(16), default="pending")
+    approval: Mapped[str] = mapped_column(String(16), default=Approval.PENDING)
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profile.id"))
     end_user_id: Mapped[int | None] = mapped_column(ForeignKey("end_user.id", ondelete="SET NULL"))
     enrollment_password_enc: Mapped[str | None] = mapped_column(Text)
@@ -34,7 +43,7 @@ class Device(db.Model):
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     kme_device_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     kme_status: Mapped[str | None] = mapped_column(String(32))
-    sync_state: Mapped[str] = mapped_column(String(16), default="synced")
+    sync_state: Mapped[str] = mapped_column(String(16), default=SyncState.SYNCED)
     sync_error: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -21,12 +21,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from kmeweb import crypto
 from kmeweb.audit import services as audit
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.operations.models import Operation
-from kmeweb.profiles.models import Profile
+from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import DEFAULT_KIND, KME_KINDS, ensure_default_profile
 from kmeweb.sync import outbox
 
@@ -70,12 +70,9 @@ def _rows(session: Session, ids: list[int], *columns: Any) -> list[tuple]:
 
 
 def _require_approved(rows: list[tuple]) -> None:
-    pending = sum(1 for r in rows if r[1] != "approved" or r[2] is None)
+    pending = sum(1 for r in rows if r[1] != Approval.APPROVED or r[2] is None)
     if pending:
         raise Conflict(f"{pending:,} of the selected devices are waiting for approval.")
-
-
-# --- queries ---------------------------------------------------------------------------------
 
 
 def _search_clause(search: str) -> Any:
@@ -115,9 +112,6 @@ def get_device_or_404(session: Session, device_id: int) -> Device:
     return device
 
 
-# --- move / unassign -------------------------------------------------------------------------
-
-
 def move_devices(
     session: Session, device_ids: Sequence[int], target_profile_id: int, actor: Any
 ) -> Operation:
@@ -138,7 +132,7 @@ def move_devices(
         )
     rows = _rows(session, ids)
     _require_approved(rows)
-    local_only = sum(1 for r in rows if r[3] == "self_maintained")
+    local_only = sum(1 for r in rows if r[3] == ProfileKind.SELF_MAINTAINED)
     if local_only:
         raise Conflict(
             f"{local_only:,} of the selected devices belong to a self-maintained profile "
@@ -181,9 +175,6 @@ def unassign_devices(session: Session, device_ids: Sequence[int], actor: Any) ->
     return move_devices(session, device_ids, default.id, actor)
 
 
-# --- delete ----------------------------------------------------------------------------------
-
-
 def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> Operation | None:
     """Delete devices from kmeweb and from KME.
 
@@ -196,7 +187,9 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
     ids = _selection(device_ids)
     rows = _rows(session, ids, Device.kme_device_id, Device.imei, Device.serial)
     identifiers = [
-        r[4] or r[5] or r[6] for r in rows if r[3] != "self_maintained" and (r[4] or r[5] or r[6])
+        r[4] or r[5] or r[6]
+        for r in rows
+        if r[3] != ProfileKind.SELF_MAINTAINED and (r[4] or r[5] or r[6])
     ]
     operation = None
     if identifiers:
@@ -225,9 +218,6 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
     )
     session.flush()
     return operation
-
-
-# --- user and password -----------------------------------------------------------------------
 
 
 def set_device_user(
@@ -273,8 +263,8 @@ def set_device_user(
         values["enrollment_password_enc"] = None
     elif password:
         values["enrollment_password_enc"] = crypto.encrypt(password)
-    in_knox = [r[0] for r in rows if r[3] != "self_maintained"]
-    local = [r[0] for r in rows if r[3] == "self_maintained"]
+    in_knox = [r[0] for r in rows if r[3] != ProfileKind.SELF_MAINTAINED]
+    local = [r[0] for r in rows if r[3] == ProfileKind.SELF_MAINTAINED]
     operation = None
     if in_knox:
         n = len(in_knox)
@@ -306,9 +296,6 @@ def set_device_user(
     )
     session.flush()
     return operation
-
-
-# --- custom attributes -----------------------------------------------------------------------
 
 
 def _attributes(raw: Any) -> dict[str, Any]:

@@ -10,14 +10,18 @@ from kmeweb.extensions import UTCDateTime, db, utcnow
 
 
 class AuthMode(StrEnum):
+    """Knox authentication scheme (`integration.auth_mode`)."""
+
     OAUTH = "oauth"
     LEGACY = "legacy"
 
 
 class UploadStatus(StrEnum):
+    """Approval state of a reseller upload (`upload.status`)."""
+
     PENDING = "pending"
-    PARTIAL = "partial"
     APPROVED = "approved"
+    PARTIAL = "partial"
 
 
 class Integration(db.Model):
@@ -29,8 +33,8 @@ class Integration(db.Model):
     name: Mapped[str] = mapped_column(String(100), default="")
     description: Mapped[str] = mapped_column(String(500), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=False)
+    auth_mode: Mapped[str] = mapped_column(String(16), default=AuthMode.OAUTH)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    auth_mode: Mapped[str] = mapped_column(String(16), default="oauth")
     base_url: Mapped[str] = mapped_column(String(500), default="")
     token_url: Mapped[str | None] = mapped_column(String(500))
     client_id: Mapped[str | None] = mapped_column(String(500))
@@ -75,4 +79,4 @@ class Upload(db.Model):
     order_number: Mapped[str | None] = mapped_column(String(100))
     uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     device_count: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=UploadStatus.PENDING)

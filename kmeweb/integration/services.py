@@ -19,15 +19,15 @@ from sqlalchemy.orm import Session
 
 from kmeweb import crypto
 from kmeweb.audit import services as audit
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Approval, Device
 from kmeweb.devices.services import ids_summary
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
-from kmeweb.integration.models import Integration, Reseller, Upload
+from kmeweb.integration.models import Integration, Reseller, Upload, UploadStatus
 from kmeweb.knox.config import DEFAULT_BASE_URL, KnoxConfig, keys_json_identifier
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
-from kmeweb.profiles.models import Profile
+from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import KME_KINDS, ensure_default_profile
 from kmeweb.sync import outbox
 
@@ -48,9 +48,6 @@ AUTH_MODES = ("oauth", "legacy")
 SYNC_INTERVAL_MIN, SYNC_INTERVAL_MAX, SYNC_INTERVAL_DEFAULT = 300, 86400, 900
 DESCRIPTION_MAX = 200
 _URL = re.compile(r"^https?://[^\s/]+\S*$")
-
-
-# --- settings --------------------------------------------------------------------------------
 
 
 def get_integration(session: Session) -> Integration | None:
@@ -266,7 +263,9 @@ def activate_integration(session: Session, actor: Any) -> Integration:
     integration = _require_integration(session)
     if integration.secret_enc is None:
         raise Conflict("Enter the Knox API credentials before activating.")
-    existed = session.scalar(select(Profile.id).where(Profile.kind == "kme_default").limit(1))
+    existed = session.scalar(
+        select(Profile.id).where(Profile.kind == ProfileKind.KME_DEFAULT).limit(1)
+    )
     default = ensure_default_profile(session)
     if not integration.active:
         integration.activated_at = utcnow()
@@ -320,9 +319,6 @@ def activate_with_test(
     return operation
 
 
-# --- resellers -------------------------------------------------------------------------------
-
-
 def set_reseller_preferences(
     session: Session,
     reseller_id: int,
@@ -366,9 +362,6 @@ def set_reseller_preferences(
     return reseller
 
 
-# --- uploads and approval --------------------------------------------------------------------
-
-
 def get_upload_or_404(session: Session, upload_id: int) -> Upload:
     """Raises NotFound."""
     upload = session.get(Upload, upload_id)
@@ -381,7 +374,7 @@ def pending_devices_query(upload_id: int) -> Select:
     """Devices of the upload still waiting for approval, by id (View page, CSV download)."""
     return (
         select(Device)
-        .where(Device.upload_id == upload_id, Device.approval == "pending")
+        .where(Device.upload_id == upload_id, Device.approval == Approval.PENDING)
         .order_by(Device.id)
     )
 
@@ -409,12 +402,16 @@ def _approve(
         outbox.record_upload_approval(
             session, [upload.kme_upload_id], operation, actor, profile_id=target.id
         )
-    outbox.mark_devices_pending(session, device_ids, approval="approved", profile_id=target.id)
+    outbox.mark_devices_pending(
+        session, device_ids, approval=Approval.APPROVED, profile_id=target.id
+    )
     outbox.record_device_change(
         session, "device.approve", device_ids, operation, actor, profile_id=target.id
     )
     if upload is not None:
-        upload.status = "partial" if _pending_count(session, upload.id) else "approved"
+        upload.status = (
+            UploadStatus.PARTIAL if _pending_count(session, upload.id) else UploadStatus.APPROVED
+        )
     return target
 
 
@@ -423,7 +420,7 @@ def _pending_count(session: Session, upload_id: int) -> int:
         session.scalar(
             select(func.count())
             .select_from(Device)
-            .where(Device.upload_id == upload_id, Device.approval == "pending")
+            .where(Device.upload_id == upload_id, Device.approval == Approval.PENDING)
         )
         or 0
     )
@@ -506,7 +503,7 @@ def approve_upload(
 
 
 def _pending_where(upload_id: int) -> tuple:
-    return (Device.upload_id == upload_id, Device.approval == "pending")
+    return (Device.upload_id == upload_id, Device.approval == Approval.PENDING)
 
 
 def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> Operation:
@@ -531,7 +528,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
         found.update((device_id, (upload_id, approval)) for device_id, upload_id, approval in rows)
     if len(found) < len(ids):
         raise NotFound(f"{len(ids) - len(found):,} of the selected devices no longer exist.")
-    not_pending = sum(1 for _upload, approval in found.values() if approval != "pending")
+    not_pending = sum(1 for _upload, approval in found.values() if approval != Approval.PENDING)
     by_upload: dict[int | None, list[int]] = defaultdict(list)
     for device_id in ids:  # selection order
         by_upload[found[device_id][0]].append(device_id)
@@ -574,9 +571,6 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
     return operation
 
 
-# --- sync ------------------------------------------------------------------------------------
-
-
 def sync_now(session: Session, actor: Any) -> tuple[Operation, bool]:
     """Sync now: start a pull, or find the one already queued or running.
 
@@ -599,8 +593,6 @@ def current_pull(session: Session) -> Operation | None:
     return operations.active_operation(session, "pull")
 
 
-# --- lists -----------------------------------------------------------------------------------
-
 UPLOAD_SORTS = ("upload_id", "reseller", "order", "uploaded_at", "devices", "pending", "status")
 
 
@@ -608,7 +600,7 @@ def _pending_subquery():
     return (
         select(func.count())
         .select_from(Device)
-        .where(Device.approval == "pending", Device.upload_id == Upload.id)
+        .where(Device.approval == Approval.PENDING, Device.upload_id == Upload.id)
         .correlate(Upload)
         .scalar_subquery()
     )
@@ -654,7 +646,7 @@ def pending_counts(session: Session, upload_ids: Sequence[int]) -> dict[int, int
     for chunk in outbox.chunks(list(upload_ids), 900):
         rows = session.execute(
             select(Device.upload_id, func.count())
-            .where(Device.approval == "pending", Device.upload_id.in_(chunk))
+            .where(Device.approval == Approval.PENDING, Device.upload_id.in_(chunk))
             .group_by(Device.upload_id)
         )
         counts.update({upload_id: n for upload_id, n in rows})
@@ -709,7 +701,7 @@ def pending_devices_rows(upload_id: int | None = None) -> Select:
         )
         .join(Upload, Device.upload_id == Upload.id)
         .outerjoin(Reseller, Upload.reseller_id == Reseller.id)
-        .where(Device.approval == "pending")
+        .where(Device.approval == Approval.PENDING)
     )
     if upload_id is not None:
         stmt = stmt.where(Device.upload_id == upload_id)
@@ -748,7 +740,7 @@ def kme_profile_choices(session: Session) -> list[tuple[int, str]]:
     select offers the Default Profile as "no default")."""
     from kmeweb.profiles.services import list_profiles_query
 
-    stmt = list_profiles_query().where(Profile.kind == "kme")
+    stmt = list_profiles_query().where(Profile.kind == ProfileKind.KME)
     return [(p.id, p.name) for p in session.scalars(stmt)]
 
 
@@ -765,7 +757,7 @@ def default_profile_choice(session: Session, reseller: Reseller) -> str:
     if reseller.default_profile_id is None:
         return ""
     profile = session.get(Profile, reseller.default_profile_id)
-    if profile is None or profile.kind != "kme":
+    if profile is None or profile.kind != ProfileKind.KME:
         return ""
     return str(profile.id)
 

@@ -55,9 +55,6 @@ def _settings_context() -> dict[str, Any]:
     }
 
 
-# --- Settings --------------------------------------------------------------------------------
-
-
 @bp.get("/")
 def index():
     """The Settings tab: the integration's settings and its sync status."""
@@ -163,9 +160,6 @@ def sync():
         return redirect(url_for("integration.index"))
     response = render("operations/_status.html", "operations/_status.html", op=operation)
     return with_flash(response, message, "success" if started else "info")
-
-
-# --- Uploads ---------------------------------------------------------------------------------
 
 
 @bp.get("/uploads")
@@ -291,9 +285,6 @@ def _pending_csv(stem: str, upload_id: int | None):
     stmt = services.pending_devices_rows(upload_id)
     rows = (row[1:] for row in csvexport.keyset_chunks(db.session, stmt, Device.id))
     return csvexport.csv_response(csvexport.dated_filename(stem), services.PENDING_CSV_HEADER, rows)
-
-
-# --- Resellers -------------------------------------------------------------------------------
 
 
 @bp.get("/resellers")

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from json import loads as json_loads
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -574,10 +575,11 @@ class KnoxClient:
                 elapsed_ms = (time.monotonic() - started) * 1000
                 log.debug("Knox %s %s -> %s (%.0f ms)", method, path, resp.status_code, elapsed_ms)
                 if resp.status_code < 400:
-                    if not resp.content.strip():
+                    content = resp.content
+                    if not content or content.isspace():
                         return None
                     try:
-                        return resp.json()
+                        return json_loads(content)  # bytes straight in: no text decoding copy
                     except ValueError:
                         raise KnoxRejectedError(
                             f"Knox {method} {path}: HTTP {resp.status_code} with a non-JSON body",

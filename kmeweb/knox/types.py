@@ -110,80 +110,124 @@ def _tags(value: Any) -> list[str]:
     return [str(value)]
 
 
-@dataclass(slots=True)
 class Device:
-    """One device record of KME (`devices/list` item)."""
+    """One device record of KME (a `devices/list` item), read from its JSON object on access.
 
-    id: str | None
-    mei: str | None = None
-    serial: str | None = None
-    model: str | None = None
-    profile_id: str | None = None
-    profile_name: str | None = None
-    user_name: str | None = None
-    tags: list[str] = field(default_factory=list)
-    upload_id: str | None = None
-    order_id: str | None = None
-    reseller_id: str | None = None
-    reseller_name: str | None = None
-    reseller_upload_time: datetime | None = None
-    status: str | None = None
-    mac: str | None = None
-    create_time: datetime | None = None
-    update_time: datetime | None = None
+    Listing is the hot path (a full pull reads every device): wrapping the parsed object costs
+    next to nothing and each attribute is parsed when it is read, so a caller that needs five
+    fields does not pay for seventeen. Attributes are read-only; name variants of kme-api.md
+    are accepted, times come out as aware UTC datetimes (or None).
+    """
+
+    __slots__ = ("_d",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._d = data
+
+    @classmethod
+    def from_api(cls, d: Mapping[str, Any]) -> Device:
+        """Wrap one `deviceList` item (not copied: the caller hands it over)."""
+        return cls(d)
+
+    def _get(self, name: str, *variants: str) -> Any:
+        value = self._d.get(name)
+        if value is None and variants:
+            value = first(self._d, *variants)
+        return value
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The JSON object as KME sent it."""
+        return self._d
+
+    @property
+    def id(self) -> str | None:
+        return _s(self._get("id", "deviceUid"))
+
+    @property
+    def mei(self) -> str | None:
+        """IMEI or MEID as KME sent it."""
+        return _s(self._get("mei", "meidImei", "imei", "meid", "deviceId"))
+
+    @property
+    def serial(self) -> str | None:
+        return _s(self._get("serialNumber", "serial", "serialNo"))
+
+    @property
+    def model(self) -> str | None:
+        return _s(self._get("model", "modelName"))
+
+    @property
+    def profile_id(self) -> str | None:
+        return _s(self._d.get("profileId"))
+
+    @property
+    def profile_name(self) -> str | None:
+        return _s(self._d.get("profileName"))
+
+    @property
+    def user_name(self) -> str | None:
+        return _s(self._get("userName", "userId"))
+
+    @property
+    def tags(self) -> list[str]:
+        return _tags(self._d.get("tags"))
+
+    @property
+    def upload_id(self) -> str | None:
+        return _s(self._d.get("uploadId"))
+
+    @property
+    def order_id(self) -> str | None:
+        return _s(self._get("orderId", "orderNo", "orderNumber"))
+
+    @property
+    def reseller_id(self) -> str | None:
+        return _s(self._d.get("resellerId"))
+
+    @property
+    def reseller_name(self) -> str | None:
+        return _s(self._d.get("resellerName"))
+
+    @property
+    def reseller_upload_time(self) -> datetime | None:
+        return parse_time(self._get("resellerUploadTime", "uploadTime"))
+
+    @property
+    def status(self) -> str | None:
+        return _s(self._get("status", "deviceStatus"))
+
+    @property
+    def mac(self) -> str | None:
+        return _s(self._get("mac", "wifiMac", "macAddress"))
+
+    @property
+    def create_time(self) -> datetime | None:
+        return parse_time(self._get("createTime", "createdTime", "createdAt"))
+
+    @property
+    def update_time(self) -> datetime | None:
+        return parse_time(self._get("updateTime", "updatedTime", "updatedAt"))
 
     @property
     def imei(self) -> str | None:
         """The IMEI when `mei` holds a valid one."""
-        return self.mei if self.mei and is_valid_imei(self.mei) else None
+        mei = self.mei
+        return mei if mei and is_valid_imei(mei) else None
 
     @property
     def meid(self) -> str | None:
         """The MEID when `mei` holds one."""
-        return self.mei.upper() if self.mei and is_meid(self.mei) else None
+        mei = self.mei
+        return mei.upper() if mei and is_meid(mei) else None
 
-    @classmethod
-    def from_api(cls, d: Mapping[str, Any]) -> Device:
-        """Parse one `deviceList` item (hot path: primary names first, variants as fallback)."""
-        g = d.get
-        mei = g("mei")
-        if mei is None:
-            mei = first(d, "meidImei", "imei", "meid", "deviceId")
-        serial = g("serialNumber")
-        if serial is None:
-            serial = first(d, "serial", "serialNo")
-        order_id = g("orderId")
-        if order_id is None:
-            order_id = first(d, "orderNo", "orderNumber")
-        create = g("createTime")
-        if create is None:
-            create = first(d, "createdTime", "createdAt")
-        update = g("updateTime")
-        if update is None:
-            update = first(d, "updatedTime", "updatedAt")
-        upload_time = g("resellerUploadTime")
-        if upload_time is None:
-            upload_time = g("uploadTime")
-        tags = g("tags")
-        return cls(
-            id=_s(g("id") if "id" in d else g("deviceUid")),
-            mei=_s(mei),
-            serial=_s(serial),
-            model=_s(g("model") if "model" in d else g("modelName")),
-            profile_id=_s(g("profileId")),
-            profile_name=_s(g("profileName")),
-            user_name=_s(g("userName") if "userName" in d else g("userId")),
-            tags=[] if not tags else _tags(tags),
-            upload_id=_s(g("uploadId")),
-            order_id=_s(order_id),
-            reseller_id=_s(g("resellerId")),
-            reseller_name=_s(g("resellerName")),
-            reseller_upload_time=parse_time(upload_time),
-            status=_s(g("status") if "status" in d else g("deviceStatus")),
-            mac=_s(first(d, "mac", "wifiMac", "macAddress")),
-            create_time=parse_time(create),
-            update_time=parse_time(update),
-        )
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Device) and dict(self._d) == dict(other._d)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Device(id={self.id!r}, mei={self.mei!r}, serial={self.serial!r})"
 
 
 @dataclass(slots=True)

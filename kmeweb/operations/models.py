@@ -1,13 +1,35 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
 
-OPERATION_STATUSES = ("queued", "running", "done", "failed")
+
+class OperationStatus(StrEnum):
+    """Where an operation is (values stored in `operation.status`)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+#: An operation that is still waiting or working.
+ACTIVE = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+
+
+class OperationKind(StrEnum):
+    """Operation kinds that are not a push of outbox changes (those use the change's kind)."""
+
+    PULL = "pull"
+    PULL_FULL = "pull.full"
+
+
+OPERATION_STATUSES = tuple(OperationStatus)
 
 
 class Operation(db.Model):
@@ -23,7 +45,7 @@ class Operation(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     label: Mapped[str] = mapped_column(String(200), default="")
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=OperationStatus.QUEUED)
     total: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
@@ -39,4 +61,4 @@ class Operation(db.Model):
 
     @property
     def active(self) -> bool:
-        return self.status in ("queued", "running")
+        return self.status in ACTIVE

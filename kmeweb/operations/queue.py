@@ -17,8 +17,13 @@ from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 QUEUES: tuple[str, ...] = ("knox", "default", "maintenance")
+
+#: What RQ raises inside a job that ran past its job_timeout. Job code must let it through
+#: (a broad `except Exception` would swallow it and keep working after RQ gave up on the job).
+JobTimeout = JobTimeoutException
 
 PUSH_JOB = "kmeweb.sync.jobs.push_job"
 PULL_JOB = "kmeweb.sync.jobs.pull_job"

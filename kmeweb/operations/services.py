@@ -11,8 +11,8 @@ from kmeweb.audit import services as audit
 from kmeweb.errors import Conflict, NotFound
 from kmeweb.extensions import utcnow
 from kmeweb.operations import dispatch
-from kmeweb.operations.models import Operation
-from kmeweb.sync.models import Change
+from kmeweb.operations.models import ACTIVE, Operation, OperationStatus
+from kmeweb.sync.models import Change, ChangeStatus
 
 
 def actor_id(actor: Any) -> int | None:
@@ -32,7 +32,7 @@ def create_operation(
     operation = Operation(
         kind=kind,
         label=label[:200],
-        status="queued",
+        status=OperationStatus.QUEUED,
         total=total,
         done=0,
         created_by=actor_id(actor),
@@ -47,7 +47,7 @@ def active_operation(session: Session, dedup_key: str) -> Operation | None:
     """The queued or running operation with this dedup key, if any ("already running?")."""
     return session.scalar(
         select(Operation)
-        .where(Operation.dedup_key == dedup_key, Operation.status.in_(("queued", "running")))
+        .where(Operation.dedup_key == dedup_key, Operation.status.in_(ACTIVE))
         .order_by(Operation.id.desc())
         .limit(1)
     )
@@ -64,8 +64,8 @@ def get_operation(session: Session, operation_id: int) -> Operation:
 def mark_running(session: Session, operation_id: int) -> None:
     session.execute(
         update(Operation)
-        .where(Operation.id == operation_id, Operation.status == "queued")
-        .values(status="running", started_at=utcnow())
+        .where(Operation.id == operation_id, Operation.status == OperationStatus.QUEUED)
+        .values(status=OperationStatus.RUNNING, started_at=utcnow())
     )
 
 
@@ -83,7 +83,7 @@ def finish(session: Session, operation_id: int, error: str | None = None) -> Non
         update(Operation)
         .where(Operation.id == operation_id)
         .values(
-            status="failed" if error else "done",
+            status=OperationStatus.FAILED if error else OperationStatus.DONE,
             error=error[:2000] if error else None,
             finished_at=utcnow(),
         )
@@ -94,7 +94,7 @@ def query_operations(status: str | None = None, kind: str | None = None) -> Sele
     """Recent operations first; `status` is queued/running/done/failed or "active"."""
     stmt = select(Operation).order_by(Operation.id.desc())
     if status == "active":
-        stmt = stmt.where(Operation.status.in_(("queued", "running")))
+        stmt = stmt.where(Operation.status.in_(ACTIVE))
     elif status:
         stmt = stmt.where(Operation.status == status)
     if kind:
@@ -120,14 +120,14 @@ def retry_operation(session: Session, operation_id: int, actor: Any) -> Operatio
     Raises NotFound, or Conflict when the operation has not failed.
     """
     operation = get_operation(session, operation_id)
-    if operation.status != "failed":
+    if operation.status != OperationStatus.FAILED:
         raise Conflict("Only a failed operation can be retried.")
     session.execute(
         update(Change)
-        .where(Change.operation_id == operation.id, Change.status == "failed")
-        .values(status="pending", attempts=0, next_attempt_at=utcnow(), last_error=None)
+        .where(Change.operation_id == operation.id, Change.status == ChangeStatus.FAILED)
+        .values(status=ChangeStatus.PENDING, attempts=0, next_attempt_at=utcnow(), last_error=None)
     )
-    operation.status = "queued"
+    operation.status = OperationStatus.QUEUED
     operation.error = None
     operation.finished_at = None
     details = {"kind": operation.kind}

@@ -1,15 +1,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
+from kmeweb.sync.models import SyncState
 
-KINDS = ("kme_default", "kme", "self_maintained")
-SYNC_STATES = ("synced", "pending", "syncing", "error")
+
+class ProfileKind(StrEnum):
+    """What a profile is (`profile.kind`)."""
+
+    KME_DEFAULT = "kme_default"
+    KME = "kme"
+    SELF_MAINTAINED = "self_maintained"
+
+
+KINDS = tuple(ProfileKind)
+SYNC_STATES = tuple(SyncState)
 
 
 class Profile(db.Model):
@@ -20,14 +31,14 @@ class Profile(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(String(200), default="")
-    kind: Mapped[str] = mapped_column(String(20), default="kme")
+    kind: Mapped[str] = mapped_column(String(20), default=ProfileKind.KME)
     kme_profile_id: Mapped[str | None] = mapped_column(String(64), index=True)
     end_user_id: Mapped[int | None] = mapped_column(ForeignKey("end_user.id", ondelete="SET NULL"))
     token: Mapped[str | None] = mapped_column(String(64), unique=True)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     without_token: Mapped[bool] = mapped_column(Boolean, default=False)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    sync_state: Mapped[str] = mapped_column(String(16), default="synced")
+    sync_state: Mapped[str] = mapped_column(String(16), default=SyncState.SYNCED)
     sync_error: Mapped[str | None] = mapped_column(Text)
     sync_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

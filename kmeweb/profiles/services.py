@@ -45,22 +45,20 @@ from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
-from kmeweb.profiles.models import Profile
+from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync import outbox
+from kmeweb.sync.models import SyncState
 
 DEFAULT_PROFILE_NAME = "Samsung KME Default Profile"
-DEFAULT_KIND = "kme_default"
-KME_KINDS = ("kme", "kme_default")
-CREATABLE_KINDS = ("kme", "self_maintained")
+DEFAULT_KIND = ProfileKind.KME_DEFAULT
+KME_KINDS = (ProfileKind.KME, ProfileKind.KME_DEFAULT)
+CREATABLE_KINDS = (ProfileKind.KME, ProfileKind.SELF_MAINTAINED)
 NAME_MAX = 100
 DESCRIPTION_MAX = 200
 FORBIDDEN_NAME_CHARS = set("\\#/$*%^&()+?{}[]")
 TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 7
 TOKEN_BYTES = 24  # 192 bits, 32 URL-safe characters
 STALE_MESSAGE = "This profile was changed by someone else; reload it and try again."
-
-
-# --- lookups ---------------------------------------------------------------------------------
 
 
 def get_profile_or_404(session: Session, profile_id: int) -> Profile:
@@ -99,7 +97,7 @@ def ensure_default_profile(session: Session) -> Profile:
         token_expires_at=None,
         without_token=False,
         config={},
-        sync_state="synced",
+        sync_state=SyncState.SYNCED,
     )
     session.add(profile)
     session.flush()
@@ -142,9 +140,6 @@ def profile_counts(session: Session, profile_ids: Iterable[int]) -> dict[int, tu
         for pid, total, registered in rows:
             counts[pid] = (total, registered, total - registered)
     return counts
-
-
-# --- tokens (design 6.2) ---------------------------------------------------------------------
 
 
 def generate_token(session: Session) -> str:
@@ -206,9 +201,6 @@ def _expiry(days: int | None) -> datetime | None:
     return None if days is None else utcnow() + timedelta(days=days)
 
 
-# --- validation ------------------------------------------------------------------------------
-
-
 def _name_taken(session: Session, name: str, exclude_id: int | None = None) -> bool:
     stmt = select(Profile.id).where(func.lower(Profile.name) == name.lower())
     if exclude_id is not None:
@@ -261,17 +253,14 @@ def _flush(session: Session) -> None:
 def _mark_pending(profile: Profile) -> None:
     # Set before the flush so the profile row is written (and its version bumped) once;
     # record_profile_change then finds nothing left to change.
-    if profile.kind == "kme":
-        profile.sync_state = "pending"
+    if profile.kind == ProfileKind.KME:
+        profile.sync_state = SyncState.PENDING
         profile.sync_error = None
 
 
 def _push_profile(session: Session, kind: str, profile: Profile, label: str, actor: Any) -> None:
     operation = outbox.start_operation(session, kind, label, 1, actor)
     outbox.record_profile_change(session, kind, profile, operation, actor)
-
-
-# --- create / update / delete ----------------------------------------------------------------
 
 
 def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Profile:
@@ -281,7 +270,7 @@ def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Pro
     one is local only. Records audit "profile.create". Flushes.
     Raises ValidationError (field set) for any invalid value.
     """
-    kind = str(data.get("kind") or "kme")
+    kind = str(data.get("kind") or ProfileKind.KME)
     if kind not in CREATABLE_KINDS:
         raise ValidationError("Choose Samsung Knox Mobile Enrollment or Self-Maintained.", "kind")
     name = validate_name(session, data.get("name"))
@@ -300,11 +289,11 @@ def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Pro
         without_token=without_token,
         end_user_id=end_user_id,
         config=config,
-        sync_state="pending" if kind == "kme" else "synced",
+        sync_state=SyncState.PENDING if kind == ProfileKind.KME else SyncState.SYNCED,
     )
     session.add(profile)
     _flush(session)
-    if kind == "kme":
+    if kind == ProfileKind.KME:
         _push_profile(session, "profile.create", profile, f"Create profile {name}", actor)
     audit.record(
         session,
@@ -387,7 +376,7 @@ def update_profile(
     if kme_visible:
         _mark_pending(profile)
     _flush(session)
-    if profile.kind == "kme" and kme_visible:
+    if profile.kind == ProfileKind.KME and kme_visible:
         _push_profile(session, "profile.update", profile, f"Update profile {profile.name}", actor)
     audit.record(
         session,
@@ -425,7 +414,7 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
     n = len(device_ids)
     name = profile.name
 
-    if profile.kind == "kme":
+    if profile.kind == ProfileKind.KME:
         label = f"Delete profile {name}"
         if n:
             label += f" ({n:,} devices to the Default Profile)"
@@ -462,9 +451,6 @@ def _move_locally(session: Session, device_ids: list[int], profile_id: int) -> N
         )
 
 
-# --- tokens and user -------------------------------------------------------------------------
-
-
 def _token_profile(session: Session, profile_id: int, expected_version: Any = None) -> Profile:
     profile = get_profile_or_404(session, profile_id)
     if profile.kind == DEFAULT_KIND:
@@ -495,7 +481,7 @@ def refresh_token(
     profile.token_expires_at = _expiry(days)
     _mark_pending(profile)
     _flush(session)
-    if profile.kind == "kme":
+    if profile.kind == ProfileKind.KME:
         _push_profile(session, "profile.update", profile, f"Refresh token of {profile.name}", actor)
     audit.record(
         session,
@@ -571,7 +557,7 @@ def set_profile_user(
     profile.end_user_id = user_id
     _mark_pending(profile)
     _flush(session)
-    if profile.kind == "kme":
+    if profile.kind == ProfileKind.KME:
         _push_profile(
             session, "profile.update", profile, f"Change user of profile {profile.name}", actor
         )

@@ -20,11 +20,11 @@ from kmeweb.knox import KnoxError
 from kmeweb.operations import dispatch
 from kmeweb.operations import queue as rq_queue
 from kmeweb.operations import services as operations
-from kmeweb.operations.models import Operation
+from kmeweb.operations.models import ACTIVE, Operation, OperationKind
 from kmeweb.profiles.models import Profile
 from kmeweb.sync import push
 from kmeweb.sync.knox import knox_client
-from kmeweb.sync.models import Change
+from kmeweb.sync.models import Change, ChangeStatus
 
 log = logging.getLogger("kmeweb.sync")
 
@@ -83,7 +83,7 @@ def pull_job(operation_id: int) -> dict[str, int]:
 
     session = db.session
     operation = session.get(Operation, operation_id)
-    if operation is None or operation.status in ("done", "failed"):
+    if operation is None or operation.status not in ACTIVE:
         return {}
     integration = get_integration(session)
     if integration is None or not integration.active:
@@ -95,7 +95,11 @@ def pull_job(operation_id: int) -> dict[str, int]:
     try:
         with knox_client(integration) as client:
             summary = run_pull(
-                session, client, integration, operation_id, full=operation.kind == "pull.full"
+                session,
+                client,
+                integration,
+                operation_id,
+                full=operation.kind == OperationKind.PULL_FULL,
             )
     except Exception as exc:
         session.rollback()
@@ -122,7 +126,7 @@ def start_pull(session: Session, actor: Any, full: bool = False) -> Operation:
     Flushes; the job is enqueued after the commit. Used by Sync now, `flask sync now`
     and the schedule.
     """
-    kind = "pull.full" if full else "pull"
+    kind = OperationKind.PULL_FULL if full else OperationKind.PULL
     running = operations.active_operation(session, "pull")
     if running is not None:
         return running
@@ -164,14 +168,12 @@ def sweep_job() -> dict[str, int]:
     now = utcnow()
     released = session.execute(
         update(Change)
-        .where(Change.status == "running", Change.next_attempt_at < now)
-        .values(status="pending", claimed_by=None, next_attempt_at=now)
+        .where(Change.status == ChangeStatus.RUNNING, Change.next_attempt_at < now)
+        .values(status=ChangeStatus.PENDING, claimed_by=None, next_attempt_at=now)
     ).rowcount
     # Operations whose job vanished (Redis flushed, worker killed) with nothing left to push.
     stale = 0
-    for operation in session.scalars(
-        select(Operation).where(Operation.status.in_(("queued", "running")))
-    ):
+    for operation in session.scalars(select(Operation).where(Operation.status.in_(ACTIVE))):
         unfinished = session.scalar(
             select(func.count())
             .select_from(Change)
@@ -187,7 +189,7 @@ def sweep_job() -> dict[str, int]:
     due = session.execute(
         select(Change.operation_id, Operation.kind)
         .join(Operation, Operation.id == Change.operation_id, isouter=True)
-        .where(Change.status == "pending", Change.next_attempt_at <= now)
+        .where(Change.status == ChangeStatus.PENDING, Change.next_attempt_at <= now)
         .group_by(Change.operation_id, Operation.kind)
         .limit(50)
     ).all()

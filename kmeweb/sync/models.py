@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
@@ -8,7 +9,45 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
 
-CHANGE_STATUSES = ("pending", "running", "done", "failed")
+
+class ChangeStatus(StrEnum):
+    """Where an outbox change is (values stored in `change.status`)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+#: Changes still to be sent (waiting, or held by a worker).
+UNFINISHED = (ChangeStatus.PENDING, ChangeStatus.RUNNING)
+
+
+class ChangeKind(StrEnum):
+    """What an outbox change tells KME (values stored in `change.kind` and `operation.kind`)."""
+
+    DEVICE_APPROVE = "device.approve"
+    DEVICE_MOVE = "device.move"
+    DEVICE_UNASSIGN = "device.unassign"
+    DEVICE_USER = "device.user"
+    DEVICE_RESYNC = "device.resync"
+    DEVICE_DELETE = "device.delete"
+    PROFILE_CREATE = "profile.create"
+    PROFILE_UPDATE = "profile.update"
+    PROFILE_DELETE = "profile.delete"
+    UPLOAD_APPROVE = "upload.approve"
+
+
+class SyncState(StrEnum):
+    """Sync state of a device or profile (`device.sync_state`, `profile.sync_state`)."""
+
+    SYNCED = "synced"
+    PENDING = "pending"
+    SYNCING = "syncing"
+    ERROR = "error"
+
+
+CHANGE_STATUSES = tuple(ChangeStatus)
 
 
 class Change(db.Model):
@@ -22,7 +61,7 @@ class Change(db.Model):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profile.id", ondelete="SET NULL"))
     device_count: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=ChangeStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)

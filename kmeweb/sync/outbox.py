@@ -22,19 +22,19 @@ from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
+from kmeweb.sync.models import Change, ChangeKind, SyncState
 
 # Kinds whose push sends the devices' current assignment (assign or unassign in KME).
 DEVICE_SYNC_KINDS = (
-    "device.approve",
-    "device.move",
-    "device.unassign",
-    "device.user",
-    "device.resync",  # written by the push itself, see push._resync_moved_on
+    ChangeKind.DEVICE_APPROVE,
+    ChangeKind.DEVICE_MOVE,
+    ChangeKind.DEVICE_UNASSIGN,
+    ChangeKind.DEVICE_USER,
+    ChangeKind.DEVICE_RESYNC,  # written by the push itself, see push._resync_moved_on
 )
-DEVICE_KINDS = (*DEVICE_SYNC_KINDS, "device.delete")
-PROFILE_KINDS = ("profile.create", "profile.update", "profile.delete")
-UPLOAD_KINDS = ("upload.approve",)
+DEVICE_KINDS = (*DEVICE_SYNC_KINDS, ChangeKind.DEVICE_DELETE)
+PROFILE_KINDS = (ChangeKind.PROFILE_CREATE, ChangeKind.PROFILE_UPDATE, ChangeKind.PROFILE_DELETE)
+UPLOAD_KINDS = (ChangeKind.UPLOAD_APPROVE,)
 ALL_KINDS = (*DEVICE_KINDS, *PROFILE_KINDS, *UPLOAD_KINDS)
 
 
@@ -63,7 +63,7 @@ def mark_devices_pending(session: Session, device_ids: Sequence[int], **values: 
             .where(Device.id.in_(chunk))
             .values(
                 **values,
-                sync_state="pending",
+                sync_state=SyncState.PENDING,
                 sync_error=None,
                 version=Device.version + 1,
                 updated_at=utcnow(),
@@ -90,7 +90,9 @@ def record_device_resync(session: Session, device_ids: Sequence[int]) -> list[Ch
     """Outbox rows (no operation, actor "sync") pushing these devices' current state again,
     and mark them pending. Used by the push; see push._resync_moved_on. Flushes."""
     for chunk in chunks(list(device_ids), 900):
-        session.execute(update(Device).where(Device.id.in_(chunk)).values(sync_state="pending"))
+        session.execute(
+            update(Device).where(Device.id.in_(chunk)).values(sync_state=SyncState.PENDING)
+        )
     return _batched_changes(session, "device.resync", "device_ids", device_ids, None, "sync")
 
 
@@ -152,7 +154,7 @@ def record_profile_change(
     if kind == "profile.delete":
         payload["kme_profile_id"] = profile.kme_profile_id
     else:
-        profile.sync_state = "pending"
+        profile.sync_state = SyncState.PENDING
         profile.sync_error = None
     profile_id = None if kind == "profile.delete" else profile.id
     change = _add_change(session, kind, payload, operation, actor, profile_id)

@@ -22,15 +22,15 @@ from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Approval, Device
 from kmeweb.extensions import utcnow
-from kmeweb.integration.models import Integration, Reseller, Upload
+from kmeweb.integration.models import Integration, Reseller, Upload, UploadStatus
 from kmeweb.knox import KnoxClient
 from kmeweb.knox import types as kt
 from kmeweb.knox.ids import is_meid, normalize_serial
 from kmeweb.operations import services as operations
-from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
+from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.sync.models import UNFINISHED, Change, ChangeKind, SyncState
 
 PORTAL = "changed in Samsung portal"
 COMMIT_EVERY_DEVICES = 10_000
@@ -42,12 +42,14 @@ def _is_pending_approval(status: str | None) -> bool:
 
 def _upload_status(upload: kt.Upload) -> str:
     status = (upload.status or "").lower()
-    if status == "pending":
+    if status == "pending":  # KME's word (kme-api.md 4), lower-cased
         if upload.pending_count is not None and upload.device_count:
             if 0 < upload.pending_count < upload.device_count:
-                return "partial"
-        return "pending"
-    return "approved" if status in ("approved", "complete", "completed") else status or "pending"
+                return UploadStatus.PARTIAL
+        return UploadStatus.PENDING
+    if status in ("approved", "complete", "completed"):
+        return UploadStatus.APPROVED
+    return status or UploadStatus.PENDING
 
 
 class PullContext:
@@ -79,7 +81,7 @@ class PullContext:
         self.deleting = set()
         for payload in session.scalars(
             select(Change.payload).where(
-                Change.kind == "device.delete", Change.status.in_(("pending", "running"))
+                Change.kind == ChangeKind.DEVICE_DELETE, Change.status.in_(UNFINISHED)
             )
         ):
             self.deleting.update(payload.get("identifiers", []))
@@ -101,7 +103,7 @@ def pull_profiles(session: Session, client: KnoxClient, stats: Counter) -> None:
         profile = local.get(rp.id)
         if profile is None:
             named = by_name.get((rp.name or "").lower())
-            if named is not None and named.kme_profile_id is None and named.kind == "kme":
+            if named is not None and named.kme_profile_id is None and named.kind == ProfileKind.KME:
                 named.kme_profile_id = rp.id  # our create landed but its id was not stored
                 continue
             name = rp.name or f"KME profile {rp.id}"
@@ -110,11 +112,11 @@ def pull_profiles(session: Session, client: KnoxClient, stats: Counter) -> None:
             profile = Profile(
                 name=name,
                 description=(rp.description or "")[:200],
-                kind="kme",
+                kind=ProfileKind.KME,
                 kme_profile_id=rp.id,
                 token=secrets.token_urlsafe(32),
                 config={},
-                sync_state="synced",
+                sync_state=SyncState.SYNCED,
                 last_synced_at=utcnow(),
             )
             session.add(profile)
@@ -131,7 +133,7 @@ def pull_profiles(session: Session, client: KnoxClient, stats: Counter) -> None:
             )
             stats["profiles_created"] += 1
             continue
-        if profile.sync_state in ("pending", "syncing"):
+        if profile.sync_state in (SyncState.PENDING, SyncState.SYNCING):
             stats["profiles_kept_local"] += 1
             continue
         changes = profile_changes_from_knox(profile, rp)
@@ -149,8 +151,12 @@ def pull_profiles(session: Session, client: KnoxClient, stats: Counter) -> None:
             stats["profiles_updated"] += 1
     seen = {rp.id for rp in remote if rp.id}
     for kme_id, profile in local.items():
-        if kme_id not in seen and profile.sync_state == "synced" and profile.kind == "kme":
-            profile.sync_state = "error"
+        if (
+            kme_id not in seen
+            and profile.sync_state == SyncState.SYNCED
+            and profile.kind == ProfileKind.KME
+        ):
+            profile.sync_state = SyncState.ERROR
             profile.sync_error = "Not found in KME: deleted in the Samsung portal?"
             profile.sync_error_at = utcnow()
             stats["profiles_missing"] += 1
@@ -190,7 +196,7 @@ def pull_uploads(session: Session, client: KnoxClient, stats: Counter) -> None:
             stats["uploads_created"] += 1
         else:
             upload.device_count = ru.device_count or upload.device_count
-            if upload.status != status and upload.status == "pending":
+            if upload.status != status and upload.status == UploadStatus.PENDING:
                 upload.status = status
     session.commit()
 
@@ -257,7 +263,7 @@ def apply_device_page(
         ):
             continue
         pending = _is_pending_approval(d.status)
-        approval = "pending" if pending else "approved"
+        approval = Approval.PENDING if pending else Approval.APPROVED
         profile_id = (
             None if pending else ctx.profile_by_kme.get(d.profile_id or "", ctx.default_profile_id)
         )
@@ -279,14 +285,14 @@ def apply_device_page(
                     "kme_device_id": d.id,
                     "kme_status": d.status,
                     "attributes": {},
-                    "sync_state": "synced",
+                    "sync_state": SyncState.SYNCED,
                     "version": 1,
                     "created_at": now,
                     "updated_at": now,
                 }
             )
             continue
-        if row.sync_state == "pending":
+        if row.sync_state == SyncState.PENDING:
             stats["devices_kept_local"] += 1
             continue
         diff: dict[str, list[Any]] = {}
@@ -351,12 +357,15 @@ def auto_approve(session: Session, stats: Counter) -> None:
     rows = session.scalars(
         select(Upload)
         .join(Reseller, Upload.reseller_id == Reseller.id)
-        .where(Reseller.auto_approve.is_(True), Upload.status.in_(("pending", "partial")))
+        .where(
+            Reseller.auto_approve.is_(True),
+            Upload.status.in_((UploadStatus.PENDING, UploadStatus.PARTIAL)),
+        )
     ).all()
     for upload in rows:
         has_pending = session.scalar(
             select(Device.id)
-            .where(Device.upload_id == upload.id, Device.approval == "pending")
+            .where(Device.upload_id == upload.id, Device.approval == Approval.PENDING)
             .limit(1)
         )
         if has_pending is None:

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from kmeweb import crypto
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Integration
@@ -36,15 +36,14 @@ from kmeweb.knox import (
 )
 from kmeweb.knox import errors as knox_codes
 from kmeweb.operations import services as operations
-from kmeweb.operations.models import Operation
-from kmeweb.profiles.models import Profile
+from kmeweb.operations.models import ACTIVE, Operation
+from kmeweb.operations.queue import JobTimeout
+from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync import outbox
-from kmeweb.sync.models import Change
+from kmeweb.sync.models import UNFINISHED, Change, ChangeKind, ChangeStatus, SyncState
 from kmeweb.sync.outbox import DEVICE_SYNC_KINDS
 
 log = logging.getLogger("kmeweb.sync")
-
-UNFINISHED = ("pending", "running")
 
 
 class RetryLater(Exception):
@@ -67,7 +66,7 @@ def claim_next(session: Session, worker: str) -> Change | None:
         now = utcnow()
         stmt = (
             select(Change.id)
-            .where(Change.status == "pending", Change.next_attempt_at <= now, ~blocked)
+            .where(Change.status == ChangeStatus.PENDING, Change.next_attempt_at <= now, ~blocked)
             .order_by(Change.id)
             .limit(1)
         )
@@ -80,9 +79,9 @@ def claim_next(session: Session, worker: str) -> Change | None:
         lease = now + timedelta(seconds=_cfg("CHANGE_LEASE_S"))
         claimed = session.execute(
             update(Change)
-            .where(Change.id == change_id, Change.status == "pending")
+            .where(Change.id == change_id, Change.status == ChangeStatus.PENDING)
             .values(
-                status="running",
+                status=ChangeStatus.RUNNING,
                 attempts=Change.attempts + 1,
                 claimed_by=worker,
                 next_attempt_at=lease,
@@ -103,11 +102,16 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
 
     Transient Knox errors (and RetryLater) put the change back with backoff until
     CHANGE_MAX_ATTEMPTS; a rejection fails it with Knox's message and marks what it
-    covered as `error`. Never raises for Knox errors: other changes go on.
+    covered as `error`. Never raises for Knox errors: other changes go on. Re-raises RQ's
+    job timeout after putting the change back, so a job RQ gave up on stops working.
     """
     handler = HANDLERS[change.kind]
     try:
         note = handler(session, client, change)
+    except JobTimeout as exc:  # RQ gave up on the job: put the change back, and stop
+        session.rollback()
+        _retry_or_fail(session, change, exc)
+        raise
     except (KnoxTransientError, RetryLater) as exc:
         session.rollback()
         _retry_or_fail(session, change, exc)
@@ -119,7 +123,7 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
         session.rollback()
         _retry_or_fail(session, change, exc)
     else:
-        change.status = "done"
+        change.status = ChangeStatus.DONE
         change.done_at = utcnow()
         change.last_error = note  # claimed_by stays: which worker applied it
         if change.operation_id:
@@ -148,7 +152,7 @@ def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         delay = max(delay, float(retry_after))
-    change.status = "pending"
+    change.status = ChangeStatus.PENDING
     change.claimed_by = None
     change.next_attempt_at = utcnow() + timedelta(seconds=delay)
     change.last_error = f"will retry: {readable(exc)}"
@@ -158,7 +162,7 @@ def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None
 def _fail(session: Session, change: Change, message: str) -> None:
     change = session.get(Change, change.id)
     now = utcnow()
-    change.status = "failed"
+    change.status = ChangeStatus.FAILED
     change.claimed_by = None
     change.done_at = now
     change.last_error = message[:2000]
@@ -166,16 +170,16 @@ def _fail(session: Session, change: Change, message: str) -> None:
         for chunk in outbox.chunks(change.payload.get("device_ids", []), 900):
             session.execute(
                 update(Device)
-                .where(Device.id.in_(chunk), Device.sync_state == "pending")
-                .values(sync_state="error", sync_error=message[:500])
+                .where(Device.id.in_(chunk), Device.sync_state == SyncState.PENDING)
+                .values(sync_state=SyncState.ERROR, sync_error=message[:500])
             )
     session.execute(update(Integration).values(last_error=message[:2000], last_error_at=now))
     profile_id = change.payload.get("profile_id")
-    if change.kind in ("profile.create", "profile.update") and profile_id:
+    if change.kind in (ChangeKind.PROFILE_CREATE, ChangeKind.PROFILE_UPDATE) and profile_id:
         session.execute(
             update(Profile)
             .where(Profile.id == profile_id)
-            .values(sync_state="error", sync_error=message[:500], sync_error_at=now)
+            .values(sync_state=SyncState.ERROR, sync_error=message[:500], sync_error_at=now)
         )
     session.commit()
 
@@ -192,21 +196,21 @@ def maybe_finish_operation(session: Session, operation_id: int | None) -> None:
             .group_by(Change.status)
         ).all()
     )
-    if counts.get("pending") or counts.get("running"):
+    if any(counts.get(status) for status in UNFINISHED):
         session.commit()
         return
-    failed = counts.get("failed", 0)
+    failed = counts.get(ChangeStatus.FAILED, 0)
     error = None
     if failed:
         first = session.scalar(
             select(Change.last_error)
-            .where(Change.operation_id == operation_id, Change.status == "failed")
+            .where(Change.operation_id == operation_id, Change.status == ChangeStatus.FAILED)
             .order_by(Change.id)
             .limit(1)
         )
         error = f"{failed} of {sum(counts.values())} changes failed: {first}"
     operation = session.get(Operation, operation_id)
-    if operation is not None and operation.status in ("queued", "running"):
+    if operation is not None and operation.status in ACTIVE:
         operations.finish(session, operation_id, error)
     session.commit()
 
@@ -234,9 +238,9 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     ).all()
     groups: dict[str | None, list[Any]] = defaultdict(list)
     for row in rows:
-        if row.approval != "approved":
+        if row.approval != Approval.APPROVED:
             continue
-        if row.kind == "kme":
+        if row.kind == ProfileKind.KME:
             if not row.kme_profile_id:
                 raise RetryLater(f"profile {row.name!r} is not in KME yet")
             groups[row.kme_profile_id].append(row)
@@ -309,14 +313,14 @@ def _apply_device_results(
         session.execute(
             table.update()
             .where(table.c.id == bindparam("did"), table.c.version == bindparam("v"))
-            .values(sync_state="synced", sync_error=None),
+            .values(sync_state=SyncState.SYNCED, sync_error=None),
             ok,
         )
     if bad:
         session.execute(
             table.update()
             .where(table.c.id == bindparam("did"), table.c.version == bindparam("v"))
-            .values(sync_state="error", sync_error=bindparam("err")),
+            .values(sync_state=SyncState.ERROR, sync_error=bindparam("err")),
             bad,
         )
     if bad:
@@ -353,7 +357,7 @@ def _upsert_profile(session: Session, client: KnoxClient, change: Change) -> str
     from kmeweb.sync.mapping import to_knox_profile
 
     profile = session.get(Profile, change.payload.get("profile_id"))
-    if profile is None or profile.kind != "kme":
+    if profile is None or profile.kind != ProfileKind.KME:
         return "profile no longer exists locally" if profile is None else None
     version = profile.version
     username = session.get(EndUser, profile.end_user_id).username if profile.end_user_id else None
@@ -383,7 +387,12 @@ def _upsert_profile(session: Session, client: KnoxClient, change: Change) -> str
     session.execute(
         update(Profile)
         .where(Profile.id == profile.id, Profile.version == version)
-        .values(sync_state="synced", sync_error=None, sync_error_at=None, last_synced_at=utcnow())
+        .values(
+            sync_state=SyncState.SYNCED,
+            sync_error=None,
+            sync_error_at=None,
+            last_synced_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     )
     return None
@@ -414,11 +423,11 @@ def _delete_profile(session: Session, client: KnoxClient, change: Change) -> str
 
 HANDLERS = {
     **{kind: _push_devices for kind in DEVICE_SYNC_KINDS},
-    "device.delete": _delete_devices,
-    "upload.approve": _approve_upload,
-    "profile.create": _upsert_profile,
-    "profile.update": _upsert_profile,
-    "profile.delete": _delete_profile,
+    ChangeKind.DEVICE_DELETE: _delete_devices,
+    ChangeKind.UPLOAD_APPROVE: _approve_upload,
+    ChangeKind.PROFILE_CREATE: _upsert_profile,
+    ChangeKind.PROFILE_UPDATE: _upsert_profile,
+    ChangeKind.PROFILE_DELETE: _delete_profile,
 }
 
 
@@ -443,7 +452,7 @@ def run_push(
 def next_due_in(session: Session) -> float | None:
     """Seconds until the earliest pending change is due (0 if one is due now), else None."""
     when = session.scalar(
-        select(func.min(Change.next_attempt_at)).where(Change.status == "pending")
+        select(func.min(Change.next_attempt_at)).where(Change.status == ChangeStatus.PENDING)
     )
     if when is None:
         return None

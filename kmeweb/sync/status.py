@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from kmeweb.devices.models import Device
 from kmeweb.integration.services import get_integration
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
+from kmeweb.sync.models import UNFINISHED, Change, ChangeStatus, SyncState
 
 
 @dataclass
@@ -42,7 +42,7 @@ def profile_statuses(
     device_counts: dict[tuple[int, str], int] = {}
     dstmt = (
         select(Device.profile_id, Device.sync_state, func.count())
-        .where(Device.sync_state != "synced")
+        .where(Device.sync_state != SyncState.SYNCED)
         .group_by(Device.profile_id, Device.sync_state)
     )
     for pid, state, n in session.execute(dstmt):
@@ -50,30 +50,32 @@ def profile_statuses(
     running = {
         pid
         for (pid,) in session.execute(
-            select(Change.profile_id).where(Change.status == "running").distinct()
+            select(Change.profile_id).where(Change.status == ChangeStatus.RUNNING).distinct()
         )
     }
     first_device_error = dict(
         session.execute(
             select(Device.profile_id, func.min(Device.sync_error))
-            .where(Device.sync_state == "error")
+            .where(Device.sync_state == SyncState.ERROR)
             .group_by(Device.profile_id)
         ).all()
     )
     out: dict[int, SyncStatus] = {}
     for p in profiles:
-        pending = device_counts.get((p.id, "pending"), 0)
-        errors = device_counts.get((p.id, "error"), 0)
-        if p.sync_state == "error":
-            status = SyncStatus("error", p.sync_error, p.sync_error_at)
+        pending = device_counts.get((p.id, SyncState.PENDING), 0)
+        errors = device_counts.get((p.id, SyncState.ERROR), 0)
+        if p.sync_state == SyncState.ERROR:
+            status = SyncStatus(SyncState.ERROR, p.sync_error, p.sync_error_at)
         elif errors:
-            status = SyncStatus("error", f"{errors} devices: {first_device_error.get(p.id)}")
+            status = SyncStatus(
+                SyncState.ERROR, f"{errors} devices: {first_device_error.get(p.id)}"
+            )
         elif p.id in running:
-            status = SyncStatus("syncing")
-        elif p.sync_state == "pending" or pending:
-            status = SyncStatus("pending")
+            status = SyncStatus(SyncState.SYNCING)
+        elif p.sync_state == SyncState.PENDING or pending:
+            status = SyncStatus(SyncState.PENDING)
         else:
-            status = SyncStatus("synced", at=p.last_synced_at)
+            status = SyncStatus(SyncState.SYNCED, at=p.last_synced_at)
         status.pending_devices, status.error_devices = pending, errors
         out[p.id] = status
     return out
@@ -85,7 +87,7 @@ def integration_status(session: Session, redis: Any = None) -> dict[str, Any]:
     counts = dict(
         session.execute(
             select(Change.status, func.count())
-            .where(Change.status.in_(("pending", "running", "failed")))
+            .where(Change.status.in_((*UNFINISHED, ChangeStatus.FAILED)))
             .group_by(Change.status)
         ).all()
     )
@@ -97,8 +99,8 @@ def integration_status(session: Session, redis: Any = None) -> dict[str, Any]:
         "last_push_at": integration.last_push_at if integration else None,
         "last_error": integration.last_error if integration else None,
         "last_error_at": integration.last_error_at if integration else None,
-        "pending_changes": counts.get("pending", 0) + counts.get("running", 0),
-        "failed_changes": counts.get("failed", 0),
+        "pending_changes": sum(counts.get(status, 0) for status in UNFINISHED),
+        "failed_changes": counts.get(ChangeStatus.FAILED, 0),
         "next_pull_at": None,
     }
     if integration and integration.active:

@@ -73,12 +73,22 @@ def test_create_async_polls_until_complete(sim, client):
     assert sim.calls("GET /kcs/v1/kme/profiles/status")["calls"] >= 1
 
 
+def _finished(client, transaction_id: str, timeout: float = 10):
+    """The transaction once Knox reports it done (polled, with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tx = client.get_transaction(transaction_id)
+        if tx is not None and tx.done:
+            return tx
+        assert time.monotonic() < deadline, f"transaction {transaction_id} still {tx}"
+        time.sleep(0.02)
+
+
 def test_create_async_without_waiting_then_status(sim, client):
     tx = client.create_profile_async(valid_profile("Later"), wait=False)
     assert not tx.done
     assert client.find_profile_by_name("Later") is None
-    time.sleep(0.1)
-    done = client.get_transaction(tx.transaction_id)
+    done = _finished(client, tx.transaction_id)
     assert done.succeeded and done.profile_name == "Later"
     assert client.find_profile_by_name("Later").id == done.profile_id
 
@@ -195,8 +205,7 @@ def test_profile_aliases(sim, client):
 def test_async_transaction_failing_in_knox(sim, client):
     tx = client.create_profile_async(valid_profile("Raced"), wait=False)
     client.create_profile(valid_profile("Raced"))  # takes the name before the transaction runs
-    time.sleep(0.1)
-    failed = client.get_transaction(tx.transaction_id)
+    failed = _finished(client, tx.transaction_id)
     assert failed.done and not failed.succeeded and failed.state == "Failed"
     assert "already exists" in failed.message
 

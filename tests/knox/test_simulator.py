@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from click.testing import CliRunner
 
-from kmeweb.knox import DeviceAssignment
+from kmeweb.knox import DeviceAssignment, KnoxRejectedError
 from kmeweb.knox.simulator import get_state, seed_demo
 from kmeweb.knox.simulator.cli import kme_sim
 
@@ -245,3 +246,17 @@ def test_non_object_json_body_is_a_400(sim):
         headers=sim.oauth_headers(),
     )
     assert resp.status_code == 400 and resp.json()["code"] == 4000000
+
+
+def test_simulator_routes_take_their_own_overrides(make_sim):
+    moved = {"devices_unassign_v2": "PUT /kcs/v9/kme/devices/unassign"}
+    sim = make_sim(paths=moved)
+    with sim.client("oauth") as default_paths:
+        sim.approve_all(default_paths)
+        ids = [d.id for d in default_paths.list_devices()[:3]]
+        with pytest.raises(KnoxRejectedError) as info:
+            default_paths.unassign_profile(ids)
+        assert info.value.status == 404  # the documented path is gone from this simulator
+    with sim.client("oauth", paths=moved) as client:
+        assert client.unassign_profile(ids).ok
+    assert sim.calls("PUT /kcs/v9/kme/devices/unassign") == {"calls": 1, "200": 1}

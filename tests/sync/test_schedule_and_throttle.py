@@ -11,7 +11,7 @@ from werkzeug.serving import make_server
 
 from kmeweb.operations import queue
 from kmeweb.sync.knox import KnoxSemaphore, ThrottledSession
-from kmeweb.sync.schedule import PERIODIC, Periodic, Scheduler
+from kmeweb.sync.schedule import LOCK_KEY, PERIODIC, Periodic, Scheduler
 from tests.threads import run_in_threads
 
 
@@ -30,11 +30,19 @@ def test_only_the_scheduler_holding_the_lock_enqueues(app, redis_url):
 
 def test_a_dead_schedulers_lock_passes_to_another(app, redis_url):
     conn = redis.Redis.from_url(redis_url)
-    dead = Scheduler(app, conn, lock_ttl_s=0.3)
+    # A long TTL: however slow the first tick is, the lock is still held for the second. (This
+    # test used a 0.3 s TTL and slept 0.4 s; a tick slower than 0.3 s, e.g. the pull interval's
+    # database query on a loaded PostgreSQL, let the lock expire early and the test failed.)
+    dead = Scheduler(app, conn, lock_ttl_s=30)
     assert dead.tick(now=1000.0)
-    alive = Scheduler(app, conn, lock_ttl_s=0.3)
+    alive = Scheduler(app, conn, lock_ttl_s=30)
     assert alive.tick(now=1100.0) == []
-    time.sleep(0.4)  # the dead one never renews its lock
+    # The dead one never renews its lock: let the rest of its TTL run out now.
+    conn.pexpire(LOCK_KEY, 50)
+    deadline = time.monotonic() + 10
+    while conn.exists(LOCK_KEY):
+        assert time.monotonic() < deadline, "Redis did not expire the lock"
+        time.sleep(0.01)
     assert "sweep" in alive.tick(now=1100.0)
 
 

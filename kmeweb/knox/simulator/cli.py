@@ -34,6 +34,12 @@ def kme_sim() -> None:
 @click.option("--max-page-size", default=1000, show_default=True)
 @click.option("--oauth-token-lifetime", default=599.0, show_default=True, help="Seconds.")
 @click.option("--legacy-token-lifetime", default=1800.0, show_default=True, help="Seconds.")
+@click.option(
+    "--paths",
+    default=None,
+    help='JSON route overrides, e.g. \'{"devices_unassign_v2": "PUT /kcs/v2/..."}\' '
+    "(the simulator's own; KMEWEB_KNOX_PATHS is the client's).",
+)
 @click.option("--quiet", is_flag=True, help="Do not log every request.")
 def serve(
     host: str,
@@ -46,6 +52,7 @@ def serve(
     max_page_size: int,
     oauth_token_lifetime: float,
     legacy_token_lifetime: float,
+    paths: str | None,
     quiet: bool,
 ) -> None:
     """Run the simulator until interrupted (threaded werkzeug server)."""
@@ -61,6 +68,7 @@ def serve(
         max_page_size=max_page_size,
         oauth_token_lifetime_s=oauth_token_lifetime,
         legacy_token_lifetime_s=legacy_token_lifetime,
+        paths=json.loads(paths) if paths else None,
     )
     state = get_state(app)
     server = make_server(host, port, app, threaded=True)
