@@ -219,7 +219,7 @@ def _pull_vanished(operation: Operation, now: datetime) -> bool:
     if state != "started":
         return False  # still waiting in a queue: no worker has taken it yet
     seen = rq_queue.job_last_seen(operation.job_id)
-    return seen is not None and now - seen > stale
+    return seen is None or now - seen > stale  # no heartbeat at all: its horse never ran
 
 
 def token_expiry_job() -> int:
