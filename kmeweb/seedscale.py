@@ -29,12 +29,13 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from kmeweb.devices.models import Approval, Device, SyncState
+from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
 from kmeweb.knox.ids import luhn_check_digit
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
+from kmeweb.sync.models import SyncState
 
 CHUNK = 20_000
 PENDING_EVERY = 4  # every 4th upload is waiting for approval

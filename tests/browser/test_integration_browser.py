@@ -196,3 +196,48 @@ def test_approve_all_devices_without_javascript(
         assert _pending(session, small.id) == 0
     finally:
         context.close()
+
+
+def test_a_viewer_sees_every_tab_at_both_widths_without_controls(
+    browser, live_server, make_admin, session, integration, sim, work, browser_checks
+):
+    from kmeweb.sync.jobs import start_pull
+    from tests.conftest import PASSWORD
+
+    start_pull(session, "test")
+    work()
+    upload = session.scalar(select(Upload).where(Upload.device_count == 1200))
+    make_admin("viewer@example.com", "viewer")
+    context = browser.new_context()
+    page = context.new_page()
+    browser_checks.watch(page)
+    try:
+        page.goto(f"{live_server}/auth/login")
+        page.get_by_label("Email").fill("viewer@example.com")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        pages = [
+            "/integration/",
+            "/integration/uploads",
+            f"/integration/uploads/{upload.id}",
+            "/integration/resellers",
+        ]
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            for path in pages:
+                page.goto(live_server + path)
+                expect(page.get_by_role("heading", level=1)).to_have_text("Knox Integration")
+                wide = page.evaluate("() => document.documentElement.scrollWidth")
+                assert wide <= width, f"{path} is {wide} px wide at {width} px"
+                for name in ("Save", "Sync now", "Deactivate", "Approve All Devices", "Edit"):
+                    expect(page.get_by_role("button", name=name)).to_have_count(0)
+                    expect(page.get_by_role("link", name=re.compile(f"^{name}"))).to_have_count(0)
+            check_a11y(page)
+        page.goto(f"{live_server}/integration/")
+        expect(page.get_by_test_id("integration-state")).to_have_text("Active")
+        expect(page.locator("main")).to_contain_text("Demo KME")
+        page.goto(f"{live_server}/integration/uploads/{upload.id}")
+        expect(page.get_by_role("link", name="Download Devices as CSV")).to_be_visible()
+    finally:
+        browser_checks.finish(page)
+        context.close()
