@@ -273,7 +273,7 @@ def seed_scale_command(uploads: int, devices: int, profiles: int, users: int | N
     Bulk inserts (Core executemany on SQLite, COPY on PostgreSQL); each run adds its own
     uniquely named rows, so it can run on top of existing data.
     """
-    from kmeweb.seedscale import device_total, seed_scale
+    from kmeweb.seedscale import device_total, seed_scale, vacuum_analyze
 
     result = seed_scale(
         db.session,
@@ -284,6 +284,7 @@ def seed_scale_command(uploads: int, devices: int, profiles: int, users: int | N
         progress=lambda msg: click.echo(msg, err=True),
     )
     db.session.commit()
+    vacuum_analyze(db.engine)
     click.echo(
         f"seed-scale run {result['run']}: {result['uploads']:,} uploads, "
         f"{result['devices']:,} devices ({result['pending_devices']:,} pending), "

@@ -303,3 +303,13 @@ def _analyze(session: Session) -> None:
 def device_total(session: Session) -> int:
     """How many devices the database holds (the command's closing line)."""
     return session.scalar(select(func.count()).select_from(Device)) or 0
+
+
+def vacuum_analyze(engine: Any) -> None:
+    """PostgreSQL: VACUUM ANALYZE the seeded tables after the commit, as autovacuum soon would,
+    so index-only scans (pending counts per upload) see a current visibility map."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in ("device", "upload", "profile", "end_user", "reseller"):
+            conn.execute(text(f"VACUUM ANALYZE {table}"))
