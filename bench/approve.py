@@ -1,7 +1,8 @@
 """Benchmark Approve All Devices and the Uploads tab, on SQLite and PostgreSQL.
 
 Run from the repo root: `.venv/bin/python bench/approve.py [--devices N] [--skip-pg]
-[--skip-tabs]`. Needs Redis at REDIS_URL (default redis://127.0.0.1:6379/8; that database is
+[--skip-sqlite] [--skip-tabs] [--skip-approve]`. Needs Redis at REDIS_URL (default
+redis://127.0.0.1:6379/8; that database is
 flushed) and, unless --skip-pg, PostgreSQL at BENCH_PG_URL (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres; a throwaway database is made there).
 The KME simulator runs as a separate process. Prints on stdout:
@@ -58,12 +59,14 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-tabs", action="store_true")
+    parser.add_argument("--skip-approve", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8")
     pg_server = os.environ.get(
         "BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
-    targets = [("", f"sqlite:///{_TMP.name}/bench.sqlite", None)]
+    targets = [] if args.skip_sqlite else [("", f"sqlite:///{_TMP.name}/bench.sqlite", None)]
     if not args.skip_pg:
         name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
         targets.append(("_pg", sa.make_url(pg_server).set(database=name), name))
@@ -176,6 +179,9 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
         data={"email": "bench@example.com", "password": PASSWORD, "csrf_token": token},
     )
     assert resp.status_code == 303, resp.status_code
+    if args.skip_approve:
+        tabs(app, client, session, suffix)
+        return
     token = _csrf(client, f"/integration/uploads/{flow.id}/approve")
 
     # The console's way: the Approve POST, then a worker pushes to KME until all is synced.
