@@ -244,16 +244,18 @@ def test_a_push_that_lands_after_a_newer_move_is_corrected(
     sim.control("DELETE", "/counters")
     device_services.move_devices(session, device_ids, first.id, "test")
     session.commit()
-    sim.fault(path="/kcs/v1/kme/devices/assignProfile", latencyMs=3000, remaining=1)
+    # A's call is held inside the simulator until B's has landed: no race with the clock.
+    hold = sim.fault(path="/kcs/v1/kme/devices/assignProfile", hold=True, remaining=1)
     worker_processes.start("slow", scheduler=False)
     wait_until(
-        lambda: session.scalar(select(func.count()).where(Change.status == "running")),
+        lambda: sim.control("GET", f"/faults/{hold['id']}/held")["held"] == 1,
         30,
-        "worker A to be sending First",
+        "worker A's First to reach KME and be held there",
     )
     device_services.move_devices(session, device_ids, second.id, "test")
     session.commit()
     work()  # B: Second reaches KME while A's call is still in flight
+    sim.control("POST", f"/faults/{hold['id']}/release")  # A's stale First lands now
     wait_until(lambda: _all_done(session), 60, "A to finish and correct KME")
     second = session.get(Profile, second.id)
     kme_ids = [session.get(Device, i).kme_device_id for i in device_ids]

@@ -118,6 +118,7 @@ def _apply_faults(state: SimState) -> Response | None:
     path, method = request.path, request.method
     delay = 0.0
     fired: FaultRule | None = None
+    holds: list[FaultRule] = []
     with state.lock:
         for rule in list(state.faults):
             if rule.methods and method not in rule.methods:
@@ -128,9 +129,12 @@ def _apply_faults(state: SimState) -> Response | None:
             elif not fnmatch.fnmatchcase(path, rule.path):
                 continue
             fires = rule.status is not None and fired is None and state.rng.random() < rule.rate
-            if not fires and not (rule.latency_ms or rule.hang_s):
+            if not fires and not (rule.latency_ms or rule.hang_s or rule.hold):
                 continue
             rule.hits += 1
+            if rule.hold:
+                rule.held += 1
+                holds.append(rule)
             delay += rule.latency_ms / 1000.0 + rule.hang_s
             if fires:
                 fired = rule
@@ -138,6 +142,8 @@ def _apply_faults(state: SimState) -> Response | None:
                 rule.remaining -= 1
                 if rule.remaining <= 0:
                     state.faults.remove(rule)
+    for rule in holds:
+        rule.released.wait(rule.hold_max_s)
     if delay:
         time.sleep(delay)
     if fired is None:

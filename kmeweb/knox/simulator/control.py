@@ -204,7 +204,7 @@ def control_blueprint(state: SimState, app: Flask) -> Blueprint:
     @bp.post("/faults")
     def add_fault() -> Response:
         """Inject a fault: {path, methods, status, rate, code, message, retryAfter, latencyMs,
-        hangS, remaining}."""
+        hangS, remaining, hold, holdMaxS}."""
         data = body()
         try:
             rule = FaultRule(
@@ -221,17 +221,41 @@ def control_blueprint(state: SimState, app: Flask) -> Blueprint:
                 latency_ms=float(data.get("latencyMs", 0)),
                 hang_s=float(data.get("hangS", 0)),
                 remaining=int(data["remaining"]) if data.get("remaining") is not None else None,
+                hold=bool(data.get("hold", False)),
+                hold_max_s=float(data.get("holdMaxS", 60)),
             )
         except (TypeError, ValueError) as exc:
             raise bad_param(f"bad fault: {exc}") from None
         with state.lock:
             state.faults.append(rule)
+            if rule.hold:
+                state.holds[rule.id] = rule
         return json_response(rule.api(), 201)
+
+    @bp.get("/faults/<fault_id>/held")
+    def held(fault_id: str) -> Response:
+        """How many requests a hold rule has caught so far (they wait until released)."""
+        with state.lock:
+            rule = state.holds.get(fault_id)
+            if rule is None:
+                raise bad_param(f"no hold rule {fault_id}")
+            return json_response(rule.api())
+
+    @bp.post("/faults/<fault_id>/release")
+    def release(fault_id: str) -> Response:
+        """Let the requests a hold rule keeps waiting (and any it catches later) go on."""
+        with state.lock:
+            rule = state.holds.get(fault_id)
+            if rule is None:
+                raise bad_param(f"no hold rule {fault_id}")
+            rule.released.set()
+            return json_response(rule.api())
 
     @bp.delete("/faults")
     def clear_faults() -> Response:
         with state.lock:
             state.faults.clear()
+            state.release_holds()
         return json_response({}, 200)
 
     @bp.delete("/faults/<fault_id>")

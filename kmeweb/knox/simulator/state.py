@@ -260,7 +260,9 @@ class FaultRule:
     Effects: `latency_ms` added delay; `hang_s` a sleep (longer than the client timeout makes
     a timeout; the request is still processed afterwards, like a slow server); `status` an error
     answer (with `code`, `message`, `retry_after`) given with probability `rate`. `remaining`
-    limits how many matching calls the rule still applies to (None: forever).
+    limits how many matching calls the rule still applies to (None: forever). `hold` keeps a
+    matching request waiting (at most `hold_max_s`) until the rule is released through
+    `POST /_sim/faults/<id>/release`: a test decides exactly when a slow call lands.
     """
 
     id: str
@@ -275,6 +277,10 @@ class FaultRule:
     hang_s: float = 0.0
     remaining: int | None = None
     hits: int = 0
+    hold: bool = False
+    hold_max_s: float = 60.0
+    held: int = 0
+    released: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def api(self) -> dict[str, Any]:
         return {
@@ -290,6 +296,8 @@ class FaultRule:
             "hangS": self.hang_s,
             "remaining": self.remaining,
             "hits": self.hits,
+            "hold": self.hold,
+            "held": self.held,
         }
 
 
@@ -328,6 +336,8 @@ class SimState:
         self.request_jtis: set[str] = set()
         self.verified_jwts: dict[str, tuple[str, float]] = {}
         self.faults: list[FaultRule] = []
+        # Hold rules by id, kept after they stop matching so a test can still release them.
+        self.holds: dict[str, FaultRule] = {}
         self.endpoint_counters: dict[str, dict[str, int]] = {}
         self.device_counters: dict[str, dict[str, Any]] = {}
         self.demo: dict[str, Any] | None = None
@@ -452,6 +462,12 @@ class SimState:
             self._db.close()
             self._db = None
 
+    def release_holds(self) -> None:
+        """Let every held request go on and forget the hold rules."""
+        for rule in self.holds.values():
+            rule.released.set()
+        self.holds.clear()
+
     def reset(self) -> None:
         """Forget all tenants, tokens, faults and counters (keeps the encryption key)."""
         self.tenants.clear()
@@ -461,6 +477,7 @@ class SimState:
         self.request_jtis.clear()
         self.verified_jwts.clear()
         self.faults.clear()
+        self.release_holds()
         self.endpoint_counters.clear()
         self.device_counters.clear()
         self.demo = None
