@@ -106,9 +106,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
+    from kmeweb.integration.views import bp as integration_bp
     from kmeweb.operations.views import bp as operations_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(integration_bp)
     app.register_blueprint(operations_bp)
     app.register_blueprint(audit_bp)
 

@@ -34,6 +34,7 @@ class Integration(db.Model):
     description: Mapped[str] = mapped_column(String(500), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     auth_mode: Mapped[str] = mapped_column(String(16), default=AuthMode.OAUTH)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     base_url: Mapped[str] = mapped_column(String(500), default="")
     token_url: Mapped[str | None] = mapped_column(String(500))
     client_id: Mapped[str | None] = mapped_column(String(500))

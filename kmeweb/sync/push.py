@@ -127,7 +127,9 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
         change.done_at = utcnow()
         change.last_error = note  # claimed_by stays: which worker applied it
         if change.operation_id:
-            operations.add_progress(session, change.operation_id, max(change.device_count, 1))
+            # Approval operations count devices; the upload approval itself is not one.
+            step = 0 if change.kind in outbox.UPLOAD_KINDS else max(change.device_count, 1)
+            operations.add_progress(session, change.operation_id, step)
         session.commit()
     maybe_finish_operation(session, change.operation_id)
 

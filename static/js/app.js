@@ -115,3 +115,9 @@ document.addEventListener("htmx:responseError", (event) => {
 document.addEventListener("htmx:sendError", () => {
   showError("The server could not be reached; check the connection and try again.");
 });
+
+// A dialog whose content asks for it (data-reload-on-close) reloads the page when it closes,
+// however it is closed, so the table behind it shows what the dialog's action changed.
+document.addEventListener("hidden.bs.modal", (event) => {
+  if (event.target.querySelector("[data-reload-on-close]")) window.location.reload();
+});

@@ -1,0 +1,269 @@
+"""Benchmark Approve All Devices and the Uploads tab, on SQLite and PostgreSQL.
+
+Run from the repo root: `.venv/bin/python bench/approve.py [--devices N] [--skip-pg]
+[--skip-sqlite] [--skip-tabs] [--skip-approve]`. Needs Redis at REDIS_URL (default
+redis://127.0.0.1:6379/8; that database is
+flushed) and, unless --skip-pg, PostgreSQL at BENCH_PG_URL (default
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres; a throwaway database is made there).
+The KME simulator runs as a separate process. Prints on stdout:
+  approve_100k_s: seconds from the Approve POST (the real view, signed in) to an upload of
+    100,000 devices approved locally and in KME, every device synced and the operation done
+    (a real RQ worker against the simulator), SQLite
+  approve_bare_100k_s: the same size of upload approved by one bare UPDATE of its device rows
+    plus the one KME approval call, in the same run
+  approve_vs_bare_ratio: the two above, divided
+  approve_100k_pg_s, approve_bare_100k_pg_s, approve_vs_bare_pg_ratio: the same on PostgreSQL
+  uploads_tab_median_ms, upload_view_median_ms (and _pg_): median time of the Uploads tab and
+    of one upload's View page, whole requests through the app, with `flask seed-scale`'s
+    1,000 uploads and 1,000,000 devices; uploads_tab_by_pending_median_ms sorts by Pending
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+_TMP = tempfile.TemporaryDirectory(prefix="kmeweb-bench-approve-")
+os.environ["KMEWEB_INSTANCE_DIR"] = _TMP.name
+os.environ.setdefault("SECRET_KEY", "bench-approve-secret-key-0123456789abcdef")
+os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
+
+import redis  # noqa: E402
+import requests  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from _simulator import client_config, start_simulator  # noqa: E402
+from sqlalchemy import func, select, update  # noqa: E402
+
+from kmeweb import create_app  # noqa: E402
+from kmeweb.extensions import db  # noqa: E402
+
+PASSWORD = "bench-approve-password-1"
+TAB_RUNS = 21
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-tabs", action="store_true")
+    parser.add_argument("--skip-approve", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8")
+    pg_server = os.environ.get(
+        "BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    )
+    targets = [] if args.skip_sqlite else [("", f"sqlite:///{_TMP.name}/bench.sqlite", None)]
+    if not args.skip_pg:
+        name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
+        targets.append(("_pg", sa.make_url(pg_server).set(database=name), name))
+
+    proc, url = start_simulator(os.path.join(_TMP.name, "sim.sqlite"))
+    try:
+        for suffix, db_url, pg_name in targets:
+            if pg_name:
+                _pg_admin(pg_server, f'CREATE DATABASE "{pg_name}"')
+                db_url = db_url.render_as_string(hide_password=False)
+            try:
+                redis.Redis.from_url(redis_url).flushdb()
+                app = create_app(
+                    {
+                        "SQLALCHEMY_DATABASE_URI": db_url,
+                        "REDIS_URL": redis_url,
+                        "RATELIMIT_STORAGE_URI": redis_url,
+                        "WTF_CSRF_ENABLED": True,
+                    }
+                )
+                with app.app_context():
+                    run(app, url, args, suffix)
+                    db.session.remove()
+                    db.engine.dispose()
+            finally:
+                if pg_name:
+                    _pg_admin(pg_server, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _pg_admin(server: str, sql: str) -> None:
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(sql))
+    engine.dispose()
+
+
+def _tenant(url: str, devices: int) -> dict:
+    """A tenant whose reseller (not auto-approving) uploaded two uploads of `devices`."""
+    creds = requests.post(url + "/_sim/tenants", json={"legacy": False}, timeout=30).json()
+    cid = creds["customer_id"]
+    requests.post(
+        url + "/_sim/resellers",
+        json={"customerId": cid, "name": "Bench Reseller", "autoApprove": False},
+        timeout=30,
+    ).raise_for_status()
+    for order in ("BENCH-FLOW", "BENCH-BARE"):
+        requests.post(
+            url + "/_sim/uploads",
+            json={"customerId": cid, "count": devices, "orderNo": order},
+            timeout=600,
+        ).raise_for_status()
+    return creds
+
+
+def _csrf(client, path: str) -> str:
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
+    from flask_migrate import upgrade
+
+    from kmeweb.auth import services as auth_services
+    from kmeweb.devices.models import Device
+    from kmeweb.integration import services
+    from kmeweb.integration.models import Upload
+    from kmeweb.knox import KnoxClient
+    from kmeweb.operations.models import Operation
+    from kmeweb.operations.queue import run_worker
+    from kmeweb.profiles.services import default_profile
+    from kmeweb.sync import jobs
+
+    upgrade()
+    session = db.session
+    creds = _tenant(url, args.devices)
+    _log(f"simulator: two pending uploads of {args.devices:,} devices")
+    services.save_settings(
+        session,
+        {
+            "name": "Bench", "auth_mode": "oauth", "base_url": url,
+            "token_url": url + "/ams/v1/oauth2/token",
+            "client_id": creds["oauth_client_id"], "secret": creds["oauth_client_secret"],
+            "customer_id": creds["customer_id"],
+            "encryption_public_key": creds.get("encryption_public_key"),
+        },
+        "bench",
+    )  # fmt: skip
+    services.activate_integration(session, "bench")
+    auth_services.create_admin(session, "bench@example.com", PASSWORD, "admin", "Bench")
+    session.commit()
+    operation = jobs.start_pull(session, "bench")
+    session.commit()
+    jobs.pull_job(operation.id)
+    flow = session.scalar(select(Upload).where(Upload.order_number == "BENCH-FLOW"))
+    bare = session.scalar(select(Upload).where(Upload.order_number == "BENCH-BARE"))
+    assert services.pending_count(session, flow.id) == args.devices
+    assert services.pending_count(session, bare.id) == args.devices
+    session.commit()
+    _log(f"pulled; approving {args.devices:,} devices")
+
+    client = app.test_client()
+    token = _csrf(client, "/auth/login")
+    resp = client.post(
+        "/auth/login",
+        data={"email": "bench@example.com", "password": PASSWORD, "csrf_token": token},
+    )
+    assert resp.status_code == 303, resp.status_code
+    if args.skip_approve:
+        tabs(app, client, session, suffix)
+        return
+    token = _csrf(client, f"/integration/uploads/{flow.id}/approve")
+
+    # The console's way: the Approve POST, then a worker pushes to KME until all is synced.
+    started = time.perf_counter()
+    resp = client.post(
+        f"/integration/uploads/{flow.id}/approve",
+        data={"csrf_token": token, "expected_pending": str(args.devices)},
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)[:500]
+    run_worker(app, burst=True, with_scheduler=False)
+    approve_s = time.perf_counter() - started
+    session.expire_all()
+    op = session.scalar(select(Operation).where(Operation.kind == "upload.approve"))
+    synced = session.scalar(
+        select(func.count()).where(
+            Device.upload_id == flow.id,
+            Device.approval == "approved",
+            Device.sync_state == "synced",
+        )
+    )
+    assert op.status == "done" and synced == args.devices, (op.status, op.error, synced)
+    session.commit()
+
+    # Bare: one UPDATE of the device rows and the one KME approval call.
+    default_id = default_profile(session).id
+    session.commit()
+    started = time.perf_counter()
+    session.execute(
+        update(Device)
+        .where(Device.upload_id == bare.id, Device.approval == "pending")
+        .values(approval="approved", profile_id=default_id)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    with KnoxClient(client_config(creds, url)) as knox:
+        result = knox.approve_uploads([bare.kme_upload_id])
+    bare_s = time.perf_counter() - started
+    assert result.ok, result
+    assert services.pending_count(session, bare.id) == 0
+    session.commit()
+
+    print(f"approve_100k{suffix}_s: {approve_s:.2f} s", flush=True)
+    print(f"approve_bare_100k{suffix}_s: {bare_s:.2f} s", flush=True)
+    print(f"approve_vs_bare{suffix}_ratio: {approve_s / bare_s:.2f}", flush=True)
+    if not args.skip_tabs:
+        tabs(app, client, session, suffix)
+
+
+def tabs(app, client, session, suffix: str) -> None:
+    """Median times of the Uploads tab and a View page with seed-scale's tenant."""
+    from kmeweb.integration.models import Upload
+    from kmeweb.seedscale import seed_scale, vacuum_analyze
+
+    result = seed_scale(session, uploads=1000, devices=1_000_000, profiles=1000, progress=_log)
+    session.commit()
+    vacuum_analyze(db.engine)
+    _log(f"seed-scale: {result}")
+    pending = session.scalar(
+        select(Upload.id)
+        .where(Upload.kme_upload_id.like(f"SCALE-{result['run']}-%"), Upload.status == "pending")
+        .order_by(Upload.id.desc())
+        .limit(1)
+    )
+    session.commit()
+    paths = {
+        "uploads_tab": "/integration/uploads",
+        "uploads_tab_by_pending": "/integration/uploads?sort=pending&dir=desc",
+        "upload_view": f"/integration/uploads/{pending}",
+    }
+    for name, path in paths.items():
+        times = []
+        for i in range(TAB_RUNS + 2):
+            started = time.perf_counter()
+            resp = client.get(path)
+            elapsed = (time.perf_counter() - started) * 1000
+            assert resp.status_code == 200, (path, resp.status_code)
+            if i >= 2:  # two warm-up requests
+                times.append(elapsed)
+        body = resp.get_data(as_text=True)
+        assert "of 1,00" in body or "1–50 of" in body, path
+        print(f"{name}_median{suffix}_ms: {statistics.median(times):.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
