@@ -17,6 +17,29 @@ INSTANCE_DIR = Path(os.environ.get("KMEWEB_INSTANCE_DIR", BASE_DIR / "instance")
 MIN_SECRET_KEY_LENGTH = 32
 REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "KMEWEB_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
 
+#: The one source of every tuning default: config key -> (type, default). Each is read from the
+#: environment variable `KMEWEB_<key>`; code reads `app.config[key]` and never repeats a default.
+TUNING: dict[str, tuple[type, str]] = {
+    "KNOX_BATCH_SIZE": (int, "500"),  # device ids per KME request
+    "KNOX_MAX_CONCURRENCY": (int, "4"),  # KME calls in flight across all workers
+    "KNOX_PAGE_SIZE": (int, "1000"),  # devices per devices/list page when pulling
+    "KNOX_RETRY_ATTEMPTS": (int, "5"),
+    "KNOX_RETRY_BASE_S": (float, "0.5"),
+    "KNOX_RETRY_MAX_S": (float, "30"),
+    "KNOX_CONNECT_TIMEOUT_S": (float, "5"),
+    "KNOX_READ_TIMEOUT_S": (float, "30"),
+    "CHANGE_LEASE_S": (float, "300"),
+    "CHANGE_MAX_ATTEMPTS": (int, "8"),
+    "CHANGE_RETRY_BASE_S": (float, "5"),
+    "CHANGE_RETRY_MAX_S": (float, "600"),
+    "SWEEP_INTERVAL_S": (float, "60"),
+    "PULL_CURSOR_SKEW_S": (float, "2"),
+    "PULL_STALE_S": (float, "600"),
+    "PULL_TIMEOUT_S": (float, "3600"),  # RQ job_timeout of a pull (a million-device full pull)
+    "PUSH_BUDGET_S": (float, "240"),
+    "JOB_FAILURE_TTL_S": (float, "604800"),  # how long RQ keeps a failed job (7 days)
+}
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names it in one line."""
@@ -112,23 +135,8 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         "LOGIN_RATE_LIMIT": env.get("KMEWEB_LOGIN_RATE_LIMIT", "5 per minute"),
         "LOGIN_IP_RATE_LIMIT": env.get("KMEWEB_LOGIN_IP_RATE_LIMIT", "30 per minute"),
         "PAGE_SIZE": int(env.get("KMEWEB_PAGE_SIZE", "50")),
-        "KNOX_BATCH_SIZE": int(env.get("KMEWEB_KNOX_BATCH_SIZE", "500")),
-        "KNOX_MAX_CONCURRENCY": int(env.get("KMEWEB_KNOX_MAX_CONCURRENCY", "4")),
         "RQ_QUEUE_PREFIX": env.get("KMEWEB_RQ_PREFIX", ""),
-        # Sync engine knobs (seconds unless named otherwise).
-        "KNOX_PAGE_SIZE": int(env.get("KMEWEB_KNOX_PAGE_SIZE", "1000")),
         "KNOX_PATHS": _json_object(env, "KMEWEB_KNOX_PATHS"),
         "KNOX_CHANGED_AFTER_FORMAT": env.get("KMEWEB_KNOX_CHANGED_AFTER_FORMAT", "epoch_ms"),
-        "KNOX_RETRY_ATTEMPTS": int(env.get("KMEWEB_KNOX_RETRY_ATTEMPTS", "5")),
-        "KNOX_RETRY_BASE_S": float(env.get("KMEWEB_KNOX_RETRY_BASE_S", "0.5")),
-        "KNOX_RETRY_MAX_S": float(env.get("KMEWEB_KNOX_RETRY_MAX_S", "30")),
-        "KNOX_READ_TIMEOUT_S": float(env.get("KMEWEB_KNOX_READ_TIMEOUT_S", "30")),
-        "CHANGE_LEASE_S": float(env.get("KMEWEB_CHANGE_LEASE_S", "300")),
-        "CHANGE_MAX_ATTEMPTS": int(env.get("KMEWEB_CHANGE_MAX_ATTEMPTS", "8")),
-        "CHANGE_RETRY_BASE_S": float(env.get("KMEWEB_CHANGE_RETRY_BASE_S", "5")),
-        "CHANGE_RETRY_MAX_S": float(env.get("KMEWEB_CHANGE_RETRY_MAX_S", "600")),
-        "SWEEP_INTERVAL_S": float(env.get("KMEWEB_SWEEP_INTERVAL_S", "60")),
-        "PULL_CURSOR_SKEW_S": float(env.get("KMEWEB_PULL_CURSOR_SKEW_S", "2")),
-        "PULL_STALE_S": float(env.get("KMEWEB_PULL_STALE_S", "600")),
-        "PUSH_BUDGET_S": float(env.get("KMEWEB_PUSH_BUDGET_S", "240")),
+        **{key: kind(env.get(f"KMEWEB_{key}", default)) for key, (kind, default) in TUNING.items()},
     }

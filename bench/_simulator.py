@@ -49,6 +49,21 @@ def start_simulator(state_path: str | None) -> tuple[subprocess.Popen, str]:
             time.sleep(0.1)
 
 
+def client_config(creds: dict[str, Any], url: str, **overrides: Any) -> Any:
+    """An OAuth KnoxConfig for a simulator tenant (token URL on the simulator too)."""
+    from kmeweb.knox import KnoxConfig
+
+    return KnoxConfig(
+        base_url=url,
+        token_url=url + "/ams/v1/oauth2/token",
+        client_id=creds["oauth_client_id"],
+        client_secret=creds["oauth_client_secret"],
+        customer_id=creds["customer_id"],
+        encryption_public_key=creds.get("encryption_public_key"),
+        **overrides,
+    )
+
+
 def seed_tenant(url: str, devices: int) -> dict[str, Any]:
     """A tenant with an auto-approving reseller that uploaded `devices` devices; returns
     the tenant's credentials."""

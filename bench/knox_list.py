@@ -18,10 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _simulator import PAGE_SIZE, seed_tenant, start_simulator  # noqa: E402
+from _simulator import PAGE_SIZE, client_config, seed_tenant, start_simulator  # noqa: E402
 
 from kmeweb.knox import KnoxClient, Profile  # noqa: E402
-from kmeweb.knox.simulator import demo_config  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
         print(f"seeded {args.devices} devices in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)  # fmt: skip
 
-        config = demo_config(creds, url, "oauth", page_size=PAGE_SIZE, batch_size=PAGE_SIZE)
+        config = client_config(creds, url, page_size=PAGE_SIZE, batch_size=PAGE_SIZE)
         with KnoxClient(config) as client:
             client.check_connection()  # token fetched outside the timed part
             started = time.perf_counter()

@@ -81,6 +81,7 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
         session,
         {
             "name": "Bench", "auth_mode": "oauth", "base_url": url,
+            "token_url": url + "/ams/v1/oauth2/token",
             "client_id": creds["oauth_client_id"], "secret": creds["oauth_client_secret"],
             "customer_id": creds["customer_id"],
             "encryption_public_key": creds.get("encryption_public_key"),

@@ -244,6 +244,8 @@ def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
             "description": "The built-in KME simulator with a demo reseller and two uploads.",
             "auth_mode": "oauth",
             "base_url": sim_url,
+            # OAuth tokens come from Samsung's global host unless told otherwise.
+            "token_url": sim_url.rstrip("/") + "/ams/v1/oauth2/token",
             "client_id": creds["oauth_client_id"],
             "secret": creds["oauth_client_secret"],
             "customer_id": creds["customer_id"],

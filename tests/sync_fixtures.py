@@ -133,6 +133,7 @@ def integration(app, session, sim) -> Integration:
             "description": "simulator",
             "auth_mode": "oauth",
             "base_url": sim.url,
+            "token_url": sim.url + "/ams/v1/oauth2/token",
             "client_id": sim.creds["oauth_client_id"],
             "secret": sim.creds["oauth_client_secret"],
             "customer_id": sim.creds["customer_id"],

@@ -5,9 +5,11 @@ request fetches a new one (the client does that once on a 401).
 
 Legacy scheme (kme-api.md 1a): a signed clientIdentifier JWT (fresh jti each time) is exchanged at
 /ams/v1/users/accesstoken for an access token; that token is signed into an access-token JWT sent
-as `x-knox-apitoken`. The signed access-token JWT is cached and reused until the access token is
-renewed (Samsung's utilities and kme-api.md do so; Knox enforces jti uniqueness on the
-clientIdentifier JWT). `KnoxConfig.legacy_sign_per_request` signs a new one per request instead.
+as `x-knox-apitoken`. kme-api.md says every JWT carries a unique jti and that Knox rejects a
+reused one (400 4002250 API_KEY_NON_UNIQUE_JWTID); it does not say whether an API call's signed
+token may be sent twice. So the signed access-token JWT is reused until a server refuses that:
+`resign()` (called by the client on 4002250) switches the provider to a fresh JWT per request
+for the rest of its life. `KnoxConfig.legacy_sign_per_request` does so from the start.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 
 from kmeweb.knox.config import KnoxConfig
 from kmeweb.knox.crypto import load_key_pair, sign_knox_jwt
-from kmeweb.knox.errors import KnoxAuthError, KnoxConfigError
+from kmeweb.knox.errors import API_KEY_NON_UNIQUE_JWTID, KnoxAuthError, KnoxConfigError
 
 # fetch(endpoint_name, url, form=..., json=...) -> parsed JSON body; raises KnoxError.
 Fetch = Callable[..., Any]
@@ -29,6 +31,8 @@ class TokenProvider(Protocol):
     def headers(self) -> dict[str, str]: ...
 
     def invalidate(self) -> None: ...
+
+    def resign(self) -> bool: ...
 
 
 def _margin(config: KnoxConfig, lifetime_s: float) -> float:
@@ -62,6 +66,10 @@ class OAuthTokenProvider:
         with self._lock:
             self._token = None
 
+    def resign(self) -> bool:
+        """OAuth tokens carry no jti of ours: nothing to sign again."""
+        return False
+
     def _renew(self) -> None:
         cfg = self._config
         body = self._fetch(
@@ -89,8 +97,11 @@ class LegacyTokenProvider:
     """Knox Cloud Authentication: `x-knox-apitoken: <signed access-token JWT>`."""
 
     def __init__(self, config: KnoxConfig, fetch: Fetch, clock: Callable[[], float] = time.time):
-        if not config.client_identifier:
-            raise KnoxConfigError("legacy auth needs client_identifier")
+        self._client_identifier = config.effective_client_identifier
+        if not self._client_identifier:
+            raise KnoxConfigError(
+                "legacy auth needs a client identifier (keys.json Identifier or client_identifier)"
+            )
         try:
             self._key, self._public_b64 = load_key_pair(
                 config.keys_json, config.private_key, config.public_key
@@ -104,6 +115,7 @@ class LegacyTokenProvider:
         self._access_token: str | None = None
         self._signed: str | None = None
         self._renew_at = 0.0
+        self._sign_per_request = config.legacy_sign_per_request
 
     @property
     def public_key_b64(self) -> str:
@@ -117,7 +129,7 @@ class LegacyTokenProvider:
         with self._lock:
             if self._access_token is None or self._clock() >= self._renew_at:
                 self._renew()
-            if self._config.legacy_sign_per_request or self._signed is None:
+            if self._sign_per_request or self._signed is None:
                 self._signed = self._sign_access_token()
             return {"x-knox-apitoken": self._signed}
 
@@ -126,29 +138,52 @@ class LegacyTokenProvider:
             self._access_token = None
             self._signed = None
 
+    def resign(self) -> bool:
+        """Knox refused a reused jti: sign every request from now on. True (a retry with a
+        fresh JWT is worth it)."""
+        with self._lock:
+            self._signed = None
+            self._sign_per_request = True
+        return True
+
+    @property
+    def signs_per_request(self) -> bool:
+        """True once every request gets its own signed JWT (configured, or learned)."""
+        return self._sign_per_request
+
     def _renew(self) -> None:
         cfg = self._config
         lifetime_s = cfg.legacy_token_validity_min * 60
-        client_jwt = sign_knox_jwt(
-            {"clientIdentifier": cfg.client_identifier, "publicKey": self._public_b64},
-            self._key,
-            lifetime_s=lifetime_s,
-        )
-        body = self._fetch(
-            "legacy_access_token",
-            None,
-            json={
-                "clientIdentifierJwt": client_jwt,
-                "base64EncodedStringPublicKey": self._public_b64,
-                "validityForAccessTokenInMinutes": cfg.legacy_token_validity_min,
-            },
-        )
+        try:
+            body = self._request_access_token(lifetime_s)
+        except KnoxAuthError as exc:
+            if exc.code != API_KEY_NON_UNIQUE_JWTID:
+                raise
+            # Our jti is fresh per call, but a server (or a clock-skewed replay guard) may still
+            # call it used: one more try with a newly signed client identifier.
+            body = self._request_access_token(lifetime_s)
         token = body.get("accessToken") if isinstance(body, dict) else None
         if not token:
             raise KnoxAuthError("Knox access token endpoint answered without an accessToken")
         self._access_token = str(token)
         self._signed = None
         self._renew_at = self._clock() + lifetime_s - _margin(cfg, lifetime_s)
+
+    def _request_access_token(self, lifetime_s: int) -> Any:
+        client_jwt = sign_knox_jwt(
+            {"clientIdentifier": self._client_identifier, "publicKey": self._public_b64},
+            self._key,
+            lifetime_s=lifetime_s,
+        )
+        return self._fetch(
+            "legacy_access_token",
+            None,
+            json={
+                "clientIdentifierJwt": client_jwt,
+                "base64EncodedStringPublicKey": self._public_b64,
+                "validityForAccessTokenInMinutes": self._config.legacy_token_validity_min,
+            },
+        )
 
     def _sign_access_token(self) -> str:
         return sign_knox_jwt(

@@ -56,9 +56,6 @@ def _total(body: Any, fallback: int) -> int:
     return fallback
 
 
-# --- listing ---------------------------------------------------------------------------------
-
-
 def format_changed_after(when: datetime, fmt: str = "epoch_ms") -> str:
     """The `changedAfter` query value [Unverified syntax]: epoch ms (default) or ISO 8601."""
     if fmt == "iso":
@@ -104,9 +101,6 @@ def parse_reseller_page(body: Any) -> tuple[list[Reseller], int]:
     items = _list(body, "resellerList", "resellers", "list")
     resellers = [Reseller.from_api(r) for r in items if isinstance(r, Mapping)]
     return resellers, _total(body, len(resellers))
-
-
-# --- device batches --------------------------------------------------------------------------
 
 
 def build_assign_body(profile_id: str, details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -164,16 +158,23 @@ def _entry(entry: Any) -> tuple[str | None, str | None, int | None]:
 
 
 def parse_batch_response(
-    body: Any, sent_ids: Iterable[str], lists: tuple = _BATCH_LISTS
+    body: Any,
+    sent_ids: Iterable[str],
+    lists: tuple = _BATCH_LISTS,
+    aliases: Mapping[str, str] | None = None,
 ) -> BatchResult:
     """Per-id outcomes of a device batch answered with 200.
 
     Lists (success / notFound / invalid / failed; entries are ids or objects with id, code and
     message) set each id's outcome. When the body has none of these lists (an all-or-nothing call
     that answered 200) every sent id succeeded; when it has some, a sent id not mentioned failed
-    with the reason "not reported by Knox".
+    with the reason "not reported by Knox". `aliases` maps other names of a device (its KME id,
+    IMEI or serial) to the id that was sent, so an answer naming the device differently from
+    the request still lands on the sent id.
     """
     result = BatchResult(batches=1)
+    sent_ids = list(sent_ids)
+    sent_as = {**(aliases or {}), **{i: i for i in sent_ids}}
     inner = _unwrap(body)
     seen_any_list = False
     if isinstance(inner, Mapping):
@@ -187,6 +188,7 @@ def parse_batch_response(
                     ident, reason, code = _entry(entry)
                     if ident is None:
                         continue
+                    ident = sent_as.get(ident, ident)
                     if outcome == "succeeded":
                         result.set(ident, "succeeded")
                     else:
@@ -205,25 +207,29 @@ def parse_batch_response(
     return result
 
 
-def parse_assign_response(body: Any, sent_ids: Iterable[str]) -> BatchResult:
+def parse_assign_response(
+    body: Any, sent_ids: Iterable[str], aliases: Mapping[str, str] | None = None
+) -> BatchResult:
     """`assignProfile` response [Unverified]: the v2-style lists, or an empty 200."""
-    return parse_batch_response(body, sent_ids)
+    return parse_batch_response(body, sent_ids, aliases=aliases)
 
 
-def parse_unassign_response(body: Any, sent_ids: Iterable[str]) -> BatchResult:
+def parse_unassign_response(
+    body: Any, sent_ids: Iterable[str], aliases: Mapping[str, str] | None = None
+) -> BatchResult:
     """v2 `unassignProfile` response [keys Unverified]: success / notFound / invalid lists."""
-    return parse_batch_response(body, sent_ids)
+    return parse_batch_response(body, sent_ids, aliases=aliases)
 
 
-def parse_delete_response(body: Any, sent_ids: Iterable[str]) -> BatchResult:
+def parse_delete_response(
+    body: Any, sent_ids: Iterable[str], aliases: Mapping[str, str] | None = None
+) -> BatchResult:
     """`devices/delete` response [Code]: success / failed / notFound (+ invalid) lists."""
-    return parse_batch_response(body, sent_ids)
+    return parse_batch_response(body, sent_ids, aliases=aliases)
 
-
-# --- uploads and resellers -------------------------------------------------------------------
 
 _UPLOAD_LISTS = (
-    ("succeeded", ("successUploadList", "approvedUploadList", "successList")),
+    ("succeeded", ("approvedUploadIds", "successUploadList", "approvedUploadList", "successList")),
     ("not_found", ("notFoundUploadList", "notFoundList")),
     ("invalid", ("invalidUploadList", "invalidList")),
     ("failed", ("failedUploadList", "failedList")),
@@ -280,9 +286,6 @@ def parse_profile_alias(body: Any) -> ProfileAlias:
     if isinstance(inner, Mapping) and isinstance(inner.get("profileAlias"), Mapping):
         inner = inner["profileAlias"]
     return ProfileAlias.from_api(inner if isinstance(inner, Mapping) else {})
-
-
-# --- profiles --------------------------------------------------------------------------------
 
 
 def build_profile_body(profile: Profile) -> dict[str, Any]:

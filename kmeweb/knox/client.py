@@ -20,11 +20,11 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -34,9 +34,11 @@ from kmeweb.knox.config import KnoxConfig
 from kmeweb.knox.crypto import encrypt_value, load_public_key
 from kmeweb.knox.endpoints import resolve_endpoints
 from kmeweb.knox.errors import (
+    API_KEY_NON_UNIQUE_JWTID,
     BULK_ENROLL_DEVICE_INVALID,
     DEVICE_LEVEL_CODES,
     DEVICE_NOT_FOUND,
+    RESOURCE_NOT_FOUND,
     TOKEN_REJECTED_CODES,
     TOO_MANY_DEVICES,
     KnoxAuthError,
@@ -61,6 +63,8 @@ from kmeweb.knox.types import (
 log = logging.getLogger("kmeweb.knox")
 
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+#: Codes an upload approval batch can be refused with because of one unknown upload id.
+UPLOAD_LEVEL_CODES = frozenset({RESOURCE_NOT_FOUND})
 _REDACTED = "[redacted]"
 T = TypeVar("T")
 
@@ -116,8 +120,6 @@ class KnoxClient:
         else:
             raise KnoxConfigError(f"unknown auth_mode {config.auth_mode!r}")
 
-    # --- lifecycle -------------------------------------------------------------------------
-
     def close(self) -> None:
         """Close the HTTP session if the client created it."""
         if self._owns_session:
@@ -141,8 +143,6 @@ class KnoxClient:
         """
         page = next(self.iter_device_pages(page_size=1))
         return page.total_count
-
-    # --- devices ---------------------------------------------------------------------------
 
     def iter_device_pages(
         self, *, changed_after: datetime | None = None, page_size: int | None = None
@@ -182,15 +182,21 @@ class KnoxClient:
         return list(self.iter_devices(changed_after=changed_after, page_size=page_size))
 
     def assign_profile(
-        self, profile_id: str, devices: Iterable[str | DeviceAssignment]
+        self,
+        profile_id: str,
+        devices: Iterable[str | DeviceAssignment],
+        *,
+        aliases: Mapping[str, str] | None = None,
     ) -> BatchResult:
         """Assign a profile to devices (KME id, IMEI/MEID or serial), in batches.
 
         A DeviceAssignment may carry the device's user name and password: both are encrypted
         with `config.encryption_public_key` (RSA PKCS#1 v1.5, base64) and sent as `userName` and
         `userToken`. Assigning is also how a device's credentials change. Returns one outcome
-        per device id. Raises KnoxConfigError (credentials without an encryption key, or a value
-        over 245 bytes) before sending anything; Knox errors as the class docstring says.
+        per device id sent. `aliases` ({other name: id sent}, e.g. IMEI -> KME id) lets an answer
+        that names a device differently from the request count for the id sent. Raises
+        KnoxConfigError (credentials without an encryption key, or a value over 245 bytes)
+        before sending anything; Knox errors as the class docstring says.
         """
         items: dict[str, dict[str, Any]] = {}
         for d in devices:
@@ -204,32 +210,39 @@ class KnoxClient:
 
         def send(chunk: list[dict[str, Any]]) -> BatchResult:
             body = self._call("devices_assign", json=bodies.build_assign_body(profile_id, chunk))
-            return bodies.parse_assign_response(body, [c["device_id"] for c in chunk])
+            return bodies.parse_assign_response(body, [c["device_id"] for c in chunk], aliases)
 
         return self._batched(list(items.values()), lambda c: c["device_id"], send)
 
-    def unassign_profile(self, device_ids: Iterable[str], *, version: int = 2) -> BatchResult:
+    def unassign_profile(
+        self,
+        device_ids: Iterable[str],
+        *,
+        version: int = 2,
+        aliases: Mapping[str, str] | None = None,
+    ) -> BatchResult:
         """Unassign devices' profiles in batches (v2: partial success; v1: all-or-nothing, so a
-        rejected batch is split to find the bad ids). Returns one outcome per id."""
+        rejected batch is split to find the bad ids). Returns one outcome per id; `aliases` as
+        for `assign_profile`."""
         name = "devices_unassign_v2" if version == 2 else "devices_unassign_v1"
 
         def send(chunk: list[str]) -> BatchResult:
             body = self._call(name, json=bodies.build_unassign_body(chunk))
-            return bodies.parse_unassign_response(body, chunk)
+            return bodies.parse_unassign_response(body, chunk, aliases)
 
         return self._batched(_unique(device_ids), lambda i: i, send)
 
-    def delete_devices(self, device_ids: Iterable[str]) -> BatchResult:
+    def delete_devices(
+        self, device_ids: Iterable[str], *, aliases: Mapping[str, str] | None = None
+    ) -> BatchResult:
         """Delete devices from KME in batches. Returns one outcome per id (not found is not an
-        error for the batch)."""
+        error for the batch); `aliases` as for `assign_profile`."""
 
         def send(chunk: list[str]) -> BatchResult:
             body = self._call("devices_delete", json=bodies.build_delete_body(chunk))
-            return bodies.parse_delete_response(body, chunk)
+            return bodies.parse_delete_response(body, chunk, aliases)
 
         return self._batched(_unique(device_ids), lambda i: i, send)
-
-    # --- uploads ---------------------------------------------------------------------------
 
     def iter_uploads(self, *, page_size: int | None = None) -> Iterator[Upload]:
         """Yield every reseller upload, page by page."""
@@ -240,15 +253,17 @@ class KnoxClient:
         return list(self.iter_uploads(page_size=page_size))
 
     def approve_uploads(self, upload_ids: Iterable[str]) -> BatchResult:
-        """Approve reseller uploads. Returns one outcome per upload id."""
+        """Approve reseller uploads. Returns one outcome per upload id.
+
+        A batch refused with 404 RESOURCE_NOT_FOUND because of an unknown upload id is split
+        until that id is found (`not_found`), so the known uploads are still approved.
+        """
 
         def send(chunk: list[str]) -> BatchResult:
             body = self._call("uploads_approve", json=bodies.build_approve_uploads_body(chunk))
             return bodies.parse_approve_uploads_response(body, chunk)
 
-        return self._batched(_unique(upload_ids), lambda i: i, send)
-
-    # --- resellers -------------------------------------------------------------------------
+        return self._batched(_unique(upload_ids), lambda i: i, send, UPLOAD_LEVEL_CODES)
 
     def list_resellers(self) -> list[Reseller]:
         """Resellers linked to the tenant [endpoint Unverified, see endpoints.py]."""
@@ -290,8 +305,6 @@ class KnoxClient:
     def delete_profile_alias(self, alias_id: str) -> None:
         """Delete a profile alias."""
         self._call("profile_alias_delete", path_params={"alias_id": alias_id})
-
-    # --- profiles --------------------------------------------------------------------------
 
     def list_profiles(
         self, *, reseller_id: str | None = None, page_size: int | None = None
@@ -380,8 +393,6 @@ class KnoxClient:
         """Delete a profile. Raises KnoxRejectedError when it does not exist."""
         self._call("profiles_delete", path_params={"profile_id": profile_id})
 
-    # --- internals: paging and batching -----------------------------------------------------
-
     def _paged(
         self,
         name: str,
@@ -401,7 +412,11 @@ class KnoxClient:
             page_num += 1
 
     def _batched(
-        self, items: Sequence[T], key: Callable[[T], str], send: Callable[[list[T]], BatchResult]
+        self,
+        items: Sequence[T],
+        key: Callable[[T], str],
+        send: Callable[[list[T]], BatchResult],
+        split_codes: frozenset[int] = DEVICE_LEVEL_CODES,
     ) -> BatchResult:
         result = BatchResult()
         pending: deque[list[T]] = deque(_chunks(items, self._batch_size))
@@ -418,14 +433,14 @@ class KnoxClient:
                         self._batch_size = min(self._batch_size, max(1, len(chunk) // 2))
                         log.info("Knox TOO_MANY_DEVICES: batch size now %d", self._batch_size)
                         pending.extendleft(reversed(_chunks(chunk, self._batch_size)))
-                    elif exc.code in DEVICE_LEVEL_CODES and len(chunk) > 1:
+                    elif exc.code in split_codes and len(chunk) > 1:
                         # All-or-nothing answer caused by some id(s): split to find them.
                         mid = len(chunk) // 2
                         pending.extendleft([chunk[mid:], chunk[:mid]])
-                    elif exc.code in DEVICE_LEVEL_CODES:
+                    elif exc.code in split_codes:
                         outcome: Outcome = (
                             "not_found"
-                            if exc.code == DEVICE_NOT_FOUND
+                            if exc.code in (DEVICE_NOT_FOUND, RESOURCE_NOT_FOUND)
                             else "invalid"
                             if exc.code == BULK_ENROLL_DEVICE_INVALID
                             else "failed"
@@ -453,8 +468,6 @@ class KnoxClient:
         except ValueError as exc:
             raise KnoxConfigError(str(exc)) from None
 
-    # --- internals: HTTP --------------------------------------------------------------------
-
     def _call(
         self,
         name: str,
@@ -475,14 +488,20 @@ class KnoxClient:
                 params.setdefault("customerId", cid)
             else:
                 json = {"customerId": cid, **(json or {})}
-        renewed = False
+        renewed = resigned = False
         while True:
-            headers = self._auth.headers()
+            # kme-api.md 1a step 4: Content-Type on every call, GET and DELETE included.
+            headers = {"Content-Type": "application/json", **self._auth.headers()}
             if self.config.managed_tenant_id:
                 headers["x-wsm-managed-tenantid"] = self.config.managed_tenant_id
             try:
                 return self._send(method, url, path, headers=headers, params=params, json=json)
             except KnoxRejectedError as exc:
+                if exc.code == API_KEY_NON_UNIQUE_JWTID and not resigned and self._auth.resign():
+                    # The server refuses a signed token it has seen: sign afresh, retry once.
+                    log.info("Knox %s %s: reused jti refused, signing every request", method, path)
+                    resigned = True
+                    continue
                 rejected_token = exc.status == 401 or (
                     exc.status == 403 and exc.code in TOKEN_REJECTED_CODES
                 )
@@ -497,8 +516,11 @@ class KnoxClient:
     def _fetch_token(
         self, name: str, url: str | None, *, form: dict | None = None, json: Any = None
     ) -> Any:
-        method, path = self._endpoints[name]
-        url = url or self._base + path
+        if url is None:
+            method, path = self._endpoints[name]
+            url = self._base + path
+        else:
+            method, path = "POST", urlsplit(url).path
         try:
             return self._send(method, url, path, headers={}, data=form, json=json)
         except KnoxRejectedError as exc:

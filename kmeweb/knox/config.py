@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 DEFAULT_BASE_URL = "https://api.samsungknox.com"
+#: kme-api.md 1b: the OAuth token URL is this one whatever the API base (regional or global).
+DEFAULT_TOKEN_URL = "https://api.samsungknox.com/ams/v1/oauth2/token"
 
 
 @dataclass
@@ -28,10 +31,11 @@ class RetryPolicy:
 class KnoxConfig:
     """Everything the client needs to reach one Knox tenant.
 
-    auth_mode "oauth": `client_id`, `client_secret`, `scope`, `token_url` (default base_url +
-    /ams/v1/oauth2/token). auth_mode "legacy": `keys_json` (the portal's keys.json content, str
-    or dict) or `private_key` (PEM or base64 DER) with optional `public_key`, plus
-    `client_identifier` and `customer_id` (required by KME with legacy auth).
+    auth_mode "oauth": `client_id`, `client_secret`, `scope`, `token_url` (default Samsung's
+    https://api.samsungknox.com/ams/v1/oauth2/token, whatever `base_url` is). auth_mode
+    "legacy": `keys_json` (the portal's keys.json content, str or dict) or `private_key` (PEM or
+    base64 DER) with optional `public_key`, plus `customer_id` (required by KME with legacy
+    auth) and `client_identifier` (default: the keys.json `Identifier`; an explicit one wins).
     `encryption_public_key` (PEM or base64 DER) is Samsung's key for encrypting per-device user
     names and passwords; it is only needed when assigning with credentials.
     """
@@ -49,8 +53,9 @@ class KnoxConfig:
     public_key: str | None = field(default=None, repr=False)
     client_identifier: str | None = field(default=None, repr=False)
     legacy_token_validity_min: int = 30
-    #: Sign a fresh access-token JWT (new jti) for every request instead of reusing one per
-    #: access token. Off by default: kme-api.md says to cache the signed token.
+    #: Sign a fresh access-token JWT (new jti) for every request. Off by default: the signed
+    #: token is reused until Knox refuses a reused jti (4002250); from then on the client signs
+    #: every request by itself.
     legacy_sign_per_request: bool = False
     # Tenant
     customer_id: str | None = None
@@ -72,12 +77,16 @@ class KnoxConfig:
 
     @property
     def effective_token_url(self) -> str:
-        """The OAuth token URL: `token_url`, or the base URL plus the oauth_token path."""
-        if self.token_url:
-            return self.token_url
-        from kmeweb.knox.endpoints import resolve_endpoints
+        """The OAuth token URL: `token_url`, else Samsung's global one (never built from
+        `base_url`: a regional API base must not receive the client secret)."""
+        return self.token_url or DEFAULT_TOKEN_URL
 
-        return self.base_url.rstrip("/") + resolve_endpoints(self.paths)["oauth_token"].path
+    @property
+    def effective_client_identifier(self) -> str | None:
+        """`client_identifier`, else the `Identifier` of the keys.json content."""
+        if self.client_identifier:
+            return self.client_identifier
+        return keys_json_identifier(self.keys_json)
 
     def secrets(self) -> list[str]:
         """The configured secret strings, so error text can be scrubbed of them."""
@@ -87,8 +96,27 @@ class KnoxConfig:
                 out.append(str(value))
         if isinstance(self.keys_json, str):
             out.append(self.keys_json)
-        elif isinstance(self.keys_json, Mapping):
-            for k in ("Private", "private"):
-                if self.keys_json.get(k):
-                    out.append(str(self.keys_json[k]))
+        keys = _keys_mapping(self.keys_json)
+        for k in ("Private", "private", "Identifier", "identifier"):
+            if keys.get(k):
+                out.append(str(keys[k]))
         return out
+
+
+def _keys_mapping(keys_json: str | Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if isinstance(keys_json, Mapping):
+        return keys_json
+    if isinstance(keys_json, str):
+        try:
+            data = json.loads(keys_json)
+        except ValueError:
+            return {}
+        return data if isinstance(data, Mapping) else {}
+    return {}
+
+
+def keys_json_identifier(keys_json: str | Mapping[str, Any] | None) -> str | None:
+    """The client identifier Samsung's downloaded keys.json carries (`Identifier`), if any."""
+    keys = _keys_mapping(keys_json)
+    value = keys.get("Identifier") or keys.get("identifier")
+    return str(value) if value else None

@@ -1,4 +1,4 @@
-"""The one table of Knox endpoints (method and path) used by the client and the simulator.
+"""The client's table of Knox endpoints (method and path).
 
 Paths marked [Unverified] in kme-api.md could not be confirmed against Samsung's spec; override any
 entry through `KnoxConfig.paths` ({"name": "/path"} or {"name": "METHOD /path"}) instead of editing
@@ -16,8 +16,7 @@ class Endpoint(NamedTuple):
 
 
 ENDPOINTS: dict[str, Endpoint] = {
-    # Authentication
-    "oauth_token": Endpoint("POST", "/ams/v1/oauth2/token"),
+    # Authentication (the OAuth token URL is KnoxConfig.token_url, on Samsung's global host)
     "legacy_access_token": Endpoint("POST", "/ams/v1/users/accesstoken"),
     # Devices
     "devices_list": Endpoint("GET", "/kcs/v1/kme/devices/list"),

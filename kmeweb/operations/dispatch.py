@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from kmeweb.operations import queue
+from kmeweb.operations.commit import on_commit
 from kmeweb.operations.models import Operation
-from kmeweb.operations.services import on_commit
+from kmeweb.operations.queue import PULL_JOB, PUSH_JOB
 
 # operation kind -> (job function, queue); every other kind is a push of its outbox changes.
 JOBS: dict[str, tuple[str, str]] = {
-    "pull": ("kmeweb.sync.jobs.pull_job", "knox"),
-    "pull.full": ("kmeweb.sync.jobs.pull_job", "knox"),
+    "pull": (PULL_JOB, "knox"),
+    "pull.full": (PULL_JOB, "knox"),
 }
-PUSH_JOB = ("kmeweb.sync.jobs.push_job", "knox")
+PUSH = (PUSH_JOB, "knox")
 
 
 def job_for(kind: str) -> tuple[str, str]:
-    return JOBS.get(kind, PUSH_JOB)
+    return JOBS.get(kind, PUSH)
 
 
 def enqueue_operation(operation_id: int, kind: str) -> None:
     """Enqueue the job of an operation unless one is already waiting or running."""
-    from kmeweb.operations import queue
-
     func, queue_name = job_for(kind)
     queue.enqueue_unique(func, operation_id, job_id=f"op-{operation_id}", queue=queue_name)
 

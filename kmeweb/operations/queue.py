@@ -6,8 +6,10 @@ provides, so job functions never build an app themselves.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
@@ -17,6 +19,29 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 QUEUES: tuple[str, ...] = ("knox", "default", "maintenance")
+
+PUSH_JOB = "kmeweb.sync.jobs.push_job"
+PULL_JOB = "kmeweb.sync.jobs.pull_job"
+#: Short bookkeeping jobs (sweeper, token expiry, the scheduled pull starters): RQ's own default.
+SHORT_JOB_TIMEOUT_S = 180
+
+
+def job_options(func: str, config: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """`job_timeout` and `failure_ttl` for a job function, derived from the settings.
+
+    RQ kills a job that runs past its job_timeout (180 s unless told). A push works for up to
+    PUSH_BUDGET_S and then finishes the change in hand, which may take one change lease
+    (CHANGE_LEASE_S) more; a pull is sized by PULL_TIMEOUT_S (default an hour: a full pull of a
+    million devices). Failed jobs stay in RQ's failed registry for JOB_FAILURE_TTL_S.
+    """
+    cfg = config if config is not None else current_app.config
+    if func == PUSH_JOB:
+        timeout = float(cfg["PUSH_BUDGET_S"]) + float(cfg["CHANGE_LEASE_S"])
+    elif func == PULL_JOB:
+        timeout = float(cfg["PULL_TIMEOUT_S"])
+    else:
+        timeout = SHORT_JOB_TIMEOUT_S
+    return {"job_timeout": math.ceil(timeout), "failure_ttl": math.ceil(cfg["JOB_FAILURE_TTL_S"])}
 
 
 def redis_connection(url: str | None = None) -> Redis:
@@ -36,7 +61,11 @@ def enqueue(
     connection: Redis | None = None,
     **options: Any,
 ) -> Job:
-    """Enqueue `func` (a dotted path) with id-only arguments; call only after commit."""
+    """Enqueue `func` (a dotted path) with id-only arguments; call only after commit.
+
+    The job gets `job_options(func)` unless `options` say otherwise.
+    """
+    options = {**job_options(func), **options}
     return get_queue(queue, connection).enqueue(func, *args, job_id=job_id, **options)
 
 
@@ -51,6 +80,25 @@ def job_status(job_id: str, connection: Redis | None = None) -> str | None:
         return None
     status = job.get_status(refresh=False)
     return None if status is None else str(getattr(status, "value", status))
+
+
+def job_last_seen(job_id: str, connection: Redis | None = None) -> datetime | None:
+    """When a job was last known alive: the work horse's last heartbeat (RQ sends one every
+    job monitoring interval while the job runs), else when it started; None if unknown."""
+    try:
+        job = Job.fetch(job_id, connection=connection or redis_connection())
+    except NoSuchJobError:
+        return None
+    seen = job.last_heartbeat or job.started_at
+    if seen is not None and seen.tzinfo is None:
+        seen = seen.replace(tzinfo=UTC)
+    return seen
+
+
+def monitoring_interval(config: Mapping[str, Any]) -> int:
+    """How often a worker heartbeats a running job: often enough that a live pull is seen
+    several times within PULL_STALE_S (RQ's default is 30 s)."""
+    return max(1, min(30, int(float(config["PULL_STALE_S"]) / 4)))
 
 
 def enqueue_unique(
@@ -78,6 +126,7 @@ def enqueue_in(
     """Schedule `func` to run after `seconds` (the worker's scheduler enqueues it)."""
     from datetime import timedelta
 
+    options = {**job_options(func), **options}
     return get_queue(queue).enqueue_in(
         timedelta(seconds=seconds), func, *args, job_id=job_id, **options
     )
@@ -129,5 +178,6 @@ def run_worker(
         [Queue(f"{prefix}{q}", connection=connection) for q in queues],
         connection=connection,
         name=name,
+        job_monitoring_interval=monitoring_interval(app.config),
     )
     return worker.work(burst=burst, with_scheduler=with_scheduler)

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, event, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.errors import Conflict, NotFound
 from kmeweb.extensions import utcnow
+from kmeweb.operations import dispatch
 from kmeweb.operations.models import Operation
 from kmeweb.sync.models import Change
-
-
-def on_commit(session: Session, callback: Callable[[], Any]) -> None:
-    """Run `callback` once the session's current transaction commits (dropped on rollback).
-
-    This is how services enqueue jobs: never before the rows the job reads are committed.
-    """
-    session.info.setdefault("on_commit", []).append(callback)
-
-
-@event.listens_for(Session, "after_commit")
-def _run_on_commit(session: Session) -> None:
-    callbacks = session.info.pop("on_commit", [])
-    for callback in callbacks:
-        try:
-            callback()
-        except Exception:  # noqa: BLE001 - Redis down: the sweeper enqueues the work later
-            import logging
-
-            logging.getLogger("kmeweb").warning("enqueue after commit failed", exc_info=True)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_on_commit(session: Session, previous_transaction: Any) -> None:
-    session.info.pop("on_commit", None)
 
 
 def actor_id(actor: Any) -> int | None:
@@ -157,7 +132,5 @@ def retry_operation(session: Session, operation_id: int, actor: Any) -> Operatio
     operation.finished_at = None
     details = {"kind": operation.kind}
     audit.record(session, actor, "operation.retry", "operation", operation.id, details)
-    from kmeweb.operations import dispatch
-
     dispatch.after_commit(session, operation)
     return operation

@@ -45,5 +45,6 @@ def retry(operation_id: int):
     """Queue a failed operation again."""
     operation = services.retry_operation(db.session, operation_id, current_user)
     db.session.commit()
-    flash(f"“{operation.label}” was queued again.", "success")
+    # Saved either way: if Redis cannot take the job now, the sweeper enqueues it later.
+    flash(f"“{operation.label}” was queued again: it will be sent to KME.", "success")
     return redirect(url_for("operations.detail", operation_id=operation_id))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.extensions import db, utcnow
+from kmeweb.integration.services import get_integration
 from kmeweb.knox import KnoxError
 from kmeweb.operations import dispatch
 from kmeweb.operations import queue as rq_queue
@@ -22,7 +23,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
 from kmeweb.sync import push
-from kmeweb.sync.knox import get_integration, knox_client
+from kmeweb.sync.knox import knox_client
 from kmeweb.sync.models import Change
 
 log = logging.getLogger("kmeweb.sync")
@@ -68,14 +69,12 @@ def schedule_followup(session: Session) -> None:
     if due_in is None:
         return
     if due_in <= 0.5:
-        rq_queue.enqueue_unique("kmeweb.sync.jobs.push_job", None, job_id="push-now", queue="knox")
+        rq_queue.enqueue_unique(rq_queue.PUSH_JOB, None, job_id="push-now", queue="knox")
     else:
         slot = int((utcnow() + timedelta(seconds=due_in)).timestamp())
         job_id = f"push-at-{slot}"
         if rq_queue.job_status(job_id) is None:
-            rq_queue.enqueue_in(
-                due_in, "kmeweb.sync.jobs.push_job", None, job_id=job_id, queue="knox"
-            )
+            rq_queue.enqueue_in(due_in, rq_queue.PUSH_JOB, None, job_id=job_id, queue="knox")
 
 
 def pull_job(operation_id: int) -> dict[str, int]:
@@ -100,7 +99,7 @@ def pull_job(operation_id: int) -> dict[str, int]:
             )
     except Exception as exc:
         session.rollback()
-        message = push._readable(exc) if isinstance(exc, KnoxError) else f"pull failed: {exc}"
+        message = push.readable(exc) if isinstance(exc, KnoxError) else f"pull failed: {exc}"
         operations.finish(session, operation_id, message)
         record_integration_error(session, message)
         session.commit()
@@ -178,15 +177,12 @@ def sweep_job() -> dict[str, int]:
             .select_from(Change)
             .where(Change.operation_id == operation.id, Change.status.in_(push.UNFINISHED))
         )
-        job_state = rq_queue.job_status(operation.job_id)
         if operation.kind.startswith("pull"):
-            if job_state not in rq_queue.ACTIVE_STATUSES and (
-                now - (operation.started_at or operation.created_at)
-            ) > timedelta(seconds=float(current_app.config.get("PULL_STALE_S", 120))):
+            if _pull_vanished(operation, now):
                 operations.finish(session, operation.id, "The worker running it stopped.")
                 stale += 1
         elif not unfinished:
-            push._maybe_finish_operation(session, operation.id)
+            push.maybe_finish_operation(session, operation.id)
     session.commit()
     due = session.execute(
         select(Change.operation_id, Operation.kind)
@@ -199,15 +195,29 @@ def sweep_job() -> dict[str, int]:
     enqueued = 0
     for operation_id, kind in due:
         if operation_id is None:
-            rq_queue.enqueue_unique(
-                "kmeweb.sync.jobs.push_job", None, job_id="push-now", queue="knox"
-            )
+            rq_queue.enqueue_unique(rq_queue.PUSH_JOB, None, job_id="push-now", queue="knox")
         else:
             dispatch.enqueue_operation(operation_id, kind or "push")
         enqueued += 1
     if released or stale:
         log.warning("sweeper released %s changes and closed %s stale pulls", released, stale)
     return {"released": released, "enqueued": enqueued, "stale_pulls": stale}
+
+
+def _pull_vanished(operation: Operation, now: datetime) -> bool:
+    """True when a queued or running pull has had no live job for PULL_STALE_S: its job is gone
+    from Redis, finished without closing it, or still "started" but its worker stopped
+    heartbeating (killed with -9: RQ itself notices only much later)."""
+    stale = timedelta(seconds=float(current_app.config["PULL_STALE_S"]))
+    if now - (operation.started_at or operation.created_at) <= stale:
+        return False
+    state = rq_queue.job_status(operation.job_id)
+    if state not in rq_queue.ACTIVE_STATUSES:
+        return True
+    if state != "started":
+        return False  # still waiting in a queue: no worker has taken it yet
+    seen = rq_queue.job_last_seen(operation.job_id)
+    return seen is not None and now - seen > stale
 
 
 def token_expiry_job() -> int:

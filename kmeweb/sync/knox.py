@@ -9,8 +9,6 @@ from typing import Any
 import requests
 from flask import current_app
 from redis import Redis
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from kmeweb import crypto
 from kmeweb.integration.models import Integration
@@ -74,10 +72,6 @@ class ThrottledSession(requests.Session):
             self.semaphore.release(token)
 
 
-def get_integration(session: Session) -> Integration | None:
-    return session.scalar(select(Integration).order_by(Integration.id).limit(1))
-
-
 def knox_config(integration: Integration) -> KnoxConfig:
     """The client configuration for the integration (decrypts its secret)."""
     cfg = current_app.config
@@ -88,18 +82,18 @@ def knox_config(integration: Integration) -> KnoxConfig:
         "auth_mode": integration.auth_mode,
         "customer_id": integration.customer_id or None,
         "encryption_public_key": integration.encryption_public_key or None,
-        "batch_size": int(cfg.get("KNOX_BATCH_SIZE", 500)),
-        "page_size": int(settings.get("page_size") or cfg.get("KNOX_PAGE_SIZE", 1000)),
+        "batch_size": int(cfg["KNOX_BATCH_SIZE"]),
+        "page_size": int(settings.get("page_size") or cfg["KNOX_PAGE_SIZE"]),
         # Unconfirmed Samsung paths: KMEWEB_KNOX_PATHS, then the integration's own settings.
-        "paths": {**cfg.get("KNOX_PATHS", {}), **(settings.get("paths") or {})},
+        "paths": {**cfg["KNOX_PATHS"], **(settings.get("paths") or {})},
         "changed_after_format": settings.get("changed_after_format")
-        or cfg.get("KNOX_CHANGED_AFTER_FORMAT", "epoch_ms"),
-        "connect_timeout": float(cfg.get("KNOX_CONNECT_TIMEOUT_S", 5)),
-        "read_timeout": float(cfg.get("KNOX_READ_TIMEOUT_S", 30)),
+        or cfg["KNOX_CHANGED_AFTER_FORMAT"],
+        "connect_timeout": float(cfg["KNOX_CONNECT_TIMEOUT_S"]),
+        "read_timeout": float(cfg["KNOX_READ_TIMEOUT_S"]),
         "retry": RetryPolicy(
-            max_attempts=int(cfg.get("KNOX_RETRY_ATTEMPTS", 5)),
-            base_delay=float(cfg.get("KNOX_RETRY_BASE_S", 0.5)),
-            max_delay=float(cfg.get("KNOX_RETRY_MAX_S", 30)),
+            max_attempts=int(cfg["KNOX_RETRY_ATTEMPTS"]),
+            base_delay=float(cfg["KNOX_RETRY_BASE_S"]),
+            max_delay=float(cfg["KNOX_RETRY_MAX_S"]),
         ),
     }
     if settings.get("scope"):
@@ -119,6 +113,6 @@ def knox_client(integration: Integration, redis: Redis | None = None) -> KnoxCli
     from kmeweb.operations.queue import redis_connection
 
     semaphore = KnoxSemaphore(
-        redis or redis_connection(), int(current_app.config.get("KNOX_MAX_CONCURRENCY", 4))
+        redis or redis_connection(), int(current_app.config["KNOX_MAX_CONCURRENCY"])
     )
     return KnoxClient(knox_config(integration), session=ThrottledSession(semaphore))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import current_app
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,7 @@ ALL_KINDS = (*DEVICE_KINDS, *PROFILE_KINDS, *UPLOAD_KINDS)
 
 
 def batch_size() -> int:
-    return int(current_app.config.get("KNOX_BATCH_SIZE", 500)) if has_app_context() else 500
+    return int(current_app.config["KNOX_BATCH_SIZE"])
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -409,7 +409,7 @@ def run_pull(
     session.commit()
     auto_approve(session, stats)
     integration = session.get(Integration, integration.id)
-    skew = float(current_app.config.get("PULL_CURSOR_SKEW_S", 2))
+    skew = float(current_app.config["PULL_CURSOR_SKEW_S"])
     integration.pull_cursor = started - timedelta(seconds=skew)
     integration.last_pull_at = utcnow()
     if full:

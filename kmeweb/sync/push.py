@@ -51,11 +51,8 @@ class RetryLater(Exception):
     """The change cannot go yet (e.g. its profile is not in KME yet); try again later."""
 
 
-def _cfg(name: str, default: float) -> float:
-    return float(current_app.config.get(name, default))
-
-
-# --- claiming -------------------------------------------------------------------------------
+def _cfg(name: str) -> float:
+    return float(current_app.config[name])
 
 
 def claim_next(session: Session, worker: str) -> Change | None:
@@ -80,7 +77,7 @@ def claim_next(session: Session, worker: str) -> Change | None:
         if change_id is None:
             session.rollback()
             return None
-        lease = now + timedelta(seconds=_cfg("CHANGE_LEASE_S", 300))
+        lease = now + timedelta(seconds=_cfg("CHANGE_LEASE_S"))
         claimed = session.execute(
             update(Change)
             .where(Change.id == change_id, Change.status == "pending")
@@ -101,9 +98,6 @@ def claim_next(session: Session, worker: str) -> Change | None:
     return None
 
 
-# --- running one change ---------------------------------------------------------------------
-
-
 def process(session: Session, client: KnoxClient, change: Change) -> None:
     """Send one claimed change to KME and record the outcome; commits.
 
@@ -119,7 +113,7 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
         _retry_or_fail(session, change, exc)
     except KnoxError as exc:
         session.rollback()
-        _fail(session, change, _readable(exc))
+        _fail(session, change, readable(exc))
     except Exception as exc:  # a bug or a database error: retry, then show it
         log.exception("change %s (%s) raised", change.id, change.kind)
         session.rollback()
@@ -131,10 +125,11 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
         if change.operation_id:
             operations.add_progress(session, change.operation_id, max(change.device_count, 1))
         session.commit()
-    _maybe_finish_operation(session, change.operation_id)
+    maybe_finish_operation(session, change.operation_id)
 
 
-def _readable(exc: BaseException) -> str:
+def readable(exc: BaseException) -> str:
+    """What an admin reads about a failed KME call: Knox's code and message, no internals."""
     if isinstance(exc, KnoxError) and exc.code is not None:
         detail = f": {exc.data}" if exc.data and str(exc.data) != exc.knox_message else ""
         return f"KME refused it ({exc.code} {exc.knox_message or ''}{detail})".replace(" )", ")")
@@ -143,10 +138,10 @@ def _readable(exc: BaseException) -> str:
 
 def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None:
     change = session.get(Change, change.id)
-    if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS", 8)):
-        _fail(session, change, f"gave up after {change.attempts} attempts: {_readable(exc)}")
+    if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS")):
+        _fail(session, change, f"gave up after {change.attempts} attempts: {readable(exc)}")
         return
-    base, cap = _cfg("CHANGE_RETRY_BASE_S", 5), _cfg("CHANGE_RETRY_MAX_S", 600)
+    base, cap = _cfg("CHANGE_RETRY_BASE_S"), _cfg("CHANGE_RETRY_MAX_S")
     delay = random.uniform(base / 2, min(cap, base * 2 ** (change.attempts - 1)))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
@@ -154,7 +149,7 @@ def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None
     change.status = "pending"
     change.claimed_by = None
     change.next_attempt_at = utcnow() + timedelta(seconds=delay)
-    change.last_error = f"will retry: {_readable(exc)}"
+    change.last_error = f"will retry: {readable(exc)}"
     session.commit()
 
 
@@ -183,7 +178,9 @@ def _fail(session: Session, change: Change, message: str) -> None:
     session.commit()
 
 
-def _maybe_finish_operation(session: Session, operation_id: int | None) -> None:
+def maybe_finish_operation(session: Session, operation_id: int | None) -> None:
+    """Finish the operation (done, or failed naming the first failure) once none of its
+    changes is pending or running; commits."""
     if operation_id is None:
         return
     counts = dict(
@@ -210,9 +207,6 @@ def _maybe_finish_operation(session: Session, operation_id: int | None) -> None:
     if operation is not None and operation.status in ("queued", "running"):
         operations.finish(session, operation_id, error)
     session.commit()
-
-
-# --- handlers -------------------------------------------------------------------------------
 
 
 def _push_devices(session: Session, client: KnoxClient, change: Change) -> str | None:
@@ -249,8 +243,15 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     results: list[tuple[Any, str, BatchResult]] = []
     for target, members in groups.items():
         by_ident = {(r.kme_device_id or r.imei or r.serial): r for r in members}
+        # KME may name a device by another of its ids than the one sent: map those back.
+        aliases = {
+            name: ident
+            for ident, r in by_ident.items()
+            for name in (r.kme_device_id, r.imei, r.serial)
+            if name
+        }
         if target is None:
-            result = client.unassign_profile(list(by_ident))
+            result = client.unassign_profile(list(by_ident), aliases=aliases)
         else:
             assignments = [
                 DeviceAssignment(
@@ -260,7 +261,7 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
                 )
                 for ident, r in by_ident.items()
             ]
-            result = client.assign_profile(target, assignments)
+            result = client.assign_profile(target, assignments, aliases=aliases)
         results.extend((by_ident[i], i, result) for i in by_ident)
     note = _apply_device_results(session, results)
     _resync_moved_on(session, {row.id: row.version for row, _ident, _result in results})
@@ -419,9 +420,6 @@ HANDLERS = {
 }
 
 
-# --- the loop -------------------------------------------------------------------------------
-
-
 def run_push(
     session: Session, client: KnoxClient, worker: str, budget_s: float | None = None
 ) -> int:
@@ -429,7 +427,7 @@ def run_push(
 
     Returns how many changes this call processed.
     """
-    deadline = time.monotonic() + (budget_s or _cfg("PUSH_BUDGET_S", 240))
+    deadline = time.monotonic() + (budget_s or _cfg("PUSH_BUDGET_S"))
     processed = 0
     while time.monotonic() < deadline:
         change = claim_next(session, worker)

@@ -42,7 +42,7 @@ class Periodic:
 
 def _pull_interval(app: Flask) -> float | None:
     from kmeweb.extensions import db
-    from kmeweb.sync.knox import get_integration
+    from kmeweb.integration.services import get_integration
 
     integration = get_integration(db.session)
     interval = integration.sync_interval_s if integration and integration.active else None
@@ -50,8 +50,8 @@ def _pull_interval(app: Flask) -> float | None:
     return float(interval) if interval else None
 
 
-def _config_interval(name: str, default: float) -> Callable[[Flask], float]:
-    return lambda app: float(app.config.get(name, default))
+def _config_interval(name: str) -> Callable[[Flask], float]:
+    return lambda app: float(app.config[name])
 
 
 PERIODIC: tuple[Periodic, ...] = (
@@ -60,7 +60,7 @@ PERIODIC: tuple[Periodic, ...] = (
         "sweep",
         "kmeweb.sync.jobs.sweep_job",
         "maintenance",
-        _config_interval("SWEEP_INTERVAL_S", 60),
+        _config_interval("SWEEP_INTERVAL_S"),
     ),
     Periodic("token-expiry", "kmeweb.sync.jobs.token_expiry_job", "maintenance", 86400),
     Periodic("full-pull", "kmeweb.sync.jobs.scheduled_full_pull", "knox", 86400),

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Device
+from kmeweb.integration.services import get_integration
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.knox import get_integration
 from kmeweb.sync.models import Change
 
 

@@ -16,8 +16,9 @@ import requests
 from werkzeug.serving import make_server
 
 from kmeweb.knox import KnoxClient, KnoxConfig, Profile, RetryPolicy
-from kmeweb.knox.simulator import create_simulator, demo_config, get_state
+from kmeweb.knox.simulator import create_simulator, get_state
 from kmeweb.knox.simulator.state import SimState
+from tests.knox_config import client_config
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
@@ -64,7 +65,7 @@ class Sim:
     def config(self, mode: str = "oauth", **over: Any) -> KnoxConfig:
         over.setdefault("retry", FAST_RETRY)
         base_url = over.pop("base_url", self.url)
-        return demo_config(self.creds, base_url, mode, **over)
+        return client_config(self.creds, base_url, mode, **over)
 
     def client(self, mode: str = "oauth", **over: Any) -> KnoxClient:
         return KnoxClient(self.config(mode, **over))

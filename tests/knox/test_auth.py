@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -9,7 +10,13 @@ import uuid
 import jwt
 import pytest
 
-from kmeweb.knox import KnoxAuthError, KnoxClient, KnoxConfigError, KnoxRejectedError
+from kmeweb.knox import (
+    KnoxAuthError,
+    KnoxClient,
+    KnoxConfig,
+    KnoxConfigError,
+    KnoxRejectedError,
+)
 from kmeweb.knox.crypto import generate_private_key, load_key_pair, sign_knox_jwt
 from kmeweb.knox.errors import (
     ACCESS_TOKEN_BAD_REQUEST,
@@ -17,7 +24,7 @@ from kmeweb.knox.errors import (
     CUSTOMER_ID_INVALID,
     TENANT_MISMATCH,
 )
-from kmeweb.knox.simulator import demo_config
+from tests.knox_config import client_config
 
 LIST = "GET /kcs/v1/kme/devices/list"
 OAUTH = "POST /ams/v1/oauth2/token"
@@ -159,7 +166,7 @@ def test_tenants_are_isolated(sim):
     sim.control("POST", "/uploads", json={"customerId": other["customer_id"], "count": 3,
                                            "resellerName": "Other reseller"})  # fmt: skip
     creds = {**sim.creds, **other}
-    with KnoxClient(demo_config(creds, sim.url, "oauth")) as client:
+    with KnoxClient(client_config(creds, sim.url, "oauth")) as client:
         assert client.check_connection() == 3
 
 
@@ -171,16 +178,82 @@ def test_missing_token_is_401_with_documented_body(sim):
     assert body["code"] == ACCESS_TOKEN_BAD_REQUEST
 
 
-def test_signed_access_token_reuse_when_simulator_demands_unique_jti(make_sim):
+def test_default_client_survives_a_server_that_refuses_reused_jtis(make_sim):
     sim = make_sim(legacy_require_unique_request_jti=True)
-    with sim.client("legacy") as cached:
-        cached.check_connection()
-        with pytest.raises(KnoxRejectedError) as info:
-            cached.check_connection()
-    assert info.value.code == API_KEY_NON_UNIQUE_JWTID
-    with sim.client("legacy", legacy_sign_per_request=True) as fresh:
+    with sim.client("legacy") as client:
+        for _ in range(4):
+            assert client.check_connection() == 1450
+    # The second call reused the signed token once, was refused with 4002250, and was sent
+    # again with a fresh jti; from then on every request was signed afresh.
+    assert sim.calls(LIST) == {"calls": 5, "200": 4, "400": 1}
+    assert sim.calls(LEGACY) == {"calls": 1, "200": 1}
+
+
+def test_sign_per_request_never_reuses_a_jti(make_sim):
+    sim = make_sim(legacy_require_unique_request_jti=True)
+    with sim.client("legacy", legacy_sign_per_request=True) as client:
         for _ in range(3):
-            assert fresh.check_connection() == 1450
+            assert client.check_connection() == 1450
+    assert sim.calls(LIST) == {"calls": 3, "200": 3}
+
+
+def test_reused_client_identifier_jti_is_signed_again_once(sim):
+    sim.fault(
+        path="/ams/v1/users/accesstoken",
+        status=400,
+        code=API_KEY_NON_UNIQUE_JWTID,
+        message="API_KEY_NON_UNIQUE_JWTID",
+        remaining=1,
+    )
+    with sim.client("legacy") as client:
+        assert client.check_connection() == 1450
+    assert sim.calls(LEGACY) == {"calls": 2, "400": 1, "200": 1}
+
+
+def test_a_server_refusing_every_jti_is_not_retried_forever(sim):
+    sim.fault(path="/ams/v1/users/accesstoken", status=400, code=API_KEY_NON_UNIQUE_JWTID)
+    with sim.client("legacy") as client, pytest.raises(KnoxAuthError) as info:
+        client.check_connection()
+    assert info.value.code == API_KEY_NON_UNIQUE_JWTID
+    assert sim.calls(LEGACY) == {"calls": 2, "400": 2}
+
+
+def test_keys_json_alone_is_enough_and_an_explicit_identifier_wins(sim):
+    keys_json = sim.creds["legacy_keys_json"]
+    assert keys_json["Identifier"] == sim.creds["legacy_client_identifier"]
+    config = KnoxConfig(
+        base_url=sim.url,
+        auth_mode="legacy",
+        keys_json=json.dumps(keys_json),  # the file's text, as downloaded
+        customer_id=sim.creds["customer_id"],
+    )
+    with KnoxClient(config) as client:
+        assert client.check_connection() == 1450
+    wrong = sim.config("legacy", client_identifier="not-the-registered-identifier")
+    with KnoxClient(wrong) as client, pytest.raises(KnoxAuthError):
+        client.check_connection()
+    without = {k: v for k, v in keys_json.items() if k != "Identifier"}
+    with pytest.raises(KnoxConfigError):
+        KnoxClient(sim.config("legacy", keys_json=without))
+
+
+def test_oauth_token_url_is_samsungs_whatever_the_api_base():
+    regional = KnoxConfig(
+        base_url="https://eu-kcs-api.samsungknox.com", client_id="c", client_secret="s"
+    )
+    assert regional.effective_token_url == "https://api.samsungknox.com/ams/v1/oauth2/token"
+    own = KnoxConfig(base_url="https://eu-kcs-api.samsungknox.com", token_url="http://sim/t")
+    assert own.effective_token_url == "http://sim/t"
+
+
+def test_oauth_credentials_go_only_to_the_token_url(make_sim, sim):
+    token_host = make_sim()
+    config = sim.config("oauth", token_url=token_host.url + "/ams/v1/oauth2/token")
+    with KnoxClient(config) as client, pytest.raises(KnoxAuthError):
+        client.check_connection()  # token_host issued a token sim does not know
+    assert token_host.calls(OAUTH) == {"calls": 2, "200": 2}  # one renewal after the 401
+    assert sim.calls(OAUTH) == {"calls": 0}
+    assert sim.calls(LIST) == {"calls": 2, "401": 2}
 
 
 def test_bad_credentials_raise_auth_error_without_the_secret(sim, auth_mode, caplog):
@@ -238,3 +311,25 @@ def test_secrets_echoed_by_the_server_are_scrubbed(sim, caplog):
     for text in (str(exc), repr(exc), exc.knox_message, caplog.text):
         assert secret not in text
     assert "[redacted]" in str(exc)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer not-a-token-anyone-issued"},
+        {"x-knox-apitoken": "garbage"},
+        "signed by an unregistered key",
+    ],
+)
+def test_unknown_or_garbage_token_is_401_access_token_bad_request(sim, headers):
+    if isinstance(headers, str):
+        key = generate_private_key()
+        claims = {"accessToken": "made-up", "publicKey": "AAAA"}
+        headers = {"x-knox-apitoken": sign_knox_jwt(claims, key)}
+    resp = sim.http.get(
+        sim.url + "/kcs/v1/kme/devices/list",
+        params={"customerId": sim.creds["customer_id"]},
+        headers=headers,
+    )
+    assert resp.status_code == 401
+    assert resp.json()["code"] == ACCESS_TOKEN_BAD_REQUEST

@@ -136,9 +136,9 @@ def test_portal_profile_edit_is_applied_and_audited(session, integration, sim, w
 def test_profiles_created_in_the_portal_appear_locally(session, integration, sim, work):
     from kmeweb.knox import KnoxClient
     from kmeweb.knox import Profile as KnoxProfile
-    from kmeweb.knox.simulator.demo import demo_config
+    from tests.knox_config import client_config
 
-    with KnoxClient(demo_config(sim.creds, sim.url)) as client:
+    with KnoxClient(client_config(sim.creds, sim.url)) as client:
         client.create_profile(
             KnoxProfile(
                 name="Made in portal",
@@ -165,3 +165,40 @@ def test_a_device_known_locally_by_imei_is_linked_not_duplicated(session, integr
     assert _count(session) == 1450  # not 1451
     session.refresh(local)
     assert local.kme_device_id == remote.id
+
+
+def test_a_profile_with_a_pending_local_change_keeps_its_local_value(
+    session, integration, sim, work
+):
+    from kmeweb.sync import jobs
+
+    kept = kme_profile(session, "Kept local", description="v1")
+    portal = kme_profile(session, "Portal wins", description="v1")
+    session.commit()
+    work()
+    kept, portal = session.get(Profile, kept.id), session.get(Profile, portal.id)
+    assert kept.sync_state == portal.sync_state == "synced"
+    # An admin edits "Kept local" in kmeweb; the push has not run yet.
+    profile_services.update_profile(
+        session,
+        kept.id,
+        {"name": kept.name, "description": "local edit", "config": kept.config},
+        kept.version,
+        "test",
+    )
+    session.commit()
+    # Meanwhile both profiles are edited in the Samsung portal.
+    for profile in (kept, portal):
+        sim.control(
+            "PATCH", f"/profiles/{profile.kme_profile_id}", json={"description": "portal edit"}
+        )
+    operation = jobs.start_pull(session, "test")
+    session.commit()
+    jobs.pull_job(operation.id)  # only the pull: the local change stays in the outbox
+    session.expire_all()
+    kept, portal = session.get(Profile, kept.id), session.get(Profile, portal.id)
+    assert (kept.description, kept.sync_state) == ("local edit", "pending")
+    assert (portal.description, portal.sync_state) == ("portal edit", "synced")
+    work()  # the push then sends the local value: KME ends as kmeweb says
+    assert sim.profiles()[kept.kme_profile_id]["description"] == "local edit"
+    assert session.get(Profile, kept.id).sync_state == "synced"

@@ -267,3 +267,71 @@ def test_a_push_that_lands_after_a_newer_move_is_corrected(
     ]
     assert {sim.device(k)["profileId"] for k in kme_ids} == {second.kme_profile_id}
     assert {session.get(Device, i).sync_state for i in device_ids} == {"synced"}
+
+
+def test_redis_down_at_commit_saves_the_change_and_the_sweeper_sends_it_later(
+    app, session, integration, sim, work, login, actions, client
+):
+    from kmeweb.operations.queue import job_status
+    from kmeweb.sync import jobs
+
+    sim.fault(path="/kcs/v1/kme/profiles/create", status=400, code=4001700, remaining=1)
+    profile = kme_profile(session, "Made while Redis was down")
+    session.commit()
+    work()
+    failed = session.scalar(select(Operation).where(Operation.status == "failed"))
+    assert failed is not None
+    login("admin")
+    redis_url = app.config["REDIS_URL"]
+    app.config["REDIS_URL"] = "redis://127.0.0.1:9/0"  # nothing listens there: Redis is down
+    try:
+        resp = actions.post(f"/operations/{failed.id}/retry", follow_redirects=True)
+    finally:
+        app.config["REDIS_URL"] = redis_url
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "queued again" in page and "will be sent to KME" in page
+    session.expire_all()
+    assert session.get(Operation, failed.id).status == "queued"  # committed
+    assert job_status(failed.job_id) is None  # but never reached Redis
+    assert jobs.sweep_job()["enqueued"] == 1  # Redis is back: the sweeper sends it
+    work()
+    assert session.get(Operation, failed.id).status == "done"
+    profile = session.get(Profile, profile.id)
+    assert profile.sync_state == "synced" and profile.kme_profile_id in sim.profiles()
+
+
+def test_a_pull_whose_worker_vanished_is_failed_and_the_next_pull_starts(
+    app, session, integration, sim, work, worker_processes
+):
+    from kmeweb.sync import jobs
+
+    app.config["PULL_STALE_S"] = 2.0
+    worker_processes.env["KMEWEB_PULL_STALE_S"] = "2"  # workers heartbeat every second
+    # A slow KME: the pull is still listing devices when its worker is killed.
+    sim.fault(path="/kcs/v1/kme/devices/list", latencyMs=3000)
+    stuck = start_pull(session, "test")
+    session.commit()
+    doomed = worker_processes.start("doomed", scheduler=False)
+
+    def running() -> bool:
+        return session.get(Operation, stuck.id).status == "running"
+
+    wait_until(running, 60, "the pull to start")
+    worker_processes.kill9(doomed)
+    sim.control("DELETE", "/faults")
+    assert start_pull(session, "test").id == stuck.id  # "already running" meanwhile
+    session.rollback()
+
+    def failed() -> bool:
+        jobs.sweep_job()
+        return session.get(Operation, stuck.id).status == "failed"
+
+    wait_until(failed, 30, "the sweeper to give up on the vanished pull")
+    assert session.get(Operation, stuck.id).error == "The worker running it stopped."
+    following = start_pull(session, "test")
+    session.commit()
+    assert following.id != stuck.id
+    work()
+    assert session.get(Operation, following.id).status == "done"
+    assert session.scalar(select(func.count()).select_from(Device)) == 1450

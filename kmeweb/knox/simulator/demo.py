@@ -1,11 +1,10 @@
-"""The demo tenant of the simulator, and a KnoxConfig built from its credentials."""
+"""The demo tenant of the simulator, written straight into its own state (no client code)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kmeweb.knox.config import KnoxConfig, RetryPolicy
-from kmeweb.knox.crypto import load_private_key
+from kmeweb.knox.simulator import keys
 from kmeweb.knox.simulator.state import SimState
 
 DEMO_CUSTOMER_ID = "KMEDEMO00001"
@@ -30,7 +29,7 @@ def seed_demo(sim_state: SimState, *, legacy_private_key: str | None = None) -> 
         demo = sim_state.demo
         if demo and demo.get("customer_id") in sim_state.tenants:
             return dict(demo)
-        key = load_private_key(legacy_private_key) if legacy_private_key else None
+        key = keys.read_private(legacy_private_key) if legacy_private_key else None
         creds = sim_state.add_tenant(
             DEMO_CUSTOMER_ID,
             DEMO_TENANT_NAME,
@@ -56,29 +55,3 @@ def seed_demo(sim_state: SimState, *, legacy_private_key: str | None = None) -> 
         sim_state._save_meta("demo", demo)
         sim_state.flush()
         return dict(demo)
-
-
-def demo_config(
-    creds: dict[str, Any], base_url: str, auth_mode: str = "oauth", **overrides: Any
-) -> KnoxConfig:
-    """A KnoxConfig for a simulator tenant from `seed_demo` (or /_sim/tenants) credentials."""
-    common: dict[str, Any] = {
-        "base_url": base_url,
-        "auth_mode": auth_mode,
-        "customer_id": creds["customer_id"],
-        "encryption_public_key": creds.get("encryption_public_key"),
-        "retry": RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.5),
-    }
-    if auth_mode == "oauth":
-        common.update(
-            client_id=creds["oauth_client_id"],
-            client_secret=creds["oauth_client_secret"],
-            scope=creds.get("oauth_scope", "kme"),
-        )
-    else:
-        common.update(
-            keys_json=creds["legacy_keys_json"],
-            client_identifier=creds["legacy_client_identifier"],
-        )
-    common.update(overrides)
-    return KnoxConfig(**common)

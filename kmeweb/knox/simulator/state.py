@@ -15,24 +15,18 @@ import sqlite3
 import string
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from kmeweb.knox import errors as codes
-from kmeweb.knox.crypto import (
-    decrypt_value,
-    generate_private_key,
-    keys_json_for,
-    load_private_key,
-    private_key_b64,
-    public_key_b64,
-)
-from kmeweb.knox.ids import classify_id, luhn_check_digit
-from kmeweb.knox.types import PROFILE_API_FIELDS
+from kmeweb.knox.simulator import errors as codes
+from kmeweb.knox.simulator import keys
+from kmeweb.knox.simulator.errors import SimError, bad_param, error_body
+from kmeweb.knox.simulator.ids import kind_of, luhn_digit
+
+__all__ = ["SimError", "SimState", "bad_param", "error_body"]
 
 # Device status strings [Unverified names; the console shows pending enrollment, profile
 # assigned, enrollment completed]. "Pending Approval" marks devices of an upload not yet approved.
@@ -53,50 +47,12 @@ SAMSUNG_MODELS = (
     "SM-X200",
     "SM-G736B",
 )
-_PROFILE_BOOL_KEYS = {PROFILE_API_FIELDS[a][0] for a in PROFILE_API_FIELDS} & {
-    "skipSetupWizard",
-    "allowUserCancel",
-    "doEnabled",
-    "aeEnabled",
-}
-
-
-class SimError(Exception):
-    """A Knox error answer: HTTP status plus the Knox error body."""
-
-    def __init__(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        data: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{status} {code} {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.data = data if data is not None else message
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message, self.data)
-
-
-def error_body(code: int, message: str, data: Any = None) -> dict[str, Any]:
-    """The documented Knox error body."""
-    return {"errorId": uuid.uuid4().hex, "code": code, "message": message, "data": data}
-
-
-def bad_param(data: str) -> SimError:
-    return SimError(400, codes.RESOURCE_INVALID_PARAM, "RESOURCE_INVALID_PARAM", data)
+# kme-api.md 2.2, the documented boolean profile fields.
+_PROFILE_BOOL_KEYS = {"skipSetupWizard", "allowUserCancel", "doEnabled", "aeEnabled"}
 
 
 def new_id(n: int = 24) -> str:
     return secrets.token_hex(n // 2)
-
-
-# --- records -------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -297,9 +253,6 @@ class Tenant:
         }
 
 
-# --- faults --------------------------------------------------------------------------------
-
-
 @dataclass
 class FaultRule:
     """A fault injected on API paths matching `path` (fnmatch pattern, or "re:<regex>").
@@ -340,9 +293,6 @@ class FaultRule:
         }
 
 
-# --- the state -----------------------------------------------------------------------------
-
-
 @dataclass
 class SimSettings:
     max_devices_per_request: int = 1000
@@ -351,6 +301,9 @@ class SimSettings:
     legacy_token_lifetime_s: float = 1800.0
     async_profile_delay_s: float = 0.3
     legacy_require_unique_request_jti: bool = False
+    require_json_content_type: bool = False
+    #: Name devices in success lists by KME id even when the request used an IMEI or serial.
+    answer_with_kme_ids: bool = False
 
 
 class SimState:
@@ -386,17 +339,13 @@ class SimState:
         if state_path:
             self._open(state_path)
         if self.encryption_key is None:
-            self.encryption_key = generate_private_key()
-            self._save_meta("encryption_key", private_key_b64(self.encryption_key))
-
-    # --- time ---------------------------------------------------------------------------
+            self.encryption_key = keys.new_key()
+            self._save_meta("encryption_key", keys.private_b64(self.encryption_key))
 
     def now_ms(self) -> int:
         """Epoch ms, never going backwards (ties allowed: changedAfter is strict ">")."""
         self._last_ms = max(int(time.time() * 1000), self._last_ms)
         return self._last_ms
-
-    # --- persistence ----------------------------------------------------------------------
 
     def _open(self, path: str) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -419,7 +368,7 @@ class SimState:
         assert self._db is not None
         meta = {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
         if self.encryption_key is None and meta.get("encryption_key"):
-            self.encryption_key = load_private_key(meta["encryption_key"])
+            self.encryption_key = keys.read_private(meta["encryption_key"])
         self.demo = meta.get("demo")
         rows = self._db.execute("SELECT kind, tenant, data FROM records ORDER BY rowid").fetchall()
         for kind, _tenant, data in rows:
@@ -521,8 +470,6 @@ class SimState:
             self._db.execute("DELETE FROM records")
             self._db.execute("DELETE FROM meta WHERE key != 'encryption_key'")
 
-    # --- tenants and credentials ---------------------------------------------------------
-
     def add_tenant(
         self,
         customer_id: str | None = None,
@@ -559,13 +506,14 @@ class SimState:
             if legacy_public_key:
                 pub = legacy_public_key
             else:
-                key = legacy_key or generate_private_key()
-                pub = public_key_b64(key)
-                private_b64 = private_key_b64(key)
+                key = legacy_key or keys.new_key()
+                pub = keys.public_b64(key)
+                private_b64 = keys.private_b64(key)
             ident = client_identifier or secrets.token_hex(16)
             t.legacy_keys[pub] = {"client_identifier": ident, "private": private_b64}
             creds["legacy_client_identifier"] = ident
-            creds["legacy_keys_json"] = {"Public": pub, "Private": private_b64}
+            # keys.json as the portal hands it out: the key pair and the client identifier.
+            creds["legacy_keys_json"] = {"Public": pub, "Private": private_b64, "Identifier": ident}
         self.touch("tenant", cid, cid, t)
         return creds
 
@@ -579,7 +527,11 @@ class SimState:
             "legacy": [
                 {
                     "client_identifier": v["client_identifier"],
-                    "keys_json": {"Public": pub, "Private": v.get("private")},
+                    "keys_json": {
+                        "Public": pub,
+                        "Private": v.get("private"),
+                        "Identifier": v["client_identifier"],
+                    },
                 }
                 for pub, v in t.legacy_keys.items()
             ],
@@ -588,9 +540,7 @@ class SimState:
 
     def encryption_public_key_b64(self) -> str:
         assert self.encryption_key is not None
-        return public_key_b64(self.encryption_key)
-
-    # --- counters ---------------------------------------------------------------------------
+        return keys.public_b64(self.encryption_key)
 
     def count_endpoint(self, key: str, status: int) -> None:
         c = self.endpoint_counters.setdefault(key, {"calls": 0})
@@ -603,12 +553,10 @@ class SimState:
         if op == "assign":
             c.setdefault("profiles", []).append(profile_id)
 
-    # --- devices --------------------------------------------------------------------------
-
     def _new_imei(self, t: Tenant) -> str:
         while True:
             body = "35" + "".join(self.rng.choices(string.digits, k=12))
-            imei = body + str(luhn_check_digit(body))
+            imei = body + str(luhn_digit(body))
             if imei not in t.by_mei:
                 return imei
 
@@ -744,11 +692,11 @@ class SimState:
 
     def decrypt(self, value: str) -> str:
         assert self.encryption_key is not None
-        return decrypt_value(value, self.encryption_key)
+        return keys.decrypt(value, self.encryption_key)
 
     def classify_missing(self, ident: str) -> str:
         """ "invalid" or "not_found" for an id that matched no device."""
-        return "invalid" if classify_id(str(ident)).kind == "invalid" else "not_found"
+        return "invalid" if kind_of(str(ident)) == "invalid" else "not_found"
 
     def check_batch(self, ids: list[Any]) -> None:
         if not ids:
@@ -761,8 +709,6 @@ class SimState:
                 "TOO_MANY_DEVICES",
                 f"At most {cap} devices per request",
             )
-
-    # --- profiles -------------------------------------------------------------------------
 
     def validate_profile(self, t: Tenant, body: dict[str, Any], exclude_id: str | None) -> dict:
         """The stored form of a profile body; raises SimError for the KME validation rules."""
@@ -867,8 +813,3 @@ class SimState:
             "encryption_public_key": self.encryption_public_key_b64(),
             **self.tenant_credentials(t),
         }
-
-
-def keys_for(key: rsa.RSAPrivateKey) -> dict[str, str]:
-    """keys.json content of a key pair (re-exported for callers building credentials)."""
-    return keys_json_for(key)

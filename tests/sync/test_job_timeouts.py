@@ -1,0 +1,108 @@
+"""RQ kills a job that runs past its job_timeout (180 s unless told). Push and pull jobs get
+timeouts derived from the settings, so a push working for its whole budget is not killed.
+
+Proving it with RQ's real 180 s would cost minutes per run; instead RQ's default is lowered to
+2 s for the test (the same class attribute RQ reads) and the push budget to 3 s (in production
+240 s against RQ's 180 s), and a simulator latency makes the push work through its budget:
+longer than the default, within the timeout derived from the settings. A control run of the
+same job without our options is killed at the default: the scenario is one RQ would cut short.
+"""
+
+from __future__ import annotations
+
+import pytest
+from rq import Queue
+from rq.job import Job
+from sqlalchemy import select
+
+from kmeweb.devices import services as device_services
+from kmeweb.devices.models import Device
+from kmeweb.integration import services as integration_services
+from kmeweb.integration.models import Upload
+from kmeweb.operations import queue as rq_queue
+from kmeweb.operations.models import Operation
+from kmeweb.sync.jobs import start_pull
+from tests.sync_fixtures import kme_profile
+
+RQ_DEFAULT_S = 2  # stands for RQ's 180 s
+
+
+@pytest.fixture
+def app_config(app_config: dict) -> dict:
+    return {**app_config, "PUSH_BUDGET_S": 3.0, "CHANGE_LEASE_S": 6, "KNOX_BATCH_SIZE": 50}
+
+
+def test_job_timeouts_come_from_the_settings(app):
+    cfg = app.config
+    push = rq_queue.job_options(rq_queue.PUSH_JOB)
+    assert push["job_timeout"] == cfg["PUSH_BUDGET_S"] + cfg["CHANGE_LEASE_S"]
+    assert push["job_timeout"] > cfg["PUSH_BUDGET_S"]
+    defaults = {"PUSH_BUDGET_S": 240.0, "CHANGE_LEASE_S": 300.0, "PULL_TIMEOUT_S": 3600.0}
+    production = {**cfg, **defaults}
+    assert rq_queue.job_options(rq_queue.PUSH_JOB, production)["job_timeout"] == 540 > 180
+    assert rq_queue.job_options(rq_queue.PULL_JOB, production)["job_timeout"] == 3600
+    assert push["failure_ttl"] == cfg["JOB_FAILURE_TTL_S"] == 7 * 86400
+
+
+def test_enqueued_operations_carry_their_timeouts(app, session, integration):
+    operation = start_pull(session, "test")
+    session.commit()
+    job = Job.fetch(operation.job_id, connection=rq_queue.redis_connection())
+    assert job.timeout == app.config["PULL_TIMEOUT_S"]
+    assert job.failure_ttl == app.config["JOB_FAILURE_TTL_S"]
+
+
+def _ready(session, work, sim) -> tuple[list[int], int]:
+    """200 approved devices known to KME and a KME profile to move them to."""
+    start_pull(session, "test")
+    session.commit()
+    work()
+    upload = session.scalar(select(Upload).order_by(Upload.device_count))
+    integration_services.approve_upload(session, upload.id, "test")
+    target = kme_profile(session, "Slow moves")
+    session.commit()
+    work()
+    ids = list(session.scalars(select(Device.id).where(Device.upload_id == upload.id).limit(200)))
+    assert len(ids) == 200
+    return ids, target.id
+
+
+def _move(session, ids: list[int], profile_id: int) -> Operation:
+    operation = device_services.move_devices(session, ids, profile_id, "test")
+    session.commit()
+    return operation
+
+
+def test_a_push_running_past_rqs_default_timeout_finishes(
+    app, session, integration, sim, work, monkeypatch
+):
+    ids, target = _ready(session, work, sim)
+    default_profile = integration_services.ensure_default_profile(session).id
+    session.commit()
+    monkeypatch.setattr(Queue, "DEFAULT_TIMEOUT", RQ_DEFAULT_S)
+    # 200 devices in 4 changes of 50, 0.8 s a call: the push works for about 3.3 s.
+    sim.fault(path="/kcs/v1/kme/devices/assignProfile", latencyMs=800)
+    sim.fault(path="/kcs/v2/kme/devices/unassignProfile", latencyMs=800)
+    connection = rq_queue.redis_connection()
+
+    moved = _move(session, ids, target)  # enqueued after commit, the way kmeweb enqueues
+    job = Job.fetch(moved.job_id, connection=connection)
+    assert job.timeout == app.config["PUSH_BUDGET_S"] + app.config["CHANGE_LEASE_S"]
+    work()
+    job = Job.fetch(moved.job_id, connection=connection)
+    assert job.get_status() == "finished"
+    assert (job.ended_at - job.started_at).total_seconds() > RQ_DEFAULT_S
+    assert session.get(Operation, moved.id).status == "done"
+    synced = session.scalars(select(Device.sync_state).where(Device.id.in_(ids))).all()
+    assert set(synced) == {"synced"}
+
+    # Control: the same push enqueued bare, with RQ's default timeout, is killed mid-work.
+    back = _move(session, ids, default_profile)
+    rq_queue.get_queue("knox").empty()  # drop the job enqueued after commit
+    bare = rq_queue.get_queue("knox").enqueue(rq_queue.PUSH_JOB, back.id, job_id="bare-push")
+    assert bare.timeout == RQ_DEFAULT_S
+    work()
+    bare = Job.fetch("bare-push", connection=connection)
+    assert bare.get_status() == "failed"
+    assert "JobTimeoutException" in (bare.latest_result().exc_string or "")
+    assert session.get(Operation, back.id).status == "running"
