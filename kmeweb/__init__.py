@@ -107,10 +107,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
     from kmeweb.operations.views import bp as operations_bp
+    from kmeweb.profiles.views import bp as profiles_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(operations_bp)
     app.register_blueprint(audit_bp)
+    app.register_blueprint(profiles_bp)
 
     from kmeweb.errors import register_error_handlers
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy import Select, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -88,23 +88,107 @@ def _search_clause(search: str) -> Any:
     )
 
 
-def devices_query(profile_id: int, search: str | None = None) -> Select:
-    """Devices of a profile for paging, by id; `search` matches IMEI, serial, model or the
-    user's username (case-insensitive substring)."""
-    stmt = select(Device).where(Device.profile_id == profile_id).order_by(Device.id)
+REGISTRATION_FILTERS = ("registered", "pending")
+SYNC_FILTERS = ("synced", "pending", "error")
+DEVICE_SORTS = {
+    "imei": Device.imei,
+    "serial": Device.serial,
+    "model": Device.model,
+    "registered": Device.registered_at,
+    "sync": Device.sync_state,
+}
+
+
+def _filtered(
+    stmt: Select,
+    profile_id: int,
+    search: str | None,
+    registration: str | None,
+    sync_state: str | None,
+) -> Select:
+    stmt = stmt.where(Device.profile_id == profile_id)
     search = (search or "").strip()
     if search:
         stmt = stmt.where(_search_clause(search))
+    if registration == "registered":
+        stmt = stmt.where(Device.registered_at.is_not(None))
+    elif registration == "pending":
+        stmt = stmt.where(Device.registered_at.is_(None))
+    if sync_state in SYNC_FILTERS:
+        stmt = stmt.where(Device.sync_state == sync_state)
     return stmt
 
 
-def select_device_ids(session: Session, profile_id: int, search: str | None = None) -> list[int]:
+def devices_query(
+    profile_id: int,
+    search: str | None = None,
+    registration: str | None = None,
+    sync_state: str | None = None,
+    sort: str | None = None,
+    descending: bool = False,
+) -> Select:
+    """Devices of a profile for paging; `search` matches IMEI, serial, model or the user's
+    username (case-insensitive substring); `registration` is "registered" or "pending",
+    `sync_state` one of SYNC_FILTERS; `sort` a DEVICE_SORTS key (by id when None), ties by id.
+    """
+    stmt = _filtered(select(Device), profile_id, search, registration, sync_state)
+    column = DEVICE_SORTS.get(sort or "")
+    if column is None:
+        return stmt.order_by(Device.id.desc() if descending else Device.id)
+    ordered = column.desc() if descending else column.asc()
+    return stmt.order_by(ordered, Device.id.desc() if descending else Device.id)
+
+
+def select_device_ids(
+    session: Session,
+    profile_id: int,
+    search: str | None = None,
+    registration: str | None = None,
+    sync_state: str | None = None,
+) -> list[int]:
     """Ids of every device `devices_query` matches (the "all N matching" selection)."""
-    stmt = select(Device.id).where(Device.profile_id == profile_id).order_by(Device.id)
-    search = (search or "").strip()
-    if search:
-        stmt = stmt.where(_search_clause(search))
-    return list(session.scalars(stmt))
+    stmt = _filtered(select(Device.id), profile_id, search, registration, sync_state)
+    return list(session.scalars(stmt.order_by(Device.id)))
+
+
+def usernames(session: Session, end_user_ids: Sequence[int | None]) -> dict[int, str]:
+    """{end user id: username} for the ids given (one query)."""
+    ids = sorted({i for i in end_user_ids if i is not None})
+    if not ids:
+        return {}
+    rows = session.execute(select(EndUser.id, EndUser.username).where(EndUser.id.in_(ids)))
+    return {user_id: username for user_id, username in rows}
+
+
+def check_still_in(session: Session, device_ids: Sequence[int], profile_id: int) -> None:
+    """Refuse a selection made on a profile's page when some of its devices have left the
+    profile since (another admin moved or deleted them), naming them.
+
+    Raises ValidationError (empty selection) or Conflict.
+    """
+    ids = _selection(device_ids)
+    moved: list[str] = []
+    found = 0
+    for chunk in outbox.chunks(ids, CHUNK):
+        rows = session.execute(
+            select(Device.id, Device.profile_id, Device.imei, Device.serial).where(
+                Device.id.in_(chunk)
+            )
+        ).all()
+        found += len(rows)
+        moved.extend(r.imei or r.serial or str(r.id) for r in rows if r.profile_id != profile_id)
+    gone = len(ids) - found
+    if not moved and not gone:
+        return
+    parts = []
+    if moved:
+        shown = ", ".join(moved[:10]) + (
+            f" and {len(moved) - 10:,} more" if len(moved) > 10 else ""
+        )
+        parts.append(f"{len(moved):,} of the selected devices were moved meanwhile: {shown}")
+    if gone:
+        parts.append(f"{gone:,} were deleted meanwhile")
+    raise Conflict("; ".join(parts) + ". Reload the page and select again.")
 
 
 def get_device_or_404(session: Session, device_id: int) -> Device:
@@ -375,3 +459,71 @@ def update_attributes(
     )
     session.flush()
     return device
+
+
+def edit_attributes(
+    session: Session, device_ids: Sequence[int], changes: Mapping[str, Any], actor: Any
+) -> int:
+    """Edit on a selection: set each attribute of `changes` on every selected device; a None
+    value removes the attribute. Local only (KME has no such field).
+
+    Validates every name and value and every device's resulting set first, then writes
+    (one executemany, versions bumped). Records one audit "device.attributes". Flushes.
+    Returns how many devices changed.
+    Raises ValidationError (fields "device_ids", "attributes", "attributes.<name>") or NotFound.
+    """
+    ids = _selection(device_ids)
+    if not changes:
+        raise ValidationError("Add, change or remove at least one attribute.", field="attributes")
+    sets = _attributes({k: v for k, v in changes.items() if v is not None})
+    removes = set()
+    for key, value in changes.items():
+        if value is None:
+            name = str(key).strip()
+            if not _ATTRIBUTE_KEY.match(name):
+                raise ValidationError(
+                    "A name has 1 to 64 letters, digits, spaces, _ . or -.",
+                    field=f"attributes.{name}",
+                )
+            removes.add(name)
+    _rows(session, ids)  # NotFound when some are gone
+    table = Device.__table__
+    updates: list[dict[str, Any]] = []
+    for chunk in outbox.chunks(ids, CHUNK):
+        for device_id, attributes in session.execute(
+            select(Device.id, Device.attributes).where(Device.id.in_(chunk))
+        ):
+            old = dict(attributes or {})
+            new = {k: v for k, v in {**old, **sets}.items() if k not in removes}
+            if len(new) > ATTRIBUTES_MAX:
+                raise ValidationError(
+                    f"A device can have at most {ATTRIBUTES_MAX} attributes.", field="attributes"
+                )
+            if new != old:
+                updates.append({"b_id": device_id, "b_attributes": new})
+    if updates:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                attributes=bindparam("b_attributes"),
+                version=table.c.version + 1,
+                updated_at=utcnow(),
+            ),
+            updates,
+        )
+    audit.record(
+        session,
+        actor,
+        "device.attributes",
+        "device",
+        ids[0] if len(ids) == 1 else None,
+        {
+            "devices": len(updates),
+            "set": sorted(sets),
+            "removed": sorted(removes),
+            "device_ids": ids_summary([u["b_id"] for u in updates]),
+        },
+    )
+    session.flush()
+    return len(updates)
