@@ -277,7 +277,7 @@ class DeviceFilterForm(FilterForm):
 class SelectionForm(FlaskForm):
     """A device selection carried by a dialog: ids, or "all N matching" the table's filters."""
 
-    device_ids = FieldList(HiddenField(), min_entries=0)
+    # The ids themselves are repeated `device_ids` inputs, read by the view.
     all_matching = HiddenField()
     q = HiddenField()
     registration = HiddenField()
