@@ -62,6 +62,8 @@ def _user_choices(selected: Any, search: str = "") -> list[tuple[str, str]]:
 def _with_picker(form: Any, selected: Any) -> Any:
     """Fill a Select User picker: its options, and its search box wired for htmx."""
     form.end_user_id.choices = f.choices(_user_choices(selected))
+    # A list box: the matches of a search show at once, no dropdown to open.
+    form.end_user_id.render_kw = {"size": 5}
     form.user_search.render_kw = {
         "hx-get": url_for("profiles.users"),
         "hx-trigger": "input changed delay:250ms, search",
