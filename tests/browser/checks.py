@@ -29,7 +29,8 @@ _STILL = """() => new Promise(resolve => {
 # One axe run at a time per document: a load event's check and the test's own may overlap.
 _AXE_RUN = """() => {
   const previous = window.kmewebAxeRun || Promise.resolve();
-  const run = previous.catch(() => null).then(() => axe.run(document, {resultTypes: ["violations"]}));
+  const options = {resultTypes: ["violations"]};
+  const run = previous.catch(() => null).then(() => axe.run(document, options));
   window.kmewebAxeRun = run;
   return run;
 }"""
@@ -112,5 +113,6 @@ class BrowserChecks:
         if self.a11y:
             problems.append("axe-core found:\n  " + "\n  ".join(dict.fromkeys(self.a11y)))
         if self.csp:
-            problems.append("Content-Security-Policy violations:\n  " + "\n  ".join(map(str, self.csp)))
+            lines = "\n  ".join(map(str, self.csp))
+            problems.append(f"Content-Security-Policy violations:\n  {lines}")
         assert not problems, "\n".join(problems)

@@ -30,6 +30,7 @@ def test_a_refused_htmx_action_shows_403_in_the_flash_area(signed_in, live_serve
     session.query(AdminUser).update({"role": "viewer"})
     session.commit()
     page.locator(f"#op-row-{op.id}").get_by_role("button", name="Retry").click()
+    page.get_by_role("dialog").get_by_role("button", name="Retry").click()  # confirm
     expect(page.locator("#flash-area")).to_contain_text(
         "Your role can look but not change anything."
     )
@@ -55,8 +56,9 @@ def test_a_failing_htmx_action_shows_500_with_the_request_id(boom, signed_in, li
     page.goto(f"{live_server}/operations/?status=failed")
     form = page.locator(f"#op-row-{op.id} form")
     form.evaluate("f => { f.setAttribute('hx-post', '/_test/boom'); htmx.process(f); }")
+    form.get_by_role("button", name="Retry").click()
     with page.expect_response(re.compile(r"/_test/boom$")) as answer:
-        form.get_by_role("button", name="Retry").click()
+        page.get_by_role("dialog").get_by_role("button", name="Retry").click()  # confirm
     request_id = answer.value.headers["x-request-id"]
     flash = page.locator("#flash-area")
     expect(flash).to_contain_text("Something went wrong")
