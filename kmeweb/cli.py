@@ -1,4 +1,4 @@
-"""Flask commands: create-admin (later issues add worker, scheduler, seed-demo, kme-sim)."""
+"""Flask commands: accounts, worker, scheduler, sync, seed-demo, seed-scale, kme-sim."""
 
 from __future__ import annotations
 
@@ -259,7 +259,42 @@ def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
     click.echo(f"demo integration active against {sim_url} (customer {creds['customer_id']})")
 
 
+@click.command("seed-scale")
+@click.option("--uploads", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--devices", type=click.IntRange(min=0), default=1_000_000, show_default=True)
+@click.option("--profiles", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option(
+    "--users", type=click.IntRange(min=0), default=None, help="End users (default devices/100)."
+)
+@with_appcontext
+def seed_scale_command(uploads: int, devices: int, profiles: int, users: int | None) -> None:
+    """Fill the database with a large tenant for measurements (kmeweb/seedscale.py says what).
+
+    Bulk inserts (Core executemany on SQLite, COPY on PostgreSQL); each run adds its own
+    uniquely named rows, so it can run on top of existing data.
+    """
+    from kmeweb.seedscale import device_total, seed_scale
+
+    result = seed_scale(
+        db.session,
+        uploads=uploads,
+        devices=devices,
+        profiles=profiles,
+        users=users,
+        progress=lambda msg: click.echo(msg, err=True),
+    )
+    db.session.commit()
+    click.echo(
+        f"seed-scale run {result['run']}: {result['uploads']:,} uploads, "
+        f"{result['devices']:,} devices ({result['pending_devices']:,} pending), "
+        f"{result['profiles']:,} profiles, {result['users']:,} end users, "
+        f"{result['resellers']:,} resellers in {result['seconds']} s "
+        f"({device_total(db.session):,} devices in the database)"
+    )
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(seed_scale_command)
     app.cli.add_command(seed_demo_command)
     from kmeweb.knox.simulator.cli import kme_sim
 

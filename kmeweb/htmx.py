@@ -71,3 +71,17 @@ def trigger(response: Response, event: str) -> Response:
 
 def request_target() -> str | None:
     return request.headers.get("HX-Target")
+
+
+def retarget(response: Response, selector: str, swap: str = "outerHTML") -> Response:
+    """Swap this htmx answer into `selector` instead of the requesting element's target."""
+    if is_htmx():
+        response.headers["HX-Retarget"] = selector
+        response.headers["HX-Reswap"] = swap
+    return response
+
+
+def with_flash(response: Response, message: str, category: str = "info") -> Response:
+    """Add an out-of-band flash message to an htmx fragment answer."""
+    response.set_data(response.get_data(as_text=True) + flash_fragment(message, category))
+    return response

@@ -16,6 +16,8 @@ class Device(db.Model):
     __table_args__ = (
         Index("ix_device_profile_id", "profile_id"),
         Index("ix_device_upload_id", "upload_id"),
+        # Pending devices per upload (the Uploads tab) from the index alone.
+        Index("ix_device_approval_upload_id", "approval", "upload_id"),
         Index("ix_device_sync_state", "sync_state"),
     )
 

@@ -1,11 +1,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
+
+
+class AuthMode(StrEnum):
+    OAUTH = "oauth"
+    LEGACY = "legacy"
+
+
+class UploadStatus(StrEnum):
+    PENDING = "pending"
+    PARTIAL = "partial"
+    APPROVED = "approved"
 
 
 class Integration(db.Model):
@@ -17,6 +29,7 @@ class Integration(db.Model):
     name: Mapped[str] = mapped_column(String(100), default="")
     description: Mapped[str] = mapped_column(String(500), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=False)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     auth_mode: Mapped[str] = mapped_column(String(16), default="oauth")
     base_url: Mapped[str] = mapped_column(String(500), default="")
     token_url: Mapped[str | None] = mapped_column(String(500))

@@ -74,14 +74,23 @@ class ThrottledSession(requests.Session):
 
 def knox_config(integration: Integration) -> KnoxConfig:
     """The client configuration for the integration (decrypts its secret)."""
+    values = {
+        c: getattr(integration, c)
+        for c in ("auth_mode", "base_url", "token_url", "client_id", "customer_id")
+    }
+    values["encryption_public_key"] = integration.encryption_public_key
+    return config_for(values, crypto.decrypt(integration.secret_enc), integration.settings or {})
+
+
+def config_for(values: dict[str, Any], secret: str | None, settings: dict[str, Any]) -> KnoxConfig:
+    """The client configuration for integration column `values`, the plaintext `secret` and
+    the integration's `settings` knobs (also used to test settings before they are saved)."""
     cfg = current_app.config
-    secret = crypto.decrypt(integration.secret_enc)
-    settings = integration.settings or {}
     common: dict[str, Any] = {
-        "base_url": integration.base_url,
-        "auth_mode": integration.auth_mode,
-        "customer_id": integration.customer_id or None,
-        "encryption_public_key": integration.encryption_public_key or None,
+        "base_url": values["base_url"],
+        "auth_mode": values["auth_mode"],
+        "customer_id": values.get("customer_id") or None,
+        "encryption_public_key": values.get("encryption_public_key") or None,
         "batch_size": int(cfg["KNOX_BATCH_SIZE"]),
         "page_size": int(settings.get("page_size") or cfg["KNOX_PAGE_SIZE"]),
         # Unconfirmed Samsung paths: KMEWEB_KNOX_PATHS, then the integration's own settings.
@@ -98,12 +107,12 @@ def knox_config(integration: Integration) -> KnoxConfig:
     }
     if settings.get("scope"):
         common["scope"] = settings["scope"]
-    if integration.auth_mode == "legacy":
-        return KnoxConfig(keys_json=secret, client_identifier=integration.client_id, **common)
+    if values["auth_mode"] == "legacy":
+        return KnoxConfig(keys_json=secret, client_identifier=values.get("client_id"), **common)
     return KnoxConfig(
-        client_id=integration.client_id,
+        client_id=values.get("client_id"),
         client_secret=secret,
-        token_url=integration.token_url or None,
+        token_url=values.get("token_url") or None,
         **common,
     )
 

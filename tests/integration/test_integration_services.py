@@ -63,7 +63,7 @@ def test_save_settings_encrypts_secret_and_keeps_it_on_empty(session, admin):
         ({"token_url": "nope"}, "token_url"),
         ({"client_id": ""}, "client_id"),
         ({"secret": ""}, "secret"),
-        ({"sync_interval_s": "59"}, "sync_interval_s"),
+        ({"sync_interval_s": "299"}, "sync_interval_s"),
         ({"sync_interval_s": "86401"}, "sync_interval_s"),
         ({"sync_interval_s": "often"}, "sync_interval_s"),
         ({"auth_mode": "legacy", "customer_id": ""}, "customer_id"),

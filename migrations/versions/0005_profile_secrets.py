@@ -1,7 +1,7 @@
 """profile secrets: the Wi-Fi password leaves profile.config for an encrypted column
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01 23:20:00
 
 """
@@ -13,8 +13,8 @@ from cryptography.fernet import Fernet
 from flask import current_app
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,356 @@
+"""Admin › Knox Integration: the Settings, Uploads and Resellers tabs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, url_for
+from flask_login import current_user
+
+from kmeweb import csvexport
+from kmeweb.devices.models import Device
+from kmeweb.errors import Conflict, ValidationError
+from kmeweb.extensions import db
+from kmeweb.forms import attach_error, invalid, submit
+from kmeweb.htmx import current_page_path, is_htmx, redirect, render, retarget, with_flash
+from kmeweb.integration import connection, services
+from kmeweb.integration.forms import (
+    ActionForm,
+    ApproveForm,
+    ResellerForm,
+    SearchForm,
+    SettingsForm,
+    UploadFilterForm,
+)
+from kmeweb.integration.models import Reseller
+from kmeweb.pagination import page_args, paginate
+
+bp = Blueprint("integration", __name__, url_prefix="/integration")
+
+SETTINGS_PAGE = "integration/index.html"
+SETTINGS_FORM = "integration/_settings_form.html"
+
+
+def _redis():
+    """Redis for the next scheduled pull; the page still works without it."""
+    from kmeweb.operations.queue import redis_connection
+
+    try:
+        redis = redis_connection()
+        redis.ping()
+    except Exception:  # noqa: BLE001 - status without the schedule rather than an error page
+        return None
+    return redis
+
+
+def _settings_context() -> dict[str, Any]:
+    from kmeweb.sync.status import integration_status
+
+    integration = services.get_integration(db.session)
+    return {
+        "integration": integration,
+        "status": integration_status(db.session, _redis()),
+        "pull": services.current_pull(db.session),
+        "action_form": ActionForm(),
+    }
+
+
+# --- Settings --------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index():
+    """The Settings tab: the integration's settings and its sync status."""
+    context = _settings_context()
+    form = SettingsForm.for_integration(context["integration"])
+    return render(SETTINGS_PAGE, SETTINGS_PAGE, form=form, **context)
+
+
+@bp.post("/settings")
+def update():
+    """Save the settings (the integration stays as active or inactive as it was)."""
+    form = SettingsForm()
+
+    def saved(_integration):
+        flash("The Knox Integration settings were saved.", "success")
+        return redirect(url_for("integration.index"))
+
+    return submit(
+        form,
+        lambda: services.save_settings(db.session, form.settings_data(), current_user),
+        saved,
+        page=SETTINGS_PAGE,
+        partial=SETTINGS_FORM,
+        fields=form.field_map(),
+        context=_settings_context,
+    )
+
+
+@bp.post("/test")
+def test_connection():
+    """Test connection with the typed settings (blank secrets: the saved ones); saves nothing."""
+    form = SettingsForm()
+    if form.validate_on_submit():
+        try:
+            config = services.connection_config(db.session, form.settings_data())
+        except ValidationError as err:
+            attach_error(form, err, form.field_map())
+        else:
+            result = connection.check_connection(config)
+            return render(
+                SETTINGS_PAGE,
+                "integration/_connection_result.html",
+                form=form,
+                result=result,
+                **_settings_context(),
+            )
+    db.session.rollback()
+    response = invalid(form, page=SETTINGS_PAGE, partial=SETTINGS_FORM, context=_settings_context)
+    return retarget(response, "#settings-form")
+
+
+@bp.post("/activate")
+def activate():
+    """Activate: test the connection, then save, create the Default Profile and pull."""
+    form = SettingsForm()
+
+    def activated(operation):
+        flash(
+            "The Knox integration is active: the Samsung KME Default Profile is ready and the "
+            "first sync from KME has started.",
+            "success",
+        )
+        return redirect(url_for("integration.index"))
+
+    return submit(
+        form,
+        lambda: services.activate_with_test(
+            db.session, form.settings_data(), connection.check_connection, current_user
+        ),
+        activated,
+        page=SETTINGS_PAGE,
+        partial=SETTINGS_FORM,
+        fields=form.field_map(),
+        context=_settings_context,
+    )
+
+
+@bp.post("/deactivate")
+def deactivate():
+    """Deactivate: syncing stops; settings, profiles and devices stay."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    services.deactivate_integration(db.session, current_user)
+    db.session.commit()
+    flash("The Knox integration is inactive: syncing stopped and all data was kept.", "success")
+    return redirect(url_for("integration.index"))
+
+
+@bp.post("/sync")
+def sync():
+    """Sync now: start a pull (or show the one running); its progress shows in place."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    operation, started = services.sync_now(db.session, current_user)
+    db.session.commit()
+    message = (
+        "Sync from KME started."
+        if started
+        else "A sync from KME is already running; its progress is shown below."
+    )
+    if not is_htmx():
+        flash(message, "success" if started else "info")
+        return redirect(url_for("integration.index"))
+    response = render("operations/_status.html", "operations/_status.html", op=operation)
+    return with_flash(response, message, "success" if started else "info")
+
+
+# --- Uploads ---------------------------------------------------------------------------------
+
+
+@bp.get("/uploads")
+def uploads():
+    """The Uploads tab: reseller uploads with search, sort and paging."""
+    form = UploadFilterForm()
+    valid = form.validate_query()
+    stmt = services.list_uploads_query(
+        None if form.q.errors else form.q.data, form.sort_key(), form.descending()
+    )
+    page, per_page = page_args()
+    rows = paginate(db.session, stmt, page, per_page)
+    ids = [u.id for u in rows.items]
+    return render(
+        "integration/uploads.html",
+        "integration/_uploads_content.html",
+        code=200 if valid else 422,
+        form=form,
+        uploads=rows,
+        pending=services.pending_counts(db.session, ids),
+        resellers=_reseller_names(u.reseller_id for u in rows.items),
+    )
+
+
+def _reseller_names(ids) -> dict[int, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = db.session.execute(
+        db.select(Reseller.id, Reseller.name).where(Reseller.id.in_(wanted))
+    ).all()
+    return dict(rows)
+
+
+def _upload_context(upload_id: int) -> dict[str, Any]:
+    upload = services.get_upload_or_404(db.session, upload_id)
+    reseller = db.session.get(Reseller, upload.reseller_id) if upload.reseller_id else None
+    return {
+        "upload": upload,
+        "reseller": reseller,
+        "pending_count": services.pending_count(db.session, upload.id),
+        "target_profile": services.approval_target_name(db.session, upload),
+        "back": current_page_path(),
+    }
+
+
+@bp.get("/uploads/<int:upload_id>")
+def upload(upload_id: int):
+    """View: the devices of one upload that still need approval."""
+    context = _upload_context(upload_id)
+    form = SearchForm()
+    valid = form.validate_query()
+    stmt = services.upload_devices_query(upload_id, None if form.q.errors else form.q.data)
+    page, per_page = page_args()
+    return render(
+        "integration/upload.html",
+        "integration/_upload_devices.html",
+        code=200 if valid else 422,
+        form=form,
+        devices=paginate(db.session, stmt, page, per_page),
+        approval=services.approval_operation(db.session, upload_id),
+        **context,
+    )
+
+
+@bp.get("/uploads/<int:upload_id>/approve")
+def confirm_approve(upload_id: int):
+    """The Approve All Devices dialog (a page of its own without JavaScript)."""
+    return render(
+        "integration/approve.html",
+        "integration/_approve_dialog.html",
+        form=ApproveForm(),
+        **_upload_context(upload_id),
+    )
+
+
+@bp.post("/uploads/<int:upload_id>/approve")
+def approve(upload_id: int):
+    """Approve All Devices: start the operation; its progress replaces the dialog."""
+    form = ApproveForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        operation = services.approve_upload(
+            db.session, upload_id, current_user, expected_pending=form.expected()
+        )
+    except Conflict as err:
+        db.session.rollback()
+        return render(
+            "integration/approve.html",
+            "integration/_approve_dialog.html",
+            code=409,
+            form=form,
+            error=err.message,
+            **_upload_context(upload_id),
+        )
+    db.session.commit()
+    if not is_htmx():
+        flash(f"“{operation.label}” started.", "success")
+        return redirect(url_for("integration.upload", upload_id=upload_id))
+    return render(
+        "integration/approve.html",
+        "integration/_approve_started.html",
+        op=operation,
+        **_upload_context(upload_id),
+    )
+
+
+@bp.get("/uploads/<int:upload_id>/devices.csv")
+def download_upload(upload_id: int):
+    """Download Devices as CSV: the unapproved devices of one upload."""
+    upload = services.get_upload_or_404(db.session, upload_id)
+    return _pending_csv(f"upload-{upload.kme_upload_id}-unapproved-devices", upload.id)
+
+
+@bp.get("/uploads/devices.csv")
+def download_pending():
+    """Download Devices as CSV: the unapproved devices of every upload."""
+    return _pending_csv("unapproved-devices", None)
+
+
+def _pending_csv(stem: str, upload_id: int | None):
+    stmt = services.pending_devices_rows(upload_id)
+    rows = (row[1:] for row in csvexport.keyset_chunks(db.session, stmt, Device.id))
+    return csvexport.csv_response(csvexport.dated_filename(stem), services.PENDING_CSV_HEADER, rows)
+
+
+# --- Resellers -------------------------------------------------------------------------------
+
+
+@bp.get("/resellers")
+def resellers():
+    """The Resellers tab: each reseller's auto-approve and default profile."""
+    form = SearchForm()
+    valid = form.validate_query()
+    stmt = services.list_resellers_query(None if form.q.errors else form.q.data)
+    page, per_page = page_args()
+    rows = paginate(db.session, stmt, page, per_page)
+    profile_ids = {r.default_profile_id for r in rows.items if r.default_profile_id}
+    return render(
+        "integration/resellers.html",
+        "integration/_resellers_content.html",
+        code=200 if valid else 422,
+        form=form,
+        resellers=rows,
+        profiles=services.profile_names(db.session, profile_ids),
+    )
+
+
+def _reseller_form_context(reseller_id: int) -> dict[str, Any]:
+    return {"reseller": services.get_reseller_or_404(db.session, reseller_id)}
+
+
+@bp.get("/resellers/<int:reseller_id>")
+def edit_reseller(reseller_id: int):
+    """A reseller's preferences: Auto-approve uploads and Default profile."""
+    reseller = services.get_reseller_or_404(db.session, reseller_id)
+    form = ResellerForm(
+        formdata=None,
+        auto_approve=reseller.auto_approve,
+        default_profile_id=services.default_profile_choice(db.session, reseller),
+    )
+    form.set_profiles(services.kme_profile_choices(db.session))
+    return render(
+        "integration/reseller.html", "integration/_reseller_form.html", form=form, reseller=reseller
+    )
+
+
+@bp.post("/resellers/<int:reseller_id>")
+def update_reseller(reseller_id: int):
+    """Save a reseller's preferences; they apply from the next pull."""
+    form = ResellerForm()
+    form.set_profiles(services.kme_profile_choices(db.session))
+
+    def saved(reseller):
+        flash(f"Preferences of {reseller.name or reseller.kme_reseller_id} saved.", "success")
+        return redirect(url_for("integration.resellers"))
+
+    return submit(
+        form,
+        lambda: services.set_reseller_preferences(
+            db.session, reseller_id, form.auto_approve.data, form.profile_id(), current_user
+        ),
+        saved,
+        page="integration/reseller.html",
+        partial="integration/_reseller_form.html",
+        context=lambda: _reseller_form_context(reseller_id),
+    )
