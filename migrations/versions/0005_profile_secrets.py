@@ -66,5 +66,9 @@ def downgrade():
         if secrets.get('wifi_password'):
             config.setdefault('system_extras', {})['wifi_password'] = secrets['wifi_password']
         conn.execute(profile.update().where(profile.c.id == row.id).values(config=config))
-    with op.batch_alter_table('profile', schema=None) as batch_op:
-        batch_op.drop_column('secrets_enc')
+    if conn.dialect.name == 'sqlite':
+        # SQLite (3.35+) drops the column in place; a batch copy of the table would have to
+        # drop `profile`, which device rows reference.
+        op.execute('ALTER TABLE profile DROP COLUMN secrets_enc')
+    else:
+        op.drop_column('profile', 'secrets_enc')
