@@ -271,7 +271,9 @@ class DeviceFilterForm(FilterForm):
         default="",
     )
     sort = SelectField("Sort by", choices=choices(DEVICE_SORTS.items()), default="imei")
-    order = SelectField("Order", choices=choices([("asc", "Ascending"), ("desc", "Descending")]))
+    order = SelectField(
+        "Order", choices=choices([("asc", "Ascending"), ("desc", "Descending")]), default="asc"
+    )
 
 
 class SelectionForm(FlaskForm):

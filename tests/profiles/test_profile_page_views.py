@@ -90,7 +90,9 @@ def test_device_table_search_filter_sort_and_paging(client, login, session, defa
     c = make_device(session, profile, model="SM-S911B", sync_state="error", sync_error="not found")
 
     def ids(query: str) -> list[str]:
-        html = client.get(f"/profiles/{profile.id}?{query}", headers=HX).get_data(as_text=True)
+        response = client.get(f"/profiles/{profile.id}?{query}", headers=HX)
+        assert response.status_code == 200, query
+        html = response.get_data(as_text=True)
         return re.findall(r'name="device_ids" value="(\d+)"', html)
 
     assert ids("q=3569380356") == [str(a.id)]
