@@ -206,6 +206,19 @@ def index():
     )
 
 
+@bp.get("/<int:profile_id>/sync-status")
+def sync_status(profile_id: int):
+    """A profile's Sync Status badge (htmx polls it while KME work is pending)."""
+    profile = services.get_profile_or_404(db.session, profile_id)
+    status = profile_statuses(db.session, [profile.id]).get(profile.id)
+    return render(
+        "profiles/_sync_status.html",
+        "profiles/_sync_status.html",
+        profile_id=profile.id,
+        st=status,
+    )
+
+
 @bp.get("/users")
 def users():
     """The options of a Select User picker for what was typed (htmx search as you type)."""

@@ -58,7 +58,6 @@ def test_kme_profile_from_add_to_delete(
     signed_in, live_server, session, approved, sim, worker_processes
 ):
     page = signed_in
-    worker_processes.start("profiles-worker", scheduler=False)
     default = session.scalar(select(Profile).where(Profile.kind == "kme_default"))
 
     # Add → Samsung Knox Mobile Enrollment → Next
@@ -103,13 +102,11 @@ def test_kme_profile_from_add_to_delete(
     row = page.get_by_test_id("profile-row").filter(has_text="Field Sales")
     expect(row).to_contain_text("jane.doe")
     profile = session.scalar(select(Profile).where(Profile.name == "Field Sales"))
-    wait_until(
-        lambda: any(p["name"] == "Field Sales" for p in sim.profiles().values()),
-        what="the profile reaching KME",
-    )
-    wait_until(lambda: session.get(Profile, profile.id).sync_state == "synced", what="synced")
-    page.reload()
-    expect(row.locator(".badge")).to_have_text("synced")
+    # no worker yet: the profile waits in the outbox; its badge polls itself until synced
+    expect(row.get_by_test_id("sync-status")).to_have_text("pending")
+    worker_processes.start("profiles-worker", scheduler=False)
+    expect(row.get_by_test_id("sync-status")).to_have_text("synced", timeout=60_000)
+    assert any(p["name"] == "Field Sales" for p in sim.profiles().values())
 
     # Move 3 devices from the Default Profile into it
     page.get_by_role("link", name=f"View {DEFAULT_PROFILE_NAME}").click()
@@ -147,8 +144,7 @@ def test_kme_profile_from_add_to_delete(
     dialog.get_by_role("button", name="Move").click()
     _wait_done(page)
     expect(page.get_by_test_id("fact-devices")).to_have_text(str(250 - 3 - matching))
-    kme_id = session.get(Profile, profile.id).kme_profile_id
-    assert kme_id
+    kme_id = wait_until(lambda: session.get(Profile, profile.id).kme_profile_id)
     wait_until(
         lambda: sum(1 for d in sim.devices().values() if d.profile_id == kme_id) == 3 + matching,
         what="the moves reaching KME",
