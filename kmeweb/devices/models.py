@@ -19,6 +19,8 @@ class Device(db.Model):
         # Pending devices per upload (the Uploads tab) from the index alone.
         Index("ix_device_approval_upload_id", "approval", "upload_id"),
         Index("ix_device_sync_state", "sync_state"),
+        Index("ix_device_profile_imei", "profile_id", "imei"),
+        Index("ix_device_profile_registered", "profile_id", "registered_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
