@@ -130,7 +130,7 @@ def main() -> None:
         "operation-failed": f"/operations/{ids['failed']}",
         "operation-running": f"/operations/{ids['running']}",
         "audit": "/audit/",
-        "audit-error": "/audit/?from=yesterday",
+        "audit-error": "/audit/?date_from=yesterday&actor=sync",
         "404": "/no/such/page",
     }
     axe = Axe()

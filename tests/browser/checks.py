@@ -1,10 +1,16 @@
 """Checks every browser test gets for free: axe-core on each page, and no CSP violation.
 
 The `page` fixture in conftest.py runs axe-core (shipped inside axe-playwright-python; nothing
-is fetched) on every page load and once more at the end of the test, and records every
-Content-Security-Policy violation the browser reports; the test fails on any serious or
-critical axe violation and on any CSP violation. `check_a11y(page)` checks the page as it is
-now (an open dialog, a page changed by htmx) and fails at once.
+is fetched) on every page the test visits, and records every Content-Security-Policy violation
+the browser reports; the test fails on any serious or critical axe violation and on any CSP
+violation. `check_a11y(page)` checks the page as it is now (an open dialog, a page changed by
+htmx) and fails at once.
+
+How every page gets checked although tests move on quickly: axe is part of each document
+(an init script) and starts on its load event; the page reports start and result through
+exposed functions. A request for the next document is held back while the current one's
+check runs, so a test that navigates at once still has the page it left checked. At the end
+of the test the page is checked once more as the test left it.
 """
 
 from __future__ import annotations
@@ -13,32 +19,48 @@ from typing import Any
 
 from axe_playwright_python.base import AXE_SCRIPT
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page
+from playwright.sync_api import Page, Request, Route
 
 FAILING_IMPACTS = ("serious", "critical")
 
-# Resolves once no CSS transition or animation runs: a fading dialog or an opening menu is
-# half transparent, and axe would measure the contrast of the fade. (page.evaluate is not
-# subject to the CSP; wait_for_function would need eval, which the CSP refuses.)
-_STILL = """() => new Promise(resolve => {
-  const still = () => document.getAnimations().every(a => a.playState !== "running");
-  const tick = () => (still() ? resolve() : requestAnimationFrame(tick));
-  tick();
-})"""
-
-# One axe run at a time per document: a load event's check and the test's own may overlap.
-_AXE_RUN = """() => {
+# Shared by the load-time check and check_a11y: one axe run at a time per document, each
+# once no CSS transition or animation runs (a fading dialog or an opening menu is half
+# transparent, and axe would measure the contrast of the fade).
+_RUNNER = """
+window.kmewebAxe = () => {
+  const still = () => new Promise(resolve => {
+    const idle = () => document.getAnimations().every(a => a.playState !== "running");
+    const tick = () => (idle() ? resolve() : requestAnimationFrame(tick));
+    tick();
+  });
+  const summary = results => results.violations
+    .filter(v => v.impact === "serious" || v.impact === "critical")
+    .map(v => `${location.href}: ${v.impact} ${v.id} (${v.help}): ` +
+      v.nodes.map(n => n.target.join(" ")).join("; "));
   const previous = window.kmewebAxeRun || Promise.resolve();
-  const options = {resultTypes: ["violations"]};
-  const run = previous.catch(() => null).then(() => axe.run(document, options));
+  const run = previous.catch(() => null).then(still)
+    .then(() => axe.run(document, {resultTypes: ["violations"]})).then(summary);
   window.kmewebAxeRun = run;
   return run;
-}"""
+};
+"""
 
-# Reports each violation to the Python side through an exposed function.
+_ON_LOAD = """
+if (window.top === window && document.contentType === "text/html") {
+  window.addEventListener("load", () => {
+    const doc = Math.random().toString(36).slice(2);
+    window.kmewebAxeStarted(doc);
+    window.kmewebAxe().then(
+      found => window.kmewebAxeDone(doc, location.href, found, null),
+      error => window.kmewebAxeDone(doc, location.href, [], String(error)));
+  });
+}
+"""
+
+# Reports each CSP violation to the Python side (tests may await window.kmewebCspReported).
 _CSP_RECORDER = """
 document.addEventListener("securitypolicyviolation", (e) => {
-  window.kmewebCspViolation({
+  window.kmewebCspReported = window.kmewebCspViolation({
     page: location.href, directive: e.violatedDirective, blocked: e.blockedURI,
     source: e.sourceFile, line: e.lineNumber, sample: e.sample,
   });
@@ -48,28 +70,15 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 def axe_violations(page: Page) -> list[str]:
     """Serious and critical axe violations on the page now, one readable line each."""
-    page.evaluate(_STILL)
-    if not page.evaluate("() => typeof window.axe === 'object'"):
-        page.evaluate(AXE_SCRIPT)
-    results = page.evaluate(_AXE_RUN)
-    found = []
-    for v in results["violations"]:
-        if v["impact"] not in FAILING_IMPACTS:
-            continue
-        targets = "; ".join(" ".join(node["target"]) for node in v["nodes"])
-        found.append(f"{page.url}: {v['impact']} {v['id']} ({v['help']}): {targets}")
-    return found
+    if not page.evaluate("() => typeof window.kmewebAxe === 'function'"):
+        page.evaluate(AXE_SCRIPT + _RUNNER)  # a page opened before the checks were set up
+    return page.evaluate("() => window.kmewebAxe()")
 
 
 def check_a11y(page: Page) -> None:
     """Fail now on any serious or critical axe violation (use it with a dialog open)."""
     found = axe_violations(page)
     assert not found, "axe-core found:\n  " + "\n  ".join(found)
-
-
-def _navigated_away(exc: PlaywrightError) -> bool:
-    text = str(exc)
-    return "Execution context was destroyed" in text or "navigat" in text.lower()
 
 
 class BrowserChecks:
@@ -79,12 +88,17 @@ class BrowserChecks:
         self.a11y: list[str] = []
         self.csp: list[dict[str, Any]] = []
         self.pages_checked: list[str] = []
+        self._running: set[str] = set()
+        self._held: list[Route] = []
 
     def watch(self, page: Page) -> None:
         page.expose_function("kmewebCspViolation", self._on_csp_violation)
+        page.expose_function("kmewebAxeStarted", self._on_axe_started)
+        page.expose_function("kmewebAxeDone", self._on_axe_done)
         page.add_init_script(_CSP_RECORDER)
+        page.add_init_script(AXE_SCRIPT + _RUNNER + _ON_LOAD)
         page.on("console", self._on_console)
-        page.on("load", self._on_load)
+        page.route(lambda url: "/static/" not in url, self._on_request)
 
     def _on_csp_violation(self, violation: dict[str, Any]) -> None:
         self.csp.append(violation)
@@ -93,22 +107,34 @@ class BrowserChecks:
         if message.type == "error" and "Content Security Policy" in message.text:
             self.csp.append({"console": message.text})
 
-    def _on_load(self, page: Page) -> None:
-        self._check(page)
+    def _on_axe_started(self, doc: str) -> None:
+        self._running.add(doc)
 
-    def _check(self, page: Page) -> None:
-        if not page.url.startswith("http"):
+    def _on_axe_done(self, doc: str, href: str, found: list[str], error: str | None) -> None:
+        self._running.discard(doc)
+        self.pages_checked.append(href)
+        self.a11y.extend(found)
+        if error:
+            self.a11y.append(f"{href}: axe-core could not run: {error}")
+        if not self._running:
+            held, self._held = self._held, []
+            for route in held:
+                route.fallback()
+
+    def _on_request(self, route: Route, request: Request) -> None:
+        if self._running and request.is_navigation_request() and request.frame.parent_frame is None:
+            self._held.append(route)  # leave the page once axe has finished with it
             return
-        try:
-            self.a11y.extend(axe_violations(page))
-            self.pages_checked.append(page.url)
-        except PlaywrightError as exc:
-            if not _navigated_away(exc):  # else the next page's load event checks that one
-                raise
+        route.fallback()
 
     def finish(self, page: Page) -> None:
-        if not page.is_closed():
-            self._check(page)  # the page as the test left it (htmx may have changed it)
+        if not page.is_closed() and page.url.startswith("http"):
+            try:
+                if page.evaluate("() => document.contentType") == "text/html":
+                    self.a11y.extend(axe_violations(page))  # the page as the test left it
+            except PlaywrightError as exc:
+                if "Execution context was destroyed" not in str(exc):
+                    raise
         problems = []
         if self.a11y:
             problems.append("axe-core found:\n  " + "\n  ".join(dict.fromkeys(self.a11y)))

@@ -66,14 +66,24 @@ def live_server(app) -> Iterator[str]:
 
 
 @pytest.fixture
-def signed_in(page, live_server, make_admin):
-    """A page signed in as an admin through the real login form."""
+def sign_in(page, live_server, make_admin):
+    """sign_in(role="admin") creates `<role>@example.com` and signs in through the login form."""
     from tests.conftest import PASSWORD
 
-    make_admin("admin@example.com", "admin")
-    page.goto(f"{live_server}/auth/login")
-    page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
-    return page
+    def _sign_in(role: str = "admin"):
+        email = f"{role}@example.com"
+        make_admin(email, role)
+        page.goto(f"{live_server}/auth/login")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/login" not in url)
+        return page
+
+    return _sign_in
+
+
+@pytest.fixture
+def signed_in(sign_in):
+    """A page signed in as an admin through the real login form."""
+    return sign_in("admin")
