@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -78,7 +78,14 @@ def _require_approved(rows: list[tuple]) -> None:
 # --- queries ---------------------------------------------------------------------------------
 
 
+IMEI_PREFIX_MIN = 6  # a search of this many digits or more is an IMEI (or its start)
+
+
 def _search_clause(search: str) -> Any:
+    if search.isdigit() and len(search) >= IMEI_PREFIX_MIN:
+        # The IMEI typed, in full or its start: a range on the (profile_id, imei) index
+        # instead of a substring scan of every device of the profile.
+        return and_(Device.imei >= search, Device.imei < search + "~")
     users = select(EndUser.id).where(EndUser.username.icontains(search, autoescape=True))
     return or_(
         Device.imei.icontains(search, autoescape=True),
@@ -128,8 +135,9 @@ def devices_query(
     descending: bool = False,
 ) -> Select:
     """Devices of a profile for paging; `search` matches IMEI, serial, model or the user's
-    username (case-insensitive substring); `registration` is "registered" or "pending",
-    `sync_state` one of SYNC_FILTERS; `sort` a DEVICE_SORTS key (by id when None), ties by id.
+    username (case-insensitive substring; 6 or more digits match the start of the IMEI);
+    `registration` is "registered" or "pending", `sync_state` one of SYNC_FILTERS; `sort` a
+    DEVICE_SORTS key (by id when None), ties by id.
     """
     stmt = _filtered(select(Device), profile_id, search, registration, sync_state)
     column = DEVICE_SORTS.get(sort or "")
