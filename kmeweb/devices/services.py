@@ -10,16 +10,17 @@ transaction. Functions flush but never commit.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from kmeweb import crypto
+from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
@@ -197,6 +198,56 @@ def check_still_in(session: Session, device_ids: Sequence[int], profile_id: int)
     if gone:
         parts.append(f"{gone:,} were deleted meanwhile")
     raise Conflict("; ".join(parts) + ". Reload the page and select again.")
+
+
+INVENTORY_HEADER = ("IMEI", "Serial", "Model", "User", "Attributes", "Registration", "Sync state")
+ATTRIBUTE_SUMMARY_MAX = 2000
+
+
+def inventory_rows(session: Session, profile_id: int) -> Iterator[tuple]:
+    """Download Existing Inventory: one tuple per device of the profile (INVENTORY_HEADER),
+    read by keyset in chunks so memory stays flat however many there are. Never the password.
+    Ends its read transaction when done."""
+    stmt = (
+        select(
+            Device.id,
+            Device.imei,
+            Device.serial,
+            Device.model,
+            EndUser.username,
+            Device.attributes,
+            Device.registered_at,
+            Device.sync_state,
+        )
+        .outerjoin(EndUser, EndUser.id == Device.end_user_id)
+        .where(Device.profile_id == profile_id)
+    )
+    for r in csvexport.keyset_chunks(session, stmt, Device.id):
+        attributes = json.dumps(r.attributes, sort_keys=True) if r.attributes else ""
+        registered = (
+            f"registered {csvexport.safe_cell(r.registered_at)}"
+            if r.registered_at
+            else "not registered"
+        )
+        yield (r.imei, r.serial, r.model, r.username, attributes, registered, r.sync_state)
+    session.rollback()
+
+
+def attribute_summary(session: Session, device_ids: Sequence[int]) -> list[dict[str, str]]:
+    """[{"key", "value"}] for Edit: every attribute of the selection (of its first
+    ATTRIBUTE_SUMMARY_MAX devices), with the value when they all share it, else ""."""
+    values: dict[str, set[str]] = {}
+    ids = list(device_ids)[:ATTRIBUTE_SUMMARY_MAX]
+    for chunk in outbox.chunks(ids, CHUNK):
+        for (attributes,) in session.execute(select(Device.attributes).where(Device.id.in_(chunk))):
+            for key, value in (attributes or {}).items():
+                values.setdefault(key, set()).add(json.dumps(value))
+    rows = []
+    for key in sorted(values):
+        shared = values[key]
+        value = json.loads(next(iter(shared))) if len(shared) == 1 else ""
+        rows.append({"key": key, "value": "" if value == "" else str(value)})
+    return rows
 
 
 def get_device_or_404(session: Session, device_id: int) -> Device:

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from kmeweb import csvexport
 from kmeweb.devices import services as devices
-from kmeweb.devices.models import Device
 from kmeweb.directory import services as directory
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, DomainError, ValidationError
@@ -505,35 +504,9 @@ def detail(profile_id: int):
 def inventory(profile_id: int):
     """Download Existing Inventory: every device of the profile, streamed."""
     profile = services.get_profile_or_404(db.session, profile_id)
-    header = ["IMEI", "Serial", "Model", "User", "Attributes", "Registration", "Sync state"]
-    stmt = (
-        select(
-            Device.id,
-            Device.imei,
-            Device.serial,
-            Device.model,
-            EndUser.username,
-            Device.attributes,
-            Device.registered_at,
-            Device.sync_state,
-        )
-        .outerjoin(EndUser, EndUser.id == Device.end_user_id)
-        .where(Device.profile_id == profile.id)
-    )
-
-    def rows():
-        for r in csvexport.keyset_chunks(db.session, stmt, Device.id):
-            attributes = json.dumps(r.attributes, sort_keys=True) if r.attributes else ""
-            registered = (
-                f"registered {csvexport.safe_cell(r.registered_at)}"
-                if r.registered_at
-                else "not registered"
-            )
-            yield (r.imei, r.serial, r.model, r.username, attributes, registered, r.sync_state)
-        db.session.rollback()  # end the read transaction the stream held
-
+    rows = devices.inventory_rows(db.session, profile.id)
     name = csvexport.dated_filename(f"inventory-{profile.name}")
-    return csvexport.csv_response(name, header, rows())
+    return csvexport.csv_response(name, devices.INVENTORY_HEADER, rows)
 
 
 # --- actions on the profile page (dialogs) -----------------------------------------------------
@@ -552,8 +525,11 @@ def _selection_context(profile: Profile, ids: list[int], filters: dict[str, str]
     return {"ids": ids, "count": len(ids), "all_matching": bool(filters), "filters": filters}
 
 
-def _check_selection(profile: Profile, ids: list[int]) -> None:
-    devices.check_still_in(db.session, ids, profile.id)
+def _check_selection(profile: Profile, ids: list[int], filters: dict[str, str]) -> None:
+    """Ids ticked on an earlier page view must all still be in the profile; an "all N
+    matching" selection was just read from it (an empty one is refused by the service)."""
+    if not filters:
+        devices.check_still_in(db.session, ids, profile.id)
 
 
 def _move_targets(profile: Profile) -> list[tuple[str, str]]:
@@ -584,7 +560,7 @@ def move(profile_id: int):
     form.profile_id.choices = f.choices(_move_targets(profile))
 
     def action() -> Operation:
-        _check_selection(profile, ids)
+        _check_selection(profile, ids, filters)
         target = form.profile_id.data
         target_id = int(target) if target and target.isdigit() and len(target) < 11 else None
         if target_id == profile.id:
@@ -664,7 +640,7 @@ def _selection_action(
     form = f.DeleteDevicesForm()
 
     def action() -> Operation | None:
-        _check_selection(profile, ids)
+        _check_selection(profile, ids, filters)
         return call(ids)
 
     def again(code: int):
@@ -682,32 +658,13 @@ def _selection_action(
     return _dialog_submit(form, action, done, again)
 
 
-def _attribute_rows(ids: list[int]) -> list[dict[str, Any]]:
-    """Rows for Edit: each attribute of the selection, with its value when all share it."""
-    values: dict[str, set[str]] = {}
-    seen = 0
-    for chunk in range(0, min(len(ids), 2000), 900):
-        for (attributes,) in db.session.execute(
-            select(Device.attributes).where(Device.id.in_(ids[chunk : chunk + 900]))
-        ):
-            seen += 1
-            for key, value in (attributes or {}).items():
-                values.setdefault(key, set()).add(json.dumps(value))
-    rows = []
-    for key in sorted(values):
-        shared = values[key]
-        value = json.loads(next(iter(shared))) if len(shared) == 1 else ""
-        rows.append({"key": key, "value": "" if value == "" else str(value)})
-    rows.append({})
-    return rows
-
-
 @bp.get("/<int:profile_id>/attributes")
 def attributes_dialog(profile_id: int):
     """Edit: the custom attributes of the selected devices."""
     profile = services.get_profile_or_404(db.session, profile_id)
     ids, filters = _selection_ids(profile, request.args)
-    form = f.AttributesForm(formdata=None, data={"rows": _attribute_rows(ids)})
+    rows = [*devices.attribute_summary(db.session, ids), {}]  # and a blank row to add one
+    form = f.AttributesForm(formdata=None, data={"rows": rows})
     _selection_form(form, profile, ids, filters)
     if not ids:
         form.form_errors.append("Select at least one device.")
@@ -724,7 +681,7 @@ def attributes(profile_id: int):
     form = f.AttributesForm()
 
     def action() -> int:
-        _check_selection(profile, ids)
+        _check_selection(profile, ids, filters)
         changes: dict[str, Any] = {}
         for index, entry in enumerate(form.rows.entries):
             row = entry.form
