@@ -39,6 +39,7 @@ CONTENT_SECURITY_POLICY = (
 # Top navigation, in console order; entries appear once their endpoint exists.
 NAV: list[tuple[str, str, str]] = [
     ("Admin", "Knox Integration", "integration.index"),
+    ("Admin", "Users", "directory.index"),
     ("Devices", "Bulk Enrollment", "profiles.index"),
     ("Operations", "Operations", "operations.index"),
     ("Audit log", "Audit log", "audit.index"),
@@ -106,13 +107,17 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
+    from kmeweb.directory.views import bp as directory_bp
     from kmeweb.integration.views import bp as integration_bp
     from kmeweb.operations.views import bp as operations_bp
+    from kmeweb.profiles.views import bp as profiles_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(integration_bp)
     app.register_blueprint(operations_bp)
     app.register_blueprint(audit_bp)
+    app.register_blueprint(profiles_bp)
+    app.register_blueprint(directory_bp)
 
     from kmeweb.errors import register_error_handlers
 

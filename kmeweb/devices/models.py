@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
@@ -23,11 +23,21 @@ class Device(db.Model):
 
     __tablename__ = "device"
     __table_args__ = (
-        Index("ix_device_profile_id", "profile_id"),
         Index("ix_device_upload_id", "upload_id"),
         # Pending devices per upload (the Uploads tab) from the index alone.
         Index("ix_device_approval_upload_id", "approval", "upload_id"),
         Index("ix_device_sync_state", "sync_state"),
+        # A profile's devices: by IMEI (the profile page), counted (the lists).
+        Index("ix_device_profile_imei", "profile_id", "imei"),
+        Index("ix_device_profile_registered", "profile_id", "registered_at"),
+        # Only the devices KME still has to learn about: sync status reads these, not all.
+        Index(
+            "ix_device_unsynced",
+            "profile_id",
+            "sync_state",
+            sqlite_where=text("sync_state != 'synced'"),
+            postgresql_where=text("sync_state <> 'synced'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

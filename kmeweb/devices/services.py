@@ -10,16 +10,17 @@ transaction. Functions flush but never commit.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from kmeweb import crypto
+from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
@@ -75,7 +76,14 @@ def _require_approved(rows: list[tuple]) -> None:
         raise Conflict(f"{pending:,} of the selected devices are waiting for approval.")
 
 
+IMEI_PREFIX_MIN = 6  # a search of this many digits or more is an IMEI (or its start)
+
+
 def _search_clause(search: str) -> Any:
+    if search.isdigit() and len(search) >= IMEI_PREFIX_MIN:
+        # The IMEI typed, in full or its start: a range on the (profile_id, imei) index
+        # instead of a substring scan of every device of the profile.
+        return and_(Device.imei >= search, Device.imei < search + "~")
     users = select(EndUser.id).where(EndUser.username.icontains(search, autoescape=True))
     return or_(
         Device.imei.icontains(search, autoescape=True),
@@ -85,23 +93,158 @@ def _search_clause(search: str) -> Any:
     )
 
 
-def devices_query(profile_id: int, search: str | None = None) -> Select:
-    """Devices of a profile for paging, by id; `search` matches IMEI, serial, model or the
-    user's username (case-insensitive substring)."""
-    stmt = select(Device).where(Device.profile_id == profile_id).order_by(Device.id)
+REGISTRATION_FILTERS = ("registered", "pending")
+SYNC_FILTERS = ("synced", "pending", "error")
+DEVICE_SORTS = {
+    "imei": Device.imei,
+    "serial": Device.serial,
+    "model": Device.model,
+    "registered": Device.registered_at,
+    "sync": Device.sync_state,
+}
+
+
+def _filtered(
+    stmt: Select,
+    profile_id: int,
+    search: str | None,
+    registration: str | None,
+    sync_state: str | None,
+) -> Select:
+    stmt = stmt.where(Device.profile_id == profile_id)
     search = (search or "").strip()
     if search:
         stmt = stmt.where(_search_clause(search))
+    if registration == "registered":
+        stmt = stmt.where(Device.registered_at.is_not(None))
+    elif registration == "pending":
+        stmt = stmt.where(Device.registered_at.is_(None))
+    if sync_state in SYNC_FILTERS:
+        stmt = stmt.where(Device.sync_state == sync_state)
     return stmt
 
 
-def select_device_ids(session: Session, profile_id: int, search: str | None = None) -> list[int]:
+def devices_query(
+    profile_id: int,
+    search: str | None = None,
+    registration: str | None = None,
+    sync_state: str | None = None,
+    sort: str | None = None,
+    descending: bool = False,
+) -> Select:
+    """Devices of a profile for paging; `search` matches IMEI, serial, model or the user's
+    username (case-insensitive substring; 6 or more digits match the start of the IMEI);
+    `registration` is "registered" or "pending", `sync_state` one of SYNC_FILTERS; `sort` a
+    DEVICE_SORTS key (by id when None), ties by id.
+    """
+    stmt = _filtered(select(Device), profile_id, search, registration, sync_state)
+    column = DEVICE_SORTS.get(sort or "")
+    if column is None:
+        return stmt.order_by(Device.id.desc() if descending else Device.id)
+    ordered = column.desc() if descending else column.asc()
+    return stmt.order_by(ordered, Device.id.desc() if descending else Device.id)
+
+
+def select_device_ids(
+    session: Session,
+    profile_id: int,
+    search: str | None = None,
+    registration: str | None = None,
+    sync_state: str | None = None,
+) -> list[int]:
     """Ids of every device `devices_query` matches (the "all N matching" selection)."""
-    stmt = select(Device.id).where(Device.profile_id == profile_id).order_by(Device.id)
-    search = (search or "").strip()
-    if search:
-        stmt = stmt.where(_search_clause(search))
-    return list(session.scalars(stmt))
+    stmt = _filtered(select(Device.id), profile_id, search, registration, sync_state)
+    return list(session.scalars(stmt.order_by(Device.id)))
+
+
+def usernames(session: Session, end_user_ids: Sequence[int | None]) -> dict[int, str]:
+    """{end user id: username} for the ids given (one query)."""
+    ids = sorted({i for i in end_user_ids if i is not None})
+    if not ids:
+        return {}
+    rows = session.execute(select(EndUser.id, EndUser.username).where(EndUser.id.in_(ids)))
+    return {user_id: username for user_id, username in rows}
+
+
+def check_still_in(session: Session, device_ids: Sequence[int], profile_id: int) -> None:
+    """Refuse a selection made on a profile's page when some of its devices have left the
+    profile since (another admin moved or deleted them), naming them.
+
+    Raises ValidationError (empty selection) or Conflict.
+    """
+    ids = _selection(device_ids)
+    moved: list[str] = []
+    found = 0
+    for chunk in outbox.chunks(ids, CHUNK):
+        rows = session.execute(
+            select(Device.id, Device.profile_id, Device.imei, Device.serial).where(
+                Device.id.in_(chunk)
+            )
+        ).all()
+        found += len(rows)
+        moved.extend(r.imei or r.serial or str(r.id) for r in rows if r.profile_id != profile_id)
+    gone = len(ids) - found
+    if not moved and not gone:
+        return
+    parts = []
+    if moved:
+        shown = ", ".join(moved[:10]) + (
+            f" and {len(moved) - 10:,} more" if len(moved) > 10 else ""
+        )
+        parts.append(f"{len(moved):,} of the selected devices were moved meanwhile: {shown}")
+    if gone:
+        parts.append(f"{gone:,} were deleted meanwhile")
+    raise Conflict("; ".join(parts) + ". Reload the page and select again.")
+
+
+INVENTORY_HEADER = ("IMEI", "Serial", "Model", "User", "Attributes", "Registration", "Sync state")
+ATTRIBUTE_SUMMARY_MAX = 2000
+
+
+def inventory_rows(session: Session, profile_id: int) -> Iterator[tuple]:
+    """Download Existing Inventory: one tuple per device of the profile (INVENTORY_HEADER),
+    read by keyset in chunks so memory stays flat however many there are. Never the password.
+    Ends its read transaction when done."""
+    stmt = (
+        select(
+            Device.id,
+            Device.imei,
+            Device.serial,
+            Device.model,
+            EndUser.username,
+            Device.attributes,
+            Device.registered_at,
+            Device.sync_state,
+        )
+        .outerjoin(EndUser, EndUser.id == Device.end_user_id)
+        .where(Device.profile_id == profile_id)
+    )
+    for r in csvexport.keyset_chunks(session, stmt, Device.id):
+        attributes = json.dumps(r.attributes, sort_keys=True) if r.attributes else ""
+        registered = (
+            f"registered {csvexport.safe_cell(r.registered_at)}"
+            if r.registered_at
+            else "not registered"
+        )
+        yield (r.imei, r.serial, r.model, r.username, attributes, registered, r.sync_state)
+    session.rollback()
+
+
+def attribute_summary(session: Session, device_ids: Sequence[int]) -> list[dict[str, str]]:
+    """[{"key", "value"}] for Edit: every attribute of the selection (of its first
+    ATTRIBUTE_SUMMARY_MAX devices), with the value when they all share it, else ""."""
+    values: dict[str, set[str]] = {}
+    ids = list(device_ids)[:ATTRIBUTE_SUMMARY_MAX]
+    for chunk in outbox.chunks(ids, CHUNK):
+        for (attributes,) in session.execute(select(Device.attributes).where(Device.id.in_(chunk))):
+            for key, value in (attributes or {}).items():
+                values.setdefault(key, set()).add(json.dumps(value))
+    rows = []
+    for key in sorted(values):
+        shared = values[key]
+        value = json.loads(next(iter(shared))) if len(shared) == 1 else ""
+        rows.append({"key": key, "value": "" if value == "" else str(value)})
+    return rows
 
 
 def get_device_or_404(session: Session, device_id: int) -> Device:
@@ -362,3 +505,71 @@ def update_attributes(
     )
     session.flush()
     return device
+
+
+def edit_attributes(
+    session: Session, device_ids: Sequence[int], changes: Mapping[str, Any], actor: Any
+) -> int:
+    """Edit on a selection: set each attribute of `changes` on every selected device; a None
+    value removes the attribute. Local only (KME has no such field).
+
+    Validates every name and value and every device's resulting set first, then writes
+    (one executemany, versions bumped). Records one audit "device.attributes". Flushes.
+    Returns how many devices changed.
+    Raises ValidationError (fields "device_ids", "attributes", "attributes.<name>") or NotFound.
+    """
+    ids = _selection(device_ids)
+    if not changes:
+        raise ValidationError("Add, change or remove at least one attribute.", field="attributes")
+    sets = _attributes({k: v for k, v in changes.items() if v is not None})
+    removes = set()
+    for key, value in changes.items():
+        if value is None:
+            name = str(key).strip()
+            if not _ATTRIBUTE_KEY.match(name):
+                raise ValidationError(
+                    "A name has 1 to 64 letters, digits, spaces, _ . or -.",
+                    field=f"attributes.{name}",
+                )
+            removes.add(name)
+    _rows(session, ids)  # NotFound when some are gone
+    table = Device.__table__
+    updates: list[dict[str, Any]] = []
+    for chunk in outbox.chunks(ids, CHUNK):
+        for device_id, attributes in session.execute(
+            select(Device.id, Device.attributes).where(Device.id.in_(chunk))
+        ):
+            old = dict(attributes or {})
+            new = {k: v for k, v in {**old, **sets}.items() if k not in removes}
+            if len(new) > ATTRIBUTES_MAX:
+                raise ValidationError(
+                    f"A device can have at most {ATTRIBUTES_MAX} attributes.", field="attributes"
+                )
+            if new != old:
+                updates.append({"b_id": device_id, "b_attributes": new})
+    if updates:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                attributes=bindparam("b_attributes"),
+                version=table.c.version + 1,
+                updated_at=utcnow(),
+            ),
+            updates,
+        )
+    audit.record(
+        session,
+        actor,
+        "device.attributes",
+        "device",
+        ids[0] if len(ids) == 1 else None,
+        {
+            "devices": len(updates),
+            "set": sorted(sets),
+            "removed": sorted(removes),
+            "device_ids": ids_summary([u["b_id"] for u in updates]),
+        },
+    )
+    session.flush()
+    return len(updates)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from kmeweb.audit import services as audit
+from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
-from kmeweb.errors import NotFound, ValidationError
+from kmeweb.errors import Conflict, NotFound, ValidationError
+from kmeweb.profiles.models import Profile
+from kmeweb.sync import outbox
 
 USERNAME_MAX = 254
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def get_user_or_404(session: Session, end_user_id: int) -> EndUser:
@@ -87,3 +99,288 @@ def search_users(session: Session, q: str, limit: int = 20) -> list[EndUser]:
             )
         )
     return list(session.scalars(stmt))
+
+
+EMAIL_MAX = 254
+DISPLAY_MAX = 200
+CSV_COLUMNS = ("username", "email", "display_name")
+CSV_MAX_ROWS = 200_000
+
+
+def users_query(search: str | None = None) -> Select:
+    """End users for the Admin › Users list, by username; `search` as in search_users."""
+    stmt = select(EndUser).order_by(func.lower(EndUser.username), EndUser.id)
+    q = (search or "").strip()
+    if q:
+        stmt = stmt.where(
+            or_(
+                EndUser.username.icontains(q, autoescape=True),
+                EndUser.email.icontains(q, autoescape=True),
+                EndUser.display_name.icontains(q, autoescape=True),
+            )
+        )
+    return stmt
+
+
+def usage_counts(session: Session, user_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """{user id: (profiles, devices)} associated with each user, from two grouped queries."""
+    ids = list(dict.fromkeys(user_ids))
+    counts = {uid: [0, 0] for uid in ids}
+    if ids:
+        for uid, n in session.execute(
+            select(Profile.end_user_id, func.count())
+            .where(Profile.end_user_id.in_(ids))
+            .group_by(Profile.end_user_id)
+        ):
+            counts[uid][0] = n
+        for uid, n in session.execute(
+            select(Device.end_user_id, func.count())
+            .where(Device.end_user_id.in_(ids))
+            .group_by(Device.end_user_id)
+        ):
+            counts[uid][1] = n
+    return {uid: (p, d) for uid, (p, d) in counts.items()}
+
+
+def _clean(data: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
+    """(username, email, display name) trimmed and checked. Raises ValidationError(field)."""
+    username = str(data.get("username") or "").strip()
+    if not username:
+        raise ValidationError("A username is required.", field="username")
+    if len(username) > USERNAME_MAX:
+        raise ValidationError(f"At most {USERNAME_MAX} characters.", field="username")
+    if any(ch.isspace() for ch in username):
+        raise ValidationError("A username has no spaces.", field="username")
+    email = str(data.get("email") or "").strip() or None
+    if email is not None and (len(email) > EMAIL_MAX or not _EMAIL.match(email)):
+        raise ValidationError("Enter a valid email address.", field="email")
+    display = str(data.get("display_name") or "").strip() or None
+    if display is not None and len(display) > DISPLAY_MAX:
+        raise ValidationError(f"At most {DISPLAY_MAX} characters.", field="display_name")
+    return username, email, display
+
+
+def _taken(session: Session, username: str, exclude_id: int | None = None) -> bool:
+    stmt = select(EndUser.id).where(func.lower(EndUser.username) == username.lower())
+    if exclude_id is not None:
+        stmt = stmt.where(EndUser.id != exclude_id)
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def create_user(session: Session, data: Mapping[str, Any], actor: Any) -> EndUser:
+    """Add an end user. Records audit "end_user.create". Flushes.
+    Raises ValidationError (field "username", "email" or "display_name")."""
+    username, email, display = _clean(data)
+    if _taken(session, username):
+        raise ValidationError("A user with this username exists.", field="username")
+    user = EndUser(username=username, email=email, display_name=display)
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "end_user.create", "end_user", user.id, {"username": username})
+    return user
+
+
+def update_user(session: Session, user_id: int, data: Mapping[str, Any], actor: Any) -> EndUser:
+    """Change an end user. A new username reaches KME: the user's KME profiles get a
+    profile.update and its devices in KME profiles a device.user change (one operation).
+    Records audit "end_user.update". Flushes.
+    Raises NotFound or ValidationError (field)."""
+    user = get_user_or_404(session, user_id)
+    username, email, display = _clean(data)
+    if _taken(session, username, exclude_id=user.id):
+        raise ValidationError("A user with this username exists.", field="username")
+    changed = [
+        name
+        for name, old, new in (
+            ("username", user.username, username),
+            ("email", user.email, email),
+            ("display_name", user.display_name, display),
+        )
+        if old != new
+    ]
+    if not changed:
+        return user
+    renamed = user.username != username
+    user.username, user.email, user.display_name = username, email, display
+    session.flush()
+    if renamed:
+        _push_rename(session, user, actor)
+    audit.record(
+        session,
+        actor,
+        "end_user.update",
+        "end_user",
+        user.id,
+        {"username": username, "changed": changed},
+    )
+    return user
+
+
+def _push_rename(session: Session, user: EndUser, actor: Any) -> None:
+    profiles = list(
+        session.scalars(
+            select(Profile).where(Profile.end_user_id == user.id, Profile.kind == "kme")
+        )
+    )
+    device_ids = list(
+        session.scalars(
+            select(Device.id)
+            .join(Profile, Profile.id == Device.profile_id)
+            .where(Device.end_user_id == user.id, Profile.kind == "kme")
+            .order_by(Device.id)
+        )
+    )
+    if not profiles and not device_ids:
+        return
+    label = f"Rename user {user.username} in KME"
+    operation = outbox.start_operation(
+        session, "device.user", label, len(profiles) + len(device_ids), actor
+    )
+    for profile in profiles:
+        profile.sync_state = "pending"
+        session.flush()
+        outbox.record_profile_change(session, "profile.update", profile, operation, actor)
+    if device_ids:
+        outbox.mark_devices_pending(session, device_ids)
+        outbox.record_device_change(session, "device.user", device_ids, operation, actor)
+
+
+def delete_user(session: Session, user_id: int, actor: Any) -> str:
+    """Delete an end user no profile or device is associated with. Records audit
+    "end_user.delete". Flushes. Returns the username.
+    Raises NotFound, or Conflict saying where the user is still associated."""
+    user = get_user_or_404(session, user_id)
+    names = list(
+        session.scalars(
+            select(Profile.name).where(Profile.end_user_id == user.id).order_by(Profile.name)
+        )
+    )
+    devices = session.scalar(select(func.count()).where(Device.end_user_id == user.id)) or 0
+    if names or devices:
+        where = []
+        if names:
+            shown = ", ".join(f"“{n}”" for n in names[:5]) + (" …" if len(names) > 5 else "")
+            where.append(f"profile{'s' if len(names) > 1 else ''} {shown}")
+        if devices:
+            sample = list(
+                session.scalars(
+                    select(func.coalesce(Device.imei, Device.serial))
+                    .where(Device.end_user_id == user.id)
+                    .order_by(Device.id)
+                    .limit(3)
+                )
+            )
+            more = " …" if devices > 3 else ""
+            where.append(
+                f"{devices:,} device{'s' if devices > 1 else ''} ({', '.join(sample)}{more})"
+            )
+        raise Conflict(
+            f"{user.username} is still associated with "
+            + " and ".join(where)
+            + "; change those first."
+        )
+    username = user.username
+    audit.record(session, actor, "end_user.delete", "end_user", user.id, {"username": username})
+    session.delete(user)
+    session.flush()
+    return username
+
+
+@dataclass
+class RowError:
+    row: int
+    column: str
+    value: str
+    reason: str
+
+
+class ImportRejected(ValidationError):
+    """A CSV file with bad rows: nothing was written; `errors` is the per-row report."""
+
+    def __init__(self, message: str, errors: list[RowError] | None = None) -> None:
+        super().__init__(message, field="file")
+        self.errors = errors or []
+
+
+def import_users(session: Session, raw: bytes, actor: Any) -> tuple[int, int]:
+    """Import users from CSV (header row with username, email, display_name in any order and
+    case; UTF-8 with or without BOM). Existing usernames (case-insensitive) are updated.
+
+    Every row is validated first; any bad row rejects the whole file (ImportRejected with a
+    per-row report) and nothing is written. Records audit "end_user.import". Flushes.
+    Returns (created, updated).
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRejected("The file is not UTF-8 text; save it as CSV UTF-8.") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise ImportRejected("The file is empty; its first row names the columns.")
+    names = [h.strip().lower().replace(" ", "_") for h in header]
+    if "username" not in names:
+        raise ImportRejected("The first row must name the columns: username, email, display_name.")
+    unknown = [h for h in names if h and h not in CSV_COLUMNS]
+    if unknown:
+        raise ImportRejected(f"Unknown column {unknown[0]!r}; use username, email, display_name.")
+    index = {name: names.index(name) for name in CSV_COLUMNS if name in names}
+
+    errors: list[RowError] = []
+    rows: list[tuple[int, str, str | None, str | None]] = []
+    seen: dict[str, int] = {}
+    for number, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        if len(rows) + len(errors) >= CSV_MAX_ROWS:
+            raise ImportRejected(f"At most {CSV_MAX_ROWS:,} rows per file.")
+        data = {name: cells[i] if i < len(cells) else "" for name, i in index.items()}
+        try:
+            username, email, display = _clean(data)
+        except ValidationError as err:
+            column = err.field or ""
+            errors.append(RowError(number, column, str(data.get(column, ""))[:100], err.message))
+            continue
+        key = username.lower()
+        if key in seen:
+            errors.append(
+                RowError(number, "username", username, f"Also on row {seen[key]} of this file.")
+            )
+            continue
+        seen[key] = number
+        rows.append((number, username, email, display))
+    if errors:
+        raise ImportRejected(
+            f"{len(errors):,} row{'s' if len(errors) > 1 else ''} cannot be imported; "
+            "nothing was imported.",
+            errors[:500],
+        )
+    if not rows:
+        raise ImportRejected("The file has no users below its header row.")
+
+    existing: dict[str, EndUser] = {}
+    keys = list(seen)
+    for start in range(0, len(keys), 900):
+        chunk = keys[start : start + 900]
+        for user in session.scalars(select(EndUser).where(func.lower(EndUser.username).in_(chunk))):
+            existing[user.username.lower()] = user
+    created = updated = 0
+    for _number, username, email, display in rows:
+        user = existing.get(username.lower())
+        if user is None:
+            session.add(EndUser(username=username, email=email, display_name=display))
+            created += 1
+        elif (user.email, user.display_name) != (email or user.email, display or user.display_name):
+            user.email = email or user.email
+            user.display_name = display or user.display_name
+            updated += 1
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "end_user.import",
+        "end_user",
+        None,
+        {"created": created, "updated": updated},
+    )
+    return created, updated

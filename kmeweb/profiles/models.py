@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -38,6 +39,8 @@ class Profile(db.Model):
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     without_token: Mapped[bool] = mapped_column(Boolean, default=False)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Secret configuration values (the Wi-Fi password), Fernet-encrypted JSON; never in config.
+    secrets_enc: Mapped[str | None] = mapped_column(Text)
     sync_state: Mapped[str] = mapped_column(String(16), default=SyncState.SYNCED)
     sync_error: Mapped[str | None] = mapped_column(Text)
     sync_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -47,3 +50,12 @@ class Profile(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __mapper_args__ = {"version_id_col": version}
+
+    def secrets(self) -> dict[str, str]:
+        """The decrypted secret configuration values ({"wifi_password": ...}), or {}."""
+        if not self.secrets_enc:
+            return {}
+        from kmeweb import crypto
+
+        value = json.loads(crypto.decrypt(self.secrets_enc) or "{}")
+        return value if isinstance(value, dict) else {}

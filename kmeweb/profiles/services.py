@@ -28,7 +28,10 @@ default 7 on create) and config (the layout above; on update it replaces the sto
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -39,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from kmeweb import crypto
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
@@ -46,7 +50,7 @@ from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.sync import outbox
+from kmeweb.sync import mapping, outbox
 from kmeweb.sync.models import SyncState
 
 DEFAULT_PROFILE_NAME = "Samsung KME Default Profile"
@@ -104,15 +108,23 @@ def ensure_default_profile(session: Session) -> Profile:
     return profile
 
 
-def list_profiles_query(search: str | None = None) -> Select:
-    """Profiles for the Bulk Enrollment list: the Default Profile first, then by name.
+PROFILE_SORTS = ("name", "modified", "type")
+
+
+def list_profiles_query(search: str | None = None, sort: str | None = None) -> Select:
+    """Profiles for the Bulk Enrollment list: the Default Profile first, then by `sort`
+    ("name", the default; "modified", newest first; "type").
 
     `search` matches name or description (case-insensitive). Counts come from
     `profile_counts` for the page shown, never from loading devices.
     """
-    stmt = select(Profile).order_by(
-        case((Profile.kind == DEFAULT_KIND, 0), else_=1), func.lower(Profile.name), Profile.id
-    )
+    order: list[Any] = [case((Profile.kind == DEFAULT_KIND, 0), else_=1)]
+    if sort == "modified":
+        order.append(Profile.updated_at.desc())
+    elif sort == "type":
+        order.append(Profile.kind)
+    order += [func.lower(Profile.name), Profile.id]
+    stmt = select(Profile).order_by(*order)
     search = (search or "").strip()
     if search:
         stmt = stmt.where(
@@ -122,6 +134,61 @@ def list_profiles_query(search: str | None = None) -> Select:
             )
         )
     return stmt
+
+
+def kme_targets(session: Session, exclude_id: int | None = None) -> list[Profile]:
+    """The profiles devices can be moved to (Default Profile first, then KME by name),
+    without `exclude_id`."""
+    stmt = list_profiles_query().where(Profile.kind.in_(KME_KINDS))
+    if exclude_id is not None:
+        stmt = stmt.where(Profile.id != exclude_id)
+    return list(session.scalars(stmt))
+
+
+EDIT_LABELS = {
+    "name": "Profile Name",
+    "description": "Description",
+    "without_token": "Device registration without token",
+    "end_user_id": "Associated User",
+    "config": "Configuration",
+    "token": "Enrollment Token",
+    "token_expires_at": "Token Expiry",
+}
+
+
+def edit_snapshot(profile: Profile) -> dict[str, Any]:
+    """What an edit form was loaded with, to say later what someone else changed meanwhile."""
+    return {
+        "name": profile.name,
+        "description": profile.description or "",
+        "without_token": bool(profile.without_token),
+        "end_user_id": profile.end_user_id,
+        "config": profile.config or {},
+        "token": hashlib.sha256((profile.token or "").encode()).hexdigest()[:16],
+        "token_expires_at": (
+            profile.token_expires_at.isoformat() if profile.token_expires_at else None
+        ),
+    }
+
+
+def changed_since(snapshot: Mapping[str, Any] | None, profile: Profile) -> list[str]:
+    """Labels of what differs between an edit snapshot and the profile now (all of them
+    when the snapshot is missing or unreadable)."""
+    now = json.loads(json.dumps(edit_snapshot(profile), default=str))
+    if not isinstance(snapshot, Mapping):
+        return list(EDIT_LABELS.values())
+    return [label for key, label in EDIT_LABELS.items() if snapshot.get(key) != now.get(key)]
+
+
+def stale_edit_message(snapshot: Mapping[str, Any] | None, profile: Profile) -> str:
+    """The 409 message for a save of an edit that someone else overtook."""
+    changed = changed_since(snapshot, profile)
+    what = ", ".join(changed) if changed else "nothing you can see"
+    return (
+        f"Someone else saved this profile while you were editing it (changed: {what}). "
+        "Your values are still below: click Done again to save them over theirs, or reload "
+        "to see theirs."
+    )
 
 
 def profile_counts(session: Session, profile_ids: Iterable[int]) -> dict[int, tuple[int, int, int]]:
@@ -263,6 +330,85 @@ def _push_profile(session: Session, kind: str, profile: Profile, label: str, act
     outbox.record_profile_change(session, kind, profile, operation, actor)
 
 
+SECRET_KEYS = ("wifi_password",)
+SECRET_MASK = "••••••••"
+TOKEN_PLACEHOLDER = "(generated when you click Done)"
+
+
+def _config_and_secrets(
+    raw: Any, kind: str, secrets_in: Mapping[str, Any] | None, stored: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate a configuration and split its secrets (the Wi-Fi password) off.
+
+    The password is write-only in the form: `secrets_in["wifi_password"]` replaces it, a
+    blank keeps the `stored` one unless `secrets_in["wifi_password_clear"]`, and a network
+    without an SSID keeps none. A password inside `raw` (the older layout) counts as typed.
+    Raises ValidationError (dotted field).
+    """
+    if raw is not None and not isinstance(raw, Mapping):
+        return normalize_config(raw, kind), {}  # raises
+    raw = copy.deepcopy(dict(raw or {}))
+    extras = raw.get("system_extras")
+    extras = dict(extras) if isinstance(extras, Mapping) else extras
+    secrets_in = secrets_in or {}
+    if isinstance(extras, dict):
+        typed = extras.get("wifi_password") or secrets_in.get("wifi_password")
+        password = typed
+        if not typed and not secrets_in.get("wifi_password_clear") and extras.get("wifi_ssid"):
+            password = stored.get("wifi_password")
+        extras.pop("wifi_password", None)
+        if password:
+            extras["wifi_password"] = password
+        raw["system_extras"] = extras
+    config = normalize_config(raw, kind)
+    found = {}
+    password = config["system_extras"].pop("wifi_password", None)
+    if password:
+        found["wifi_password"] = password
+    return config, found
+
+
+def _encrypt_secrets(values: Mapping[str, str]) -> str | None:
+    return crypto.encrypt(json.dumps(dict(values), sort_keys=True)) if values else None
+
+
+def has_secret(profile: Profile, key: str) -> bool:
+    """True when the profile stores this secret configuration value."""
+    return bool(profile.secrets_enc) and bool(profile.secrets().get(key))
+
+
+def preview_bundle(
+    raw_config: Mapping[str, Any],
+    kind: str,
+    token: str | None,
+    without_token: bool,
+    username: str | None,
+    has_wifi_password: bool,
+) -> dict[str, Any]:
+    """The admin-extras bundle KME hands the agent for these (unsaved) values, with secrets
+    masked: {"bundle": {key: value}, "error": the first validation message or None}.
+    Reads nothing and writes nothing."""
+    raw = copy.deepcopy(dict(raw_config or {}))
+    if isinstance(raw.get("system_extras"), dict):
+        raw["system_extras"].pop("wifi_password", None)
+    error = None
+    try:
+        config = normalize_config(raw, kind)
+    except ValidationError as err:
+        config, error = raw, err.message
+    draft = Profile(
+        kind=kind, token=token or TOKEN_PLACEHOLDER, without_token=without_token, config=config
+    )
+    masked = {"wifi_password": SECRET_MASK} if has_wifi_password else {}
+    try:
+        bundle = mapping.admin_extras(draft, username, secrets=masked)
+    except (TypeError, ValueError, AttributeError):
+        bundle = {}
+    bundle = dict(sorted(bundle.items()))
+    text = json.dumps(bundle, indent=2, ensure_ascii=False)
+    return {"bundle": bundle, "error": error, "json": text}
+
+
 def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Profile:
     """Create a "kme" or "self_maintained" profile with a fresh token.
 
@@ -278,7 +424,7 @@ def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Pro
     days = parse_expiry_days(data.get("token_expiry_days", TOKEN_DAYS_DEFAULT))
     without_token = bool(parse_bool(data.get("without_token"), "without_token"))
     end_user_id = _end_user_id(session, data.get("end_user_id"))
-    config = normalize_config(data.get("config"), kind)
+    config, profile_secrets = _config_and_secrets(data.get("config"), kind, data.get("secrets"), {})
 
     profile = Profile(
         name=name,
@@ -289,6 +435,7 @@ def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Pro
         without_token=without_token,
         end_user_id=end_user_id,
         config=config,
+        secrets_enc=_encrypt_secrets(profile_secrets),
         sync_state=SyncState.PENDING if kind == ProfileKind.KME else SyncState.SYNCED,
     )
     session.add(profile)
@@ -361,10 +508,15 @@ def update_profile(
                 changed["end_user_id"] = (profile.end_user_id, user_id)
                 profile.end_user_id = user_id
         if "config" in data:
-            config = normalize_config(data["config"], profile.kind)
-            if config != (profile.config or {}):
+            stored = profile.secrets()
+            config, new_secrets = _config_and_secrets(
+                data["config"], profile.kind, data.get("secrets"), stored
+            )
+            if config != (profile.config or {}) or new_secrets != stored:
                 changed["config"] = None
                 profile.config = config
+                if new_secrets != stored:
+                    profile.secrets_enc = _encrypt_secrets(new_secrets)
         if "token_expiry_days" in data:
             days = parse_expiry_days(data["token_expiry_days"])
             profile.token_expires_at = _expiry(days)

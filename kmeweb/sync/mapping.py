@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from kmeweb.knox import types as knox
@@ -55,8 +56,14 @@ def _section(profile: Profile, name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def admin_extras(profile: Profile, end_user_username: str | None) -> dict[str, str]:
-    """The admin-extras bundle of a profile (module docstring), every value a string."""
+def admin_extras(
+    profile: Profile, end_user_username: str | None, secrets: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The admin-extras bundle of a profile (module docstring), every value a string.
+
+    Secret values (the Wi-Fi password) come from `secrets`, else from the profile's
+    encrypted column (decrypting needs the app's KMEWEB_ENCRYPTION_KEY).
+    """
     agent = _section(profile, "agent")
     kme = _section(profile, "kme")
     bundle: dict[str, str] = {}
@@ -74,6 +81,9 @@ def admin_extras(profile: Profile, end_user_username: str | None) -> dict[str, s
     for key, value in _section(profile, "system_extras").items():
         if key in SYSTEM_EXTRA_NAMES and value is not None:
             bundle[SYSTEM_EXTRA_NAMES[key]] = bundle_value(value)
+    for key, value in (profile.secrets() if secrets is None else secrets).items():
+        if key in SYSTEM_EXTRA_NAMES and value:
+            bundle[SYSTEM_EXTRA_NAMES[key]] = str(value)
     for row in (profile.config or {}).get("custom_keys") or []:
         if isinstance(row, dict) and row.get("key"):
             bundle[str(row["key"])] = bundle_value(row.get("value"))

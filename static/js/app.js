@@ -121,3 +121,90 @@ document.addEventListener("htmx:sendError", () => {
 document.addEventListener("hidden.bs.modal", (event) => {
   if (event.target.querySelector("[data-reload-on-close]")) window.location.reload();
 });
+
+// Form dialogs (templates/_macros/dialogs.html form_dialog): htmx loads a dialog partial into
+// #form-dialog-content; open the modal then, and focus its first field.
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (event.detail.target.id !== "form-dialog-content") return;
+  const dialog = document.getElementById("form-dialog");
+  const modal = window.bootstrap.Modal.getOrCreateInstance(dialog);
+  if (!dialog.classList.contains("show")) modal.show();
+  const first = dialog.querySelector(
+    ".is-invalid, .modal-body input:not([type=hidden]), .modal-body select, .modal-body textarea"
+  );
+  if (first) {
+    if (dialog.classList.contains("show")) first.focus();
+    else dialog.addEventListener("shown.bs.modal", () => first.focus(), { once: true });
+  }
+});
+
+document.addEventListener("hidden.bs.modal", (event) => {
+  if (event.target.id === "form-dialog") {
+    event.target.querySelector("#form-dialog-content").replaceChildren();
+  }
+});
+
+// Device tables: "Select this page" ticks every row; ticking a row again ends "all matching".
+document.addEventListener("change", (event) => {
+  const box = event.target;
+  const form = box.form;
+  if (!form) return;
+  if (box.matches("[data-select-page]")) {
+    form.querySelectorAll('input[name="device_ids"]').forEach((row) => {
+      row.checked = box.checked;
+    });
+  } else if (box.matches('input[name="device_ids"]') && !box.checked) {
+    const page = form.querySelector("[data-select-page]");
+    if (page) page.checked = false;
+  } else if (box.matches("[data-all-matching]") && box.checked) {
+    form.querySelectorAll('input[name="device_ids"], [data-select-page]').forEach((row) => {
+      row.checked = true;
+    });
+  }
+});
+
+// Copy buttons: data-copy-target="#id" copies that element's text.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-copy-target]");
+  if (!button) return;
+  const source = document.querySelector(button.dataset.copyTarget);
+  if (!source || !navigator.clipboard) return;
+  navigator.clipboard.writeText(source.textContent.trim()).then(() => {
+    button.setAttribute("aria-label", "Copied");
+    button.classList.add("btn-success");
+    setTimeout(() => button.classList.remove("btn-success"), 1500);
+  });
+});
+
+// Editable rows (custom keys, attributes): data-add-row="#tbody" data-row-template="#template"
+// appends a copy of the template with __INDEX__ numbered; data-remove-row removes its row.
+// Both tell listeners (the live preview) with a kme:rows-changed event.
+document.addEventListener("click", (event) => {
+  const add = event.target.closest("[data-add-row]");
+  const remove = event.target.closest("[data-remove-row]");
+  if (add) {
+    const body = document.querySelector(add.dataset.addRow);
+    const template = document.querySelector(add.dataset.rowTemplate);
+    if (!body || !template) return;
+    const used = [...body.querySelectorAll("[name]")].map((el) => {
+      const match = /-(\d+)-/.exec(el.name);
+      return match ? Number(match[1]) : -1;
+    });
+    const next = String(Math.max(-1, ...used) + 1);
+    const html = template.innerHTML.replaceAll("__INDEX__", next);
+    body.insertAdjacentHTML("beforeend", html);
+    const field = body.lastElementChild && body.lastElementChild.querySelector("input, select");
+    if (field) field.focus();
+    document.body.dispatchEvent(new Event("kme:rows-changed"));
+  } else if (remove) {
+    const row = remove.closest("[data-row]");
+    if (row) row.remove();
+    document.body.dispatchEvent(new Event("kme:rows-changed"));
+  }
+});
+
+// A search box inside a bigger form (Select User) searches as you type; Enter must not
+// submit the form around it.
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && event.target.matches("[data-no-enter]")) event.preventDefault();
+});

@@ -275,3 +275,17 @@ def test_bulk_actions_roll_back_completely(session, admin, action):
     assert count_rows(session, Device, Device.end_user_id.is_not(None)) == 0
     assert count_rows(session, Change) == 0 and count_rows(session, Operation) == 0
     assert count_rows(session, AuditEvent) == events_before
+
+
+def test_a_long_digit_search_finds_imeis_by_their_start(session):
+    sales = make_profile(session)
+    a = make_device(session, sales, imei="356938035643809")
+    make_device(session, sales, imei="356938135643807")
+    make_device(session, sales, imei=None, serial="R58M3569380356")
+
+    def found(search):
+        return [d.id for d in session.scalars(services.devices_query(sales.id, search))]
+
+    assert found("3569380356") == [a.id]  # the IMEI's start, not a serial containing it
+    assert found("356938035643809") == [a.id]
+    assert found("43809") == [a.id]  # shorter digit runs stay substring searches

@@ -1,0 +1,269 @@
+"""Benchmark the Bulk Enrollment pages on a large tenant, on SQLite and on PostgreSQL.
+
+Run from the repo root: `.venv/bin/python bench/pages.py [--db sqlite|postgresql|both]
+[--devices N] [--profiles N] [--big N] [--requests N]`. Seeds each database with
+`flask seed-scale`'s code (1,000 profiles, 1,000,000 devices by default), then makes one
+profile hold `--big` (100,000) of them. Requests go through the whole Flask stack (routing,
+login, view, template) with the test client, signed in as an admin. Needs Redis at REDIS_URL
+(default redis://127.0.0.1:6379/7, flushed) and, for PostgreSQL, a server at
+BENCH_DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres) where a
+throwaway database is created and dropped.
+
+Prints on stdout, per database (suffix _sqlite / _postgresql):
+  profile_list_median_ms, profile_list_p95_ms: the Bulk Enrollment list, first page
+  profile_page_median_ms, profile_page_p95_ms: the profile page of the big profile
+  imei_search_median_ms, imei_search_p95_ms: an IMEI prefix search on that page
+  inventory_first_byte_ms: Download Existing Inventory of the big profile, to its first bytes
+  inventory_100k_s: the whole download
+  inventory_peak_rss_mb: the process's peak memory while streaming, above its idle memory
+  all_matching_move_100k_s: select all of the big profile's devices ("all N matching") and
+    move them: seconds to the committed operation
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+_TMP = tempfile.TemporaryDirectory(prefix="kmeweb-bench-pages-")
+os.environ["KMEWEB_INSTANCE_DIR"] = _TMP.name
+os.environ.setdefault("SECRET_KEY", "bench-secret-key-not-for-production")
+os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
+
+import redis  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from kmeweb import create_app  # noqa: E402
+from kmeweb.extensions import db  # noqa: E402
+
+PASSWORD = "bench password 12345"
+PG_SERVER = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _timings(client, url: str, n: int) -> tuple[float, float]:
+    """(median, p95) milliseconds of `n` GETs of `url`, after two warm-up requests."""
+    for _ in range(2):
+        warm = client.get(url)
+        assert warm.status_code == 200, (url, warm.status_code, warm.get_data(as_text=True)[-3000:])
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = client.get(url)
+        response.get_data()
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, url
+    times.sort()
+    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
+
+
+def _pg_database() -> tuple[str, callable]:
+    name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(False), drop
+
+
+def seed(args: argparse.Namespace) -> tuple[int, int]:
+    """Seed the tenant; returns (big profile id, move target id)."""
+    from sqlalchemy import func, select, update
+
+    from kmeweb.auth import services as auth
+    from kmeweb.devices.models import Device
+    from kmeweb.profiles.models import Profile
+    from kmeweb.seedscale import seed_scale
+
+    session = db.session
+    started = time.perf_counter()
+    seed_scale(
+        session,
+        uploads=max(1, args.devices // 1000),
+        devices=args.devices,
+        profiles=args.profiles,
+        progress=_log,
+    )
+    session.commit()
+    kme = list(
+        session.scalars(select(Profile.id).where(Profile.kind == "kme").order_by(Profile.id))
+    )
+    big, target = kme[0], kme[1]
+    default = session.scalar(select(Profile.id).where(Profile.kind == "kme_default"))
+    # One profile holds `big` devices: the approved devices with the lowest ids move into it.
+    ids = (
+        select(Device.id)
+        .where(Device.approval == "approved", Device.profile_id.not_in([big, default]))
+        .order_by(Device.id)
+        .limit(args.big)
+        .scalar_subquery()
+    )
+    session.execute(
+        update(Device)
+        .where(Device.id.in_(ids))
+        .values(profile_id=big)
+        .execution_options(synchronize_session=False)
+    )
+    auth.create_admin(session, "bench@example.com", PASSWORD, "admin", "Bench")
+    session.commit()
+    if db.engine.dialect.name == "postgresql":
+        # What autovacuum does to a live database: statistics, and the visibility map that
+        # lets counts read the indexes alone.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    held = session.scalar(select(func.count()).where(Device.profile_id == big))
+    total = session.scalar(select(func.count()).select_from(Device))
+    seconds = time.perf_counter() - started
+    _log(f"seeded {total:,} devices, {held:,} in the big profile, in {seconds:.0f} s")
+    return big, target
+
+
+def measure(app, args: argparse.Namespace, suffix: str) -> None:
+    from sqlalchemy import func, select
+
+    from kmeweb.devices.models import Device
+    from kmeweb.operations.models import Operation
+
+    big, target = seed(args)
+    session = db.session
+    client = app.test_client()
+    response = client.post("/auth/login", data={"email": "bench@example.com", "password": PASSWORD})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    out: dict[str, str] = {}
+
+    median, p95 = _timings(client, "/profiles/", args.requests)
+    out["profile_list_median_ms"], out["profile_list_p95_ms"] = f"{median:.1f} ms", f"{p95:.1f} ms"
+    median, p95 = _timings(client, f"/profiles/{big}", args.requests)
+    out["profile_page_median_ms"], out["profile_page_p95_ms"] = f"{median:.1f} ms", f"{p95:.1f} ms"
+    imei = session.scalar(
+        select(Device.imei).where(Device.profile_id == big).order_by(Device.id.desc()).limit(1)
+    )
+    median, p95 = _timings(client, f"/profiles/{big}?q={imei[:9]}", args.requests)
+    out["imei_search_median_ms"], out["imei_search_p95_ms"] = f"{median:.1f} ms", f"{p95:.1f} ms"
+    session.rollback()
+
+    # Download Existing Inventory, streamed: first bytes, whole file, peak memory.
+    gc.collect()
+    idle = _rss_mb()
+    peak = [idle]
+    streaming = threading.Event()
+    streaming.set()
+
+    def sample() -> None:
+        while streaming.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    response = client.get(f"/profiles/{big}/inventory.csv", buffered=False)
+    chunks = iter(response.response)
+    first = next(chunks)
+    first_byte_ms = (time.perf_counter() - started) * 1000
+    size, lines = len(first), first.count(b"\n")
+    for chunk in chunks:
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+    response.close()
+    total_s = time.perf_counter() - started
+    streaming.clear()
+    sampler.join()
+    assert lines == args.big + 1, lines
+    out["inventory_first_byte_ms"] = f"{first_byte_ms:.1f} ms"
+    out["inventory_100k_s"] = f"{total_s:.2f} s"
+    out["inventory_peak_rss_mb"] = f"{peak[0] - idle:.1f} MB"
+    _log(f"inventory: {size / 1e6:.1f} MB, {lines:,} lines; idle RSS {idle:.0f} MB")
+
+    # Select all N matching and move them: seconds to the committed operation.
+    started = time.perf_counter()
+    response = client.post(
+        f"/profiles/{big}/move", data={"all_matching": "1", "profile_id": str(target)}
+    )
+    move_s = time.perf_counter() - started
+    assert response.status_code == 303, response.get_data(as_text=True)[:2000]
+    session.expire_all()
+    operation = session.scalar(select(Operation).order_by(Operation.id.desc()).limit(1))
+    moved = session.scalar(select(func.count()).where(Device.profile_id == big))
+    assert operation.total == args.big and moved == 0, (operation.total, moved)
+    out["all_matching_move_100k_s"] = f"{move_s:.2f} s"
+
+    for name, value in out.items():
+        print(f"{name}_{suffix}: {value}", flush=True)
+
+
+def run(database: str, args: argparse.Namespace, redis_url: str) -> None:
+    from flask_migrate import upgrade
+
+    drop = None
+    if database == "postgresql":
+        url, drop = _pg_database()
+    else:
+        url = f"sqlite:///{_TMP.name}/bench-pages.sqlite"
+    try:
+        app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": url,
+                "REDIS_URL": redis_url,
+                "RATELIMIT_STORAGE_URI": redis_url,
+                "WTF_CSRF_ENABLED": False,
+            }
+        )
+        with app.app_context():
+            upgrade()
+            measure(app, args, database)
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        if drop is not None:
+            drop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--devices", type=int, default=1_000_000)
+    parser.add_argument("--profiles", type=int, default=1000)
+    parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=50)
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7")
+    redis.Redis.from_url(redis_url).flushdb()
+    for database in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
+        _log(f"--- {database}")
+        run(database, args, redis_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Admin › Users: the end users profiles and devices are associated with."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, url_for
+from flask_login import current_user
+
+from kmeweb.directory import services
+from kmeweb.directory.forms import ImportForm, UserFilterForm, UserForm
+from kmeweb.extensions import db
+from kmeweb.forms import submit
+from kmeweb.htmx import redirect, render
+from kmeweb.pagination import page_args, paginate
+
+bp = Blueprint("directory", __name__, url_prefix="/admin/users")
+
+
+@bp.get("/")
+def index():
+    """The end users, searchable, with where each is associated."""
+    form = UserFilterForm()
+    valid = form.validate_query()
+    page, per_page = page_args(current_app.config.get("PAGE_SIZE", 50))
+    search = None if form.q.errors else form.q.data
+    users = paginate(db.session, services.users_query(search), page, per_page)
+    usage = services.usage_counts(db.session, [u.id for u in users.items])
+    return render(
+        "directory/index.html",
+        "directory/_list.html",
+        code=200 if valid else 422,
+        form=form,
+        users=users,
+        usage=usage,
+    )
+
+
+@bp.get("/new")
+def new():
+    """Add a user."""
+    return render("directory/form.html", "directory/_form.html", form=UserForm(), user=None)
+
+
+@bp.post("/new")
+def create():
+    """Save a new user."""
+    form = UserForm()
+
+    def done(user):
+        flash(f"User {user.username} was added.", "success")
+        return redirect(url_for("directory.index"))
+
+    return submit(
+        form,
+        lambda: services.create_user(db.session, form.data, current_user),
+        done,
+        page="directory/form.html",
+        partial="directory/_form.html",
+        user=None,
+    )
+
+
+@bp.get("/<int:user_id>/edit")
+def edit(user_id: int):
+    """Edit a user."""
+    user = services.get_user_or_404(db.session, user_id)
+    form = UserForm(obj=user)
+    return render("directory/form.html", "directory/_form.html", form=form, user=user)
+
+
+@bp.post("/<int:user_id>/edit")
+def update(user_id: int):
+    """Save a user; a new username reaches KME for its profiles and devices."""
+    user = services.get_user_or_404(db.session, user_id)
+    form = UserForm()
+
+    def done(saved):
+        flash(f"User {saved.username} was saved.", "success")
+        return redirect(url_for("directory.index"))
+
+    return submit(
+        form,
+        lambda: services.update_user(db.session, user_id, form.data, current_user),
+        done,
+        page="directory/form.html",
+        partial="directory/_form.html",
+        user=user,
+    )
+
+
+@bp.post("/<int:user_id>/delete")
+def delete(user_id: int):
+    """Delete a user; refused (409) while a profile or device is associated with it."""
+    username = services.delete_user(db.session, user_id, current_user)
+    db.session.commit()
+    flash(f"User {username} was deleted.", "success")
+    return redirect(url_for("directory.index"))
+
+
+@bp.get("/import")
+def import_form():
+    """CSV import of users."""
+    return render("directory/import.html", "directory/_import.html", form=ImportForm(), report=None)
+
+
+@bp.post("/import")
+def import_csv():
+    """Import the file: all rows or, with a per-row report, none."""
+    form = ImportForm()
+    report: list = []
+
+    def action():
+        raw = form.file.data.read(current_app.config["CSV_MAX_BYTES"] + 1)
+        if len(raw) > current_app.config["CSV_MAX_BYTES"]:
+            raise services.ImportRejected("The file is larger than the upload limit.")
+        try:
+            return services.import_users(db.session, raw, current_user)
+        except services.ImportRejected as err:
+            report.extend(err.errors)
+            raise
+
+    def done(result):
+        created, updated = result
+        flash(f"Imported users: {created:,} added, {updated:,} updated.", "success")
+        return redirect(url_for("directory.index"))
+
+    return submit(
+        form,
+        action,
+        done,
+        page="directory/import.html",
+        partial="directory/_import.html",
+        context=lambda: {"report": report},
+    )
