@@ -19,7 +19,7 @@ from typing import Any
 
 from axe_playwright_python.base import AXE_SCRIPT
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, Request, Route
+from playwright.sync_api import Frame, Page, Request, Route
 
 FAILING_IMPACTS = ("serious", "critical")
 
@@ -98,6 +98,7 @@ class BrowserChecks:
         page.add_init_script(_CSP_RECORDER)
         page.add_init_script(AXE_SCRIPT + _RUNNER + _ON_LOAD)
         page.on("console", self._on_console)
+        page.on("framenavigated", self._on_navigated)
         page.route(lambda url: "/static/" not in url, self._on_request)
 
     def _on_csp_violation(self, violation: dict[str, Any]) -> None:
@@ -117,6 +118,16 @@ class BrowserChecks:
         if error:
             self.a11y.append(f"{href}: axe-core could not run: {error}")
         if not self._running:
+            held, self._held = self._held, []
+            for route in held:
+                route.fallback()
+
+    def _on_navigated(self, frame: Frame) -> None:
+        """A new document replaced the page without waiting (a navigation that is not held,
+        such as opening a static file): the old document's check can never finish, so stop
+        waiting for it, or every later navigation would be held for good."""
+        if frame.parent_frame is None and self._running:
+            self._running.clear()
             held, self._held = self._held, []
             for route in held:
                 route.fallback()
