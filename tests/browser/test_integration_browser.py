@@ -97,7 +97,7 @@ def test_set_up_activate_approve_download_and_auto_approve(
     page.locator(f"#upload-row-{big.id}").get_by_role("link", name="Approve All Devices").click()
     dialog = page.locator("#approve-dialog")
     expect(dialog.get_by_test_id("approve-question")).to_have_text(
-        "Approve 1,200 devices from reseller Demo Reseller Ltd?"
+        "Approve 1,200 devices from reseller Demo Reseller Ltd?", timeout=20_000
     )
     check_a11y(page)
     dialog.get_by_role("button", name="Approve", exact=True).click()
