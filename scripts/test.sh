@@ -35,10 +35,19 @@ if [ "${KMEWEB_TEST_SERIAL:-}" = "1" ]; then
   exit 0
 fi
 mkdir -p .run
+# Browser tests are the heaviest part (Chromium, live servers, worker processes): SQLite runs
+# them first and PostgreSQL last, so the two runs do not drive Chromium at the same time.
+if [ $# -eq 0 ]; then
+  sqlite_args=(tests/browser tests)
+  pg_args=($(ls -d tests/*/ | grep -v '^tests/browser/$') tests/*.py tests/browser)
+else
+  sqlite_args=("$@")
+  pg_args=("$@")
+fi
 echo "== tests on SQLite (redis $TEST_REDIS_URL) and PostgreSQL ($TEST_DATABASE_URL, redis $PG_REDIS_URL), side by side"
-KMEWEB_TEST_DB=sqlite $PY -m pytest "$@" > .run/test-sqlite.log 2>&1 &
+KMEWEB_TEST_DB=sqlite $PY -m pytest "${sqlite_args[@]}" > .run/test-sqlite.log 2>&1 &
 sqlite_pid=$!
-KMEWEB_TEST_DB=postgresql TEST_REDIS_URL=$PG_REDIS_URL $PY -m pytest "$@" > .run/test-postgresql.log 2>&1 &
+KMEWEB_TEST_DB=postgresql TEST_REDIS_URL=$PG_REDIS_URL $PY -m pytest "${pg_args[@]}" > .run/test-postgresql.log 2>&1 &
 pg_pid=$!
 sqlite_rc=0; wait $sqlite_pid || sqlite_rc=$?
 pg_rc=0; wait $pg_pid || pg_rc=$?
