@@ -41,21 +41,27 @@ def create_admin_command(
         click.echo(f"password: {password_used}")
 
 
+def _account_or_fail(email: str):
+    """The account for `email`, or a one-line ClickException."""
+    from kmeweb.auth import services
+
+    user = services.get_by_email(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no account for {email}")
+    return user
+
+
 @click.command("set-password")
 @click.argument("email")
 @click.option("--generate", is_flag=True, help="Generate a password instead of prompting.")
 def set_password_command(email: str, generate: bool) -> None:
     """Give an account a new password; every session it has ends."""
-    import secrets
-
     from kmeweb.auth import services
     from kmeweb.errors import DomainError
 
-    user = services.get_by_email(db.session, email)
-    if user is None:
-        raise click.ClickException(f"no account for {email}")
+    user = _account_or_fail(email)
     if generate:
-        password = secrets.token_urlsafe(15)
+        password = services.generate_password()
     else:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     try:
@@ -75,9 +81,7 @@ def deactivate_admin_command(email: str, activate: bool) -> None:
     """Deactivate an account (its sessions end at once), or activate it again."""
     from kmeweb.auth import services
 
-    user = services.get_by_email(db.session, email)
-    if user is None:
-        raise click.ClickException(f"no account for {email}")
+    user = _account_or_fail(email)
     services.set_active(db.session, user, activate, "cli")
     db.session.commit()
     click.echo(f"{user.email} is {'active' if activate else 'deactivated'}")

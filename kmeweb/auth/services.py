@@ -37,6 +37,11 @@ def _dummy_hash() -> str:
     return generate_password_hash(secrets.token_urlsafe(16))
 
 
+def generate_password() -> str:
+    """A random password that passes `validate_password` (20 URL-safe characters)."""
+    return secrets.token_urlsafe(15)
+
+
 def validate_password(password: str) -> None:
     """Raise ValidationError(field="password") for a password an attacker would guess."""
     if not password.strip():
@@ -82,7 +87,7 @@ def create_admin(
     if get_by_email(session, email) is not None:
         raise Conflict(f"an account for {email} already exists", field="email")
     if password is None:
-        password = secrets.token_urlsafe(15)
+        password = generate_password()
     validate_password(password)
     user = AdminUser(email=email, name=name, role=role, active=True)
     user.set_password(password)
