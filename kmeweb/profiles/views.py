@@ -525,12 +525,7 @@ def move_dialog(profile_id: int):
     ids, filters = _selection_ids(profile, request.args)
     form = f.MoveForm(formdata=None)
     form.profile_id.choices = f.choices(_move_targets(profile))
-    _selection_form(form, profile, ids, filters)
-    if not ids:
-        form.form_errors.append("Select at least one device.")
-    return _dialog(
-        "profiles/_move.html", profile, form, **_selection_context(profile, ids, filters)
-    )
+    return _show_selection_dialog("profiles/_move.html", profile, form, ids, filters)
 
 
 @bp.post("/<int:profile_id>/move")
@@ -605,6 +600,13 @@ def _selection_dialog(profile_id: int, template: str):
     profile = services.get_profile_or_404(db.session, profile_id)
     ids, filters = _selection_ids(profile, request.args)
     form = f.DeleteDevicesForm(formdata=None)
+    return _show_selection_dialog(template, profile, form, ids, filters)
+
+
+def _show_selection_dialog(
+    template: str, profile: Profile, form: Any, ids: list[int], filters: dict[str, str]
+):
+    """A dialog acting on the selected devices, saying so when none is selected."""
     _selection_form(form, profile, ids, filters)
     if not ids:
         form.form_errors.append("Select at least one device.")
@@ -647,12 +649,7 @@ def attributes_dialog(profile_id: int):
     ids, filters = _selection_ids(profile, request.args)
     rows = [*devices.attribute_summary(db.session, ids), {}]  # and a blank row to add one
     form = f.AttributesForm(formdata=None, data={"rows": rows})
-    _selection_form(form, profile, ids, filters)
-    if not ids:
-        form.form_errors.append("Select at least one device.")
-    return _dialog(
-        "profiles/_attributes.html", profile, form, **_selection_context(profile, ids, filters)
-    )
+    return _show_selection_dialog("profiles/_attributes.html", profile, form, ids, filters)
 
 
 @bp.post("/<int:profile_id>/attributes")
