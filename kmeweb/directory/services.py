@@ -83,6 +83,15 @@ def get_or_create_user(
     return user
 
 
+def _matches(q: str) -> Any:
+    """Username, email or display name contains `q` (case-insensitive, wildcards literal)."""
+    return or_(
+        EndUser.username.icontains(q, autoescape=True),
+        EndUser.email.icontains(q, autoescape=True),
+        EndUser.display_name.icontains(q, autoescape=True),
+    )
+
+
 def search_users(session: Session, q: str, limit: int = 20) -> list[EndUser]:
     """Users whose username, email or display name contains `q` (case-insensitive), by name.
 
@@ -91,13 +100,7 @@ def search_users(session: Session, q: str, limit: int = 20) -> list[EndUser]:
     stmt = select(EndUser).order_by(EndUser.username).limit(max(1, min(limit, 200)))
     q = (q or "").strip()
     if q:
-        stmt = stmt.where(
-            or_(
-                EndUser.username.icontains(q, autoescape=True),
-                EndUser.email.icontains(q, autoescape=True),
-                EndUser.display_name.icontains(q, autoescape=True),
-            )
-        )
+        stmt = stmt.where(_matches(q))
     return list(session.scalars(stmt))
 
 
@@ -112,13 +115,7 @@ def users_query(search: str | None = None) -> Select:
     stmt = select(EndUser).order_by(func.lower(EndUser.username), EndUser.id)
     q = (search or "").strip()
     if q:
-        stmt = stmt.where(
-            or_(
-                EndUser.username.icontains(q, autoescape=True),
-                EndUser.email.icontains(q, autoescape=True),
-                EndUser.display_name.icontains(q, autoescape=True),
-            )
-        )
+        stmt = stmt.where(_matches(q))
     return stmt
 
 
