@@ -73,7 +73,9 @@ def _rows(session: Session, ids: list[int], *columns: Any) -> list[tuple]:
 def _require_approved(rows: list[tuple]) -> None:
     pending = sum(1 for r in rows if r[1] != Approval.APPROVED or r[2] is None)
     if pending:
-        raise Conflict(f"{pending:,} of the selected devices are waiting for approval.")
+        raise ValidationError(
+            f"{pending:,} of the selected devices are waiting for approval.", field="device_ids"
+        )
 
 
 IMEI_PREFIX_MIN = 6  # a search of this many digits or more is an IMEI (or its start)
@@ -265,7 +267,8 @@ def move_devices(
     profile and get outbox rows of at most KNOX_BATCH_SIZE devices under one operation
     ("Move 20,000 devices to Sales"). Records one audit event of the kind. Flushes.
     Raises ValidationError (field "device_ids" or "profile_id"), NotFound (a device is gone),
-    Conflict (a device is pending approval or self-maintained, or all are already there).
+    ValidationError (field "device_ids") also when a device is pending approval or
+    self-maintained; Conflict when all are already there.
     """
     ids = _selection(device_ids)
     target = session.get(Profile, target_profile_id) if target_profile_id is not None else None
@@ -277,9 +280,10 @@ def move_devices(
     _require_approved(rows)
     local_only = sum(1 for r in rows if r[3] == ProfileKind.SELF_MAINTAINED)
     if local_only:
-        raise Conflict(
+        raise ValidationError(
             f"{local_only:,} of the selected devices belong to a self-maintained profile "
-            "and are not in Knox."
+            "and are not in Knox.",
+            field="device_ids",
         )
     moving = [r[0] for r in rows if r[2] != target.id]
     if not moving:
@@ -378,9 +382,9 @@ def set_device_user(
     assignProfile) under the returned operation; devices of self-maintained profiles change
     locally only (None is returned when there are no others). Records one audit "device.user"
     (never the password). Flushes.
-    Raises ValidationError (fields "device_ids", "end_user_id", "password"), NotFound, or
-    Conflict (a device pending approval or in the Default Profile, which has no KME profile
-    to carry a user).
+    Raises ValidationError (fields "device_ids", "end_user_id", "password"; "device_ids" also
+    for a device pending approval or in the Default Profile, which has no KME profile to carry
+    a user) or NotFound.
     """
     ids = _selection(device_ids)
     username = None
@@ -396,9 +400,10 @@ def set_device_user(
     _require_approved(rows)
     in_default = sum(1 for r in rows if r[3] == DEFAULT_KIND)
     if in_default:
-        raise Conflict(
+        raise ValidationError(
             f"{in_default:,} of the selected devices are in the Samsung KME Default Profile; "
-            "move them to a profile first."
+            "move them to a profile first.",
+            field="device_ids",
         )
 
     values: dict[str, Any] = {"end_user_id": end_user_id}

@@ -80,7 +80,7 @@ def test_move_is_all_or_nothing(session, admin):
     target = make_profile(session)
     ids = bulk_devices(session, 5, source)
     pending = make_device(session)  # waiting for approval, no profile
-    with pytest.raises(Conflict, match="waiting for approval"):
+    with pytest.raises(ValidationError, match="waiting for approval"):
         services.move_devices(session, [*ids, pending.id], target.id, admin)
     with pytest.raises(NotFound):
         services.move_devices(session, [*ids, 999_999], target.id, admin)
@@ -110,7 +110,7 @@ def test_self_maintained_devices_cannot_move_to_kme(session, admin):
     own = make_profile(session, kind="self_maintained", config={})
     target = make_profile(session)
     device = make_device(session, own)
-    with pytest.raises(Conflict, match="self-maintained"):
+    with pytest.raises(ValidationError, match="self-maintained"):
         services.move_devices(session, [device.id], target.id, admin)
 
 
@@ -203,7 +203,7 @@ def test_set_device_user_rules(session, admin):
     sales = make_profile(session)
     in_default = make_device(session, default)
     device = make_device(session, sales)
-    with pytest.raises(Conflict, match="Default Profile"):
+    with pytest.raises(ValidationError, match="Default Profile"):
         services.set_device_user(session, [in_default.id], None, None, admin)
     with pytest.raises(ValidationError) as err:
         services.set_device_user(session, [device.id], 77777, None, admin)

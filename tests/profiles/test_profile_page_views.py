@@ -194,7 +194,7 @@ def test_pending_approval_or_self_maintained_selection_is_refused(
     response = actions.post(
         f"/profiles/{lab.id}/move", {"device_ids": local, "profile_id": str(sales.id)}
     )
-    assert response.status_code == 409
+    assert response.status_code == 422  # shown in the dialog, next to the selection
     assert "belong to a self-maintained profile" in response.get_data(as_text=True)
     pending = make_device(session, None)
     response = actions.post(
