@@ -406,7 +406,17 @@ def _approve(
         session, device_ids, approval=Approval.APPROVED, profile_id=target.id
     )
     outbox.record_device_change(
-        session, "device.approve", device_ids, operation, actor, profile_id=target.id
+        session,
+        "device.approve",
+        device_ids,
+        operation,
+        actor,
+        profile_id=target.id,
+        batches_per_row=(
+            outbox.APPROVAL_BATCHES_PER_ROW
+            if upload is not None and target.kind == ProfileKind.KME_DEFAULT
+            else 1
+        ),
     )
     if upload is not None:
         upload.status = (

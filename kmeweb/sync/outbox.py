@@ -42,6 +42,12 @@ def batch_size() -> int:
     return int(current_app.config["KNOX_BATCH_SIZE"])
 
 
+# An approval into the Default Profile needs no KME call per device (KME's upload approval
+# leaves its devices unassigned), so its rows carry this many KME batches each: the push of
+# 100,000 approved devices is 20 rows of local work instead of 200.
+APPROVAL_BATCHES_PER_ROW = 10
+
+
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -79,11 +85,14 @@ def record_device_change(
     operation: Operation,
     actor: Any,
     profile_id: int | None = None,
+    batches_per_row: int = 1,
 ) -> list[Change]:
-    """Add outbox rows for `device_ids` (one per batch). For device.delete pass the KME
-    identifiers via `record_device_delete` instead. Flushes."""
+    """Add outbox rows for `device_ids` (one per `batches_per_row` KME batches). For
+    device.delete pass the KME identifiers via `record_device_delete` instead. Flushes."""
     assert kind in DEVICE_SYNC_KINDS, kind
-    return _batched_changes(session, kind, "device_ids", device_ids, operation, actor, profile_id)
+    return _batched_changes(
+        session, kind, "device_ids", device_ids, operation, actor, profile_id, batches_per_row
+    )
 
 
 def record_device_resync(session: Session, device_ids: Sequence[int]) -> list[Change]:
@@ -112,11 +121,13 @@ def _batched_changes(
     operation: Operation | None,
     actor: Any,
     profile_id: int | None = None,
+    batches_per_row: int = 1,
 ) -> list[Change]:
-    """One outbox row per KNOX_BATCH_SIZE items, the items under payload[key]. Flushes."""
+    """One outbox row per `batches_per_row` × KNOX_BATCH_SIZE items, the items under
+    payload[key] (the client splits a row's KME calls into batches). Flushes."""
     changes = [
         _add_change(session, kind, {key: list(chunk)}, operation, actor, profile_id, len(chunk))
-        for chunk in chunks(list(items), batch_size())
+        for chunk in chunks(list(items), batch_size() * batches_per_row)
     ]
     session.flush()
     return changes

@@ -218,24 +218,29 @@ def maybe_finish_operation(session: Session, operation_id: int | None) -> None:
 def _push_devices(session: Session, client: KnoxClient, change: Change) -> str | None:
     """State-based: send each device's current assignment, user and password."""
     ids = change.payload.get("device_ids", [])
-    rows = session.execute(
-        select(
-            Device.id,
-            Device.version,
-            Device.imei,
-            Device.serial,
-            Device.kme_device_id,
-            Device.approval,
-            Device.enrollment_password_enc,
-            Profile.kind,
-            Profile.kme_profile_id,
-            Profile.name,
-            EndUser.username,
+    columns = (
+        Device.id,
+        Device.version,
+        Device.imei,
+        Device.serial,
+        Device.kme_device_id,
+        Device.approval,
+        Device.enrollment_password_enc,
+        Profile.kind,
+        Profile.kme_profile_id,
+        Profile.name,
+        EndUser.username,
+    )
+    rows = [
+        row
+        for chunk in outbox.chunks(ids, 900)
+        for row in session.execute(
+            select(*columns)
+            .outerjoin(Profile, Device.profile_id == Profile.id)
+            .outerjoin(EndUser, Device.end_user_id == EndUser.id)
+            .where(Device.id.in_(chunk))
         )
-        .outerjoin(Profile, Device.profile_id == Profile.id)
-        .outerjoin(EndUser, Device.end_user_id == EndUser.id)
-        .where(Device.id.in_(ids))
-    ).all()
+    ]
     groups: dict[str | None, list[Any]] = defaultdict(list)
     for row in rows:
         if row.approval != Approval.APPROVED:
@@ -246,6 +251,13 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
             groups[row.kme_profile_id].append(row)
         else:  # the Default Profile (and self-maintained ones) mean "no KME profile"
             groups[None].append(row)
+    # KME's upload approval leaves the upload's devices unassigned: approved devices that
+    # stay in the Default Profile need no unassign call once that approval went through.
+    unassigned_by_approval = (
+        change.kind == ChangeKind.DEVICE_APPROVE
+        and None in groups
+        and _upload_approved(session, change)
+    )
     results: list[tuple[Any, str, BatchResult]] = []
     for target, members in groups.items():
         by_ident = {(r.kme_device_id or r.imei or r.serial): r for r in members}
@@ -256,7 +268,9 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
             for name in (r.kme_device_id, r.imei, r.serial)
             if name
         }
-        if target is None:
+        if target is None and unassigned_by_approval:
+            result = BatchResult()
+        elif target is None:
             result = client.unassign_profile(list(by_ident), aliases=aliases)
         else:
             assignments = [
@@ -272,6 +286,28 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     note = _apply_device_results(session, results)
     _resync_moved_on(session, {row.id: row.version for row, _ident, _result in results})
     return note
+
+
+def _upload_approved(session: Session, change: Change) -> bool:
+    """Whether KME approved the uploads of this approval (the operation's upload.approve rows
+    for the same profile): False when there are none (approving devices without an upload),
+    RetryLater while one is unfinished, KnoxRejectedError when one failed."""
+    statuses = list(
+        session.scalars(
+            select(Change.status).where(
+                Change.operation_id == change.operation_id,
+                Change.kind == ChangeKind.UPLOAD_APPROVE,
+                Change.profile_id == change.profile_id,
+            )
+        )
+    )
+    if change.operation_id is None or not statuses:
+        return False
+    if ChangeStatus.FAILED in statuses:
+        raise KnoxRejectedError("KME did not approve the upload, so its devices stay pending there")
+    if any(status in UNFINISHED for status in statuses):
+        raise RetryLater("the upload approval has not reached KME yet")
+    return True
 
 
 def _resync_moved_on(session: Session, versions: dict[int, int]) -> int:
@@ -309,13 +345,18 @@ def _apply_device_results(
             )
             bad.append({"did": row.id, "v": row.version, "err": f"{label}: {reason}"[:500]})
     table = Device.__table__
-    if ok:
-        session.execute(
-            table.update()
-            .where(table.c.id == bindparam("did"), table.c.version == bindparam("v"))
-            .values(sync_state=SyncState.SYNCED, sync_error=None),
-            ok,
-        )
+    # Devices of one push mostly share a version: one set-based UPDATE per version and chunk
+    # (each only where the device is still at the version sent) instead of one per device.
+    by_version: dict[int, list[int]] = defaultdict(list)
+    for item in ok:
+        by_version[item["v"]].append(item["did"])
+    for version, device_ids in by_version.items():
+        for chunk in outbox.chunks(device_ids, 900):
+            session.execute(
+                table.update()
+                .where(table.c.id.in_(chunk), table.c.version == version)
+                .values(sync_state=SyncState.SYNCED, sync_error=None)
+            )
     if bad:
         session.execute(
             table.update()

@@ -175,10 +175,45 @@ def test_unconfirmed_paths_can_be_overridden_by_configuration(session, app, inte
     # kme-api.md: the scopes page says PUT for v2 unassign where the notes say POST.
     app.config["KNOX_PATHS"] = {"devices_unassign_v2": "PUT /kcs/v2/kme/devices/unassignProfile"}
     small, _ = _pulled(session, work)
-    _approved(session, work, small)  # approval places the devices with an unassign
+    devices = _approved(session, work, small)
+    sales = kme_profile(session, "Sales")
+    session.commit()
+    device_services.move_devices(session, [devices[0].id], sales.id, "test")
+    session.commit()
+    work()
+    device_services.unassign_devices(session, [devices[0].id], "test")
+    session.commit()
+    work()
     endpoints = sim.counters()["endpoints"]
     assert endpoints.get("PUT /kcs/v2/kme/devices/unassignProfile", {}).get("calls", 0) >= 1
     assert "POST /kcs/v2/kme/devices/unassignProfile" not in endpoints
+
+
+def test_approval_into_the_default_profile_costs_one_kme_call(session, app, integration, sim, work):
+    # KME's upload approval leaves the devices unassigned: no unassign call per batch follows.
+    app.config["KNOX_BATCH_SIZE"] = 2
+    small, _ = _pulled(session, work)
+    before = sim.counters()["endpoints"]
+    devices = _approved(session, work, small)
+    assert len(devices) > 2 and all(d.sync_state == "synced" for d in devices)
+    calls = {
+        endpoint: counts["calls"] - before.get(endpoint, {}).get("calls", 0)
+        for endpoint, counts in sim.counters()["endpoints"].items()
+    }
+    assert calls.get("POST /kcs/v1/kme/devices/uploads/approvals") == 1
+    assert not any("unassign" in endpoint.lower() and n for endpoint, n in calls.items())
+    assert session.scalar(select(Operation.status).where(Operation.kind == "upload.approve")) == (
+        "done"
+    )
+
+
+def test_a_refused_upload_approval_leaves_its_devices_not_synced(session, integration, sim, work):
+    small, _ = _pulled(session, work)
+    sim.fault(path="/kcs/v1/kme/devices/uploads/approvals", status=400, code=4000000)
+    devices = _approved(session, work, small)
+    assert devices and all(d.sync_state == "error" for d in devices)
+    operation = session.scalar(select(Operation).where(Operation.kind == "upload.approve"))
+    assert operation.status == "failed" and "KME" in operation.error
 
 
 def test_unusable_credentials_are_shown_and_nothing_is_lost(session, integration, sim, work):
