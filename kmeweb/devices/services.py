@@ -58,11 +58,11 @@ def _rows(session: Session, ids: list[int], *columns: Any) -> list[tuple]:
     order. Raises NotFound when some no longer exist.
     """
     found: dict[int, tuple] = {}
-    for chunk in outbox.chunks(ids, CHUNK):
+    for where in outbox.id_filters(session, Device.id, ids):
         rows = session.execute(
             select(Device.id, Device.approval, Device.profile_id, Profile.kind, *columns)
             .outerjoin(Profile, Profile.id == Device.profile_id)
-            .where(Device.id.in_(chunk))
+            .where(where)
         )
         found.update((row[0], tuple(row)) for row in rows)
     if len(found) < len(ids):
@@ -177,11 +177,9 @@ def check_still_in(session: Session, device_ids: Sequence[int], profile_id: int)
     ids = _selection(device_ids)
     moved: list[str] = []
     found = 0
-    for chunk in outbox.chunks(ids, CHUNK):
+    for where in outbox.id_filters(session, Device.id, ids):
         rows = session.execute(
-            select(Device.id, Device.profile_id, Device.imei, Device.serial).where(
-                Device.id.in_(chunk)
-            )
+            select(Device.id, Device.profile_id, Device.imei, Device.serial).where(where)
         ).all()
         found += len(rows)
         moved.extend(r.imei or r.serial or str(r.id) for r in rows if r.profile_id != profile_id)
@@ -345,10 +343,8 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
             session, "device.delete", f"Delete {n:,} devices", n, actor
         )
         outbox.record_device_delete(session, identifiers, operation, actor)
-    for chunk in outbox.chunks(ids, CHUNK):
-        session.execute(
-            delete(Device).where(Device.id.in_(chunk)).execution_options(synchronize_session=False)
-        )
+    for where in outbox.id_filters(session, Device.id, ids):
+        session.execute(delete(Device).where(where).execution_options(synchronize_session=False))
     audit.record(
         session,
         actor,
@@ -420,10 +416,10 @@ def set_device_user(
         operation = outbox.start_operation(session, "device.user", label, n, actor)
         outbox.mark_devices_pending(session, in_knox, **values)
         outbox.record_device_change(session, "device.user", in_knox, operation, actor)
-    for chunk in outbox.chunks(local, CHUNK):
+    for where in outbox.id_filters(session, Device.id, local):
         session.execute(
             update(Device)
-            .where(Device.id.in_(chunk))
+            .where(where)
             .values(**values, version=Device.version + 1, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -540,9 +536,9 @@ def edit_attributes(
     _rows(session, ids)  # NotFound when some are gone
     table = Device.__table__
     updates: list[dict[str, Any]] = []
-    for chunk in outbox.chunks(ids, CHUNK):
+    for where in outbox.id_filters(session, Device.id, ids):
         for device_id, attributes in session.execute(
-            select(Device.id, Device.attributes).where(Device.id.in_(chunk))
+            select(Device.id, Device.attributes).where(where)
         ):
             old = dict(attributes or {})
             new = {k: v for k, v in {**old, **sets}.items() if k not in removes}

@@ -531,10 +531,8 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
     if not ids:
         raise ValidationError("Select at least one device.", field="device_ids")
     found: dict[int, tuple[int | None, str]] = {}
-    for chunk in outbox.chunks(ids, 900):
-        rows = session.execute(
-            select(Device.id, Device.upload_id, Device.approval).where(Device.id.in_(chunk))
-        )
+    for where in outbox.id_filters(session, Device.id, ids):
+        rows = session.execute(select(Device.id, Device.upload_id, Device.approval).where(where))
         found.update((device_id, (upload_id, approval)) for device_id, upload_id, approval in rows)
     if len(found) < len(ids):
         raise NotFound(f"{len(ids) - len(found):,} of the selected devices no longer exist.")

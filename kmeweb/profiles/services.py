@@ -594,10 +594,10 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
 
 
 def _move_locally(session: Session, device_ids: list[int], profile_id: int) -> None:
-    for chunk in outbox.chunks(device_ids, 900):
+    for where in outbox.id_filters(session, Device.id, device_ids):
         session.execute(
             update(Device)
-            .where(Device.id.in_(chunk))
+            .where(where)
             .values(profile_id=profile_id, version=Device.version + 1, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )

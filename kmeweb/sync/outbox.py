@@ -9,11 +9,12 @@ crash loses at most one batch of progress and several workers can share a move.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, Integer, any_, literal, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Device
@@ -53,6 +54,19 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def id_filters(session: Session, column: Any, ids: Sequence[int]) -> Iterator[ColumnElement[bool]]:
+    """`column` in `ids`, as one WHERE clause per chunk of ids: on SQLite `IN (...)` lists of
+    900 (below its variable limit); on PostgreSQL `= ANY(array)` with one array parameter
+    per 20,000 ids, so neither SQLAlchemy nor psycopg renders one placeholder per id."""
+    ids = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        for chunk in chunks(ids, 20_000):
+            yield column == any_(literal(list(chunk), ARRAY(Integer)))
+    else:
+        for chunk in chunks(ids, 900):
+            yield column.in_(chunk)
+
+
 def start_operation(session: Session, kind: str, label: str, total: int, actor: Any) -> Operation:
     """Create the operation that groups a service's changes; its push job is enqueued after
     the commit."""
@@ -63,10 +77,10 @@ def start_operation(session: Session, kind: str, label: str, total: int, actor: 
 
 def mark_devices_pending(session: Session, device_ids: Sequence[int], **values: Any) -> None:
     """Set `values` on the devices, bump their version and mark them pending, in bulk."""
-    for chunk in chunks(list(device_ids), 900):
+    for where in id_filters(session, Device.id, device_ids):
         session.execute(
             update(Device)
-            .where(Device.id.in_(chunk))
+            .where(where)
             .values(
                 **values,
                 sync_state=SyncState.PENDING,
@@ -98,10 +112,8 @@ def record_device_change(
 def record_device_resync(session: Session, device_ids: Sequence[int]) -> list[Change]:
     """Outbox rows (no operation, actor "sync") pushing these devices' current state again,
     and mark them pending. Used by the push; see push._resync_moved_on. Flushes."""
-    for chunk in chunks(list(device_ids), 900):
-        session.execute(
-            update(Device).where(Device.id.in_(chunk)).values(sync_state=SyncState.PENDING)
-        )
+    for where in id_filters(session, Device.id, device_ids):
+        session.execute(update(Device).where(where).values(sync_state=SyncState.PENDING))
     return _batched_changes(session, "device.resync", "device_ids", device_ids, None, "sync")
 
 

@@ -167,10 +167,11 @@ def _fail(session: Session, change: Change, message: str) -> None:
     change.done_at = now
     change.last_error = message[:2000]
     if change.kind in DEVICE_SYNC_KINDS:
-        for chunk in outbox.chunks(change.payload.get("device_ids", []), 900):
+        device_ids = change.payload.get("device_ids", [])
+        for where in outbox.id_filters(session, Device.id, device_ids):
             session.execute(
                 update(Device)
-                .where(Device.id.in_(chunk), Device.sync_state == SyncState.PENDING)
+                .where(where, Device.sync_state == SyncState.PENDING)
                 .values(sync_state=SyncState.ERROR, sync_error=message[:500])
             )
     session.execute(update(Integration).values(last_error=message[:2000], last_error_at=now))
@@ -233,12 +234,12 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     )
     rows = [
         row
-        for chunk in outbox.chunks(ids, 900)
+        for where in outbox.id_filters(session, Device.id, ids)
         for row in session.execute(
             select(*columns)
             .outerjoin(Profile, Device.profile_id == Profile.id)
             .outerjoin(EndUser, Device.end_user_id == EndUser.id)
-            .where(Device.id.in_(chunk))
+            .where(where)
         )
     ]
     groups: dict[str | None, list[Any]] = defaultdict(list)
@@ -319,10 +320,8 @@ def _resync_moved_on(session: Session, versions: dict[int, int]) -> int:
     current state once more, so KME ends as the database says. Returns how many devices.
     """
     stale: list[int] = []
-    for chunk in outbox.chunks(list(versions), 900):
-        for device_id, version in session.execute(
-            select(Device.id, Device.version).where(Device.id.in_(chunk))
-        ):
+    for where in outbox.id_filters(session, Device.id, list(versions)):
+        for device_id, version in session.execute(select(Device.id, Device.version).where(where)):
             if version != versions[device_id]:
                 stale.append(device_id)
     if stale:
@@ -351,10 +350,10 @@ def _apply_device_results(
     for item in ok:
         by_version[item["v"]].append(item["did"])
     for version, device_ids in by_version.items():
-        for chunk in outbox.chunks(device_ids, 900):
+        for where in outbox.id_filters(session, table.c.id, device_ids):
             session.execute(
                 table.update()
-                .where(table.c.id.in_(chunk), table.c.version == version)
+                .where(where, table.c.version == version)
                 .values(sync_state=SyncState.SYNCED, sync_error=None)
             )
     if bad:
