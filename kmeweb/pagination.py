@@ -45,12 +45,18 @@ def page_args(default_per_page: int = 50) -> tuple[int, int]:
     return max(1, page), min(max(1, per_page), 500)
 
 
-def paginate(session: Session, stmt: Select, page: int, per_page: int) -> Page:
-    """Run `stmt` for one page and count all matching rows with one grouped query.
+def paginate(
+    session: Session, stmt: Select, page: int, per_page: int, total: int | None = None
+) -> Page:
+    """Run `stmt` for one page and count all matching rows with one grouped query (or take
+    `total` when the caller already counted them).
 
     A page past the end (however large the number) shows the last page.
     """
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    if total is None:
+        total = (
+            session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+        )
     page = min(max(1, page), max(1, -(-total // per_page)))
     items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
     return Page(items=items, page=page, per_page=per_page, total=total)

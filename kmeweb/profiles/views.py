@@ -158,8 +158,10 @@ def _to_profile(profile_id: int, operation: Operation | None = None, anchor: str
     return redirect(url_for("profiles.detail", **args) + anchor)
 
 
-def _summary(profile: Profile) -> dict[str, Any]:
-    total, registered, pending = services.profile_counts(db.session, [profile.id])[profile.id]
+def _summary(profile: Profile, counts: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    if counts is None:
+        counts = services.profile_counts(db.session, [profile.id])[profile.id]
+    total, registered, pending = counts
     status = profile_statuses(db.session, [profile.id]).get(profile.id)
     user = db.session.get(EndUser, profile.end_user_id) if profile.end_user_id else None
     return {
@@ -460,7 +462,15 @@ def detail(profile_id: int):
     valid = form.validate_query()
     filters = _device_filters(form)
     page, per_page = _per_page()
-    rows = paginate(db.session, devices.devices_query(profile.id, **filters), page, per_page)
+    counts = services.profile_counts(db.session, [profile.id])[profile.id]
+    known_total = None  # the summary's counts are the table's total unless it is searched
+    if not filters["search"] and not filters["sync_state"]:
+        known_total = {None: counts[0], "registered": counts[1], "pending": counts[2]}.get(
+            filters["registration"]
+        )
+    rows = paginate(
+        db.session, devices.devices_query(profile.id, **filters), page, per_page, known_total
+    )
     operation = None
     op_id = request.args.get("op", "")
     if op_id.isdigit() and len(op_id) < 11:
@@ -479,7 +489,7 @@ def detail(profile_id: int):
         "profiles/detail.html",
         "profiles/_devices.html",
         code=200 if valid else 422,
-        summary=_summary(profile),
+        summary=_summary(profile, counts),
         op=operation,
         **context,
     )
