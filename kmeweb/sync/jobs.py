@@ -203,7 +203,20 @@ def sweep_job() -> dict[str, int]:
         enqueued += 1
     if released or stale:
         log.warning("sweeper released %s changes and closed %s stale pulls", released, stale)
+    _refresh_inventory_metrics(session)
     return {"released": released, "enqueued": enqueued, "stale_pulls": stale}
+
+
+def _refresh_inventory_metrics(session: Session) -> None:
+    """Count devices and tokens for /metrics (a scrape reads the counts from Redis)."""
+    from kmeweb.ops.metrics import refresh_inventory
+
+    try:
+        refresh_inventory(session, rq_queue.redis_connection())
+    except Exception:  # noqa: BLE001 - metrics must not fail the sweep; the next one recounts
+        log.warning("sweeper could not count devices for /metrics", exc_info=True)
+    finally:
+        session.rollback()
 
 
 def _pull_vanished(operation: Operation, now: datetime) -> bool:
