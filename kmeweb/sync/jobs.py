@@ -51,6 +51,7 @@ def push_job(operation_id: int | None = None) -> int:
         raise
     with client:
         processed = push.run_push(session, client, worker_name())
+    log.info("push sent %s change(s) to KME", processed)
     if processed:
         session.execute(
             update(type(integration))
@@ -110,6 +111,7 @@ def pull_job(operation_id: int) -> dict[str, int]:
         raise
     operations.finish(session, operation_id)
     session.commit()
+    log.info("pull finished (operation %s): %s", operation_id, summary)
     return summary
 
 
