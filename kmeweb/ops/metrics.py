@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -314,32 +314,41 @@ class SharedStateCollector(Collector):
         yield from families
 
 
+_scrape_clients: dict[str, Redis] = {}
+
+
 def _scrape_redis(make) -> Redis:
-    client = g.get("_metrics_redis")
+    """One client (and connection pool) per Redis URL and process, with short timeouts."""
+    url = current_app.config["REDIS_URL"]
+    client = _scrape_clients.get(url)
     if client is None:
-        url = current_app.config["REDIS_URL"]
         client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-        g._metrics_redis = client
+        _scrape_clients[url] = client
     return client
 
 
-class _LocalHttp(Collector):
+class _Exposition:
+    """What generate_latest reads: each source's collect() once (a registry would also
+    call collect() to learn the names, doubling the database and Redis reads)."""
+
+    def __init__(self, *collectors: Any) -> None:
+        self.collectors = collectors
+
     def collect(self) -> Iterator[Any]:
-        yield from HTTP_REGISTRY.collect()
+        for collector in self.collectors:
+            yield from collector.collect()
 
 
 def render() -> bytes:
     """The whole exposition for one scrape."""
-    registry = CollectorRegistry(auto_describe=False)
     mp_dir = multiprocess_dir()
     if mp_dir:
         from prometheus_client import multiprocess
 
-        multiprocess.MultiProcessCollector(registry, path=mp_dir)
+        web = multiprocess.MultiProcessCollector(None, path=mp_dir)
     else:
-        registry.register(_LocalHttp())
-    registry.register(SharedStateCollector())
-    return generate_latest(registry)
+        web = HTTP_REGISTRY
+    return generate_latest(_Exposition(web, SharedStateCollector()))  # type: ignore[arg-type]
 
 
 def init_app(app: Flask) -> None:
