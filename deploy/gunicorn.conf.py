@@ -36,6 +36,9 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-i
 # Behind nginx the client address comes from X-Forwarded-For, which the app reads itself
 # (KMEWEB_PROXY_HOPS); gunicorn's own forwarded_allow_ips stays at its default.
 proc_name = "kmeweb-web"
+# gunicorn 25+ opens a control socket under $HOME by default: read-only under the unit's
+# ProtectHome, and shared by every gunicorn of the user. kmeweb does not use gunicornc.
+control_socket_disable = True
 
 # prometheus-client's multiprocess mode: each gunicorn worker writes its counters to files in
 # this directory and /metrics adds them up. It must exist before the app is imported and be

@@ -131,8 +131,8 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60)
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its workers still importing the app
         assert proc.poll() is None, "gunicorn exited: " + log.read_text()[-3000:]
         assert time.monotonic() < deadline, "gunicorn did not answer: " + log.read_text()[-3000:]
         time.sleep(0.05)
@@ -230,14 +230,14 @@ def test_two_host_rehearsal(app, session, database_url, sim, make_admin, tmp_pat
             },
         )
         assert response.status_code == 303, response.text[-2000:]
-        wait_until(
-            lambda: (
-                _count(session, Device.profile_id == target.id, Device.sync_state == "synced") > 0
-            ),
-            timeout=120,
-            what="the move under way",
-        )
-        hosts[0].kill9(workers[0])
+
+        def under_way() -> bool:
+            moved = _count(session, Device.profile_id == target.id, Device.sync_state == "synced")
+            assert moved < DEVICES, "the move finished before a worker could be killed"
+            return moved > 0
+
+        wait_until(under_way, timeout=120, what="the move under way")
+        hosts[0].kill9(workers[0])  # host A dies mid-move, its work horse with it
         wait_until(
             lambda: (
                 _count(
