@@ -202,6 +202,10 @@ def sweep_job() -> dict[str, int]:
             rq_queue.enqueue_unique(rq_queue.PUSH_JOB, None, job_id="push-now", queue="knox")
         else:
             dispatch.enqueue_operation(operation_id, kind or "push")
+            if rq_queue.job_status(f"op-{operation_id}") == "started":
+                # Its job may be a killed worker's, "started" in RQ until a maintenance pass
+                # minutes later: a generic push (any due change, SKIP LOCKED) takes them now.
+                rq_queue.enqueue_unique(rq_queue.PUSH_JOB, None, job_id="push-now", queue="knox")
         enqueued += 1
     if released or stale:
         log.warning("sweeper released %s changes and closed %s stale pulls", released, stale)
