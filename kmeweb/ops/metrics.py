@@ -146,7 +146,8 @@ def count_inventory(session) -> dict[str, Any]:
     from kmeweb.devices.models import Approval, Device
     from kmeweb.profiles.models import Profile, ProfileKind
 
-    in_kme = select(Profile.id).where(Profile.kind != ProfileKind.SELF_MAINTAINED)
+    # "In a KME profile": assigned in KME (not the Default Profile, not self-maintained).
+    in_kme = select(Profile.id).where(Profile.kind == ProfileKind.KME)
     row = session.execute(
         select(
             func.sum(case((Device.approval == Approval.PENDING, 1), else_=0)),
@@ -291,8 +292,6 @@ class SharedStateCollector(Collector):
     """Everything read from the database and Redis; a source that fails is reported as down."""
 
     def collect(self) -> Iterator[Any]:
-        from kmeweb.operations.queue import redis_connection
-
         up = GaugeMetricFamily(
             "kmeweb_metrics_source_up",
             "1 when this scrape could read the source, 0 when it failed.",
@@ -301,7 +300,7 @@ class SharedStateCollector(Collector):
         families: list[Any] = []
         for source, produce in (
             ("database", _database_families),
-            ("redis", lambda: _redis_families(_scrape_redis(redis_connection))),
+            ("redis", lambda: _redis_families(_scrape_redis())),
         ):
             try:
                 families.extend(produce())
@@ -317,7 +316,7 @@ class SharedStateCollector(Collector):
 _scrape_clients: dict[str, Redis] = {}
 
 
-def _scrape_redis(make) -> Redis:
+def _scrape_redis() -> Redis:
     """One client (and connection pool) per Redis URL and process, with short timeouts."""
     url = current_app.config["REDIS_URL"]
     client = _scrape_clients.get(url)

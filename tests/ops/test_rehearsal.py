@@ -264,6 +264,12 @@ def test_two_host_rehearsal(app, session, database_url, sim, make_admin, tmp_pat
             DEVICES // 250
         )
         assert value(metrics, "kmeweb_rq_workers") >= 1
+        # Device counts come from the sweeper (every second here) through Redis.
+        wait_until(
+            lambda: value(console.metrics(), "kmeweb_devices", state="in_kme_profile") == DEVICES,
+            timeout=30,
+            what="kmeweb_devices{state=in_kme_profile} to count the moved devices",
+        )
         # Web counters add up over both gunicorn processes (prometheus-client multiprocess).
         before = total(metrics, "kmeweb_http_requests_total", endpoint="ops.healthz")
         for _ in range(20):
