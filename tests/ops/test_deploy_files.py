@@ -10,8 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import TEST_DB
 from tests.ops.tools import need
 from tests.sync_fixtures import ROOT
+
+# The same on either database: run once, in the SQLite half of `make test` (time budget).
+pytestmark = pytest.mark.skipif(
+    TEST_DB != "sqlite",
+    reason="the deploy files do not depend on the database: checked in the SQLite run",
+)
 
 DEPLOY = ROOT / "deploy"
 

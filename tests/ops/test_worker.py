@@ -14,8 +14,15 @@ import redis
 from rq import Queue
 from rq.job import Job
 
+from tests.conftest import TEST_DB
 from tests.ops.redis_server import PrivateRedis, free_port
 from tests.sync_fixtures import ROOT
+
+# The same on either database: run once, in the SQLite half of `make test` (time budget).
+pytestmark = pytest.mark.skipif(
+    TEST_DB != "sqlite",
+    reason="the worker process checks do not depend on the database: checked in the SQLite run",
+)
 
 
 def _worker(env: dict[str, str], **kw) -> subprocess.Popen:
