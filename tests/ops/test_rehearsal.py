@@ -277,6 +277,12 @@ def test_two_host_rehearsal(app, session, database_url, sim, make_admin, tmp_pat
         after = total(console.metrics(), "kmeweb_http_requests_total", endpoint="ops.healthz")
         assert after - before == 20
 
+        # gunicorn's access log carries the request id the app answers with.
+        rid = console.request("GET", "/healthz").headers["X-Request-Id"]
+        wait_until(
+            lambda: f"request_id={rid}" in web_log.read_text(), timeout=10, what="access log"
+        )
+
         # Redis goes away: not ready, but people can still sign in.
         redis_server.stop()
         ready = console.request("GET", "/readyz")
