@@ -33,6 +33,41 @@ worker_tmp_dir = os.environ.get(
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s ua="%(a)s"'
+# gunicorn's own lines (start, worker boot, access) in the app's format: JSON objects with
+# KMEWEB_LOG_FORMAT=json. The root logger is left to the app (kmeweb/logs.py), so app lines
+# are written once, by the app's handler.
+_json = os.environ.get("KMEWEB_LOG_FORMAT", "text").strip().lower() == "json"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": []},
+    "loggers": {
+        name: {"level": "INFO", "handlers": [handler], "propagate": False, "qualname": name}
+        for name, handler in (("gunicorn.error", "error_console"), ("gunicorn.access", "console"))
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "kmeweb",
+            "stream": "ext://sys.stdout",
+        },
+        "error_console": {
+            "class": "logging.StreamHandler",
+            "formatter": "kmeweb",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "formatters": {
+        "kmeweb": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+        }
+        if _json
+        else {"format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"}
+    },
+}
 # Behind nginx the client address comes from X-Forwarded-For, which the app reads itself
 # (KMEWEB_PROXY_HOPS); gunicorn's own forwarded_allow_ips stays at its default.
 proc_name = "kmeweb-web"
