@@ -12,6 +12,7 @@ answers 503 and sign-in still works.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -282,6 +283,8 @@ def test_two_host_rehearsal(app, session, database_url, sim, make_admin, tmp_pat
         wait_until(
             lambda: f"request_id={rid}" in web_log.read_text(), timeout=10, what="access log"
         )
+        line = next(ln for ln in web_log.read_text().splitlines() if f"request_id={rid}" in ln)
+        assert json.loads(line)["logger"] == "gunicorn.access"  # KMEWEB_LOG_FORMAT=json
 
         # Redis goes away: not ready, but people can still sign in.
         redis_server.stop()
