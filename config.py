@@ -15,7 +15,13 @@ BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("KMEWEB_INSTANCE_DIR", BASE_DIR / "instance")).resolve()
 
 MIN_SECRET_KEY_LENGTH = 32
-REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "KMEWEB_ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY",
+    "KMEWEB_ENCRYPTION_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "KMEWEB_METRICS_TOKEN",
+)
 
 #: The one source of every tuning default: config key -> (type, default). Each is read from the
 #: environment variable `KMEWEB_<key>`; code reads `app.config[key]` and never repeats a default.
@@ -112,12 +118,30 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
     secure = _bool(env.get("SESSION_COOKIE_SECURE"), default=mode == "production")
 
     csv_max_bytes = int(env.get("KMEWEB_CSV_MAX_BYTES", str(20 * 1024 * 1024)))
+    try:
+        proxy_hops = int(env.get("KMEWEB_PROXY_HOPS", "0") or "0")
+    except ValueError:
+        raise ConfigError("KMEWEB_PROXY_HOPS must be a whole number (0 without a proxy)") from None
+    if proxy_hops < 0:
+        raise ConfigError("KMEWEB_PROXY_HOPS must be a whole number (0 without a proxy)")
+    log_format = env.get("KMEWEB_LOG_FORMAT", "text").strip().lower() or "text"
+    if log_format not in {"text", "json"}:
+        raise ConfigError(f"KMEWEB_LOG_FORMAT must be text or json, not {log_format!r}")
+    old_keys = [k.strip() for k in env.get("KMEWEB_ENCRYPTION_KEYS_OLD", "").split(",")]
+    old_keys = [k for k in old_keys if k]
     return {
         "KMEWEB_ENV": mode,
         # A request body may carry one CSV upload plus the form around it; larger is a 413.
         "MAX_CONTENT_LENGTH": csv_max_bytes + 1024 * 1024,
         "SECRET_KEY": secret_key,
         "KMEWEB_ENCRYPTION_KEY": enc_key,
+        # Keys stored secrets may still be encrypted with (newest first); see rotate-encryption-key.
+        "KMEWEB_ENCRYPTION_KEYS_OLD": old_keys,
+        # Reverse proxies in front of gunicorn whose X-Forwarded-For/-Proto are trusted.
+        "PROXY_HOPS": proxy_hops,
+        # Bearer token for GET /metrics; unset in development means /metrics is open.
+        "METRICS_TOKEN": env.get("KMEWEB_METRICS_TOKEN", ""),
+        "LOG_FORMAT": log_format,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": redis_url,
         "SESSION_COOKIE_HTTPONLY": True,

@@ -18,6 +18,9 @@ Prints on stdout, per database (suffix _sqlite / _postgresql):
   inventory_peak_rss_mb: the process's peak memory while streaming, above its idle memory
   all_matching_move_100k_s: select all of the big profile's devices ("all N matching") and
     move them: seconds to the committed operation
+  metrics_scrape_ms, metrics_scrape_p95_ms: GET /metrics (median, p95; goal < 50 ms), with the
+    device and token counts as the sweeper leaves them in Redis
+  metrics_inventory_count_ms: the sweeper's count of devices and tokens for /metrics
 """
 
 from __future__ import annotations
@@ -221,6 +224,24 @@ def measure(app, args: argparse.Namespace, suffix: str) -> None:
 
     for name, value in out.items():
         print(f"{name}_{suffix}: {value}", flush=True)
+    measure_metrics_scrape(app, args, suffix)
+
+
+def measure_metrics_scrape(app, args: argparse.Namespace, suffix: str) -> None:
+    """GET /metrics on the seeded tenant (no token: development mode), after the sweeper's
+    device count is in Redis, as it always is on a running installation."""
+    from kmeweb.operations.queue import redis_connection
+    from kmeweb.ops.metrics import refresh_inventory
+
+    started = time.perf_counter()
+    counts = refresh_inventory(db.session, redis_connection())
+    count_ms = (time.perf_counter() - started) * 1000
+    db.session.rollback()
+    _log(f"inventory for /metrics: {counts['devices']}")
+    median, p95 = _timings(app.test_client(), "/metrics", args.requests)
+    print(f"metrics_scrape_ms_{suffix}: {median:.1f} ms", flush=True)
+    print(f"metrics_scrape_p95_ms_{suffix}: {p95:.1f} ms", flush=True)
+    print(f"metrics_inventory_count_ms_{suffix}: {count_ms:.0f} ms", flush=True)
 
 
 def run(database: str, args: argparse.Namespace, redis_url: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,15 @@ from kmeweb.extensions import htmx as htmx_ext
 ROOT = Path(__file__).resolve().parent.parent
 
 # Endpoints reachable without signing in; every other URL rule requires login.
-PUBLIC_ENDPOINTS = {"auth.login", "auth.login_post", "static"}
+# /healthz, /readyz and /metrics (which checks its own bearer token) are kmeweb.ops.PUBLIC.
+PUBLIC_ENDPOINTS = {
+    "auth.login",
+    "auth.login_post",
+    "static",
+    "ops.healthz",
+    "ops.readyz",
+    "ops.metrics",
+}
 PUBLIC_BLUEPRINTS = {"enroll"}
 # State changes a viewer may still make (its own session).
 VIEWER_WRITABLE = {"auth.logout"}
@@ -68,6 +75,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         app.config.from_mapping(overrides)
     _configure_logging(app)
+    _configure_proxy(app)
 
     db.init_app(app)
     _configure_sqlite(app)
@@ -105,6 +113,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         next_path = request.full_path if request.query_string else request.path
         return redirect(url_for("auth.login", next=next_path))
 
+    from kmeweb.ops import bp as ops_bp
+    from kmeweb.ops import metrics as ops_metrics
+
+    # First, so every request is counted and timed, including those answered by a check below.
+    ops_metrics.init_app(app)
+    app.register_blueprint(ops_bp)
+
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
     from kmeweb.directory.views import bp as directory_bp
@@ -140,10 +155,19 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 
 def _configure_logging(app: Flask) -> None:
-    if not app.debug and not app.testing:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    from kmeweb.logs import configure
+
+    configure(app)
+
+
+def _configure_proxy(app: Flask) -> None:
+    """Behind KMEWEB_PROXY_HOPS trusted proxies, the client address and scheme come from their
+    X-Forwarded-For/-Proto; with 0 (no proxy) a client-sent X-Forwarded-For is ignored."""
+    hops = int(app.config.get("PROXY_HOPS", 0))
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def _configure_sqlite(app: Flask) -> None:

@@ -122,14 +122,32 @@ def ensure_demo_admin_command(email: str) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--with-scheduler/--without-scheduler", default=True)
 @click.option("--name", default=None)
+@click.option(
+    "--label",
+    default=None,
+    help="How this worker appears in kmeweb_knox_requests_total{worker} (default: host name).",
+)
 @with_appcontext
-def worker_command(queues: tuple[str, ...], burst: bool, with_scheduler: bool, name: str | None):
-    """Run an RQ worker (queues knox, default, maintenance) with its scheduler."""
+def worker_command(
+    queues: tuple[str, ...], burst: bool, with_scheduler: bool, name: str | None, label: str | None
+):
+    """Run an RQ worker (queues knox, default, maintenance) with its scheduler.
+
+    Exits 1 with a one-line message when Redis or the database does not answer at start (so
+    systemd restarts it); a Redis connection lost later is retried with backoff.
+    """
     from flask import current_app
 
-    from kmeweb.operations.queue import QUEUES, run_worker
+    from kmeweb.operations.queue import QUEUES, run_worker_resilient
+    from kmeweb.ops.metrics import set_worker_label
+    from kmeweb.ops.startup import check_services
 
     app = current_app._get_current_object()  # noqa: SLF001
+    problem = check_services(app)
+    if problem:
+        click.echo(f"kmeweb worker cannot start: {problem}", err=True)
+        raise SystemExit(1)
+    set_worker_label(label)
     _startup_sweep()
     scheduler = None
     if with_scheduler and not burst:
@@ -139,7 +157,9 @@ def worker_command(queues: tuple[str, ...], burst: bool, with_scheduler: bool, n
         scheduler = Scheduler(app, redis_connection())
         scheduler.start_thread()
     try:
-        run_worker(app, queues or QUEUES, burst=burst, with_scheduler=with_scheduler, name=name)
+        run_worker_resilient(
+            app, queues or QUEUES, burst=burst, with_scheduler=with_scheduler, name=name
+        )
     finally:
         if scheduler is not None:
             scheduler.stop()
@@ -169,6 +189,35 @@ def scheduler_command() -> None:
     from kmeweb.sync.schedule import Scheduler
 
     Scheduler(current_app._get_current_object(), redis_connection()).run()  # noqa: SLF001
+
+
+@click.command("rotate-encryption-key")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@with_appcontext
+def rotate_encryption_key_command(batch_size: int) -> None:
+    """Re-encrypt every stored secret with KMEWEB_ENCRYPTION_KEY.
+
+    Old keys go in KMEWEB_ENCRYPTION_KEYS_OLD (comma-separated) for the run; one transaction
+    per batch, so an interrupted run is finished by running it again. Afterwards the old keys
+    can be dropped.
+    """
+    from kmeweb.ops.rotate import rotate_all
+
+    try:
+        report = rotate_all(
+            db.session, batch_size=batch_size, progress=lambda m: click.echo(m, err=True)
+        )
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    for col in report.columns:
+        click.echo(
+            f"{col.table}.{col.column}: {col.rotated} re-encrypted, "
+            f"{col.already_current} already current"
+        )
+    click.echo(
+        f"done: {report.rotated} re-encrypted, {report.already_current} already current; "
+        "the old keys can now be removed from KMEWEB_ENCRYPTION_KEYS_OLD"
+    )
 
 
 sync_cli = AppGroup("sync", help="Sync with KME: start a pull, show status.")
@@ -307,6 +356,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(sync_cli)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(worker_command)
+    app.cli.add_command(rotate_encryption_key_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(set_password_command)
     app.cli.add_command(deactivate_admin_command)

@@ -182,14 +182,18 @@ class WorkerProcesses:
         self.env, self.log_dir = env, log_dir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, name: str, scheduler: bool = True) -> subprocess.Popen:
+    def start(
+        self, name: str, scheduler: bool = True, cwd: Path = ROOT, label: str | None = None
+    ) -> subprocess.Popen:
         args = [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--name", name]
         if not scheduler:
             args.append("--without-scheduler")
+        if label:
+            args += ["--label", label]
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -42,6 +42,7 @@ def test_production_refuses_to_start_without_a_secret(missing):
         "KMEWEB_ENCRYPTION_KEY": "k",
         "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
         "REDIS_URL": "redis://r:6379/0",
+        "KMEWEB_METRICS_TOKEN": "m" * 32,
     }
     del env[missing]
     with pytest.raises(config.ConfigError) as err:
@@ -56,6 +57,7 @@ def test_production_cookies_are_secure():
         "KMEWEB_ENCRYPTION_KEY": "k",
         "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
         "REDIS_URL": "redis://r:6379/0",
+        "KMEWEB_METRICS_TOKEN": "m" * 32,
     }
     settings = config.from_env(env)
     assert settings["SESSION_COOKIE_SECURE"] is True
@@ -81,6 +83,7 @@ def test_production_refuses_a_short_secret_key():
         "KMEWEB_ENCRYPTION_KEY": "k",
         "DATABASE_URL": "postgresql+psycopg://db/kmeweb",
         "REDIS_URL": "redis://r:6379/0",
+        "KMEWEB_METRICS_TOKEN": "m" * 32,
     }
     with pytest.raises(config.ConfigError, match="SECRET_KEY must be at least 32 characters"):
         config.from_env(env)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from urllib.parse import unquote, urlsplit
 
 from flask import (
@@ -20,6 +21,7 @@ from kmeweb.auth.forms import LoginForm
 from kmeweb.extensions import db, limiter
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
+log = logging.getLogger("kmeweb.auth")
 
 
 def _login_account_key() -> str:
@@ -85,7 +87,9 @@ def login_post():
             session.clear()
             g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
             login_user(user, remember=form.remember.data)
+            log.info("sign-in succeeded")  # the log line carries the user id and request id
             return redirect(safe_next(next_url), code=303)
+        log.info("sign-in refused")
         form.password.errors.append("Email or password is not correct.")
     return render_template("auth/login.html", form=form, next=next_url), 422
 

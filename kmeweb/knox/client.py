@@ -100,8 +100,12 @@ class KnoxClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        observer: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.config = config
+        # Told (endpoint name, HTTP status or "timeout"/"connection_error", seconds) after every
+        # HTTP attempt: the console records its Knox call metrics through it.
+        self._observer = observer
         self._endpoints = resolve_endpoints(config.paths)
         self._base = config.base_url.rstrip("/")
         self._owns_session = session is None
@@ -496,7 +500,9 @@ class KnoxClient:
             if self.config.managed_tenant_id:
                 headers["x-wsm-managed-tenantid"] = self.config.managed_tenant_id
             try:
-                return self._send(method, url, path, headers=headers, params=params, json=json)
+                return self._send(
+                    method, url, path, headers=headers, params=params, json=json, endpoint=name
+                )
             except KnoxRejectedError as exc:
                 if exc.code == API_KEY_NON_UNIQUE_JWTID and not resigned and self._auth.resign():
                     # The server refuses a signed token it has seen: sign afresh, retry once.
@@ -514,6 +520,14 @@ class KnoxClient:
                 renewed = True
                 self._auth.invalidate()
 
+    def _observe(self, endpoint: str, status: str, started: float) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(endpoint or "unknown", status, time.monotonic() - started)
+        except Exception:  # noqa: BLE001 - metrics must never fail a Knox call
+            log.debug("Knox call observer failed", exc_info=True)
+
     def _fetch_token(
         self, name: str, url: str | None, *, form: dict | None = None, json: Any = None
     ) -> Any:
@@ -523,7 +537,7 @@ class KnoxClient:
         else:
             method, path = "POST", urlsplit(url).path
         try:
-            return self._send(method, url, path, headers={}, data=form, json=json)
+            return self._send(method, url, path, headers={}, data=form, json=json, endpoint=name)
         except KnoxRejectedError as exc:
             raise KnoxAuthError.from_rejected(
                 exc, f"Knox refused the credentials: {exc}", method, path
@@ -539,6 +553,7 @@ class KnoxClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         data: dict | None = None,
+        endpoint: str = "",
     ) -> Any:
         """Send with retries of transient failures; return the parsed JSON (None if empty)."""
         policy = self.config.retry
@@ -562,10 +577,13 @@ class KnoxClient:
                     timeout=(self.config.connect_timeout, self.config.read_timeout),
                 )
             except requests.Timeout:
+                self._observe(endpoint, "timeout", started)
                 failure = f"Knox {method} {path}: timed out"
             except requests.ConnectionError:
+                self._observe(endpoint, "connection_error", started)
                 failure = f"Knox {method} {path}: connection failed"
             except requests.RequestException as exc:
+                self._observe(endpoint, "error", started)
                 raise KnoxError(
                     f"Knox {method} {path}: request failed ({type(exc).__name__})",
                     method=method,
@@ -573,6 +591,7 @@ class KnoxClient:
                 ) from None
             else:
                 elapsed_ms = (time.monotonic() - started) * 1000
+                self._observe(endpoint, str(resp.status_code), started)
                 log.debug("Knox %s %s -> %s (%.0f ms)", method, path, resp.status_code, elapsed_ms)
                 if resp.status_code < 400:
                     content = resp.content

@@ -186,3 +186,78 @@ def run_worker(
         job_monitoring_interval=monitoring_interval(app.config),
     )
     return worker.work(burst=burst, with_scheduler=with_scheduler)
+
+
+#: Backoff between attempts to reach a lost Redis (seconds): doubles up to the cap.
+RECONNECT_FIRST_S = 1.0
+RECONNECT_MAX_S = 30.0
+
+
+def run_worker_resilient(
+    app: Flask,
+    queues: Sequence[str] = QUEUES,
+    burst: bool = False,
+    with_scheduler: bool = True,
+    name: str | None = None,
+) -> None:
+    """`run_worker` that outlives a lost Redis: RQ's loop quits on a Redis error outside its
+    dequeue wait, so this waits for Redis with exponential backoff and starts a new worker.
+    SIGTERM/SIGINT (RQ's warm shutdown, or during the wait) stop it as usual."""
+    import logging
+    import signal
+    import time
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    log = logging.getLogger("kmeweb.worker")
+    stop = {"requested": False}
+    while True:
+        connection = redis_connection(app.config["REDIS_URL"])
+        prefix = app.config.get("RQ_QUEUE_PREFIX", "")
+        AppWorker.app = app
+        AppWorker.parent_pid = os.getpid()
+        worker = AppWorker(
+            [Queue(f"{prefix}{q}", connection=connection) for q in queues],
+            connection=connection,
+            name=name,
+            job_monitoring_interval=monitoring_interval(app.config),
+        )
+        try:
+            worker.work(burst=burst, with_scheduler=with_scheduler)
+        except (RedisConnectionError, RedisTimeoutError):
+            pass  # raised by RQ's teardown when Redis is gone; handled below
+        if burst or worker._shutdown_requested_date is not None:  # noqa: SLF001
+            return
+        if _redis_answers(connection):
+            log.error("worker loop ended with Redis up; starting a new worker")
+            time.sleep(RECONNECT_FIRST_S)
+            continue
+
+        def _stop(_signum, _frame) -> None:
+            stop["requested"] = True
+
+        previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        delay = RECONNECT_FIRST_S
+        try:
+            while not stop["requested"]:
+                log.warning("Redis connection lost; retrying in %.0f s", delay)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline and not stop["requested"]:
+                    time.sleep(0.1)
+                if _redis_answers(connection):
+                    log.warning("Redis answers again; worker resumes")
+                    break
+                delay = min(delay * 2, RECONNECT_MAX_S)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if stop["requested"]:
+            return
+
+
+def _redis_answers(connection: Redis) -> bool:
+    try:
+        return bool(connection.ping())
+    except Exception:  # noqa: BLE001 - any failure means not yet
+        return False

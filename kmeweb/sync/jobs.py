@@ -51,6 +51,7 @@ def push_job(operation_id: int | None = None) -> int:
         raise
     with client:
         processed = push.run_push(session, client, worker_name())
+    log.info("push sent %s change(s) to KME", processed)
     if processed:
         session.execute(
             update(type(integration))
@@ -110,6 +111,7 @@ def pull_job(operation_id: int) -> dict[str, int]:
         raise
     operations.finish(session, operation_id)
     session.commit()
+    log.info("pull finished (operation %s): %s", operation_id, summary)
     return summary
 
 
@@ -200,10 +202,27 @@ def sweep_job() -> dict[str, int]:
             rq_queue.enqueue_unique(rq_queue.PUSH_JOB, None, job_id="push-now", queue="knox")
         else:
             dispatch.enqueue_operation(operation_id, kind or "push")
+            if rq_queue.job_status(f"op-{operation_id}") == "started":
+                # Its job may be a killed worker's, "started" in RQ until a maintenance pass
+                # minutes later: a generic push (any due change, SKIP LOCKED) takes them now.
+                rq_queue.enqueue_unique(rq_queue.PUSH_JOB, None, job_id="push-now", queue="knox")
         enqueued += 1
     if released or stale:
         log.warning("sweeper released %s changes and closed %s stale pulls", released, stale)
+    _refresh_inventory_metrics(session)
     return {"released": released, "enqueued": enqueued, "stale_pulls": stale}
+
+
+def _refresh_inventory_metrics(session: Session) -> None:
+    """Count devices and tokens for /metrics (a scrape reads the counts from Redis)."""
+    from kmeweb.ops.metrics import refresh_inventory
+
+    try:
+        refresh_inventory(session, rq_queue.redis_connection())
+    except Exception:  # noqa: BLE001 - metrics must not fail the sweep; the next one recounts
+        log.warning("sweeper could not count devices for /metrics", exc_info=True)
+    finally:
+        session.rollback()
 
 
 def _pull_vanished(operation: Operation, now: datetime) -> bool:

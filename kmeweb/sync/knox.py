@@ -120,8 +120,12 @@ def config_for(values: dict[str, Any], secret: str | None, settings: dict[str, A
 def knox_client(integration: Integration, redis: Redis | None = None) -> KnoxClient:
     """A client for the integration whose calls share the global concurrency limit."""
     from kmeweb.operations.queue import redis_connection
+    from kmeweb.ops.metrics import knox_observer
 
-    semaphore = KnoxSemaphore(
-        redis or redis_connection(), int(current_app.config["KNOX_MAX_CONCURRENCY"])
+    redis = redis or redis_connection()
+    semaphore = KnoxSemaphore(redis, int(current_app.config["KNOX_MAX_CONCURRENCY"]))
+    return KnoxClient(
+        knox_config(integration),
+        session=ThrottledSession(semaphore),
+        observer=knox_observer(redis),  # kmeweb_knox_requests_total, _request_seconds
     )
-    return KnoxClient(knox_config(integration), session=ThrottledSession(semaphore))
