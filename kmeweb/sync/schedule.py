@@ -64,6 +64,12 @@ PERIODIC: tuple[Periodic, ...] = (
     ),
     Periodic("token-expiry", "kmeweb.sync.jobs.token_expiry_job", "maintenance", 86400),
     Periodic("full-pull", "kmeweb.sync.jobs.scheduled_full_pull", "knox", 86400),
+    Periodic(
+        "alerts",
+        "kmeweb.alerts.jobs.evaluate_alerts_job",
+        "maintenance",
+        _config_interval("ALERT_INTERVAL_S"),
+    ),
 )
 
 

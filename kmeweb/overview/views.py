@@ -1,0 +1,55 @@
+"""The Overview: the page `/` opens after sign-in."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from kmeweb.alerts.forms import ActionForm
+from kmeweb.extensions import db, utcnow
+from kmeweb.htmx import is_htmx, render
+from kmeweb.integration.services import get_integration
+from kmeweb.overview import services
+from kmeweb.overview.forms import FunnelFilterForm
+
+bp = Blueprint("overview", __name__)
+
+
+def _redis():
+    """Redis for the next scheduled pull; the page still works without it."""
+    from kmeweb.operations.queue import redis_connection
+
+    try:
+        redis = redis_connection()
+        redis.ping()
+    except Exception:  # noqa: BLE001 - the Overview without the schedule beats an error page
+        return None
+    return redis
+
+
+@bp.get("/")
+def index():
+    """Enrollment funnel, Needs attention and Sync health; as htmx, the funnel alone."""
+    form = FunnelFilterForm()
+    choices = services.filter_choices(db.session)
+    form.set_choices(choices["resellers"], choices["profiles"])
+    valid = form.validate_query()
+    stages = services.funnel(db.session, form.selected("reseller"), form.selected("profile"))
+    context = {"form": form, "stages": stages}
+    code = 200 if valid else 422
+    if is_htmx():
+        return render("overview/index.html", "overview/_funnel.html", code=code, **context)
+    from kmeweb.sync.status import integration_status
+
+    now = utcnow()
+    integration = get_integration(db.session)
+    return render(
+        "overview/index.html",
+        "overview/_funnel.html",
+        code=code,
+        integration=integration,
+        attention=services.needs_attention(db.session, now, integration),
+        status=integration_status(db.session, _redis()),
+        spark=services.sparkline(services.changes_per_hour(db.session, now)),
+        action_form=ActionForm(),
+        **context,
+    )
