@@ -132,6 +132,7 @@ def _validate(
         clash = clash.where(AlertDestination.id != destination.id)
     if session.scalar(clash) is not None:
         raise ValidationError(f"A destination called “{name}” exists already.", field="name")
+    url = validate_url(data.get("url"))
     events = [e for e in dict.fromkeys(data.get("events") or []) if e in EVENT_LABELS]
     unknown = [e for e in data.get("events") or [] if e not in EVENT_LABELS]
     if unknown:
@@ -145,7 +146,7 @@ def _validate(
         )
     return {
         "name": name,
-        "url": validate_url(data.get("url")),
+        "url": url,
         "events": events,
         "token_days": _bounded_int(
             data.get("token_days", 14), "token_days", "Days before expiry", TOKEN_DAYS_RANGE
@@ -242,7 +243,7 @@ def recent_deliveries(session: Session, limit: int = 20) -> list[tuple[AlertDeli
             .join(AlertDestination, AlertDestination.id == AlertDelivery.destination_id)
             .order_by(AlertDelivery.id.desc())
             .limit(limit)
-        ).tuples()
+        ).all()
     )
 
 
