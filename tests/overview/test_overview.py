@@ -77,9 +77,9 @@ def test_overview_page_draws_the_funnel_and_filters_it_through_htmx(client, logi
     ]
     # The bars are drawn to scale: the first is the full width, the others in proportion.
     widths = [
-        float(w) for w in re.findall(r'class="kme-bar kme-bar-\d"[^>]*width="([\d.]+)"', body)
+        float(w) for w in re.findall(r'class="kme-bar kme-bar-\d"[^>]*width="([\d.]+)%"', body)
     ]
-    assert widths == [pytest.approx(600 * n / 39, abs=0.1) for n in (39, 29, 24, 9)]
+    assert widths == [pytest.approx(100 * n / 39, abs=0.01) for n in (39, 29, 24, 9)]
 
     fragment = htmx.get(f"/?reseller={tenant['a'].id}&profile=").get_data(as_text=True)
     assert "<html" not in fragment and 'id="funnel"' in fragment
