@@ -65,6 +65,17 @@ class AlertDestination(db.Model):
     def has_secret(self) -> bool:
         return bool(self.secret_enc)
 
+    @property
+    def display_url(self) -> str:
+        """The URL with its path masked: a Slack or Teams webhook's path is its credential."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        rest = self.url.split(parts.netloc, 1)[-1]
+        if len(rest) <= 1:
+            return self.url
+        return f"{parts.scheme}://{parts.netloc}/…{rest[-4:]}" if len(rest) > 8 else self.url
+
 
 class AlertDelivery(db.Model):
     """One alert for one destination. The unique (destination, event key) row is inserted

@@ -91,6 +91,8 @@ def edit(destination_id: int):
     destination = services.get_destination_or_404(db.session, destination_id)
     form = DestinationForm(obj=destination)
     form.secret.data = ""
+    if not current_user.can_write:
+        form.url.data = destination.display_url  # a webhook URL is a credential
     form.token_days.data = str(destination.token_days)
     form.upload_hours.data = str(destination.upload_hours)
     return render(FORM_PAGE, FORM_PARTIAL, form=form, destination=destination)
