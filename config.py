@@ -38,6 +38,7 @@ TUNING: dict[str, tuple[type, str]] = {
     "PULL_TIMEOUT_S": (float, "3600"),  # RQ job_timeout of a pull (a million-device full pull)
     "PUSH_BUDGET_S": (float, "240"),
     "JOB_FAILURE_TTL_S": (float, "604800"),  # how long RQ keeps a failed job (7 days)
+    "OVERVIEW_CACHE_S": (float, "30"),  # how long the Overview's funnel counts are reused
     "ALERT_INTERVAL_S": (float, "60"),  # how often alert conditions are checked
     "ALERT_MAX_ATTEMPTS": (int, "5"),  # attempts per alert before its destination is failing
     "ALERT_RETRY_BASE_S": (int, "30"),  # backoff: 30 s, 60 s, 120 s, ... between attempts

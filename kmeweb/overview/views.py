@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 
 from kmeweb.alerts.forms import ActionForm
 from kmeweb.extensions import db, utcnow
@@ -33,8 +33,15 @@ def index():
     choices = services.filter_choices(db.session)
     form.set_choices(choices["resellers"], choices["profiles"])
     valid = form.validate_query()
-    stages = services.funnel(db.session, form.selected("reseller"), form.selected("profile"))
-    context = {"form": form, "stages": stages}
+    redis = _redis()
+    stages, counted_at = services.cached_funnel(
+        db.session,
+        redis,
+        float(current_app.config["OVERVIEW_CACHE_S"]),
+        form.selected("reseller"),
+        form.selected("profile"),
+    )
+    context = {"form": form, "stages": stages, "counted_at": counted_at}
     code = 200 if valid else 422
     if is_htmx():
         return render("overview/index.html", "overview/_funnel.html", code=code, **context)
@@ -48,7 +55,7 @@ def index():
         code=code,
         integration=integration,
         attention=services.needs_attention(db.session, now, integration),
-        status=integration_status(db.session, _redis()),
+        status=integration_status(db.session, redis),
         spark=services.sparkline(services.changes_per_hour(db.session, now)),
         action_form=ActionForm(),
         **context,

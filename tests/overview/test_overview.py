@@ -87,7 +87,7 @@ def test_overview_page_draws_the_funnel_and_filters_it_through_htmx(client, logi
     assert "Needs attention" not in fragment  # the fragment is the funnel alone
     bad = client.get("/?profile=999999")
     assert bad.status_code == 422
-    assert "Not a valid choice" in bad.get_data(as_text=True)
+    assert "Not a valid choice: pick one from the list." in bad.get_data(as_text=True)
 
 
 def test_needs_attention_lists_what_waits_with_its_actions(client, login, actions, session, tenant):
