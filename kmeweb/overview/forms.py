@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from wtforms import SelectField, ValidationError
 
 from kmeweb.forms import FilterForm
@@ -34,11 +34,12 @@ class FunnelFilterForm(FilterForm):
         """The <option>s of one filter, the chosen one selected (built here: a template loop
         over a thousand profiles costs more than the rest of the page)."""
         chosen = str(self._fields[name].data or "")
-        return Markup("").join(
-            Markup('<option value="{}"{}>{}</option>').format(
-                value, Markup(" selected") if value == chosen else "", label
+        return Markup(
+            "".join(
+                f'<option value="{escape(value)}"{" selected" if value == chosen else ""}>'
+                f"{escape(label)}</option>"
+                for value, label in self.options[name]
             )
-            for value, label in self.options[name]
         )
 
     def _check(self, name: str, value: str | None) -> None:

@@ -164,15 +164,35 @@ class Attention:
         )
 
 
-def needs_attention(session: Session, now: datetime, integration: Any = None) -> Attention:
+def needs_attention(
+    session: Session,
+    now: datetime,
+    integration_error: str | None = None,
+    integration_error_at: datetime | None = None,
+) -> Attention:
     """Uploads waiting for approval, tokens expiring within 14 days or expired, failed
-    operations, devices whose push failed, the integration's last error, failing alert
-    destinations."""
+    operations, devices whose push failed, the integration's last error (given: the page
+    has it from the sync status), failing alert destinations."""
     out = Attention()
     waiting = (UploadStatus.PENDING, UploadStatus.PARTIAL)
-    out.uploads_total = session.scalar(
-        select(func.count()).select_from(Upload).where(Upload.status.in_(waiting))
+    soon = now + timedelta(days=TOKEN_WARNING_DAYS)
+    token_where = (
+        Profile.kind != ProfileKind.KME_DEFAULT,
+        Profile.token.is_not(None),
+        Profile.token_expires_at.is_not(None),
+        Profile.token_expires_at <= soon,
     )
+    # The three totals in one round trip; the lists are read only where there is something.
+    totals = session.execute(
+        select(
+            select(func.count()).select_from(Upload).where(Upload.status.in_(waiting))
+            .scalar_subquery(),
+            select(func.count()).select_from(Profile).where(*token_where).scalar_subquery(),
+            select(func.count()).select_from(Operation)
+            .where(Operation.status == OperationStatus.FAILED).scalar_subquery(),
+        )
+    ).one()  # fmt: skip
+    out.uploads_total, out.tokens_total, out.operations_total = totals
     if out.uploads_total:
         rows = session.execute(
             select(Upload.id, Upload.kme_upload_id, Upload.uploaded_at, Reseller.name)
@@ -192,14 +212,6 @@ def needs_attention(session: Session, now: datetime, integration: Any = None) ->
             }
             for r in rows
         ]
-    soon = now + timedelta(days=TOKEN_WARNING_DAYS)
-    token_where = (
-        Profile.kind != ProfileKind.KME_DEFAULT,
-        Profile.token.is_not(None),
-        Profile.token_expires_at.is_not(None),
-        Profile.token_expires_at <= soon,
-    )
-    out.tokens_total = session.scalar(select(func.count()).select_from(Profile).where(*token_where))
     if out.tokens_total:
         for pid, name, expires in session.execute(
             select(Profile.id, Profile.name, Profile.token_expires_at)
@@ -217,11 +229,6 @@ def needs_attention(session: Session, now: datetime, integration: Any = None) ->
                     "days": max(0, int(days + 0.999)),
                 }
             )
-    out.operations_total = session.scalar(
-        select(func.count())
-        .select_from(Operation)
-        .where(Operation.status == OperationStatus.FAILED)
-    )
     if out.operations_total:
         out.operations = list(
             session.scalars(
@@ -251,9 +258,7 @@ def needs_attention(session: Session, now: datetime, integration: Any = None) ->
             {"profile_id": pid, "name": names.get(pid, "No profile"), "count": n}
             for pid, n in errors[:LIST_LIMIT]
         ]
-    if integration is not None and integration.last_error:
-        out.integration_error = integration.last_error
-        out.integration_error_at = integration.last_error_at
+    out.integration_error, out.integration_error_at = integration_error, integration_error_at
     out.failing_destinations = failing_destinations(session)
     return out
 

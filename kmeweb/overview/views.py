@@ -7,7 +7,6 @@ from flask import Blueprint, current_app
 from kmeweb.alerts.forms import ActionForm
 from kmeweb.extensions import db, utcnow
 from kmeweb.htmx import is_htmx, render
-from kmeweb.integration.services import get_integration
 from kmeweb.overview import services
 from kmeweb.overview.forms import FunnelFilterForm
 
@@ -15,11 +14,14 @@ bp = Blueprint("overview", __name__)
 
 
 def _redis():
-    """Redis for the next scheduled pull; the page still works without it."""
+    """Redis for the funnel's cache and the next scheduled pull (one client per app, so a
+    request does not open a new connection); the page still works without it."""
     from kmeweb.operations.queue import redis_connection
 
     try:
-        redis = redis_connection()
+        redis = current_app.extensions.get("kmeweb_overview_redis")
+        if redis is None:
+            redis = current_app.extensions["kmeweb_overview_redis"] = redis_connection()
         redis.ping()
     except Exception:  # noqa: BLE001 - the Overview without the schedule beats an error page
         return None
@@ -48,14 +50,15 @@ def index():
     from kmeweb.sync.status import integration_status
 
     now = utcnow()
-    integration = get_integration(db.session)
+    status = integration_status(db.session, redis)
     return render(
         "overview/index.html",
         "overview/_funnel.html",
         code=code,
-        integration=integration,
-        attention=services.needs_attention(db.session, now, integration),
-        status=integration_status(db.session, redis),
+        attention=services.needs_attention(
+            db.session, now, status["last_error"], status["last_error_at"]
+        ),
+        status=status,
         spark=services.sparkline(services.changes_per_hour(db.session, now)),
         action_form=ActionForm(),
         **context,

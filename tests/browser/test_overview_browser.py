@@ -47,9 +47,9 @@ def _bars(page) -> list[tuple[str, str]]:
     ]
 
 
-def test_funnel_bars_filters_and_admin_menu(signed_in, live_server, session):
-    page = signed_in
-    acme = _seed(session)
+def test_funnel_bars_filters_and_admin_menu(sign_in, live_server, session):
+    acme = _seed(session)  # before signing in: the funnel's counts are kept for 30 s
+    page = sign_in("admin")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{live_server}/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
@@ -78,12 +78,15 @@ def test_funnel_bars_filters_and_admin_menu(signed_in, live_server, session):
     expect(page).to_have_url(f"{live_server}/?reseller={acme.id}&profile=")
     check_a11y(page)
 
-    # Extend from Needs attention opens the token dialog over the Overview.
+    # Extend from Needs attention: the token dialog over the Overview, and back to it.
     attention.get_by_role("link", name="Extend the token of Sales").click()
     dialog = page.locator("#form-dialog")
     expect(dialog.get_by_role("heading", name="Refresh Token")).to_be_visible()
-    dialog.get_by_role("button", name="Cancel").click()
-    expect(dialog).to_be_hidden()
+    dialog.get_by_label("Extend Upto (days)").fill("7")
+    dialog.get_by_role("button", name="Extend").click()
+    expect(page.locator("#flash-area")).to_contain_text("The token of “Sales” was extended")
+    expect(page).to_have_url(f"{live_server}/")
+    expect(attention.get_by_test_id("attention-token")).to_contain_text("expires in 9 days")
 
     # Admin › Alerts through the Admin menu, on the desktop bar and in the phone menu.
     nav = page.get_by_role("navigation", name="Main")
