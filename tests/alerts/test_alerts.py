@@ -221,3 +221,16 @@ def test_a_failing_destination_is_retried_then_marked(
     session.refresh(destination)
     assert destination.failing is False
     assert "is failing" not in client.get("/").get_data(as_text=True)
+
+
+def test_a_viewer_sees_destinations_without_controls_or_their_url(client, login, actions, session):
+    destination = _destination(session, "https://hooks.slack.com/services/T0/B0/SECRETPATH")
+    login("viewer")
+    page = client.get("/admin/alerts/").get_data(as_text=True)
+    assert "Ops" in page and "https://hooks.slack.com/…PATH" in page
+    assert "SECRETPATH" not in page
+    assert "Send test alert<span" not in page and "Add destination" not in page
+    edit = client.get(f"/admin/alerts/{destination.id}/edit").get_data(as_text=True)
+    assert "SECRETPATH" not in edit
+    assert actions.post(f"/admin/alerts/{destination.id}/test").status_code == 403
+    assert actions.post(f"/admin/alerts/{destination.id}/delete").status_code == 403

@@ -63,6 +63,7 @@ def test_every_page_fits_desktop_and_phone_width(
     page = sign_in(role)
     ids = _seed(session)
     pages = [
+        ("/", "Overview"),
         ("/operations/", "Operations"),
         ("/operations/?status=failed", "Operations"),
         (f"/operations/{ids['failed']}", f"Operation {ids['failed']}"),
