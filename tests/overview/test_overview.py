@@ -164,3 +164,16 @@ def test_an_empty_account_gets_a_way_to_start(client, login):
     # The Overview is the first entry of the navigation, and the brand link goes there.
     nav = body[body.index('aria-label="Main"') :]
     assert nav.index(">Overview</a>") < nav.index("Bulk Enrollment")
+
+
+def test_funnel_counts_are_reused_for_the_cache_time_and_say_so(
+    app, client, login, session, tenant
+):
+    login("viewer")
+    registered = re.compile(r'<th scope="row">Registered</th><td>(\d+)</td>')
+    body = client.get("/").get_data(as_text=True)
+    assert registered.search(body)[1] == "9" and "Counts as of" in body
+    bulk_devices(session, 1, tenant["sales"], registered_at=utcnow())
+    assert registered.search(client.get("/").get_data(as_text=True))[1] == "9"  # within 30 s
+    app.config["OVERVIEW_CACHE_S"] = 0  # counted on every request
+    assert registered.search(client.get("/").get_data(as_text=True))[1] == "10"
