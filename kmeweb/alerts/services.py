@@ -605,7 +605,10 @@ def _post(destination: AlertDestination, delivery: AlertDelivery, timeout: float
         EVENT_HEADER: delivery.event,
         DELIVERY_HEADER: str(delivery.id),
     }
-    secret = crypto.decrypt(destination.secret_enc) if destination.secret_enc else None
+    try:
+        secret = crypto.decrypt(destination.secret_enc) if destination.secret_enc else None
+    except ValueError:
+        return "the shared secret cannot be decrypted (KMEWEB_ENCRYPTION_KEY changed?)"
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, body)
     try:

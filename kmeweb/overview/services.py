@@ -59,13 +59,15 @@ def cached_funnel(
     ttl_s: float,
     reseller_id: int | None = None,
     profile_id: int | None = None,
+    refresh: bool = False,
 ) -> tuple[list[Stage], datetime]:
     """The funnel and when it was counted. Counting a million devices takes a few hundred
     milliseconds even from the index alone, so the counts are kept in Redis for `ttl_s`
     seconds (the page says when they were counted); without Redis or with `ttl_s` 0 they are
-    counted on every request."""
+    counted on every request. `refresh` counts again and stores the result for twice `ttl_s`:
+    the scheduler does so every `ttl_s` for the unfiltered funnel, so the page never waits."""
     key = FUNNEL_CACHE_KEY.format(reseller=reseller_id or "all", profile=profile_id or "all")
-    if redis is not None and ttl_s > 0:
+    if redis is not None and ttl_s > 0 and not refresh:
         try:
             raw = redis.get(key)
         except Exception:  # noqa: BLE001 - Redis gone: count instead
@@ -79,7 +81,7 @@ def cached_funnel(
     if redis is not None and ttl_s > 0:
         value = json.dumps({"at": at.isoformat(), "stages": [asdict(st) for st in stages]})
         try:
-            redis.set(key, value, px=int(ttl_s * 1000))
+            redis.set(key, value, px=int(ttl_s * (2000 if refresh else 1000)))
         except Exception:  # noqa: BLE001 - the page works without the cache
             pass
     return stages, at
