@@ -44,6 +44,11 @@ TUNING: dict[str, tuple[type, str]] = {
     "PULL_TIMEOUT_S": (float, "3600"),  # RQ job_timeout of a pull (a million-device full pull)
     "PUSH_BUDGET_S": (float, "240"),
     "JOB_FAILURE_TTL_S": (float, "604800"),  # how long RQ keeps a failed job (7 days)
+    "OVERVIEW_CACHE_S": (float, "30"),  # how long the Overview's funnel counts are reused
+    "ALERT_INTERVAL_S": (float, "60"),  # how often alert conditions are checked
+    "ALERT_MAX_ATTEMPTS": (int, "5"),  # attempts per alert before its destination is failing
+    "ALERT_RETRY_BASE_S": (int, "30"),  # backoff: 30 s, 60 s, 120 s, ... between attempts
+    "ALERT_TIMEOUT_S": (float, "10"),  # connect and read timeout of one webhook POST
 }
 
 
@@ -161,6 +166,8 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         "PAGE_SIZE": int(env.get("KMEWEB_PAGE_SIZE", "50")),
         "RQ_QUEUE_PREFIX": env.get("KMEWEB_RQ_PREFIX", ""),
         "KNOX_PATHS": _json_object(env, "KMEWEB_KNOX_PATHS"),
+        # The console's address as admins reach it, for links in alerts (none when empty).
+        "PUBLIC_URL": env.get("KMEWEB_PUBLIC_URL", "").rstrip("/"),
         "KNOX_CHANGED_AFTER_FORMAT": env.get("KMEWEB_KNOX_CHANGED_AFTER_FORMAT", "epoch_ms"),
         **{key: kind(env.get(f"KMEWEB_{key}", default)) for key, (kind, default) in TUNING.items()},
     }

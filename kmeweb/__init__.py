@@ -44,12 +44,15 @@ CONTENT_SECURITY_POLICY = (
 )
 
 # Top navigation, in console order; entries appear once their endpoint exists.
+# Entries of one section (Admin) share a dropdown on the bar.
 NAV: list[tuple[str, str, str]] = [
-    ("Admin", "Knox Integration", "integration.index"),
-    ("Admin", "Users", "directory.index"),
+    ("Overview", "Overview", "overview.index"),
     ("Devices", "Bulk Enrollment", "profiles.index"),
     ("Operations", "Operations", "operations.index"),
     ("Audit log", "Audit log", "audit.index"),
+    ("Admin", "Knox Integration", "integration.index"),
+    ("Admin", "Users", "directory.index"),
+    ("Admin", "Alerts", "alerts.index"),
 ]
 
 
@@ -120,14 +123,18 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     ops_metrics.init_app(app)
     app.register_blueprint(ops_bp)
 
+    from kmeweb.alerts.views import bp as alerts_bp
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
     from kmeweb.directory.views import bp as directory_bp
     from kmeweb.integration.views import bp as integration_bp
     from kmeweb.operations.views import bp as operations_bp
+    from kmeweb.overview.views import bp as overview_bp
     from kmeweb.profiles.views import bp as profiles_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(overview_bp)
+    app.register_blueprint(alerts_bp)
     app.register_blueprint(integration_bp)
     app.register_blueprint(operations_bp)
     app.register_blueprint(audit_bp)
@@ -139,14 +146,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     _register_security(app)
     _register_template_helpers(app)
-
-    @app.get("/")
-    def home():
-        """Send a signed-in admin to the first section of the console."""
-        for _section, _label, endpoint in NAV:
-            if endpoint in app.view_functions:
-                return redirect(url_for(endpoint))
-        abort(404)
 
     from kmeweb.cli import register_cli
 
@@ -239,7 +238,14 @@ def _register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def _nav() -> dict[str, Any]:
         entries = [(s, label, ep) for s, label, ep in NAV if ep in app.view_functions]
-        return {"nav_entries": entries}
+        # [(section, [(label, endpoint), ...]), ...] in order; a section of one is a plain link.
+        groups: list[tuple[str, list[tuple[str, str]]]] = []
+        for section, label, endpoint in entries:
+            if groups and groups[-1][0] == section:
+                groups[-1][1].append((label, endpoint))
+            else:
+                groups.append((section, [(label, endpoint)]))
+        return {"nav_entries": entries, "nav_groups": groups}
 
     @app.template_filter("dt")
     def _format_dt(value) -> str:

@@ -1,5 +1,6 @@
 """Imports every model so metadata (and Alembic autogenerate) sees all tables."""
 
+from kmeweb.alerts.models import AlertDelivery, AlertDestination
 from kmeweb.audit.models import AuditEvent
 from kmeweb.auth.models import AdminUser
 from kmeweb.devices.models import Device
@@ -10,6 +11,8 @@ from kmeweb.profiles.models import Profile
 from kmeweb.sync.models import Change
 
 __all__ = [
+    "AlertDelivery",
+    "AlertDestination",
     "AdminUser",
     "AuditEvent",
     "Change",

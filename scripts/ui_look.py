@@ -125,6 +125,9 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     pages = {
+        "overview": "/",
+        "alerts": "/admin/alerts/",
+        "alerts-new": "/admin/alerts/new",
         "operations": "/operations/",
         "operations-failed": "/operations/?status=failed",
         "operations-running": "/operations/?status=active",

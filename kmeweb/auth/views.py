@@ -48,7 +48,7 @@ def safe_next(target: str | None) -> str:
     `/%09/evil.example` or `/\\evil.example` would leave the site: anything with a control
     character or backslash (encoded or not), or a scheme or host, lands on home.
     """
-    home = url_for("home")
+    home = url_for("overview.index")
     if not target or len(target) > 2000:
         return home
     decoded = target
@@ -66,7 +66,7 @@ def safe_next(target: str | None) -> str:
 def login():
     """Show the sign-in form."""
     if current_user.is_authenticated:
-        return redirect(url_for("home"))
+        return redirect(url_for("overview.index"))
     return render_template("auth/login.html", form=LoginForm(), next=request.args.get("next"))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
-from rq import Queue, SimpleWorker, Worker
+from rq import Queue, Retry, SimpleWorker, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
@@ -75,6 +75,12 @@ def enqueue(
 
 
 ACTIVE_STATUSES = ("queued", "started", "scheduled", "deferred")
+
+
+def retry_policy(intervals: Sequence[int]) -> Retry | None:
+    """RQ retries a failed job once per interval (seconds), in order; None without intervals."""
+    intervals = [max(0, int(i)) for i in intervals]
+    return Retry(max=len(intervals), interval=intervals) if intervals else None
 
 
 def job_status(job_id: str, connection: Redis | None = None) -> str | None:

@@ -21,6 +21,7 @@ from kmeweb import crypto
 
 def encrypted_columns() -> list[tuple[type, str]]:
     """Every (model, column) holding a Fernet token (models import lazily, after the app)."""
+    from kmeweb.alerts.models import AlertDestination
     from kmeweb.devices.models import Device
     from kmeweb.integration.models import Integration
     from kmeweb.profiles.models import Profile
@@ -29,7 +30,8 @@ def encrypted_columns() -> list[tuple[type, str]]:
         (Integration, "secret_enc"),  # Knox OAuth client secret or legacy keys.json
         (Profile, "secrets_enc"),  # profile-level secrets (KME configuration passwords)
         (Device, "enrollment_password_enc"),  # per-device enrollment passwords
-        # Webhook secrets (issue 12) and any later secret column: add (Model, "column") here.
+        (AlertDestination, "secret_enc"),  # alert webhook shared secrets
+        # Any later secret column: add (Model, "column") here.
     ]
 
 

@@ -723,7 +723,13 @@ def _token_form(profile: Profile) -> f.TokenForm:
 def token_dialog(profile_id: int):
     """Refresh Token: a new token (7..999 days or Never expires), or Extend the current one."""
     profile = services.get_profile_or_404(db.session, profile_id)
-    return _dialog("profiles/_token.html", profile, _token_form(profile), summary=_summary(profile))
+    return _dialog(
+        "profiles/_token.html",
+        profile,
+        _token_form(profile),
+        summary=_summary(profile),
+        back=request.args.get("back"),
+    )
 
 
 @bp.post("/<int:profile_id>/token")
@@ -748,7 +754,14 @@ def token(profile_id: int):
 
     def again(code: int):
         fresh = db.session.get(Profile, profile_id)
-        return _dialog("profiles/_token.html", fresh, form, code=code, summary=_summary(fresh))
+        return _dialog(
+            "profiles/_token.html",
+            fresh,
+            form,
+            code=code,
+            summary=_summary(fresh),
+            back=request.form.get("back"),
+        )
 
     def done(updated: Profile):
         what = "extended" if form.action.data == "extend" else "refreshed"
@@ -758,6 +771,8 @@ def token(profile_id: int):
         )
         if request.form.get("back") == "edit":
             return redirect(url_for("profiles.edit", profile_id=profile_id))
+        if request.form.get("back") == "overview":  # Extend from the Overview's Needs attention
+            return redirect(url_for("overview.index"))
         return _to_profile(profile_id)
 
     return _dialog_submit(form, action, done, again, fields={"token_expiry_days": "expiry_days"})

@@ -54,7 +54,11 @@ class Change(db.Model):
     """The outbox: one change KME must learn about. The database, not Redis, is the record."""
 
     __tablename__ = "change"
-    __table_args__ = (Index("ix_change_status_next_attempt_at", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_change_status_next_attempt_at", "status", "next_attempt_at"),
+        # The Overview's changes-per-hour sparkline reads the last 24 hours only.
+        Index("ix_change_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))

@@ -64,6 +64,18 @@ PERIODIC: tuple[Periodic, ...] = (
     ),
     Periodic("token-expiry", "kmeweb.sync.jobs.token_expiry_job", "maintenance", 86400),
     Periodic("full-pull", "kmeweb.sync.jobs.scheduled_full_pull", "knox", 86400),
+    Periodic(
+        "overview",
+        "kmeweb.overview.jobs.refresh_funnel_job",
+        "maintenance",
+        _config_interval("OVERVIEW_CACHE_S"),
+    ),
+    Periodic(
+        "alerts",
+        "kmeweb.alerts.jobs.evaluate_alerts_job",
+        "maintenance",
+        _config_interval("ALERT_INTERVAL_S"),
+    ),
 )
 
 

@@ -63,6 +63,7 @@ def test_every_page_fits_desktop_and_phone_width(
     page = sign_in(role)
     ids = _seed(session)
     pages = [
+        ("/", "Overview"),
         ("/operations/", "Operations"),
         ("/operations/?status=failed", "Operations"),
         (f"/operations/{ids['failed']}", f"Operation {ids['failed']}"),
@@ -163,7 +164,7 @@ def test_sign_in_with_errors_at_phone_width(page, live_server, make_admin):
 
     password.fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Knox Integration")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overview")  # home after sign-in
 
 
 def _background_luminance(locator) -> float:

@@ -17,15 +17,19 @@ from tests.threads import run_in_threads
 
 def test_only_the_scheduler_holding_the_lock_enqueues(app, redis_url):
     app.config["SWEEP_INTERVAL_S"] = 60
+    app.config["ALERT_INTERVAL_S"] = 60
+    app.config["OVERVIEW_CACHE_S"] = 30
     conn = redis.Redis.from_url(redis_url)
     first, second = Scheduler(app, conn), Scheduler(app, conn)
     fired = first.tick(now=1000.0)
-    assert set(fired) == {"sweep", "token-expiry", "full-pull"}  # no active integration: no pull
+    # no active integration: no pull
+    assert set(fired) == {"sweep", "token-expiry", "full-pull", "alerts", "overview"}
     assert second.tick(now=1000.0) == []  # the other scheduler does nothing
     assert queue.job_status("periodic-sweep") == "queued"
     # nothing is due again before its interval; the sweep is due after 60 s
-    assert first.tick(now=1030.0) == []
-    assert first.tick(now=1061.0) == ["sweep"]
+    assert first.tick(now=1029.0) == []
+    assert first.tick(now=1031.0) == ["overview"]
+    assert first.tick(now=1061.0) == ["sweep", "overview", "alerts"]
 
 
 def test_a_dead_schedulers_lock_passes_to_another(app, redis_url):
@@ -57,8 +61,10 @@ def test_pull_runs_at_the_integrations_interval(app, session, redis_url, integra
 
 def test_periodic_jobs_are_declared_as_data():
     names = {p.name: p for p in PERIODIC}
-    assert set(names) == {"pull", "sweep", "token-expiry", "full-pull"}
-    assert all(isinstance(p, Periodic) and p.func.startswith("kmeweb.sync.jobs.") for p in PERIODIC)
+    assert set(names) == {"pull", "sweep", "token-expiry", "full-pull", "alerts", "overview"}
+    assert all(isinstance(p, Periodic) for p in PERIODIC)
+    jobs = ("kmeweb.sync.jobs.", "kmeweb.alerts.jobs.", "kmeweb.overview.jobs.")
+    assert all(p.func.startswith(jobs) for p in PERIODIC)
 
 
 def test_knox_calls_never_exceed_the_configured_concurrency(redis_url):

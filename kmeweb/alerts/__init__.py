@@ -1,0 +1,1 @@
+"""Admin › Alerts: webhook destinations and the signed alerts the worker sends to them."""

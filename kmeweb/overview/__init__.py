@@ -1,0 +1,1 @@
+"""The Overview page: the enrollment funnel, what needs attention, and sync health."""
