@@ -1,0 +1,1 @@
+from tests.factories import admin  # noqa: F401
