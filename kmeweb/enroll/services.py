@@ -31,8 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from kmeweb import crypto
 from kmeweb.audit import services as audit
@@ -41,7 +42,7 @@ from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.knox.ids import is_meid, is_valid_imei, is_valid_serial, normalize_serial
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.profiles.services import profile_for_token, token_expired
+from kmeweb.profiles.services import profile_for_token, token_expired, token_matches
 from kmeweb.sync import mapping
 from kmeweb.sync.models import SyncState
 
@@ -51,6 +52,8 @@ TOKEN_MAX = 64
 # code -> (HTTP status, message). Stable: agents switch on the code, never on the message.
 ERRORS: dict[str, tuple[int, str]] = {
     "bad_request": (400, "The request is not valid."),
+    "unsupported_media_type": (415, "Send the request as application/json."),
+    "payload_too_large": (413, "The request is too large."),
     "unknown_device": (404, "This device is not known to this server."),
     "not_approved": (403, "This device has not been approved yet; ask your administrator."),
     "no_profile": (403, "This device is not in an enrollment profile yet."),
@@ -173,7 +176,55 @@ def _not_in_kme(profile: Profile, device: Device) -> bool:
     return profile.kme_profile_id is None or device.sync_state != SyncState.SYNCED
 
 
+# Built once: the hot path runs the same two statements for every device (bound values only).
+_WITH_PROFILE = {
+    column.key: select(Device, Profile)
+    .join(Profile, Device.profile_id == Profile.id)
+    .where(column == bindparam("ident"))
+    for column in (Device.imei, Device.serial)
+}
+_TABLE = Device.__table__
+_FIRST_REGISTRATION = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("device_id"), _TABLE.c.registered_at.is_(None))
+    .values(registered_at=bindparam("at"), agent_version=bindparam("b_agent_version"))
+)
+_AGENT_VERSION = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("device_id"))
+    .values(agent_version=bindparam("b_agent_version"))
+)
+
+
+def _fast_path(session: Session, req: EnrollRequest) -> tuple[Device, Profile] | None:
+    """The usual case in one query: the device with its profile, and the token it sent is that
+    profile's, valid and synced. None for anything else (`_check` then finds the answer)."""
+    if req.token is None:
+        return None
+    for key, value in (("imei", req.imei), ("serial", req.serial)):
+        if value is None:
+            continue
+        row = session.execute(_WITH_PROFILE[key], {"ident": value}).first()
+        if row is None:
+            continue
+        device, profile = row
+        if (
+            token_matches(req.token, profile.token)
+            and not token_expired(profile)
+            and device.approval == Approval.APPROVED
+            and not (profile.kind == ProfileKind.KME and profile.kme_profile_id is None)
+        ):
+            return device, profile
+        return None
+    return None
+
+
 def _check(session: Session, req: EnrollRequest) -> tuple[Device, Profile]:
+    """The device and profile of a request that may enroll; else the EnrollError saying why
+    (the module docstring gives the order and what each answer reveals)."""
+    found = _fast_path(session, req)
+    if found is not None:
+        return found
     if req.token is not None:
         profile = profile_for_token(session, req.token) if len(req.token) <= TOKEN_MAX else None
         if profile is None:
@@ -251,28 +302,23 @@ def _register(
     The device's `version` is not bumped, so an admin editing the device meanwhile is not
     told it changed: enrollment writes only the registration columns."""
     now = utcnow()
-    table = Device.__table__
     first = session.execute(
-        update(table)
-        .where(table.c.id == device.id, table.c.registered_at.is_(None))
-        .values(registered_at=now, agent_version=req.agent_version)
+        _FIRST_REGISTRATION,
+        {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
     ).rowcount
     if first:
-        device_details = {"profile": profile.name, "agent_version": req.agent_version}
-        audit.record(session, "device", "device.register", "device", device.id, device_details, ip)
+        details = {"profile": profile.name, "agent_version": req.agent_version}
+        audit.record_device_event(session, "device.register", device.id, details, ip)
     elif device.agent_version != req.agent_version:
         session.execute(
-            update(table).where(table.c.id == device.id).values(agent_version=req.agent_version)
+            _AGENT_VERSION, {"device_id": device.id, "b_agent_version": req.agent_version}
         )
-        audit.record(
-            session,
-            "device",
-            "device.agent_version",
-            "device",
-            device.id,
-            {"old": device.agent_version, "new": req.agent_version},
-            ip,
-        )
-    if first or device.agent_version != req.agent_version:
-        session.expire(device, ["registered_at", "agent_version", "updated_at"])
+        details = {"old": device.agent_version, "new": req.agent_version}
+        audit.record_device_event(session, "device.agent_version", device.id, details, ip)
+    # The rows were written by UPDATE statements: tell the loaded object without a reload.
+    if first:
+        set_committed_value(device, "registered_at", now)
+    elif device.registered_at is None:  # another request registered it a moment ago
+        session.refresh(device, ["registered_at"])
+    set_committed_value(device, "agent_version", req.agent_version)
     return bool(first)

@@ -1,8 +1,10 @@
 """POST /enroll: the device side (JSON only), the one endpoint without sign-in or CSRF.
 
 Every answer is JSON: {"status": "registered", ...} or {"error": <stable code>, "message"}.
-Order of checks: body size cap (413, before any hook reads the body), per-IP limit (429),
-content type (415), JSON (400), fields (400), per-device limit (429), then the service.
+Order of checks: body size cap (set before any hook reads the body), content type (415), size
+(413), JSON (400), fields (400); a refused request counts against its IP's limit (429 once
+over), a well-formed one against its IP's and its device's (one Redis round trip); then the
+service.
 """
 
 from __future__ import annotations
@@ -10,14 +12,21 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from kmeweb.enroll import ratelimit, services
 from kmeweb.enroll.services import EnrollError
-from kmeweb.extensions import csrf, db
+from kmeweb.extensions import csrf, db, limiter
 
 bp = Blueprint("enroll", __name__)
 csrf.exempt(bp)
+
+
+@limiter.request_filter
+def _limited_by_its_own_counters() -> bool:
+    """Flask-Limiter skips the device side: kmeweb.enroll.ratelimit counts it (one round trip)."""
+    return request.blueprint == "enroll"
+
 
 HTTP_CODES = {
     400: "bad_request",
@@ -68,21 +77,34 @@ def _too_many(retry_after: int):
     )
 
 
+def _read_request() -> services.EnrollRequest:
+    """The request's JSON body, parsed and validated. Raises EnrollError."""
+    if request.mimetype != "application/json":
+        raise EnrollError("unsupported_media_type")
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except RequestEntityTooLarge:
+        raise EnrollError("payload_too_large") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise EnrollError("bad_request", None, "The body is not valid JSON.") from None
+    return services.parse_request(data)
+
+
 @bp.post("/enroll")
 def enroll():
     """Register a booted device and answer with its profile's configuration (secrets too)."""
     ip = request.remote_addr or "-"
-    retry = ratelimit.hit("ENROLL_IP_RATE_LIMIT", "ip", ip)
-    if retry:
-        return _too_many(retry)
-    if request.mimetype != "application/json":
-        return _error("unsupported_media_type", "Send the request as application/json.", 415)
+    ip_limit = ("ENROLL_IP_RATE_LIMIT", "ip", ip)
     try:
-        data = json.loads(request.get_data(cache=False))
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return _error("bad_request", "The body is not valid JSON.", 400)
-    req = services.parse_request(data)
-    retry = ratelimit.hit("ENROLL_DEVICE_RATE_LIMIT", "device", req.device_key)
+        req = _read_request()
+    except EnrollError:
+        # Refused input counts against the address too: garbage is throttled like guesses.
+        retry = ratelimit.hit([ip_limit])
+        if retry:
+            return _too_many(retry)
+        raise
+    # One Redis round trip for both limits (a guess counts against the device it names).
+    retry = ratelimit.hit([ip_limit, ("ENROLL_DEVICE_RATE_LIMIT", "device", req.device_key)])
     if retry:
         return _too_many(retry)
     answer = services.enroll_device(db.session, req, ip, request.host_url.rstrip("/"))
