@@ -47,7 +47,6 @@ from kmeweb.sync import mapping
 from kmeweb.sync.models import SyncState
 
 AGENT_VERSION_MAX = 64
-TOKEN_MAX = 64
 
 # code -> (HTTP status, message). Stable: agents switch on the code, never on the message.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -226,7 +225,7 @@ def _check(session: Session, req: EnrollRequest) -> tuple[Device, Profile]:
     if found is not None:
         return found
     if req.token is not None:
-        profile = profile_for_token(session, req.token) if len(req.token) <= TOKEN_MAX else None
+        profile = profile_for_token(session, req.token)
         if profile is None:
             raise EnrollError("token_invalid")
         if token_expired(profile):

@@ -76,6 +76,12 @@ def test_upload_to_approval_to_profile_to_boot_counts_the_device_registered(
         field.kme_profile_id
     )
 
+    # What KME hands the device comes from the simulator's own copy of the profile
+    boot = sim.control("GET", f"/devices/{created[0]['mei']}/boot")
+    bundle = boot["android.app.extra.PROVISIONING_ADMIN_EXTRAS_BUNDLE"]
+    assert bundle["enrollment_token"] == field.token and bundle["user"] == "ann@example.com"
+    assert bundle["kmeUri"] == "https://mdm.example.com" and boot["profileName"] == "Field Team"
+
     code, output = _boot(sim, kmeweb_url, created[0]["mei"])
     assert code == 0, output
     assert "boots with profile 'Field Team'" in output
