@@ -29,11 +29,11 @@ not flood the log, and nothing changed).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from kmeweb import crypto
 from kmeweb.audit import services as audit
@@ -153,7 +153,7 @@ def _find_device(session: Session, req: EnrollRequest, profile_id: int | None) -
     return None
 
 
-def _user(session: Session, device: Device, profile: Profile) -> EndUser | None:
+def _user(session: Session, device: _Found, profile: Profile) -> EndUser | None:
     """The device's own user, else the profile's associated user."""
     user_id = device.end_user_id or profile.end_user_id
     return session.get(EndUser, user_id) if user_id else None
@@ -175,12 +175,25 @@ def _not_in_kme(profile: Profile, device: Device) -> bool:
     return profile.kme_profile_id is None or device.sync_state != SyncState.SYNCED
 
 
-# Built once: the hot path runs the same two statements for every device (bound values only).
+# Built once: the hot path runs the same statements for every device (bound values only), and
+# reads plain columns (no ORM objects to load: most of what a lookup cost).
+_DEVICE_COLUMNS = (
+    "id", "imei", "serial", "model", "approval", "end_user_id", "enrollment_password_enc",
+    "registered_at", "agent_version",
+)  # fmt: skip
+_PROFILE_COLUMNS = (
+    "id", "name", "kind", "token", "token_expires_at", "without_token", "config", "secrets_enc",
+    "kme_profile_id", "end_user_id",
+)  # fmt: skip
+_D, _P = Device.__table__, Profile.__table__
 _WITH_PROFILE = {
-    column.key: select(Device, Profile)
-    .join(Profile, Device.profile_id == Profile.id)
-    .where(column == bindparam("ident"))
-    for column in (Device.imei, Device.serial)
+    key: select(
+        *(_D.c[name].label(f"d_{name}") for name in _DEVICE_COLUMNS),
+        *(_P.c[name].label(f"p_{name}") for name in _PROFILE_COLUMNS),
+    )
+    .select_from(_D.join(_P, _D.c.profile_id == _P.c.id))
+    .where(_D.c[key] == bindparam("ident"))
+    for key in ("imei", "serial")
 }
 _TABLE = Device.__table__
 _FIRST_REGISTRATION = (
@@ -195,30 +208,52 @@ _AGENT_VERSION = (
 )
 
 
-def _fast_path(session: Session, req: EnrollRequest) -> tuple[Device, Profile] | None:
+@dataclass(slots=True)
+class _Found:
+    """The columns of the device that enrollment reads and writes."""
+
+    id: int
+    imei: str | None
+    serial: str | None
+    model: str | None
+    end_user_id: int | None
+    enrollment_password_enc: str | None
+    registered_at: datetime | None
+    agent_version: str | None
+
+    @classmethod
+    def of(cls, device: Device) -> _Found:
+        return cls(*(getattr(device, name) for name in _FOUND_FIELDS))
+
+
+_FOUND_FIELDS = tuple(n for n in _DEVICE_COLUMNS if n != "approval")
+
+
+def _fast_path(session: Session, req: EnrollRequest) -> tuple[_Found, Profile] | None:
     """The usual case in one query: the device with its profile, and the token it sent is that
-    profile's, valid and synced. None for anything else (`_check` then finds the answer)."""
+    profile's, valid and synced. None for anything else (`_check` then finds the answer).
+    The profile is a transient object (never added to the session) for admin_extras."""
     if req.token is None:
         return None
     for key, value in (("imei", req.imei), ("serial", req.serial)):
         if value is None:
             continue
-        row = session.execute(_WITH_PROFILE[key], {"ident": value}).first()
+        row = session.execute(_WITH_PROFILE[key], {"ident": value}).mappings().first()
         if row is None:
             continue
-        device, profile = row
+        profile = Profile(**{name: row[f"p_{name}"] for name in _PROFILE_COLUMNS})
         if (
             token_matches(req.token, profile.token)
             and not token_expired(profile)
-            and device.approval == Approval.APPROVED
+            and row["d_approval"] == Approval.APPROVED
             and not (profile.kind == ProfileKind.KME and profile.kme_profile_id is None)
         ):
-            return device, profile
+            return _Found(*(row[f"d_{name}"] for name in _FOUND_FIELDS)), profile
         return None
     return None
 
 
-def _check(session: Session, req: EnrollRequest) -> tuple[Device, Profile]:
+def _check(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
     """The device and profile of a request that may enroll; else the EnrollError saying why
     (the module docstring gives the order and what each answer reveals)."""
     found = _fast_path(session, req)
@@ -235,7 +270,7 @@ def _check(session: Session, req: EnrollRequest) -> tuple[Device, Profile]:
             raise EnrollError("unknown_device")
         if profile.kind == ProfileKind.KME and profile.kme_profile_id is None:
             raise EnrollError("profile_not_synced")
-        return device, profile
+        return _Found.of(device), profile
 
     device = _find_device(session, req, None)
     if device is None:
@@ -253,7 +288,7 @@ def _check(session: Session, req: EnrollRequest) -> tuple[Device, Profile]:
         raise EnrollError("token_required")
     if _not_in_kme(profile, device):
         raise EnrollError("profile_not_synced")
-    return device, profile
+    return _Found.of(device), profile
 
 
 def enroll_device(
@@ -294,7 +329,7 @@ def enroll_device(
 
 
 def _register(
-    session: Session, device: Device, profile: Profile, req: EnrollRequest, ip: str | None
+    session: Session, device: _Found, profile: Profile, req: EnrollRequest, ip: str | None
 ) -> bool:
     """Record the registration; True the first time. Conditional UPDATEs (not the ORM's
     versioned one): two agents' retries at once both succeed and the first time is set once.
@@ -314,10 +349,11 @@ def _register(
         )
         details = {"old": device.agent_version, "new": req.agent_version}
         audit.record_device_event(session, "device.agent_version", device.id, details, ip)
-    # The rows were written by UPDATE statements: tell the loaded object without a reload.
     if first:
-        set_committed_value(device, "registered_at", now)
+        device.registered_at = now
     elif device.registered_at is None:  # another request registered it a moment ago
-        session.refresh(device, ["registered_at"])
-    set_committed_value(device, "agent_version", req.agent_version)
+        device.registered_at = session.scalar(
+            select(_TABLE.c.registered_at).where(_TABLE.c.id == device.id)
+        )
+    device.agent_version = req.agent_version
     return bool(first)
