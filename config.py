@@ -163,6 +163,11 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         "CSV_MAX_BYTES": csv_max_bytes,
         "LOGIN_RATE_LIMIT": env.get("KMEWEB_LOGIN_RATE_LIMIT", "5 per minute"),
         "LOGIN_IP_RATE_LIMIT": env.get("KMEWEB_LOGIN_IP_RATE_LIMIT", "30 per minute"),
+        # POST /enroll (the device side): body cap, and limits per client IP and per device.
+        # A site enrolling a whole delivery behind one NAT address needs the IP limit high.
+        "ENROLL_MAX_BYTES": int(env.get("KMEWEB_ENROLL_MAX_BYTES", "8192")),
+        "ENROLL_IP_RATE_LIMIT": env.get("KMEWEB_ENROLL_IP_RATE_LIMIT", "600 per minute"),
+        "ENROLL_DEVICE_RATE_LIMIT": env.get("KMEWEB_ENROLL_DEVICE_RATE_LIMIT", "10 per minute"),
         "PAGE_SIZE": int(env.get("KMEWEB_PAGE_SIZE", "50")),
         "RQ_QUEUE_PREFIX": env.get("KMEWEB_RQ_PREFIX", ""),
         "KNOX_PATHS": _json_object(env, "KMEWEB_KNOX_PATHS"),

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from kmeweb.audit.models import AuditEvent
@@ -42,6 +42,30 @@ def record(
     )
     session.add(event)
     return event
+
+
+def record_device_event(
+    session: Session,
+    action: str,
+    device_id: int,
+    details: dict[str, Any],
+    ip: str | None,
+) -> None:
+    """`record` for the device side (actor "device"), as one INSERT statement without an ORM
+    object: enrollment writes one per registered device and is the hot path."""
+    session.execute(
+        insert(AuditEvent.__table__),
+        {
+            "at": datetime.now(UTC),
+            "actor": "device",
+            "actor_id": None,
+            "action": action,
+            "target_type": "device",
+            "target_id": str(device_id),
+            "details": details,
+            "ip": ip,
+        },
+    )
 
 
 def query_events(

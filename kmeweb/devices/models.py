@@ -50,7 +50,9 @@ class Device(db.Model):
     end_user_id: Mapped[int | None] = mapped_column(ForeignKey("end_user.id", ondelete="SET NULL"))
     enrollment_password_enc: Mapped[str | None] = mapped_column(Text)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # First successful enrollment (POST /enroll) and the agent version it last enrolled with.
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    agent_version: Mapped[str | None] = mapped_column(String(64))
     kme_device_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     kme_status: Mapped[str | None] = mapped_column(String(32))
     sync_state: Mapped[str] = mapped_column(String(16), default=SyncState.SYNCED)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Any
+from urllib.parse import quote
 
 import click
 import requests
@@ -128,3 +130,74 @@ def upload(
         f"upload {data['uploadId']} from {data['resellerName']}: {data['deviceCount']} devices "
         f"({data['status']})"
     )
+
+
+SECRET_HINTS = ("password", "token")
+
+
+def _masked(value: Any, show: bool) -> Any:
+    """The answer with secret-looking values masked (unless `show`)."""
+    if show:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: ("••••••••" if v and any(h in k.lower() for h in SECRET_HINTS) else _masked(v, show))
+            for k, v in value.items()
+        }
+    return value
+
+
+@kme_sim.command("boot-device")
+@click.argument("ident", metavar="IMEI")
+@click.option(
+    "--mdm-url",
+    default=None,
+    help="kmeweb's base URL (default: the server URL in the profile's bundle).",
+)
+@click.option("--url", default="http://127.0.0.1:8765", show_default=True, help="Simulator URL.")
+@click.option("--customer-id", default=None, help="Tenant (default: the demo tenant).")
+@click.option("--agent-version", default="kme-sim-agent/1.0", show_default=True)
+@click.option("--show-secrets", is_flag=True, help="Print passwords and tokens unmasked.")
+def boot_device(
+    ident: str,
+    mdm_url: str | None,
+    url: str,
+    customer_id: str | None,
+    agent_version: str,
+    show_secrets: bool,
+) -> None:
+    """Play a device's first boot: KME hands the agent its profile's admin-extras bundle and the
+    agent calls kmeweb's POST /enroll with it (IMEI may also be a serial number or KME id)."""
+    from kmeweb.knox.simulator.device import agent_request, call_enroll, enroll_url
+
+    sim = url.rstrip("/") + "/_sim/devices/" + quote(ident, safe="")
+    params = {"customerId": customer_id} if customer_id else None
+    try:
+        resp = requests.get(sim + "/boot", params=params, timeout=30)
+    except requests.RequestException as exc:
+        raise click.ClickException(
+            f"simulator not reachable at {url}: {type(exc).__name__}"
+        ) from None
+    if resp.status_code != 200:
+        raise click.ClickException(
+            f"KME provisions nothing for {ident}: {resp.status_code} {resp.text[:300]}"
+        )
+    boot = resp.json()
+    click.echo(f"KME: device {ident} boots with profile {boot['profileName']!r}")
+    body = agent_request(boot, agent_version)
+    try:
+        target = enroll_url(boot, mdm_url)
+        status, answer = call_enroll(target, body)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except requests.RequestException as exc:
+        raise click.ClickException(f"{mdm_url or 'kmeweb'} not reachable: {exc}") from None
+    click.echo(f"agent: POST {target} -> {status}")
+    click.echo(json.dumps(_masked(answer, show_secrets), indent=2, ensure_ascii=False))
+    if status != 200 or not isinstance(answer, dict):
+        code = answer.get("error") if isinstance(answer, dict) else status
+        raise click.ClickException(f"enrollment refused: {code}")
+    # Like KME once the device finished provisioning: the status becomes Enrollment Completed.
+    requests.patch(sim, params=params, json={"enrolled": True}, timeout=30)
+    first = "first registration" if answer.get("first_registration") else "already registered"
+    click.echo(f"device {ident} registered ({first})")

@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, Response, request
 
 from kmeweb.knox.simulator import errors as codes
 from kmeweb.knox.simulator.demo import seed_demo
+from kmeweb.knox.simulator.device import provisioning
 from kmeweb.knox.simulator.errors import SimError, bad_param
 from kmeweb.knox.simulator.responses import bool_arg, json_response
 from kmeweb.knox.simulator.state import FaultRule, SimDevice, SimState, Tenant, new_id
@@ -146,6 +147,13 @@ def control_blueprint(state: SimState, app: Flask) -> Blueprint:
             out["approved"] = d.approved
             out["counters"] = state.device_counters.get(d.id, {})
             return json_response(out)
+
+    @bp.get("/devices/<ident>/boot")
+    def boot_device(ident: str) -> Response:
+        """What KME hands this device when it boots: its profile and admin-extras bundle."""
+        with state.lock:
+            t = tenant()
+            return json_response(provisioning(t, device(t, ident)))
 
     @bp.patch("/devices/<ident>")
     def edit_device(ident: str) -> Response:

@@ -1,0 +1,359 @@
+"""Device enrollment (design.md section 1 step 7): a booted device's agent presents its IDs and
+the token KME handed it; kmeweb answers with what the agent needs and counts it registered.
+
+What the answers reveal, decided on purpose (the endpoint is the only one without sign-in):
+
+- **With a token** the token is checked first, before any device is looked at: a token that
+  matches no profile is `token_invalid` whatever the IDs, and the device is then looked up
+  only *inside the token's profile*. A device elsewhere (another profile, pending approval, or
+  not in the inventory at all) is `unknown_device`, one answer for all three, so a token of
+  profile A tells nothing about devices outside A, and nothing about any other profile's data.
+  `token_expired` only answers a token that did match (its holder had it in a bundle). The
+  token is found by its unique index and then compared with hmac.compare_digest
+  (profiles.services.profile_for_token).
+- **Without a token** only a profile with "Device registration without token" can answer
+  with data. The codes (`unknown_device`, `not_approved`, `no_profile`, `token_required`) are
+  what an agent needs to tell its user what is wrong; they do reveal whether an IMEI/serial is
+  in this inventory. IMEIs and serials are printed on the box and the device, membership is
+  all that leaks (no profile name, user or configuration), and the per-IP and per-device rate
+  limits bound enumeration. No code ever names another device or profile.
+- Answers for refused requests carry only the code and a fixed message.
+
+Registration is idempotent: the first success sets `registered_at` (kept on repeats) and the
+agent version; a repeat with the same version writes nothing. Audit: one "device.register"
+event for the first registration and one "device.agent_version" event when a registered
+device comes back with another agent version; repeats are not audited (a retrying agent must
+not flood the log, and nothing changed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from kmeweb import crypto
+from kmeweb.audit import services as audit
+from kmeweb.devices.models import Approval, Device
+from kmeweb.directory.models import EndUser
+from kmeweb.extensions import utcnow
+from kmeweb.knox.ids import is_meid, is_valid_imei, is_valid_serial, normalize_serial
+from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.profiles.services import profile_for_token, token_expired, token_matches
+from kmeweb.sync import mapping
+from kmeweb.sync.models import SyncState
+
+AGENT_VERSION_MAX = 64
+
+# code -> (HTTP status, message). Stable: agents switch on the code, never on the message.
+ERRORS: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "The request is not valid."),
+    "unsupported_media_type": (415, "Send the request as application/json."),
+    "payload_too_large": (413, "The request is too large."),
+    "unknown_device": (404, "This device is not known to this server."),
+    "not_approved": (403, "This device has not been approved yet; ask your administrator."),
+    "no_profile": (403, "This device is not in an enrollment profile yet."),
+    "token_required": (401, "This device's profile requires an enrollment token."),
+    "token_invalid": (401, "The enrollment token is not valid."),
+    "token_expired": (401, "The enrollment token has expired; ask for a new one."),
+    "profile_not_synced": (
+        409,
+        "This device's profile is not yet in Knox Mobile Enrollment; try again later.",
+    ),
+}
+
+
+class EnrollError(Exception):
+    """A refused enrollment: `code` is one of ERRORS (or bad_request with a `field`)."""
+
+    def __init__(self, code: str, field: str | None = None, message: str | None = None) -> None:
+        self.status, default = ERRORS[code]
+        self.code = code
+        self.field = field
+        self.message = message or default
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollRequest:
+    """A parsed, validated enrollment request (`parse_request`)."""
+
+    imei: str | None
+    serial: str | None
+    token: str | None
+    agent_version: str
+
+    @property
+    def device_key(self) -> str:
+        """What the per-device rate limit counts (the IDs as given, normalized)."""
+        return self.imei or self.serial or ""
+
+
+def _text(data: dict[str, Any], key: str, max_len: int) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EnrollError("bad_request", key, f"{key} must be a string.")
+    value = value.strip()
+    if len(value) > max_len or "\x00" in value:
+        raise EnrollError("bad_request", key, f"{key} is too long or not text.")
+    return value or None
+
+
+def parse_request(data: Any) -> EnrollRequest:
+    """Validate the JSON body {"imei" or "serial", "token" (optional), "agent_version"}.
+
+    Unknown keys are ignored (newer agents may send more). Raises EnrollError("bad_request").
+    """
+    if not isinstance(data, dict):
+        raise EnrollError("bad_request", None, "The body must be a JSON object.")
+    imei = _text(data, "imei", 16)
+    serial = _text(data, "serial", 32)
+    if imei is not None:
+        imei = imei.upper()
+        if not (is_valid_imei(imei) or is_meid(imei)):
+            raise EnrollError("bad_request", "imei", "imei must be a valid IMEI or MEID.")
+    if serial is not None:
+        serial = normalize_serial(serial)
+        if not is_valid_serial(serial):
+            raise EnrollError("bad_request", "serial", "serial must be 8 to 16 letters/digits.")
+    if imei is None and serial is None:
+        raise EnrollError("bad_request", "imei", "Send the device's imei or serial.")
+    agent_version = _text(data, "agent_version", AGENT_VERSION_MAX)
+    if agent_version is None:
+        raise EnrollError("bad_request", "agent_version", "Send the agent_version.")
+    token = data.get("token")
+    if token is not None and not isinstance(token, str):
+        raise EnrollError("bad_request", "token", "token must be a string.")
+    return EnrollRequest(imei, serial, token or None, agent_version)
+
+
+def _find_device(session: Session, req: EnrollRequest, profile_id: int | None) -> Device | None:
+    """The device by IMEI/MEID, else by serial (a dual-SIM device may be known by either);
+    limited to one profile when `profile_id` is given."""
+    for column, value in ((Device.imei, req.imei), (Device.serial, req.serial)):
+        if value is None:
+            continue
+        stmt = select(Device).where(column == value)
+        if profile_id is not None:
+            stmt = stmt.where(Device.profile_id == profile_id)
+        device = session.scalar(stmt)
+        if device is not None:
+            return device
+    return None
+
+
+def _user(session: Session, device: _Found, profile: Profile) -> EndUser | None:
+    """The device's own user, else the profile's associated user."""
+    user_id = device.end_user_id or profile.end_user_id
+    return session.get(EndUser, user_id) if user_id else None
+
+
+def _user_answer(user: EndUser | None, configured: str | None) -> dict[str, Any] | None:
+    if user is not None:
+        return {"username": user.username, "email": user.email, "display_name": user.display_name}
+    if configured:  # the profile's agent "user" key, typed in the configuration
+        return {"username": configured, "email": None, "display_name": None}
+    return None
+
+
+def _not_in_kme(profile: Profile, device: Device) -> bool:
+    """KME cannot have handed this device this profile yet: the profile was never created in
+    KME, or the device's own move into it still waits for the push."""
+    if profile.kind != ProfileKind.KME:
+        return False  # self-maintained profiles never go through KME
+    return profile.kme_profile_id is None or device.sync_state != SyncState.SYNCED
+
+
+# Built once: the hot path runs the same statements for every device (bound values only), and
+# reads plain columns (no ORM objects to load: most of what a lookup cost).
+_DEVICE_COLUMNS = (
+    "id", "imei", "serial", "model", "approval", "end_user_id", "enrollment_password_enc",
+    "registered_at", "agent_version",
+)  # fmt: skip
+_PROFILE_COLUMNS = (
+    "id", "name", "kind", "token", "token_expires_at", "without_token", "config", "secrets_enc",
+    "kme_profile_id", "end_user_id",
+)  # fmt: skip
+_D, _P = Device.__table__, Profile.__table__
+_WITH_PROFILE = {
+    key: select(
+        *(_D.c[name].label(f"d_{name}") for name in _DEVICE_COLUMNS),
+        *(_P.c[name].label(f"p_{name}") for name in _PROFILE_COLUMNS),
+    )
+    .select_from(_D.join(_P, _D.c.profile_id == _P.c.id))
+    .where(_D.c[key] == bindparam("ident"))
+    for key in ("imei", "serial")
+}
+_TABLE = Device.__table__
+_FIRST_REGISTRATION = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("device_id"), _TABLE.c.registered_at.is_(None))
+    .values(registered_at=bindparam("at"), agent_version=bindparam("b_agent_version"))
+)
+_AGENT_VERSION = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("device_id"))
+    .values(agent_version=bindparam("b_agent_version"))
+)
+
+
+@dataclass(slots=True)
+class _Found:
+    """The columns of the device that enrollment reads and writes."""
+
+    id: int
+    imei: str | None
+    serial: str | None
+    model: str | None
+    end_user_id: int | None
+    enrollment_password_enc: str | None
+    registered_at: datetime | None
+    agent_version: str | None
+
+    @classmethod
+    def of(cls, device: Device) -> _Found:
+        return cls(*(getattr(device, name) for name in _FOUND_FIELDS))
+
+
+_FOUND_FIELDS = tuple(n for n in _DEVICE_COLUMNS if n != "approval")
+
+
+def _fast_path(session: Session, req: EnrollRequest) -> tuple[_Found, Profile] | None:
+    """The usual case in one query: the device with its profile, and the token it sent is that
+    profile's, valid and synced. None for anything else (`_check` then finds the answer).
+    The profile is a transient object (never added to the session) for admin_extras."""
+    if req.token is None:
+        return None
+    for key, value in (("imei", req.imei), ("serial", req.serial)):
+        if value is None:
+            continue
+        row = session.execute(_WITH_PROFILE[key], {"ident": value}).mappings().first()
+        if row is None:
+            continue
+        profile = Profile(**{name: row[f"p_{name}"] for name in _PROFILE_COLUMNS})
+        if (
+            token_matches(req.token, profile.token)
+            and not token_expired(profile)
+            and row["d_approval"] == Approval.APPROVED
+            and not (profile.kind == ProfileKind.KME and profile.kme_profile_id is None)
+        ):
+            return _Found(*(row[f"d_{name}"] for name in _FOUND_FIELDS)), profile
+        return None
+    return None
+
+
+def _check(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
+    """The device and profile of a request that may enroll; else the EnrollError saying why
+    (the module docstring gives the order and what each answer reveals)."""
+    found = _fast_path(session, req)
+    if found is not None:
+        return found
+    if req.token is not None:
+        profile = profile_for_token(session, req.token)
+        if profile is None:
+            raise EnrollError("token_invalid")
+        if token_expired(profile):
+            raise EnrollError("token_expired")
+        device = _find_device(session, req, profile.id)
+        if device is None:
+            raise EnrollError("unknown_device")
+        if profile.kind == ProfileKind.KME and profile.kme_profile_id is None:
+            raise EnrollError("profile_not_synced")
+        return _Found.of(device), profile
+
+    device = _find_device(session, req, None)
+    if device is None:
+        raise EnrollError("unknown_device")
+    if device.approval != Approval.APPROVED or device.profile_id is None:
+        raise EnrollError("not_approved")
+    profile = session.get(Profile, device.profile_id)
+    if profile is None or profile.kind == ProfileKind.KME_DEFAULT:
+        raise EnrollError("no_profile")
+    if not profile.without_token:
+        # The agent of a device whose profile move KME has not received yet holds no token or
+        # an old profile's: ask it to retry rather than call its setup wrong.
+        if _not_in_kme(profile, device):
+            raise EnrollError("profile_not_synced")
+        raise EnrollError("token_required")
+    if _not_in_kme(profile, device):
+        raise EnrollError("profile_not_synced")
+    return _Found.of(device), profile
+
+
+def enroll_device(
+    session: Session, req: EnrollRequest, ip: str | None, server_url: str
+) -> dict[str, Any]:
+    """Check an enrollment request and register the device; returns the answer for the agent.
+
+    The answer carries the server URL (the profile's, else `server_url`), the device, its user
+    (the device's, else the profile's associated user), the enrollment password and the
+    profile's admin-extras bundle *with* its secrets (the only place secrets leave kmeweb).
+    Marks the device registered (first time: registered_at and agent_version, audited
+    "device.register"; a new agent version later: audited "device.agent_version"; a repeat:
+    nothing written). Flushes, never commits. Raises EnrollError.
+    """
+    device, profile = _check(session, req)
+    user = _user(session, device, profile)
+    username = user.username if user else None
+    bundle = mapping.admin_extras(profile, username)
+    password = crypto.decrypt(device.enrollment_password_enc)
+    first = _register(session, device, profile, req, ip)
+    return {
+        "status": "registered",
+        "first_registration": first,
+        "registered_at": device.registered_at.isoformat().replace("+00:00", "Z")
+        if device.registered_at
+        else None,
+        "server_url": bundle.get("server_url") or server_url,
+        "device": {"imei": device.imei, "serial": device.serial, "model": device.model},
+        "user": _user_answer(user, bundle.get("user")),
+        "enrollment_password": password,
+        "profile": {
+            "name": profile.name,
+            "type": profile.kind,
+            "token_required": not profile.without_token,
+        },
+        "config": dict(sorted(bundle.items())),
+    }
+
+
+def _register(
+    session: Session, device: _Found, profile: Profile, req: EnrollRequest, ip: str | None
+) -> bool:
+    """Record the registration; True the first time. Conditional UPDATEs (not the ORM's
+    versioned one): two agents' retries at once both succeed and the first time is set once.
+    The device's `version` is not bumped, so an admin editing the device meanwhile is not
+    told it changed: enrollment writes only the registration columns."""
+    now = utcnow()
+    first = session.execute(
+        _FIRST_REGISTRATION,
+        {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
+    ).rowcount
+    if first:
+        details = {"profile": profile.name, "agent_version": req.agent_version}
+        audit.record_device_event(session, "device.register", device.id, details, ip)
+    elif device.agent_version != req.agent_version:
+        session.execute(
+            _AGENT_VERSION, {"device_id": device.id, "b_agent_version": req.agent_version}
+        )
+        details = {"old": device.agent_version, "new": req.agent_version}
+        audit.record_device_event(session, "device.agent_version", device.id, details, ip)
+    if first:
+        device.registered_at = now
+    elif device.registered_at is None:  # another request registered it a moment ago
+        device.registered_at = session.scalar(
+            select(_TABLE.c.registered_at).where(_TABLE.c.id == device.id)
+        )
+    device.agent_version = req.agent_version
+    return bool(first)
