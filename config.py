@@ -38,6 +38,9 @@ TUNING: dict[str, tuple[type, str]] = {
     "PULL_TIMEOUT_S": (float, "3600"),  # RQ job_timeout of a pull (a million-device full pull)
     "PUSH_BUDGET_S": (float, "240"),
     "JOB_FAILURE_TTL_S": (float, "604800"),  # how long RQ keeps a failed job (7 days)
+    "CSV_MAX_ROWS": (int, "200000"),  # data rows per imported CSV file (design 6.4)
+    "CSV_PREVIEW_TTL_S": (float, "3600"),  # how long a device import preview waits for Confirm
+    "IMPORT_TIMEOUT_S": (float, "1800"),  # RQ job_timeout of a device import
 }
 
 
