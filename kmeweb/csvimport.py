@@ -200,8 +200,10 @@ def read_rows(
         try:
             header = read_header(next(reader, None), columns, required_any, looks_like_data)
             count = 0
+            width = header.width
+            index = list(header.index.items())
             for number, cells in enumerate(reader, start=2):
-                if not any(c.strip() for c in cells):
+                if not "".join(cells).strip():
                     continue
                 count += 1
                 if count > max_rows:
@@ -209,10 +211,12 @@ def read_rows(
                         f"The file has more than {max_rows:,} rows; split it into smaller "
                         "files. Nothing was imported."
                     )
-                values = {
-                    name: cells[i] if i < len(cells) else "" for name, i in header.index.items()
-                }
-                extra = [c for c in cells[header.width :] if c.strip()]
+                n = len(cells)
+                if n == width:
+                    yield Row(number, {name: cells[i] for name, i in index}, [])
+                    continue
+                values = {name: cells[i] if i < n else "" for name, i in index}
+                extra = [c for c in cells[width:] if c.strip()]
                 yield Row(number, values, extra)
             if count == 0:
                 raise ImportRejected("The file has no rows below its header row.")

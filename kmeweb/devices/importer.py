@@ -31,6 +31,7 @@ stored encrypted (kmeweb.crypto) and never shown or exported again.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import zlib
 from collections import Counter
@@ -39,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import String, any_, bindparam, func, select, text, update
+from sqlalchemy import column as column_
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto, csvimport
@@ -69,6 +71,9 @@ KEY_PREFIX = "kmeweb:device-import:"
 ERRORS_SHOWN = 500  # errors a preview page lists; the CSV report has every one
 STALE = "The devices changed since the preview"
 
+_SPACE = re.compile(r"\s")
+_SERIAL_FAST = re.compile(r"[A-Za-z0-9]{8,16}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 NEW, MOVED, UPDATED, UNCHANGED = "new", "moved", "updated", "unchanged"
 ACTIONS = (NEW, MOVED, UPDATED, UNCHANGED)
 
@@ -143,6 +148,12 @@ def _looks_like_id(cell: str) -> bool:
 
 def _id_error(column: str, raw: str) -> tuple[str | None, str]:
     """(why `raw` cannot stand in `column` or None, its normalised form)."""
+    if column == "imei":
+        if len(raw) == 15 and raw.isdigit() and raw.isascii():  # the common case, quickly
+            if ids.luhn_check_digit(raw[:14]) == ord(raw[14]) - 48:
+                return None, raw
+    elif _SERIAL_FAST.fullmatch(raw) and not raw.isdigit():  # letters: never an IMEI
+        return None, raw.upper()
     found = ids.classify_id(raw)
     if column == "imei":
         if found.kind in ("imei", "meid"):
@@ -170,65 +181,91 @@ def _imei_error(raw: str, found: ids.ClassifiedId) -> str:
 def _check_row(
     row: csvimport.Row, seen: dict[tuple[str, str], int]
 ) -> tuple[ParsedRow | None, list[RowError]]:
-    """A row checked by the file's own rules; `seen` holds the identifiers of earlier rows."""
+    """A row checked by the file's own rules; `seen` holds the identifiers of earlier rows.
+    (Written for speed: 200,000 rows go through it.)"""
     cells = row.cells
+    number = row.number
     problems: list[RowError] = []
-
-    def bad(column: str, value: str, reason: str) -> None:
-        problems.append(RowError(row.number, column, shown(value), reason))
-
     if row.extra:
-        bad("", ",".join(row.extra), "More cells than the header has columns.")
-    imei_raw = cells.get("imei", "").strip()
-    serial_raw = cells.get("serial", "").strip()
+        problems.append(
+            RowError(number, "", shown(",".join(row.extra)), "More cells than the header has.")
+        )
     imei = serial = None
+    imei_raw = cells.get("imei", "")
+    if imei_raw:
+        imei_raw = imei_raw.strip()
+    serial_raw = cells.get("serial", "")
+    if serial_raw:
+        serial_raw = serial_raw.strip()
     if imei_raw:
         reason, value = _id_error("imei", imei_raw)
         if reason:
-            bad("imei", imei_raw, reason)
+            problems.append(RowError(number, "imei", shown(imei_raw), reason))
         else:
-            imei = value
+            first = seen.get(("imei", value))
+            if first is None:
+                seen["imei", value] = number
+                imei = value
+            else:
+                problems.append(
+                    RowError(number, "imei", value, f"Also on row {first} of this file.")
+                )
     if serial_raw:
         reason, value = _id_error("serial", serial_raw)
         if reason:
-            bad("serial", serial_raw, reason)
+            problems.append(RowError(number, "serial", shown(serial_raw), reason))
         else:
-            serial = value
-    if not imei_raw and not serial_raw:
-        bad("imei", "", "Each row needs an IMEI or a serial number.")
-    for column, value in (("imei", imei), ("serial", serial)):
-        if value is None:
-            continue
-        first = seen.get((column, value))
-        if first is not None:
-            bad(column, value, f"Also on row {first} of this file.")
-        else:
-            seen[(column, value)] = row.number
-    username = cells.get("username", "").strip() or None
+            first = seen.get(("serial", value))
+            if first is None:
+                seen["serial", value] = number
+                serial = value
+            else:
+                problems.append(
+                    RowError(number, "serial", value, f"Also on row {first} of this file.")
+                )
+    elif not imei_raw:
+        problems.append(RowError(number, "imei", "", "Each row needs an IMEI or a serial number."))
+    username = cells.get("username") or None
     if username is not None:
-        if len(username) > USERNAME_MAX:
-            bad("username", username, f"A username has at most {USERNAME_MAX} characters.")
-        elif any(ch.isspace() for ch in username):
-            bad("username", username, "A username has no spaces.")
-    password = cells.get("enrollment_password", "") or None
-    if password is not None:
-        if not password.strip():
-            password = None
-        elif username is None:
-            bad("enrollment_password", HIDDEN, "A password needs a username on its row.")
-        elif len(password.encode()) > PASSWORD_MAX_BYTES:
-            bad(
-                "enrollment_password",
-                HIDDEN,
-                f"A password has at most {PASSWORD_MAX_BYTES} bytes.",
+        username = username.strip() or None
+        if username is None:
+            pass
+        elif len(username) > USERNAME_MAX:
+            problems.append(
+                RowError(
+                    number,
+                    "username",
+                    shown(username),
+                    f"A username has at most {USERNAME_MAX} characters.",
+                )
             )
-        elif password != password.strip():
-            bad("enrollment_password", HIDDEN, "A password cannot start or end with a space.")
-        elif any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
-            bad("enrollment_password", HIDDEN, "A password cannot hold tabs or line breaks.")
+        elif _SPACE.search(username):
+            problems.append(RowError(number, "username", username, "A username has no spaces."))
+    password = cells.get("enrollment_password") or None
+    if password is not None:
+        reason = _password_error(password, username)
+        if reason == "":
+            password = None
+        elif reason:
+            problems.append(RowError(number, "enrollment_password", HIDDEN, reason))
     if problems:
         return None, problems
-    return ParsedRow(row.number, imei, serial, username, password), []
+    return ParsedRow(number, imei, serial, username, password), problems
+
+
+def _password_error(password: str, username: str | None) -> str | None:
+    """Why a password cannot be stored, None when it can, "" when the cell is only blanks."""
+    if not password.strip():
+        return ""
+    if username is None:
+        return "A password needs a username on its row."
+    if len(password.encode()) > PASSWORD_MAX_BYTES:
+        return f"A password has at most {PASSWORD_MAX_BYTES} bytes."
+    if password != password.strip():
+        return "A password cannot start or end with a space."
+    if _CONTROL.search(password):
+        return "A password cannot hold tabs or line breaks."
+    return None
 
 
 def check_file(
@@ -281,6 +318,21 @@ def _user_ids(session: Session, names: set[str]) -> dict[str, int]:
     return found
 
 
+def _in_list(session: Session, column: Any, values: Sequence[str]) -> Any:
+    """`column IN values` as one bound parameter, whatever the number of values: a JSON array
+    read by json_each on SQLite, an array with = ANY on PostgreSQL (one cached statement
+    instead of an IN list per chunk)."""
+    dialect = session.get_bind(mapper=Device).dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam("values", list(values), type_=ARRAY(String)))
+    each = select(column_("value")).select_from(
+        text("json_each(:values)").bindparams(values=json.dumps(list(values)))
+    )
+    return column.in_(each.scalar_subquery())
+
+
 def _known(session: Session, column: Any, values: list[str]) -> dict[str, _Known]:
     out: dict[str, _Known] = {}
     stmt = select(
@@ -293,10 +345,11 @@ def _known(session: Session, column: Any, values: list[str]) -> dict[str, _Known
         Device.end_user_id,
         Device.enrollment_password_enc.is_not(None),
     )
-    for chunk in _chunks(values):
-        for r in session.execute(stmt.where(column.in_(chunk))):
-            known = _Known(*r)
-            out[getattr(known, column.key)] = known
+    if not values:
+        return out
+    for r in session.execute(stmt.where(_in_list(session, column, values))):
+        known = _Known(*r)
+        out[getattr(known, column.key)] = known
     return out
 
 
@@ -319,10 +372,22 @@ def plan_import(
     for batch in _chunks(list(rows), PROGRESS_EVERY):
         by_imei = _known(session, Device.imei, [r.imei for r in batch if r.imei])
         by_serial = _known(session, Device.serial, [r.serial for r in batch if r.serial])
+        new = plan.new
         for r in batch:
+            if (r.imei is None or r.imei not in by_imei) and (
+                r.serial is None or r.serial not in by_serial
+            ):  # the common case, quickly: a device kmeweb does not know yet
+                if r.username is None:
+                    new.append((r, None))
+                    continue
+                user_id = users.get(r.username.lower())
+                if user_id is not None:
+                    new.append((r, user_id))
+                    continue
             _plan_row(plan, profile, profiles, users, has_user, r, by_imei, by_serial)
         if progress is not None:
             progress(len(batch))
+    plan.counts[NEW] = len(plan.new)
     return plan
 
 
@@ -353,7 +418,6 @@ def _plan_row(
     known = a or b
     if known is None:
         plan.new.append((r, user_id))
-        plan.counts[NEW] += 1
         return
     column, value = ("imei", r.imei) if a is not None else ("serial", r.serial)
     if r.imei and known.imei and known.imei != r.imei:
