@@ -26,7 +26,7 @@ VALUE_MAX = 100  # characters of a cell shown in a report
 csv.field_size_limit(64 * 1024)
 
 
-@dataclass
+@dataclass(slots=True)
 class RowError:
     """One problem of a CSV file: its row (1 is the header), column, the value, why."""
 
@@ -114,7 +114,7 @@ def _column_name(cell: str) -> str:
     return cell.strip().lstrip("\ufeff").strip().lower().replace(" ", "_").replace("-", "_")
 
 
-@dataclass
+@dataclass(slots=True)
 class Header:
     """The columns a file's first row names: {column: index}, and how many cells it has."""
 
@@ -168,7 +168,7 @@ def read_header(
     return Header(index, len(cells))
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     """A data row: its spreadsheet row number, its cells by column, and cells past the
     header's last column that are not empty."""

@@ -78,7 +78,7 @@ NEW, MOVED, UPDATED, UNCHANGED = "new", "moved", "updated", "unchanged"
 ACTIONS = (NEW, MOVED, UPDATED, UNCHANGED)
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedRow:
     """A row that passed the file's own rules (identifiers normalised)."""
 
@@ -114,7 +114,7 @@ class Preview:
         return not self.errors and self.rows > 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Known:
     id: int
     imei: str | None
