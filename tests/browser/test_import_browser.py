@@ -88,8 +88,11 @@ def test_import_a_file_with_errors_fix_it_and_see_the_devices(
     worker_processes.start("import-worker", scheduler=False)
     dialog.get_by_role("button", name="Confirm import").click()
 
+    page.wait_for_url("**/profiles/*?op=*", timeout=30_000)
     # (The flash message may already be gone: the finished import reloads the page.)
-    expect(page.locator("#operation-area")).to_contain_text("Import 3 devices into Warehouse")
+    expect(page.locator("#operation-area")).to_contain_text(
+        "Import 3 devices into Warehouse", timeout=30_000
+    )
     expect(page.get_by_test_id("op-status")).to_have_text("done", timeout=60_000)
     # The finished import reloads the page: its devices are listed and counted.
     expect(page.get_by_test_id("fact-devices")).to_have_text("3", timeout=10_000)

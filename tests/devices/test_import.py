@@ -492,3 +492,17 @@ def test_100k_rows_import(session, target, admin, jane):
         count_rows(session, Device, Device.profile_id == target.id, Device.end_user_id == jane.id)
         == 100_000
     )
+
+
+def test_the_sweeper_leaves_a_waiting_import_alone(session, target, admin):
+    """An import has no outbox changes: the sweeper must not call it done before it ran."""
+    from kmeweb.sync.jobs import sweep_job
+
+    operation = _confirmed(session, target, f"imei\n{next_imei()}\n", admin)
+    sweep_job()
+    session.expire_all()
+    assert session.get(Operation, operation.id).status == "queued"
+    importer.import_job(operation.id)
+    session.expire_all()
+    assert session.get(Operation, operation.id).status == "done"
+    assert count_rows(session, Device, Device.profile_id == target.id) == 1
