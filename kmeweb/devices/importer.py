@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -65,7 +66,8 @@ ID_COLUMNS = ("imei", "serial")
 TEMPLATE_ROW = ("356938035643809", "R58M12ABCDE", "jane.doe", "Change-me-2026")
 PASSWORD_MAX_BYTES = 245  # as kmeweb.devices.services: what Samsung's RSA encryption takes
 CHUNK = 900  # values per IN (...) list, below SQLite's variable limit
-PROGRESS_EVERY = 5000
+PROGRESS_EVERY = 5000  # rows per lookup batch
+PROGRESS_S = 0.5  # seconds between two progress commits
 HIDDEN = "(hidden)"  # what a report shows instead of a password
 KEY_PREFIX = "kmeweb:device-import:"
 ERRORS_SHOWN = 500  # errors a preview page lists; the CSV report has every one
@@ -733,12 +735,19 @@ def run_import(
     profile = get_profile(session, profile_id)
     rows = [ParsedRow(*r) for r in data["rows"]]
 
+    pending = [0, time.monotonic()]
+
     def progress(n: int) -> None:
-        if operation_id is not None:
-            operations.add_progress(session, operation_id, n)
+        """Count checked rows; commit the count at most every PROGRESS_S (a commit costs)."""
+        pending[0] += n
+        if operation_id is not None and time.monotonic() - pending[1] >= PROGRESS_S:
+            operations.add_progress(session, operation_id, pending[0])
             session.commit()
+            pending[:] = [0, time.monotonic()]
 
     plan = plan_import(session, profile, rows, data["has_user"], progress)
+    if operation_id is not None and pending[0]:
+        operations.add_progress(session, operation_id, pending[0])  # commits with the devices
     if plan.errors:
         first = plan.errors[0]
         raise Conflict(
