@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from flask import current_app
-from sqlalchemy import String, any_, bindparam, func, select, text, update
+from sqlalchemy import Integer, String, any_, bindparam, func, literal, select, text, update
 from sqlalchemy import column as column_
+from sqlalchemy.exc import CompileError
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto, csvimport
@@ -705,20 +706,34 @@ def insert_rows(
     constants: dict[str, Any],
 ) -> None:
     """One driver-level executemany of `rows` (plain values for `columns`, no type to apply)
-    plus `constants` (the same for every row, passed through their column types once)."""
+    plus `constants` (the same for every row: rendered once as SQL literals of their types)."""
     conn = session.connection(bind_arguments={"mapper": Device})
     dialect = conn.dialect
-    fixed = []
-    for name, value in constants.items():
-        processor = table.c[name].type._cached_bind_processor(dialect)
-        fixed.append(processor(value) if processor else value)
-    names = [*columns, *constants]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
-    tail = tuple(fixed)
-    params = [(*row, *tail) for row in rows]
+    marks = [mark] * len(columns)
+    for name, value in constants.items():
+        marks.append(_sql_literal(dialect, table.c[name].type, value))
+    names = [*columns, *constants]
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(marks)})"
+    params = list(rows)
     if params:
         conn.exec_driver_sql(sql, params)
+
+
+def _sql_literal(dialect: Any, type_: Any, value: Any) -> str:
+    """`value` of a column of `type_` as SQL text, rendered by SQLAlchemy (quoted, escaped)."""
+
+    def render(v: Any, t: Any) -> str:
+        return str(literal(v, t).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+    try:
+        return render(value, type_)
+    except CompileError:  # a type without a literal form (JSON, an untyped foreign key)
+        if isinstance(value, dict | list):
+            return render(json.dumps(value), String())  # a JSON column takes its text
+        if isinstance(value, int) and not isinstance(value, bool):
+            return render(value, Integer())
+        raise
 
 
 def run_import(
