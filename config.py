@@ -49,6 +49,9 @@ TUNING: dict[str, tuple[type, str]] = {
     "ALERT_MAX_ATTEMPTS": (int, "5"),  # attempts per alert before its destination is failing
     "ALERT_RETRY_BASE_S": (int, "30"),  # backoff: 30 s, 60 s, 120 s, ... between attempts
     "ALERT_TIMEOUT_S": (float, "10"),  # connect and read timeout of one webhook POST
+    "CSV_MAX_ROWS": (int, "200000"),  # data rows per imported CSV file (design 6.4)
+    "CSV_PREVIEW_TTL_S": (float, "3600"),  # how long a device import preview waits for Confirm
+    "IMPORT_TIMEOUT_S": (float, "1800"),  # RQ job_timeout of a device import
 }
 
 

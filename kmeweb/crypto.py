@@ -37,6 +37,19 @@ def encrypt(plaintext: str | None, key: str | None = None) -> str | None:
     return _fernet(key).encrypt(plaintext.encode()).decode()
 
 
+def encrypt_bytes(data: bytes) -> bytes:
+    """Encrypt a blob (a device import preview kept in Redis)."""
+    return _fernet().encrypt(data)
+
+
+def decrypt_bytes(token: bytes) -> bytes:
+    """Decrypt a blob from encrypt_bytes. Raises ValueError if it cannot be decrypted."""
+    try:
+        return _fernet().decrypt(token)
+    except InvalidToken as exc:
+        raise ValueError("blob cannot be decrypted with KMEWEB_ENCRYPTION_KEY") from exc
+
+
 def decrypt(ciphertext: str | None, key: str | None = None) -> str | None:
     """Decrypt a stored secret with the current or an old key. ValueError if none matches."""
     if ciphertext is None:

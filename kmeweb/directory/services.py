@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from kmeweb import csvimport
 from kmeweb.audit import services as audit
+from kmeweb.csvimport import ImportRejected, RowError, shown  # noqa: F401  (ImportRejected: re-exported)
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
@@ -283,77 +283,45 @@ def delete_user(session: Session, user_id: int, actor: Any) -> str:
     return username
 
 
-@dataclass
-class RowError:
-    row: int
-    column: str
-    value: str
-    reason: str
-
-
-class ImportRejected(ValidationError):
-    """A CSV file with bad rows: nothing was written; `errors` is the per-row report."""
-
-    def __init__(self, message: str, errors: list[RowError] | None = None) -> None:
-        super().__init__(message, field="file")
-        self.errors = errors or []
-
-
-def import_users(session: Session, raw: bytes, actor: Any) -> tuple[int, int]:
+def import_users(
+    session: Session,
+    raw: bytes | IO[bytes],
+    actor: Any,
+    max_bytes: int = 20 * 1024 * 1024,
+    max_rows: int = CSV_MAX_ROWS,
+) -> tuple[int, int]:
     """Import users from CSV (header row with username, email, display_name in any order and
-    case; UTF-8 with or without BOM). Existing usernames (case-insensitive) are updated.
+    case; UTF-8 with or without BOM, or Latin-1), read as a stream by kmeweb.csvimport with
+    the size and row limits. Existing usernames (case-insensitive) are updated.
 
     Every row is validated first; any bad row rejects the whole file (ImportRejected with a
     per-row report) and nothing is written. Records audit "end_user.import". Flushes.
     Returns (created, updated).
     """
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportRejected("The file is not UTF-8 text; save it as CSV UTF-8.") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if not header:
-        raise ImportRejected("The file is empty; its first row names the columns.")
-    names = [h.strip().lower().replace(" ", "_") for h in header]
-    if "username" not in names:
-        raise ImportRejected("The first row must name the columns: username, email, display_name.")
-    unknown = [h for h in names if h and h not in CSV_COLUMNS]
-    if unknown:
-        raise ImportRejected(f"Unknown column {unknown[0]!r}; use username, email, display_name.")
-    index = {name: names.index(name) for name in CSV_COLUMNS if name in names}
-
+    stream = io.BytesIO(raw) if isinstance(raw, bytes) else raw
     errors: list[RowError] = []
     rows: list[tuple[int, str, str | None, str | None]] = []
     seen: dict[str, int] = {}
-    for number, cells in enumerate(reader, start=2):
-        if not any(c.strip() for c in cells):
-            continue
-        if len(rows) + len(errors) >= CSV_MAX_ROWS:
-            raise ImportRejected(f"At most {CSV_MAX_ROWS:,} rows per file.")
-        data = {name: cells[i] if i < len(cells) else "" for name, i in index.items()}
+    for row in csvimport.read_rows(stream, CSV_COLUMNS, ("username",), max_bytes, max_rows):
+        data = row.cells
         try:
             username, email, display = _clean(data)
         except ValidationError as err:
             column = err.field or ""
-            errors.append(RowError(number, column, str(data.get(column, ""))[:100], err.message))
+            errors.append(
+                RowError(row.number, column, shown(str(data.get(column, ""))), err.message)
+            )
             continue
         key = username.lower()
         if key in seen:
             errors.append(
-                RowError(number, "username", username, f"Also on row {seen[key]} of this file.")
+                RowError(row.number, "username", username, f"Also on row {seen[key]} of this file.")
             )
             continue
-        seen[key] = number
-        rows.append((number, username, email, display))
+        seen[key] = row.number
+        rows.append((row.number, username, email, display))
     if errors:
-        raise ImportRejected(
-            f"{len(errors):,} row{'s' if len(errors) > 1 else ''} cannot be imported; "
-            "nothing was imported.",
-            errors[:500],
-        )
-    if not rows:
-        raise ImportRejected("The file has no users below its header row.")
+        raise csvimport.rejected(errors[:500])
 
     existing: dict[str, EndUser] = {}
     keys = list(seen)

@@ -109,11 +109,15 @@ def import_csv():
     report: list = []
 
     def action():
-        raw = form.file.data.read(current_app.config["CSV_MAX_BYTES"] + 1)
-        if len(raw) > current_app.config["CSV_MAX_BYTES"]:
-            raise services.ImportRejected("The file is larger than the upload limit.")
+        config = current_app.config
         try:
-            return services.import_users(db.session, raw, current_user)
+            return services.import_users(
+                db.session,
+                form.file.data.stream,
+                current_user,
+                config["CSV_MAX_BYTES"],
+                config["CSV_MAX_ROWS"],
+            )
         except services.ImportRejected as err:
             report.extend(err.errors)
             raise

@@ -15,6 +15,10 @@ _HEX_14 = re.compile(r"^[0-9A-Fa-f]{14}$")
 _SERIAL = re.compile(r"^[A-Z0-9]{8,16}$")
 
 
+# A digit doubled, its two digits added (Luhn): "5" -> "1" (10 -> 1+0), "9" -> "9" (18 -> 1+8).
+_DOUBLED = str.maketrans({str(d): str(2 * d - 9 if d > 4 else 2 * d) for d in range(10)})
+
+
 class ClassifiedId(NamedTuple):
     """What an identifier is, its normalized form, and why it was refused (kind "invalid")."""
 
@@ -30,16 +34,12 @@ def luhn_check_digit(digits: str) -> int:
     """
     if not digits or not digits.isdigit() or not digits.isascii():
         raise ValueError("Luhn input must be a non-empty string of digits")
-    total = 0
     # Double every second digit counting from the right of the payload, i.e. d2, d4, ... d14
-    # of a 14-digit IMEI body read from the left.
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    # of a 14-digit IMEI body read from the left (table lookups: CSV import checks 200,000).
+    backwards = digits[::-1]
+    doubled = backwards[0::2].translate(_DOUBLED).encode()
+    plain = backwards[1::2].encode()
+    total = sum(doubled) + sum(plain) - 48 * (len(doubled) + len(plain))
     return (10 - total % 10) % 10
 
 

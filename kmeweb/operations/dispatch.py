@@ -7,12 +7,13 @@ from sqlalchemy.orm import Session
 from kmeweb.operations import queue
 from kmeweb.operations.commit import on_commit
 from kmeweb.operations.models import Operation, OperationKind
-from kmeweb.operations.queue import PULL_JOB, PUSH_JOB
+from kmeweb.operations.queue import IMPORT_JOB, PULL_JOB, PUSH_JOB
 
 # operation kind -> (job function, queue); every other kind is a push of its outbox changes.
 JOBS: dict[str, tuple[str, str]] = {
     OperationKind.PULL: (PULL_JOB, "knox"),
     OperationKind.PULL_FULL: (PULL_JOB, "knox"),
+    OperationKind.DEVICE_IMPORT: (IMPORT_JOB, "default"),
 }
 PUSH = (PUSH_JOB, "knox")
 

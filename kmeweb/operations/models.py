@@ -27,6 +27,7 @@ class OperationKind(StrEnum):
 
     PULL = "pull"
     PULL_FULL = "pull.full"
+    DEVICE_IMPORT = "device.import"
 
 
 OPERATION_STATUSES = tuple(OperationStatus)

@@ -27,6 +27,7 @@ JobTimeout = JobTimeoutException
 
 PUSH_JOB = "kmeweb.sync.jobs.push_job"
 PULL_JOB = "kmeweb.sync.jobs.pull_job"
+IMPORT_JOB = "kmeweb.devices.importer.import_job"
 #: Short bookkeeping jobs (sweeper, token expiry, the scheduled pull starters): RQ's own default.
 SHORT_JOB_TIMEOUT_S = 180
 
@@ -44,6 +45,8 @@ def job_options(func: str, config: Mapping[str, Any] | None = None) -> dict[str,
         timeout = float(cfg["PUSH_BUDGET_S"]) + float(cfg["CHANGE_LEASE_S"])
     elif func == PULL_JOB:
         timeout = float(cfg["PULL_TIMEOUT_S"])
+    elif func == IMPORT_JOB:
+        timeout = float(cfg["IMPORT_TIMEOUT_S"])
     else:
         timeout = SHORT_JOB_TIMEOUT_S
     return {"job_timeout": math.ceil(timeout), "failure_ttl": math.ceil(cfg["JOB_FAILURE_TTL_S"])}

@@ -4,8 +4,9 @@ from flask import Blueprint, flash, request, url_for
 from flask_login import current_user
 
 from kmeweb.extensions import db
-from kmeweb.htmx import redirect, render
+from kmeweb.htmx import is_htmx, redirect, refresh, render
 from kmeweb.operations import services
+from kmeweb.operations.models import OperationKind
 from kmeweb.pagination import page_args, paginate
 
 bp = Blueprint("operations", __name__, url_prefix="/operations")
@@ -35,6 +36,9 @@ def detail(operation_id: int):
     """One operation with its changes; as htmx, the self-polling status partial."""
     operation = services.get_operation(db.session, operation_id)
     changes = services.changes_of(db.session, operation_id)
+    if is_htmx() and operation.kind == OperationKind.DEVICE_IMPORT and operation.status == "done":
+        # A finished import changed the page's device table: reload the whole page.
+        return refresh()
     return render(
         "operations/detail.html", "operations/_status.html", op=operation, changes=changes
     )

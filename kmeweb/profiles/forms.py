@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     FieldList,
@@ -332,3 +333,13 @@ class ConfigurationForm(ConfigFields):
     """Modify Configuration."""
 
     version = HiddenField()
+
+
+class ImportForm(FlaskForm):
+    """Import devices: the CSV file (kmeweb.devices.importer rules it)."""
+
+    file = FileField("CSV file", validators=[InputRequired("Choose a CSV file.")])
+
+
+class ConfirmImportForm(FlaskForm):
+    """Confirm import of a preview (CSRF only; the preview is named in the URL)."""

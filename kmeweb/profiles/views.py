@@ -843,3 +843,6 @@ def configuration(profile_id: int):
         return _dialog("profiles/_configuration.html", profile, form, code=code)
 
     return _dialog_submit(form, action, done, again, fields=f.PROFILE_FIELDS)
+
+
+from kmeweb.profiles import imports as _imports  # noqa: E402,F401  (Import devices routes)

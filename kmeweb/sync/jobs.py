@@ -181,7 +181,7 @@ def sweep_job() -> dict[str, int]:
             .select_from(Change)
             .where(Change.operation_id == operation.id, Change.status.in_(push.UNFINISHED))
         )
-        if operation.kind.startswith("pull"):
+        if operation.kind in dispatch.JOBS:  # a job of its own (pull, import), not a push
             if _pull_vanished(operation, now):
                 operations.finish(session, operation.id, "The worker running it stopped.")
                 stale += 1

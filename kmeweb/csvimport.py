@@ -1,0 +1,228 @@
+"""CSV uploads: read as a stream with the size and row limits enforced while reading, the
+encoding recognised, the header checked, every problem reported by row (design.md 6.4).
+
+Both imports (Admin › Users, a Self-Maintained profile's Import devices) read their file with
+`read_rows`: it yields each data row as {column: cell} with its spreadsheet row number and
+raises `ImportRejected` for a file that cannot be read at all (too large, too many rows, not
+text, no usable header). Rules about the cells belong to the caller, which collects
+`RowError`s and raises `ImportRejected(message, errors)` when any row is wrong.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from kmeweb.errors import ValidationError
+
+READ_CHUNK = 64 * 1024
+VALUE_MAX = 100  # characters of a cell shown in a report
+# A cell longer than this is no identifier, user or password; csv refuses it with a row number.
+csv.field_size_limit(64 * 1024)
+
+
+@dataclass(slots=True)
+class RowError:
+    """One problem of a CSV file: its row (1 is the header), column, the value, why."""
+
+    row: int
+    column: str
+    value: str
+    reason: str
+
+
+class ImportRejected(ValidationError):
+    """A CSV file refused: nothing was written; `errors` is the per-row report (may be empty
+    for a file that could not be read at all). `status` is 422, or 413 for a file too large."""
+
+    def __init__(self, message: str, errors: list[RowError] | None = None, status: int = 422):
+        super().__init__(message, field="file")
+        self.errors = errors or []
+        self.status = status
+
+
+def shown(value: str) -> str:
+    """A cell as a report shows it: at most VALUE_MAX characters."""
+    return value if len(value) <= VALUE_MAX else value[: VALUE_MAX - 1] + "…"
+
+
+def rejected(errors: list[RowError], what: str = "row") -> ImportRejected:
+    """The ImportRejected for a file with bad rows (counted once per row)."""
+    rows = len({e.row for e in errors})
+    return ImportRejected(
+        f"{rows:,} {what}{'s' if rows != 1 else ''} cannot be imported; nothing was imported. "
+        "Correct the file and upload it again.",
+        errors,
+    )
+
+
+def detect_encoding(stream: IO[bytes], max_bytes: int) -> str:
+    """Read the whole upload once, a chunk at a time, and name its encoding: "utf-8-sig"
+    (UTF-8, with or without a BOM) or "cp1252" (Latin-1 as Windows spreadsheets save it).
+
+    Stops reading as soon as the file passes `max_bytes` (413), refuses what is no text (an
+    Excel workbook, UTF-16, any NUL byte), and rewinds the stream. Raises ImportRejected.
+    """
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    is_utf8 = True
+    total = 0
+    head = b""
+    while True:
+        chunk = stream.read(READ_CHUNK)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > max_bytes:
+            raise ImportRejected(
+                f"The file is larger than {max_bytes / 1048576:,.0f} MB; split it into "
+                "smaller files.",
+                status=413,
+            )
+        if len(head) < 4:
+            head += chunk[: 4 - len(head)]
+        if head.startswith(b"PK\x03\x04"):
+            raise ImportRejected(
+                "This is an Excel workbook, not CSV: in Excel choose File › Save As › "
+                "CSV UTF-8 and upload that file."
+            )
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise ImportRejected("The file is UTF-16 text; save it as CSV UTF-8.")
+        if b"\x00" in chunk:
+            raise ImportRejected("The file is not CSV text (it holds binary data).")
+        if is_utf8:
+            try:
+                utf8.decode(chunk)
+            except UnicodeDecodeError:
+                is_utf8 = False
+    if is_utf8:
+        try:
+            utf8.decode(b"", final=True)
+        except UnicodeDecodeError:
+            is_utf8 = False
+    stream.seek(0)
+    if total == 0:
+        raise ImportRejected("The file is empty; its first row names the columns.")
+    return "utf-8-sig" if is_utf8 else "cp1252"
+
+
+def _column_name(cell: str) -> str:
+    return cell.strip().lstrip("\ufeff").strip().lower().replace(" ", "_").replace("-", "_")
+
+
+@dataclass(slots=True)
+class Header:
+    """The columns a file's first row names: {column: index}, and how many cells it has."""
+
+    index: dict[str, int]
+    width: int
+
+
+def read_header(
+    cells: list[str] | None,
+    columns: Sequence[str],
+    required_any: Sequence[str],
+    looks_like_data: Callable[[str], bool] = lambda cell: False,
+) -> Header:
+    """Check a file's first row: known column names (any case, spaces for underscores), no
+    unknown (misspelled: with the near match named), none twice, at least one of
+    `required_any`. Raises ImportRejected with every header problem as row 1 errors."""
+    if cells is None or not any(c.strip() for c in cells):
+        raise ImportRejected("The first row is empty; it must name the columns.")
+    names = [_column_name(c) for c in cells]
+    hint = ", ".join(columns)
+    if not any(n in columns for n in names) and any(looks_like_data(c.strip()) for c in cells):
+        raise ImportRejected(
+            f"The first row holds data, not column names: add a header row ({hint}) above it "
+            "(Download template shows one).",
+            [RowError(1, "", shown(",".join(cells)), f"Expected the column names: {hint}.")],
+        )
+    errors: list[RowError] = []
+    index: dict[str, int] = {}
+    for i, (cell, name) in enumerate(zip(cells, names, strict=True)):
+        if not name:
+            errors.append(RowError(1, f"column {i + 1}", "", f"A column without a name; {hint}."))
+        elif name not in columns:
+            near = difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
+            reason = (
+                f"Unknown column: did you mean “{near[0]}”?"
+                if near
+                else f"Unknown column; the columns are {hint}."
+            )
+            errors.append(RowError(1, shown(cell.strip()), shown(cell), reason))
+        elif name in index:
+            errors.append(RowError(1, name, shown(cell), f"Also column {index[name] + 1}."))
+        else:
+            index[name] = i
+    if not errors and not any(c in index for c in required_any):
+        wanted = " or ".join(f"“{c}”" for c in required_any)
+        errors.append(RowError(1, "", shown(",".join(cells)), f"The header needs {wanted}."))
+    if errors:
+        raise ImportRejected(
+            "The first row must name the columns: " + hint + ". Nothing was imported.", errors
+        )
+    return Header(index, len(cells))
+
+
+@dataclass(slots=True)
+class Row:
+    """A data row: its spreadsheet row number, its cells by column, and cells past the
+    header's last column that are not empty."""
+
+    number: int
+    cells: dict[str, str]
+    extra: list[str]
+
+
+def read_rows(
+    stream: IO[bytes],
+    columns: Sequence[str],
+    required_any: Sequence[str],
+    max_bytes: int,
+    max_rows: int,
+    looks_like_data: Callable[[str], bool] = lambda cell: False,
+) -> Iterator[Row]:
+    """Every data row of an uploaded CSV file, read as a stream (blank lines skipped; row
+    numbers are the spreadsheet's, the header being row 1).
+
+    The size limit is enforced while reading (detect_encoding) and the row limit as rows
+    arrive, so an oversized file is refused without being held in memory. Raises
+    ImportRejected (file-level problems) before or while yielding.
+    """
+    encoding = detect_encoding(stream, max_bytes)
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    try:
+        reader = csv.reader(text)
+        try:
+            header = read_header(next(reader, None), columns, required_any, looks_like_data)
+            count = 0
+            width = header.width
+            index = list(header.index.items())
+            for number, cells in enumerate(reader, start=2):
+                if not "".join(cells).strip():
+                    continue
+                count += 1
+                if count > max_rows:
+                    raise ImportRejected(
+                        f"The file has more than {max_rows:,} rows; split it into smaller "
+                        "files. Nothing was imported."
+                    )
+                n = len(cells)
+                if n == width:
+                    yield Row(number, {name: cells[i] for name, i in index}, [])
+                    continue
+                values = {name: cells[i] if i < n else "" for name, i in index}
+                extra = [c for c in cells[width:] if c.strip()]
+                yield Row(number, values, extra)
+            if count == 0:
+                raise ImportRejected("The file has no rows below its header row.")
+        except csv.Error as exc:
+            raise ImportRejected(
+                f"Row {reader.line_num}: the file is not valid CSV ({exc})."
+            ) from None
+    finally:
+        text.detach()
