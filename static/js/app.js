@@ -208,3 +208,21 @@ document.addEventListener("click", (event) => {
 document.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && event.target.matches("[data-no-enter]")) event.preventDefault();
 });
+
+// A list box refreshed by a search as you type (the Select User picker) keeps the option the
+// admin chose while the search was on its way, when the new options still hold it: the answer
+// marks the choice of the moment the request left, which may no longer be the admin's.
+(() => {
+  const kept = new WeakMap();
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    if (target instanceof HTMLSelectElement) kept.set(target, target.value);
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (!(target instanceof HTMLSelectElement) || !kept.has(target)) return;
+    const value = kept.get(target);
+    kept.delete(target);
+    if ([...target.options].some((option) => option.value === value)) target.value = value;
+  });
+})();

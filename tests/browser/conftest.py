@@ -12,11 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from tests.browser.checks import BrowserChecks
 
 CHROMIUM = os.environ.get("KMEWEB_CHROMIUM", "/usr/bin/chromium")
+# Deadlines, not waits: an expectation passes as soon as it holds. Every page load also runs
+# axe-core, and make test drives Chromium next to a second test run on two cores, so a page
+# can take longer than Playwright's 5 s default without anything being wrong.
+EXPECT_TIMEOUT_MS = 15_000
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +53,7 @@ def browser_checks() -> BrowserChecks:
 @pytest.fixture
 def page(page, browser_checks: BrowserChecks):
     """pytest-playwright's page, with axe-core on every load and a CSP violation recorder."""
+    page.set_default_timeout(2 * EXPECT_TIMEOUT_MS)
     browser_checks.watch(page)
     yield page
     browser_checks.finish(page)
