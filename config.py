@@ -27,6 +27,8 @@ REQUIRED_IN_PRODUCTION = (
 #: environment variable `KMEWEB_<key>`; code reads `app.config[key]` and never repeats a default.
 TUNING: dict[str, tuple[type, str]] = {
     "KNOX_BATCH_SIZE": (int, "500"),  # device ids per KME request
+    # werkzeug's password hash method for admin passwords (scrypt, its strong default)
+    "PASSWORD_HASH_METHOD": (str, "scrypt"),
     "KNOX_MAX_CONCURRENCY": (int, "4"),  # KME calls in flight across all workers
     "KNOX_PAGE_SIZE": (int, "1000"),  # devices per devices/list page when pulling
     "KNOX_RETRY_ATTEMPTS": (int, "5"),

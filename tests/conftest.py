@@ -100,6 +100,9 @@ def app_config(database_url: str, redis_url: str) -> dict:
         "REDIS_URL": redis_url,
         "RATELIMIT_STORAGE_URI": redis_url,
         "SERVER_NAME": None,
+        # scrypt (the default) costs ~0.17 s per hash here and a signed-in test pays two;
+        # the tests of the hash itself (tests/auth) ask for the default back.
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
     }
 
 

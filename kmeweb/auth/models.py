@@ -4,6 +4,7 @@ import hmac
 import secrets
 from datetime import datetime
 
+from flask import current_app
 from flask_login import UserMixin
 from sqlalchemy import Boolean, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -42,7 +43,7 @@ class AdminUser(UserMixin, db.Model):
         self.session_token = secrets.token_urlsafe(32)
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(password, method=hash_method())
         self.end_sessions()
 
     def check_password(self, password: str) -> bool:
@@ -59,3 +60,8 @@ class AdminUser(UserMixin, db.Model):
     @property
     def display(self) -> str:
         return self.name or self.email
+
+
+def hash_method() -> str:
+    """The password hash method of new hashes (PASSWORD_HASH_METHOD; checks read any)."""
+    return str(current_app.config.get("PASSWORD_HASH_METHOD") or "scrypt")

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kmeweb.audit import services as audit
-from kmeweb.auth.models import ROLES, AdminUser
+from kmeweb.auth.models import ROLES, AdminUser, hash_method
 from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import utcnow
 
@@ -32,9 +32,9 @@ def _common_passwords() -> frozenset[str]:
 
 
 @cache
-def _dummy_hash() -> str:
+def _dummy_hash(method: str) -> str:
     """A hash of the same kind as real ones, so an unknown account costs one check too."""
-    return generate_password_hash(secrets.token_urlsafe(16))
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
 
 
 def generate_password() -> str:
@@ -107,7 +107,7 @@ def authenticate(session: Session, email: str, password: str, ip: str | None) ->
     """
     user = get_by_email(session, email)
     if user is None:
-        check_password_hash(_dummy_hash(), password)
+        check_password_hash(_dummy_hash(hash_method()), password)
     if user is None or not user.check_password(password) or not user.active:
         audit.record(
             session,

@@ -175,9 +175,23 @@ def test_create_admin_command_refuses_a_weak_password(runner):
     assert result.exit_code != 0 and "common passwords" in result.output
 
 
-def test_unknown_accounts_are_checked_against_a_hash_of_the_same_kind(make_admin, session):
-    """Same algorithm and cost as a real hash: as much work as a wrong password."""
+@pytest.mark.parametrize("configured", [None, "pbkdf2:sha256:1000"])
+def test_unknown_accounts_are_checked_against_a_hash_of_the_same_kind(
+    app, make_admin, session, configured
+):
+    """Same algorithm and cost as a real hash: as much work as a wrong password; by default
+    werkzeug's scrypt, the method of the production configuration."""
+    app.config["PASSWORD_HASH_METHOD"] = configured
     user = make_admin()
     method = user.password_hash.split("$", 1)[0]
-    assert services._dummy_hash().split("$", 1)[0] == method
-    assert generate_password_hash("x").split("$", 1)[0] == method
+    assert services._dummy_hash(services.hash_method()).split("$", 1)[0] == method
+    if configured is None:
+        assert method == generate_password_hash("x").split("$", 1)[0] == "scrypt:32768:8:1"
+    else:
+        assert method == configured
+
+
+def test_the_production_configuration_hashes_with_scrypt():
+    from config import from_env
+
+    assert from_env({})["PASSWORD_HASH_METHOD"] == "scrypt"
