@@ -16,17 +16,22 @@ TEST_DATABASE_URL=$(python3 scripts/services.py postgres --url "${TEST_DATABASE_
 export KMEWEB_CHROMIUM
 KMEWEB_CHROMIUM=$(python3 scripts/services.py chromium --path "${KMEWEB_CHROMIUM:-/usr/bin/chromium}")
 
-# The two databases run side by side (each with its own Redis database), which halves the
-# wall time on a machine with two cores; KMEWEB_TEST_SERIAL=1 runs them one after the other
-# with live output instead.
-PG_REDIS_URL=$(python3 - "$TEST_REDIS_URL" <<'PYEOF'
+# The suite runs in three processes side by side, each with its own Redis database: the
+# SQLite browser tests, the rest on SQLite, and everything on PostgreSQL (browser tests last).
+# Much of a test's time is spent waiting (workers, Chromium, the simulator), so three
+# processes keep two cores busy; KMEWEB_TEST_SERIAL=1 runs the two databases one after the
+# other with live output instead.
+other_db() {  # the Redis URL $1 with database number ($db + $2) % 16
+  python3 - "$1" "$2" <<'PYEOF'
 import sys
 from urllib.parse import urlsplit, urlunsplit
 parts = urlsplit(sys.argv[1])
 db = int(parts.path.strip("/") or 0)
-print(urlunsplit(parts._replace(path=f"/{(db + 8) % 16}")))
+print(urlunsplit(parts._replace(path=f"/{(db + int(sys.argv[2])) % 16}")))
 PYEOF
-)
+}
+PG_REDIS_URL=$(other_db "$TEST_REDIS_URL" 8)
+REST_REDIS_URL=$(other_db "$TEST_REDIS_URL" 14)
 if [ "${KMEWEB_TEST_SERIAL:-}" = "1" ]; then
   echo "== tests on SQLite (redis $TEST_REDIS_URL)"
   KMEWEB_TEST_DB=sqlite $PY -m pytest "$@"
@@ -35,23 +40,30 @@ if [ "${KMEWEB_TEST_SERIAL:-}" = "1" ]; then
   exit 0
 fi
 mkdir -p .run
-# Browser tests are the heaviest part (Chromium, live servers, worker processes): SQLite runs
-# them first and PostgreSQL last, so the two runs do not drive Chromium at the same time.
+logs=()
+pids=()
+run() {  # run LOG REDIS_URL DB PYTEST_ARGS...: one pytest process in the background
+  local log=$1 redis=$2 db=$3
+  shift 3
+  KMEWEB_TEST_DB=$db TEST_REDIS_URL=$redis $PY -m pytest "$@" > "$log" 2>&1 &
+  pids+=($!)
+  logs+=("$log")
+}
 if [ $# -eq 0 ]; then
-  sqlite_args=(tests/browser tests)
-  # tests/knox (the KME client against the simulator) touches no database: SQLite's half only.
-  pg_args=($(ls -d tests/*/ | grep -v -e '^tests/browser/$' -e '^tests/knox/$') tests/*.py tests/browser)
+  # The SQLite browser tests run first and PostgreSQL's last, so they do not drive Chromium
+  # at the same time; tests/knox (the KME client against the simulator) touches no database
+  # and runs once, with SQLite.
+  rest=($(ls -d tests/*/ | grep -v -e '^tests/browser/$'))
+  run .run/test-sqlite-browser.log "$TEST_REDIS_URL" sqlite tests/browser
+  run .run/test-sqlite.log "$REST_REDIS_URL" sqlite "${rest[@]}" tests/*.py
+  run .run/test-postgresql.log "$PG_REDIS_URL" postgresql \
+    $(printf '%s\n' "${rest[@]}" | grep -v '^tests/knox/$') tests/*.py tests/browser
 else
-  sqlite_args=("$@")
-  pg_args=("$@")
+  run .run/test-sqlite.log "$TEST_REDIS_URL" sqlite "$@"
+  run .run/test-postgresql.log "$PG_REDIS_URL" postgresql "$@"
 fi
-echo "== tests on SQLite (redis $TEST_REDIS_URL) and PostgreSQL ($TEST_DATABASE_URL, redis $PG_REDIS_URL), side by side"
-KMEWEB_TEST_DB=sqlite $PY -m pytest "${sqlite_args[@]}" > .run/test-sqlite.log 2>&1 &
-sqlite_pid=$!
-KMEWEB_TEST_DB=postgresql TEST_REDIS_URL=$PG_REDIS_URL $PY -m pytest "${pg_args[@]}" > .run/test-postgresql.log 2>&1 &
-pg_pid=$!
-sqlite_rc=0; wait $sqlite_pid || sqlite_rc=$?
-pg_rc=0; wait $pg_pid || pg_rc=$?
-echo "== tests on SQLite"; cat .run/test-sqlite.log
-echo "== tests on PostgreSQL"; cat .run/test-postgresql.log
-[ $sqlite_rc -eq 0 ] && [ $pg_rc -eq 0 ]
+echo "== tests on SQLite ($TEST_REDIS_URL, $REST_REDIS_URL) and PostgreSQL ($TEST_DATABASE_URL, $PG_REDIS_URL), side by side"
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+for log in "${logs[@]}"; do echo "== $log"; cat "$log"; done
+exit $rc
