@@ -17,7 +17,7 @@ export KMEWEB_CHROMIUM
 KMEWEB_CHROMIUM=$(python3 scripts/services.py chromium --path "${KMEWEB_CHROMIUM:-/usr/bin/chromium}")
 
 # The suite runs in three processes side by side, each with its own Redis database: the
-# SQLite browser tests, the rest on SQLite, and everything on PostgreSQL (browser tests last).
+# browser tests (SQLite, then PostgreSQL), the rest on SQLite, and the rest on PostgreSQL.
 # Much of a test's time is spent waiting (workers, Chromium, the simulator), so three
 # processes keep two cores busy; KMEWEB_TEST_SERIAL=1 runs the two databases one after the
 # other with live output instead.
@@ -32,6 +32,7 @@ PYEOF
 }
 PG_REDIS_URL=$(other_db "$TEST_REDIS_URL" 8)
 REST_REDIS_URL=$(other_db "$TEST_REDIS_URL" 14)
+PG_BROWSER_REDIS_URL=$(other_db "$TEST_REDIS_URL" 4)
 if [ "${KMEWEB_TEST_SERIAL:-}" = "1" ]; then
   echo "== tests on SQLite (redis $TEST_REDIS_URL)"
   KMEWEB_TEST_DB=sqlite $PY -m pytest "$@"
@@ -50,14 +51,23 @@ run() {  # run LOG REDIS_URL DB PYTEST_ARGS...: one pytest process in the backgr
   logs+=("$log")
 }
 if [ $# -eq 0 ]; then
-  # The SQLite browser tests run first and PostgreSQL's last, so they do not drive Chromium
-  # at the same time; tests/knox (the KME client against the simulator) touches no database
-  # and runs once, with SQLite.
+  # One process runs the browser tests on SQLite and then on PostgreSQL (never two Chromiums
+  # at once), next to the rest on each database; tests/knox (the KME client against the
+  # simulator) touches no database and runs once, with SQLite.
   rest=($(ls -d tests/*/ | grep -v -e '^tests/browser/$'))
-  run .run/test-sqlite-browser.log "$TEST_REDIS_URL" sqlite tests/browser
+  browsers() {  # the browser tests on SQLite, then on PostgreSQL: one Chromium at a time
+    local first=0
+    KMEWEB_TEST_DB=sqlite TEST_REDIS_URL=$TEST_REDIS_URL $PY -m pytest tests/browser \
+      > .run/test-sqlite-browser.log 2>&1 || first=$?
+    KMEWEB_TEST_DB=postgresql TEST_REDIS_URL=$PG_BROWSER_REDIS_URL $PY -m pytest tests/browser \
+      > .run/test-postgresql-browser.log 2>&1 && [ $first -eq 0 ]
+  }
+  browsers &
+  pids+=($!)
+  logs+=(.run/test-sqlite-browser.log .run/test-postgresql-browser.log)
   run .run/test-sqlite.log "$REST_REDIS_URL" sqlite "${rest[@]}" tests/*.py
   run .run/test-postgresql.log "$PG_REDIS_URL" postgresql \
-    $(printf '%s\n' "${rest[@]}" | grep -v '^tests/knox/$') tests/*.py tests/browser
+    $(printf '%s\n' "${rest[@]}" | grep -v '^tests/knox/$') tests/*.py
 else
   run .run/test-sqlite.log "$TEST_REDIS_URL" sqlite "$@"
   run .run/test-postgresql.log "$PG_REDIS_URL" postgresql "$@"
