@@ -181,6 +181,23 @@ def _imei_error(raw: str, found: ids.ClassifiedId) -> str:
     return "An IMEI has 15 digits (an MEID 14 hexadecimal digits starting A0 to FF)."
 
 
+def _unique_id(
+    number: int, column: str, raw: str, seen: dict[tuple[str, str], int], problems: list
+) -> str | None:
+    """The row's checked identifier, or None with its problem recorded (invalid, or already on
+    an earlier row of the file)."""
+    reason, value = _id_error(column, raw)
+    if reason:
+        problems.append(RowError(number, column, shown(raw), reason))
+        return None
+    first = seen.get((column, value))
+    if first is not None:
+        problems.append(RowError(number, column, value, f"Also on row {first} of this file."))
+        return None
+    seen[column, value] = number
+    return value
+
+
 def _check_row(
     row: csvimport.Row, seen: dict[tuple[str, str], int]
 ) -> tuple[ParsedRow | None, list[RowError]]:
@@ -193,40 +210,11 @@ def _check_row(
         problems.append(
             RowError(number, "", shown(",".join(row.extra)), "More cells than the header has.")
         )
-    imei = serial = None
-    imei_raw = cells.get("imei", "")
-    if imei_raw:
-        imei_raw = imei_raw.strip()
-    serial_raw = cells.get("serial", "")
-    if serial_raw:
-        serial_raw = serial_raw.strip()
-    if imei_raw:
-        reason, value = _id_error("imei", imei_raw)
-        if reason:
-            problems.append(RowError(number, "imei", shown(imei_raw), reason))
-        else:
-            first = seen.get(("imei", value))
-            if first is None:
-                seen["imei", value] = number
-                imei = value
-            else:
-                problems.append(
-                    RowError(number, "imei", value, f"Also on row {first} of this file.")
-                )
-    if serial_raw:
-        reason, value = _id_error("serial", serial_raw)
-        if reason:
-            problems.append(RowError(number, "serial", shown(serial_raw), reason))
-        else:
-            first = seen.get(("serial", value))
-            if first is None:
-                seen["serial", value] = number
-                serial = value
-            else:
-                problems.append(
-                    RowError(number, "serial", value, f"Also on row {first} of this file.")
-                )
-    elif not imei_raw:
+    imei_raw = (cells.get("imei") or "").strip()
+    serial_raw = (cells.get("serial") or "").strip()
+    imei = _unique_id(number, "imei", imei_raw, seen, problems) if imei_raw else None
+    serial = _unique_id(number, "serial", serial_raw, seen, problems) if serial_raw else None
+    if not imei_raw and not serial_raw:
         problems.append(RowError(number, "imei", "", "Each row needs an IMEI or a serial number."))
     username = cells.get("username") or None
     if username is not None:
