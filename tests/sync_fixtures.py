@@ -122,6 +122,22 @@ def with_sync_config(app_config: dict) -> dict:
     return {**app_config, **SYNC_CONFIG}
 
 
+def simulator_settings(sim: Any, name: str) -> dict[str, Any]:
+    """Knox Integration settings that point at the simulator with its demo OAuth client."""
+    return {
+        "name": name,
+        "description": "simulator",
+        "auth_mode": "oauth",
+        "base_url": sim.url,
+        "token_url": sim.url + "/ams/v1/oauth2/token",
+        "client_id": sim.creds["oauth_client_id"],
+        "secret": sim.creds["oauth_client_secret"],
+        "customer_id": sim.creds["customer_id"],
+        "encryption_public_key": sim.creds["encryption_public_key"],
+        "sync_interval_s": 900,
+    }
+
+
 @pytest.fixture
 def integration(app, session, sim) -> Integration:
     """The Knox integration, active, pointing at the simulator with the demo OAuth client."""
@@ -129,18 +145,7 @@ def integration(app, session, sim) -> Integration:
 
     services.save_settings(
         session,
-        {
-            "name": "Demo KME",
-            "description": "simulator",
-            "auth_mode": "oauth",
-            "base_url": sim.url,
-            "token_url": sim.url + "/ams/v1/oauth2/token",
-            "client_id": sim.creds["oauth_client_id"],
-            "secret": sim.creds["oauth_client_secret"],
-            "customer_id": sim.creds["customer_id"],
-            "encryption_public_key": sim.creds["encryption_public_key"],
-            "sync_interval_s": 900,
-        },
+        simulator_settings(sim, "Demo KME"),
         "test",
     )
     integration = services.activate_integration(session, "test")

@@ -161,21 +161,11 @@ def _every_page(app, client) -> int:
 
 def _configure(sim) -> None:
     from kmeweb.integration import services
+    from tests.sync_fixtures import simulator_settings
 
     services.save_settings(
         db.session,
-        {
-            "name": "KME",
-            "description": "simulator",
-            "auth_mode": "oauth",
-            "base_url": sim.url,
-            "token_url": sim.url + "/ams/v1/oauth2/token",
-            "client_id": sim.creds["oauth_client_id"],
-            "secret": sim.creds["oauth_client_secret"],
-            "customer_id": sim.creds["customer_id"],
-            "encryption_public_key": sim.creds["encryption_public_key"],
-            "sync_interval_s": 900,
-        },
+        simulator_settings(sim, "KME"),
         "test",
     )
     services.activate_integration(db.session, "test")

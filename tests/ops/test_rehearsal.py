@@ -310,21 +310,11 @@ def test_two_host_rehearsal(app, session, database_url, sim, make_admin, tmp_pat
 
 def _configure_integration(session, sim) -> None:
     from kmeweb.integration import services
+    from tests.sync_fixtures import simulator_settings
 
     services.save_settings(
         session,
-        {
-            "name": "Rehearsal KME",
-            "description": "simulator",
-            "auth_mode": "oauth",
-            "base_url": sim.url,
-            "token_url": sim.url + "/ams/v1/oauth2/token",
-            "client_id": sim.creds["oauth_client_id"],
-            "secret": sim.creds["oauth_client_secret"],
-            "customer_id": sim.creds["customer_id"],
-            "encryption_public_key": sim.creds["encryption_public_key"],
-            "sync_interval_s": 900,
-        },
+        simulator_settings(sim, "Rehearsal KME"),
         "test",
     )
     services.activate_integration(session, "test")
