@@ -46,7 +46,7 @@ from sqlalchemy import column as column_
 from sqlalchemy.exc import CompileError
 from sqlalchemy.orm import Session
 
-from kmeweb import crypto, csvimport
+from kmeweb import crypto, csvimport, gcpause
 from kmeweb.audit import services as audit
 from kmeweb.csvimport import RowError, shown
 from kmeweb.devices.models import Approval, Device
@@ -486,7 +486,8 @@ def _load(token: str) -> dict[str, Any] | None:
     if blob is None:
         return None
     try:
-        return json.loads(zlib.decompress(crypto.decrypt_bytes(blob)))
+        with gcpause.paused():  # a preview of 100,000 rows is as many lists
+            return json.loads(zlib.decompress(crypto.decrypt_bytes(blob)))
     except ValueError:
         return None
 
@@ -523,6 +524,13 @@ def preview_import(
     NotFound/Conflict (profile) or ImportRejected for a file that cannot be read at all.
     """
     profile = get_profile(session, profile_id)
+    with gcpause.paused():
+        return _preview(session, profile, stream, filename, actor)
+
+
+def _preview(
+    session: Session, profile: Profile, stream: IO[bytes], filename: str, actor: Any
+) -> Preview:
     config = current_app.config
     rows, errors, has_user = check_file(stream, config["CSV_MAX_BYTES"], config["CSV_MAX_ROWS"])
     plan = plan_import(session, profile, rows, has_user)
@@ -794,13 +802,14 @@ def import_job(operation_id: int) -> dict[str, int] | None:
     actor = session.get(AdminUser, operation.created_by) if operation.created_by else None
     operations.mark_running(session, operation_id)
     session.commit()
-    data = _load(token)
     try:
-        if data is None:
-            raise NotFound("The preview expired before the import ran; upload the file again.")
-        counts = run_import(session, data["profile_id"], data, actor or "system", operation_id)
-        operations.finish(session, operation_id)
-        session.commit()
+        with gcpause.paused():
+            data = _load(token)
+            if data is None:
+                raise NotFound("The preview expired before the import ran; upload the file again.")
+            counts = run_import(session, data["profile_id"], data, actor or "system", operation_id)
+            operations.finish(session, operation_id)
+            session.commit()
     except Exception as exc:
         session.rollback()
         message = getattr(exc, "message", None) or f"The import failed: {exc}"
