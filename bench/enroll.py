@@ -6,8 +6,10 @@ redis://127.0.0.1:6379/2; that database is flushed) and, unless --skip-pg, Postg
 BENCH_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres; a throwaway
 database is made there).
 
-The server is ONE gunicorn process (`gunicorn -w 1 -k gthread --threads N wsgi:app`, the
-production server of design.md section 2) on the migrated database with one synced KME profile
+The server is ONE gunicorn process run as production runs it: `gunicorn -c
+deploy/gunicorn.conf.py wsgi:app` (gthread, its access log, prometheus multiprocess files) with
+KMEWEB_WEB_WORKERS=1 and the config's threads per process (KMEWEB_WEB_THREADS, default 4;
+`--threads` overrides), on the migrated database with one synced KME profile
 holding `--devices` devices. Client threads (`--clients`, one keep-alive HTTP/1.1 connection
 each) run in a separate process. Each request enrolls a different device with the profile's
 token (the write path: registered_at, agent version, audit event), then a second pass repeats
@@ -207,9 +209,10 @@ def ready():
 
 
 def serve(
-    db_url: str, redis_url: str, threads: int, app: str = "wsgi:app"
+    db_url: str, redis_url: str, threads: int | None, app: str = "wsgi:app"
 ) -> tuple[subprocess.Popen, int]:
-    """One gunicorn process (gthread, `threads` threads) serving `app`; waits until it answers."""
+    """One gunicorn process (deploy/gunicorn.conf.py, one worker; `threads` threads, None for
+    the config's) serving `app`; waits until it answers. Its access log goes to /dev/null."""
     port = _free_port()
     env = {
         **os.environ,
@@ -218,11 +221,13 @@ def serve(
         "KMEWEB_ENROLL_IP_RATE_LIMIT": BENCH_IP_LIMIT,
         "PYTHONPATH": f"{ROOT}:{_TMP.name}",
     }
-    cmd = [
-        sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", str(threads),
-        "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", "30", app,
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    env["KMEWEB_WEB_WORKERS"] = "1"
+    env["KMEWEB_BIND"] = f"127.0.0.1:{port}"
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(Path(_TMP.name) / f"metrics-{port}")
+    if threads:
+        env["KMEWEB_WEB_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"), app]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -295,7 +300,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-pg", action="store_true")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2")

@@ -78,7 +78,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         app.config.from_mapping(overrides)
     _configure_logging(app)
-    _configure_proxy(app)
 
     db.init_app(app)
     _configure_sqlite(app)
@@ -152,6 +151,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from kmeweb.cli import register_cli
 
     register_cli(app)
+
+    from kmeweb.enroll.lane import EnrollLane
+
+    # The device side's own lane, inside ProxyFix (which must see every request first).
+    app.wsgi_app = EnrollLane(app, app.wsgi_app)  # type: ignore[method-assign]
+    _configure_proxy(app)
     return app
 
 
@@ -227,13 +232,16 @@ def _register_security(app: Flask) -> None:
                 abort(403, "Your role can look but not change anything.")
         return None
 
-    @app.after_request
-    def _security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        return response
+    app.after_request(security_headers)
+
+
+def security_headers(response):
+    """The headers every answer carries (after_request, and the enrollment lane's)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    return response
 
 
 def _register_template_helpers(app: Flask) -> None:

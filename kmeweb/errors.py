@@ -70,6 +70,12 @@ def request_id() -> str:
     return rid
 
 
+def echo_request_id(response):
+    """The request's id on its answer (after_request, and the enrollment lane's)."""
+    response.headers["X-Request-Id"] = request_id()
+    return response
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/enroll") or (
         request.accept_mimetypes.best == "application/json"
@@ -98,10 +104,7 @@ def register_error_handlers(app: Flask) -> None:
     def _assign_request_id() -> None:
         request_id()
 
-    @app.after_request
-    def _echo_request_id(response):
-        response.headers["X-Request-Id"] = request_id()
-        return response
+    app.after_request(echo_request_id)
 
     @app.errorhandler(DomainError)
     def _domain_error(err: DomainError):

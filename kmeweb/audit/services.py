@@ -53,7 +53,7 @@ def record_device_event(
 ) -> None:
     """`record` for the device side (actor "device"), as one INSERT statement without an ORM
     object: enrollment writes one per registered device and is the hot path."""
-    session.execute(
+    session.connection().execute(
         insert(AuditEvent.__table__),
         {
             "at": datetime.now(UTC),

@@ -28,15 +28,17 @@ not flood the log, and nothing changed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import String, bindparam, cast, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto
 from kmeweb.audit import services as audit
+from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
@@ -206,6 +208,28 @@ _AGENT_VERSION = (
     .where(_TABLE.c.id == bindparam("device_id"))
     .values(agent_version=bindparam("b_agent_version"))
 )
+_AUDIT = AuditEvent.__table__
+
+
+def _audited(change: Any, action: str) -> Any:
+    """PostgreSQL: `change` (an UPDATE ... RETURNING id) and its audit event in ONE statement
+    (a data-modifying WITH): atomic on its own, and one round trip instead of two."""
+    changed = change.returning(_TABLE.c.id).cte(f"changed_{action.replace('.', '_')}")
+    rows = select(
+        bindparam("audit_at", type_=_AUDIT.c.at.type),
+        literal("device"),
+        literal(action),
+        literal("device"),
+        cast(changed.c.id, String),
+        bindparam("details", type_=_AUDIT.c.details.type),
+        bindparam("ip", type_=_AUDIT.c.ip.type),
+    ).select_from(changed)
+    columns = ["at", "actor", "action", "target_type", "target_id", "details", "ip"]
+    return insert(_AUDIT).from_select(columns, rows).returning(_AUDIT.c.id)
+
+
+_FIRST_REGISTRATION_PG = _audited(_FIRST_REGISTRATION, "device.register")
+_AGENT_VERSION_PG = _audited(_AGENT_VERSION, "device.agent_version")
 
 
 @dataclass(slots=True)
@@ -238,7 +262,9 @@ def _fast_path(session: Session, req: EnrollRequest) -> tuple[_Found, Profile] |
     for key, value in (("imei", req.imei), ("serial", req.serial)):
         if value is None:
             continue
-        row = session.execute(_WITH_PROFILE[key], {"ident": value}).mappings().first()
+        # Core statements on the session's connection: the ORM's execute layer is not needed
+        # for plain columns, and skipping it is a fifth of an enrollment's time.
+        row = session.connection().execute(_WITH_PROFILE[key], {"ident": value}).mappings().first()
         if row is None:
             continue
         profile = Profile(**{name: row[f"p_{name}"] for name in _PROFILE_COLUMNS})
@@ -292,11 +318,12 @@ def _check(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
 
 
 def enroll_device(
-    session: Session, req: EnrollRequest, ip: str | None, server_url: str
+    session: Session, req: EnrollRequest, ip: str | None, server_url: str | Callable[[], str]
 ) -> dict[str, Any]:
     """Check an enrollment request and register the device; returns the answer for the agent.
 
-    The answer carries the server URL (the profile's, else `server_url`), the device, its user
+    The answer carries the server URL (the profile's, else `server_url`, which may be a function
+    giving it: building this server's URL from the request costs), the device, its user
     (the device's, else the profile's associated user), the enrollment password and the
     profile's admin-extras bundle *with* its secrets (the only place secrets leave kmeweb).
     Marks the device registered (first time: registered_at and agent_version, audited
@@ -315,7 +342,8 @@ def enroll_device(
         "registered_at": device.registered_at.isoformat().replace("+00:00", "Z")
         if device.registered_at
         else None,
-        "server_url": bundle.get("server_url") or server_url,
+        "server_url": bundle.get("server_url")
+        or (server_url() if callable(server_url) else server_url),
         "device": {"imei": device.imei, "serial": device.serial, "model": device.model},
         "user": _user_answer(user, bundle.get("user")),
         "enrollment_password": password,
@@ -336,19 +364,28 @@ def _register(
     The device's `version` is not bumped, so an admin editing the device meanwhile is not
     told it changed: enrollment writes only the registration columns."""
     now = utcnow()
-    first = session.execute(
-        _FIRST_REGISTRATION,
-        {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
-    ).rowcount
-    if first:
+    conn = session.connection()
+    postgresql = conn.dialect.name == "postgresql"
+    first = 0
+    if device.registered_at is None:  # else a repeat: the UPDATE could only match nothing
+        params = {"device_id": device.id, "at": now, "b_agent_version": req.agent_version}
         details = {"profile": profile.name, "agent_version": req.agent_version}
-        audit.record_device_event(session, "device.register", device.id, details, ip)
-    elif device.agent_version != req.agent_version:
-        session.execute(
-            _AGENT_VERSION, {"device_id": device.id, "b_agent_version": req.agent_version}
-        )
+        if postgresql:
+            params.update(audit_at=now, details=details, ip=ip)
+            first = len(conn.execute(_FIRST_REGISTRATION_PG, params).all())
+        else:
+            first = conn.execute(_FIRST_REGISTRATION, params).rowcount
+            if first:
+                audit.record_device_event(session, "device.register", device.id, details, ip)
+    if not first and device.agent_version != req.agent_version:
+        params = {"device_id": device.id, "b_agent_version": req.agent_version}
         details = {"old": device.agent_version, "new": req.agent_version}
-        audit.record_device_event(session, "device.agent_version", device.id, details, ip)
+        if postgresql:
+            params.update(audit_at=now, details=details, ip=ip)
+            conn.execute(_AGENT_VERSION_PG, params)
+        else:
+            conn.execute(_AGENT_VERSION, params)
+            audit.record_device_event(session, "device.agent_version", device.id, details, ip)
     if first:
         device.registered_at = now
     elif device.registered_at is None:  # another request registered it a moment ago

@@ -54,13 +54,13 @@ def _cap_body(_endpoint, _values) -> None:
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(err: HTTPException):
+def http_error(err: HTTPException):
     code = err.code or 500
     return _error(HTTP_CODES.get(code, "error"), err.name, code)
 
 
 @bp.errorhandler(EnrollError)
-def _enroll_error(err: EnrollError):
+def enroll_error(err: EnrollError):
     db.session.rollback()
     response = jsonify(err.body())
     response.status_code = err.status
@@ -90,25 +90,43 @@ def _read_request() -> services.EnrollRequest:
     return services.parse_request(data)
 
 
-@bp.post("/enroll")
-def enroll():
-    """Register a booted device and answer with its profile's configuration (secrets too)."""
+def _server_url() -> str:
+    return request.host_url.rstrip("/")
+
+
+def answer():
+    """The answer to one POST /enroll (the request context's): the view's whole work, shared by
+    the Flask view and the fast lane (kmeweb.enroll.lane) that answers it in production."""
     ip = request.remote_addr or "-"
     ip_limit = ("ENROLL_IP_RATE_LIMIT", "ip", ip)
     try:
-        req = _read_request()
-    except EnrollError:
-        # Refused input counts against the address too: garbage is throttled like guesses.
-        retry = ratelimit.hit([ip_limit])
+        try:
+            req = _read_request()
+        except EnrollError:
+            # Refused input counts against the address too: garbage is throttled like guesses.
+            retry = ratelimit.hit([ip_limit])
+            if retry:
+                return _too_many(retry)
+            raise
+        # One Redis round trip for both limits (a guess counts against the device it names).
+        retry = ratelimit.hit([ip_limit, ("ENROLL_DEVICE_RATE_LIMIT", "device", req.device_key)])
         if retry:
             return _too_many(retry)
-        raise
-    # One Redis round trip for both limits (a guess counts against the device it names).
-    retry = ratelimit.hit([ip_limit, ("ENROLL_DEVICE_RATE_LIMIT", "device", req.device_key)])
-    if retry:
-        return _too_many(retry)
-    answer = services.enroll_device(db.session, req, ip, request.host_url.rstrip("/"))
-    db.session.commit()
-    response = jsonify(answer)
+        session = db.session()  # the Session itself (the scoped proxy lacks in_transaction)
+        if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+            # Every statement of an enrollment is atomic on its own (a registration and its
+            # audit event are one statement): no BEGIN and COMMIT round trips to PostgreSQL.
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        result = services.enroll_device(session, req, ip, _server_url)
+        session.commit()
+    except EnrollError as err:
+        return enroll_error(err)
+    response = jsonify(result)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.post("/enroll")
+def enroll():
+    """Register a booted device and answer with its profile's configuration (secrets too)."""
+    return answer()

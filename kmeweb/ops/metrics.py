@@ -357,14 +357,17 @@ def init_app(app: Flask) -> None:
     def _start_timer() -> None:
         request.environ["kmeweb.started"] = time.perf_counter()
 
-    @app.after_request
-    def _count(response):
-        started = request.environ.get("kmeweb.started")
-        endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
-        HTTP_REQUESTS.labels(endpoint, str(response.status_code)).inc()
-        if started is not None:
-            HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    app.after_request(count_request)
+
+
+def count_request(response):
+    """Count and time the request by endpoint (after_request, and the enrollment lane's)."""
+    started = request.environ.get("kmeweb.started")
+    endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
+    HTTP_REQUESTS.labels(endpoint, str(response.status_code)).inc()
+    if started is not None:
+        HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+    return response
 
 
 def set_worker_label(label: str | None) -> None:
