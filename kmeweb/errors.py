@@ -6,7 +6,7 @@ import logging
 import re
 import uuid
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException
 
@@ -70,7 +70,7 @@ def request_id() -> str:
     return rid
 
 
-def echo_request_id(response):
+def echo_request_id(response: Response) -> Response:
     """The request's id on its answer (after_request, and the enrollment lane's)."""
     response.headers["X-Request-Id"] = request_id()
     return response

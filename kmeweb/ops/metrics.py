@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -360,7 +360,7 @@ def init_app(app: Flask) -> None:
     app.after_request(count_request)
 
 
-def count_request(response):
+def count_request(response: Response) -> Response:
     """Count and time the request by endpoint (after_request, and the enrollment lane's)."""
     started = request.environ.get("kmeweb.started")
     endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
