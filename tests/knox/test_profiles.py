@@ -84,10 +84,27 @@ def _finished(client, transaction_id: str, timeout: float = 10):
         time.sleep(0.02)
 
 
+def _kme_takes_its_time(sim) -> None:
+    """createAsync transactions stay in progress until `_kme_finishes` (no race with a clock)."""
+    sim.control("POST", "/settings", json={"asyncProfileDelayS": 3600})
+
+
+def _kme_finishes(sim) -> None:
+    sim.control("POST", "/transactions/finish")
+
+
+def _transaction_pending(sim) -> bool:
+    with sim.state.lock:
+        return any(t.pending_tx for t in sim.state.tenants.values())
+
+
 def test_create_async_without_waiting_then_status(sim, client):
+    _kme_takes_its_time(sim)
     tx = client.create_profile_async(valid_profile("Later"), wait=False)
     assert not tx.done
     assert client.find_profile_by_name("Later") is None
+    assert not client.get_transaction(tx.transaction_id).done
+    _kme_finishes(sim)
     done = _finished(client, tx.transaction_id)
     assert done.succeeded and done.profile_name == "Later"
     assert client.find_profile_by_name("Later").id == done.profile_id
@@ -203,19 +220,31 @@ def test_profile_aliases(sim, client):
 
 
 def test_async_transaction_failing_in_knox(sim, client):
+    _kme_takes_its_time(sim)
     tx = client.create_profile_async(valid_profile("Raced"), wait=False)
     client.create_profile(valid_profile("Raced"))  # takes the name before the transaction runs
+    _kme_finishes(sim)
     failed = _finished(client, tx.transaction_id)
     assert failed.done and not failed.succeeded and failed.state == "Failed"
     assert "already exists" in failed.message
 
 
 def test_waiting_async_create_raises_when_the_transaction_fails(sim, client):
-    sim.control("POST", "/settings", json={"asyncProfileDelayS": 0.5})
+    _kme_takes_its_time(sim)
     with sim.client(client.config.auth_mode) as other:
-        racer = threading.Timer(0.15, other.create_profile, args=(valid_profile("Raced"),))
+
+        def race() -> None:
+            # Once the transaction is accepted (and waited on), another client takes the name.
+            deadline = time.monotonic() + 10
+            while not _transaction_pending(sim):
+                assert time.monotonic() < deadline, "the createAsync transaction never came"
+                time.sleep(0.01)
+            other.create_profile(valid_profile("Raced"))
+            _kme_finishes(sim)
+
+        racer = threading.Thread(target=race)
         racer.start()
         with pytest.raises(KnoxRejectedError) as info:
-            client.create_profile_async(valid_profile("Raced"), poll_interval=0.05, timeout=5)
+            client.create_profile_async(valid_profile("Raced"), poll_interval=0.05, timeout=15)
         racer.join()
     assert "Failed" in str(info.value)

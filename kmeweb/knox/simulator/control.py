@@ -3,6 +3,7 @@ counters and settings (docs/knox.md lists them)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
@@ -310,6 +311,17 @@ def control_blueprint(state: SimState, app: Flask) -> Blueprint:
                 if key in data:
                     setattr(state.settings, attr, conv(data[key]))
             return json_response({k: getattr(state.settings, a) for k, (a, _c) in names.items()})
+
+    @bp.post("/transactions/finish")
+    def finish_transactions() -> Response:
+        """Make every pending createAsync transaction due now: the tenant's next API call
+        finishes them (tests set a long asyncProfileDelayS, then decide when KME is done)."""
+        t = tenant(body())
+        with state.lock:
+            now = time.time()
+            for tx_id in t.pending_tx:
+                t.transactions[tx_id]["_due"] = now
+            return json_response({"due": len(t.pending_tx)})
 
     @bp.post("/tokens/expire")
     def expire_tokens() -> Response:
