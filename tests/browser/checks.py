@@ -25,7 +25,8 @@ FAILING_IMPACTS = ("serious", "critical")
 
 # Shared by the load-time check and check_a11y: one axe run at a time per document, each
 # once no CSS transition or animation runs (a fading dialog or an opening menu is half
-# transparent, and axe would measure the contrast of the fade).
+# transparent, and axe would measure the contrast of the fade), and again when one started
+# during the run.
 _RUNNER = """
 window.kmewebAxe = () => {
   const still = () => new Promise(resolve => {
@@ -37,9 +38,25 @@ window.kmewebAxe = () => {
     .filter(v => v.impact === "serious" || v.impact === "critical")
     .map(v => `${location.href}: ${v.impact} ${v.id} (${v.help}): ` +
       v.nodes.map(n => n.target.join(" ")).join("; "));
+  // A transition may also start while axe runs (the pointer left over a button of the new
+  // page hovers it): then axe saw colours half way and the check runs again, at most 3 times.
+  const once = () => still().then(() => {
+    let moved = false;
+    const mark = () => { moved = true; };
+    document.addEventListener("transitionstart", mark, true);
+    document.addEventListener("animationstart", mark, true);
+    const done = () => {
+      document.removeEventListener("transitionstart", mark, true);
+      document.removeEventListener("animationstart", mark, true);
+    };
+    return axe.run(document, {resultTypes: ["violations"]}).then(
+      results => { done(); return {results, moved}; },
+      error => { done(); throw error; });
+  });
+  const settled = tries => once().then(({results, moved}) =>
+    (moved && tries > 1 ? settled(tries - 1) : results));
   const previous = window.kmewebAxeRun || Promise.resolve();
-  const run = previous.catch(() => null).then(still)
-    .then(() => axe.run(document, {resultTypes: ["violations"]})).then(summary);
+  const run = previous.catch(() => null).then(() => settled(3)).then(summary);
   window.kmewebAxeRun = run;
   return run;
 };
