@@ -140,12 +140,15 @@ def test_the_navigation_collapses_into_a_menu_at_phone_width(signed_in, live_ser
     expect(page.get_by_role("heading", level=1)).to_have_text("Audit log")
     expect(audit_link).to_be_hidden()  # a new page starts with the menu closed
 
+    # Bootstrap is a deferred script: its menu and alerts answer clicks once the page has
+    # loaded (a click before that does nothing, as it would for a user on a slow link).
+    page.wait_for_load_state("load")
     menu.click()
-    # As a user does, click Sign out once the menu has finished sliding down: a click while
-    # Bootstrap still animates the menu's height can miss the button.
+    # As a user does, click Sign out once the menu has finished sliding down.
     expect(opened).to_have_class(OPEN_MENU)
     nav.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(f"{live_server}/auth/login")
+    page.wait_for_load_state("load")
     signed_out = page.get_by_role("status").filter(has_text="You have been signed out.")
     expect(signed_out).to_be_visible()
     signed_out.get_by_role("button", name="Dismiss").click()  # Bootstrap's alert, under the CSP
