@@ -220,10 +220,10 @@ def serve(
         "REDIS_URL": redis_url,
         "KMEWEB_ENROLL_IP_RATE_LIMIT": BENCH_IP_LIMIT,
         "PYTHONPATH": f"{ROOT}:{_TMP.name}",
+        "KMEWEB_WEB_WORKERS": "1",
+        "KMEWEB_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(Path(_TMP.name) / f"metrics-{port}"),
     }
-    env["KMEWEB_WEB_WORKERS"] = "1"
-    env["KMEWEB_BIND"] = f"127.0.0.1:{port}"
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(Path(_TMP.name) / f"metrics-{port}")
     if threads:
         env["KMEWEB_WEB_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"), app]

@@ -26,6 +26,12 @@ from flask import Flask, request
 from flask.ctx import RequestContext
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from kmeweb import security_headers
+from kmeweb.enroll import views
+from kmeweb.errors import echo_request_id
+from kmeweb.extensions import db
+from kmeweb.ops.metrics import count_request
+
 PATH = "/enroll"
 
 
@@ -39,12 +45,6 @@ class EnrollLane:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
-        from kmeweb import security_headers
-        from kmeweb.enroll import views
-        from kmeweb.errors import echo_request_id
-        from kmeweb.extensions import db
-        from kmeweb.ops.metrics import count_request
-
         environ["kmeweb.started"] = time.perf_counter()
         app = self.app
         # A null session: a device has no cookie to read, and none is ever set for it.

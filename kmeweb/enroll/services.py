@@ -364,28 +364,27 @@ def _register(
     The device's `version` is not bumped, so an admin editing the device meanwhile is not
     told it changed: enrollment writes only the registration columns."""
     now = utcnow()
-    conn = session.connection()
-    postgresql = conn.dialect.name == "postgresql"
     first = 0
     if device.registered_at is None:  # else a repeat: the UPDATE could only match nothing
-        params = {"device_id": device.id, "at": now, "b_agent_version": req.agent_version}
-        details = {"profile": profile.name, "agent_version": req.agent_version}
-        if postgresql:
-            params.update(audit_at=now, details=details, ip=ip)
-            first = len(conn.execute(_FIRST_REGISTRATION_PG, params).all())
-        else:
-            first = conn.execute(_FIRST_REGISTRATION, params).rowcount
-            if first:
-                audit.record_device_event(session, "device.register", device.id, details, ip)
+        first = _change_audited(
+            session,
+            "device.register",
+            {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
+            {"profile": profile.name, "agent_version": req.agent_version},
+            device.id,
+            ip,
+            now,
+        )
     if not first and device.agent_version != req.agent_version:
-        params = {"device_id": device.id, "b_agent_version": req.agent_version}
-        details = {"old": device.agent_version, "new": req.agent_version}
-        if postgresql:
-            params.update(audit_at=now, details=details, ip=ip)
-            conn.execute(_AGENT_VERSION_PG, params)
-        else:
-            conn.execute(_AGENT_VERSION, params)
-            audit.record_device_event(session, "device.agent_version", device.id, details, ip)
+        _change_audited(
+            session,
+            "device.agent_version",
+            {"device_id": device.id, "b_agent_version": req.agent_version},
+            {"old": device.agent_version, "new": req.agent_version},
+            device.id,
+            ip,
+            now,
+        )
     if first:
         device.registered_at = now
     elif device.registered_at is None:  # another request registered it a moment ago
@@ -394,3 +393,32 @@ def _register(
         )
     device.agent_version = req.agent_version
     return bool(first)
+
+
+_CHANGES = {  # action: (the UPDATE, the UPDATE and its audit event as one PostgreSQL statement)
+    "device.register": (_FIRST_REGISTRATION, _FIRST_REGISTRATION_PG),
+    "device.agent_version": (_AGENT_VERSION, _AGENT_VERSION_PG),
+}
+
+
+def _change_audited(
+    session: Session,
+    action: str,
+    params: dict[str, Any],
+    details: dict[str, Any],
+    device_id: int,
+    ip: str | None,
+    now: datetime,
+) -> int:
+    """Run the device UPDATE of `action` and, when it changed the row, its audit event: one
+    statement on PostgreSQL, two elsewhere. Returns the rows changed (0 or 1)."""
+    conn = session.connection()
+    plain, audited = _CHANGES[action]
+    if conn.dialect.name == "postgresql":
+        return len(
+            conn.execute(audited, {**params, "audit_at": now, "details": details, "ip": ip}).all()
+        )
+    changed = conn.execute(plain, params).rowcount
+    if changed:
+        audit.record_device_event(session, action, device_id, details, ip)
+    return changed

@@ -59,8 +59,8 @@ def http_error(err: HTTPException):
     return _error(HTTP_CODES.get(code, "error"), err.name, code)
 
 
-@bp.errorhandler(EnrollError)
 def enroll_error(err: EnrollError):
+    """A refused enrollment's JSON answer (`answer` catches every EnrollError it raises)."""
     db.session.rollback()
     response = jsonify(err.body())
     response.status_code = err.status
