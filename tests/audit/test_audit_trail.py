@@ -173,9 +173,7 @@ def test_the_action_filter_offers_the_recorded_actions(client, login, session):
     options = re.findall(r'<option[^>]*value="([^"]*)"', body)
     # make_admin and the sign-in recorded the first two
     assert options == ["", "admin.create", "auth.login", "device.move", "profile.update"]
-    assert '<option selected value="device.move">' in body or (
-        'value="device.move" selected' in body
-    )
+    assert re.search(r'<option[^>]*\bselected\b[^>]*value="device.move"', body)
     table = body.split("<tbody>")[1]
     assert "device.move" in table and "profile.update" not in table
     nothing = client.get("/audit/?action=no.such").get_data(as_text=True)
@@ -191,7 +189,7 @@ def test_a_to_date_before_the_from_date_is_refused_and_other_filters_still_apply
     response = client.get("/audit/?actor=alice&date_from=2026-11-05&date_to=2026-11-01")
     body = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert html.escape("“To” is before “From”.") in body or "“To” is before “From”." in body
+    assert "“To” is before “From”." in body
     table = body.split("<tbody>")[1]
     assert "alice@example.com" in table and "admin@example.com" not in table
 
