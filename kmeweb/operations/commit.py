@@ -11,22 +11,25 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 log = logging.getLogger("kmeweb")
 
 
-def on_commit(session: Session, callback: Callable[[], Any]) -> None:
+def on_commit(session: Session | scoped_session, callback: Callable[[], Any]) -> None:
     """Run `callback` once the session's current transaction commits (dropped on rollback).
 
     This is how services enqueue jobs: never before the rows the job reads are committed.
     """
-    session.info.setdefault("on_commit", []).append(callback)
+    if isinstance(session, scoped_session):
+        session = session()  # Flask-SQLAlchemy's db.session: the request's own Session
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault("on_commit", []).append((transaction, callback))
 
 
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
-    for callback in session.info.pop("on_commit", []):
+    for _transaction, callback in session.info.pop("on_commit", []):
         try:
             callback()
         except Exception:  # noqa: BLE001 - Redis down: the sweeper enqueues the work later
@@ -35,4 +38,21 @@ def _run_on_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_on_commit(session: Session, previous_transaction: Any) -> None:
-    session.info.pop("on_commit", None)
+    """Drop the callbacks of the transaction that rolled back, and of the savepoints inside it:
+    a rolled-back SAVEPOINT keeps the outer transaction's callbacks."""
+    pending = session.info.get("on_commit")
+    if not pending:
+        return
+    session.info["on_commit"] = [
+        (transaction, callback)
+        for transaction, callback in pending
+        if not _within(transaction, previous_transaction)
+    ]
+
+
+def _within(transaction: Any, ancestor: Any) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False

@@ -186,12 +186,6 @@ def test_a_due_periodic_job_still_waiting_is_not_enqueued_twice(app, redis_url):
     assert sorted(waiting) == sorted(f"periodic-{name}" for name in fired)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="commit.py drops every on_commit callback on after_soft_rollback, which also fires "
-    "when a SAVEPOINT (session.begin_nested) rolls back: the outer transaction then commits "
-    "its rows without enqueueing their jobs (no kmeweb code uses begin_nested yet)",
-)
 def test_a_rolled_back_savepoint_keeps_the_outer_transactions_jobs(app, session):
     operation = _queued_operation(session)
     with session.begin_nested() as savepoint:
