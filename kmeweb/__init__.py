@@ -126,6 +126,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from kmeweb.alerts.views import bp as alerts_bp
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
+    from kmeweb.devices.views import bp as devices_bp
     from kmeweb.directory.views import bp as directory_bp
     from kmeweb.enroll.views import bp as enroll_bp
     from kmeweb.integration.views import bp as integration_bp
@@ -140,6 +141,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(operations_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(profiles_bp)
+    app.register_blueprint(devices_bp)
     app.register_blueprint(directory_bp)
     app.register_blueprint(enroll_bp)
 

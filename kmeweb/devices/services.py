@@ -23,6 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Approval, Device
+from kmeweb.devices.selection import DeviceSelection, parse_id
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
@@ -157,15 +158,6 @@ def select_device_ids(
     """Ids of every device `devices_query` matches (the "all N matching" selection)."""
     stmt = _filtered(select(Device.id), profile_id, search, registration, sync_state)
     return list(session.scalars(stmt.order_by(Device.id)))
-
-
-def usernames(session: Session, end_user_ids: Sequence[int | None]) -> dict[int, str]:
-    """{end user id: username} for the ids given (one query)."""
-    ids = sorted({i for i in end_user_ids if i is not None})
-    if not ids:
-        return {}
-    rows = session.execute(select(EndUser.id, EndUser.username).where(EndUser.id.in_(ids)))
-    return {user_id: username for user_id, username in rows}
 
 
 def check_still_in(session: Session, device_ids: Sequence[int], profile_id: int) -> None:
@@ -574,3 +566,112 @@ def edit_attributes(
     )
     session.flush()
     return len(updates)
+
+
+def resolve_selection(
+    session: Session, selection: DeviceSelection, check: bool = True
+) -> list[int]:
+    """The ids of the devices `selection` names: "all N matching" is read from the profile now;
+    explicit ids (ticked on an earlier view of the page) must all still be in the profile.
+
+    `check=False` only shows a selection (a dialog as it opens): explicit ids are returned
+    unchecked, since the action checks them again.
+    Raises ValidationError (field "device_ids": none selected) or Conflict (some left the
+    profile meanwhile, named); an empty "all matching" is refused by the action's service.
+    """
+    if selection.all_matching:
+        flt = selection.filter
+        return select_device_ids(
+            session, selection.profile_id, flt.q or None, flt.registration or None, flt.sync or None
+        )
+    if check:
+        check_still_in(session, selection.ids, selection.profile_id)
+    return list(selection.ids)
+
+
+def move_selection(
+    session: Session, selection: DeviceSelection, target_profile_id: Any, actor: Any
+) -> Operation:
+    """Move Devices from a profile's page: the selection goes to another profile, a KME one
+    (`target_profile_id` as a request carries it; anything not an id is no profile).
+
+    See move_devices for what it writes. Flushes.
+    Raises what resolve_selection and move_devices raise, and ValidationError (field
+    "profile_id") for the profile the devices are selected in.
+    """
+    ids = resolve_selection(session, selection)
+    target_id = parse_id(target_profile_id)
+    if target_id == selection.profile_id:
+        raise ValidationError("Choose another profile.", field="profile_id")
+    return move_devices(session, ids, target_id, actor)
+
+
+def check_delete_from(profile: Profile) -> None:
+    """Devices are deleted from the Samsung KME Default Profile only; elsewhere they are
+    unassigned first. Raises Conflict."""
+    if profile.kind != DEFAULT_KIND:
+        raise Conflict("Devices are deleted from the Samsung KME Default Profile; unassign first.")
+
+
+def delete_selection(
+    session: Session, selection: DeviceSelection, actor: Any
+) -> tuple[Operation | None, int]:
+    """Delete (Default Profile): the selected devices, from kmeweb and KME (delete_devices).
+    Flushes. Returns the operation (None when no device was in Knox) and how many went.
+    Raises NotFound (no such profile), Conflict (check_delete_from), and what
+    resolve_selection and delete_devices raise.
+    """
+    profile = session.get(Profile, selection.profile_id)
+    if profile is None:
+        raise NotFound("No such profile.")
+    check_delete_from(profile)
+    ids = resolve_selection(session, selection)
+    return delete_devices(session, ids, actor), len(ids)
+
+
+def attribute_changes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The changes of Edit attributes from its rows ({"key", "value", "remove"}): a removed key
+    maps to None, a value sets it; a row without a key or with a blank value changes nothing.
+
+    Raises ValidationError (field "rows.<index>.key") for a key given twice.
+    """
+    changes: dict[str, Any] = {}
+    for index, row in enumerate(rows):
+        key = (row.get("key") or "").strip()
+        if not key:
+            continue
+        if key in changes:
+            raise ValidationError(f"{key!r} appears twice.", field=f"rows.{index}.key")
+        if row.get("remove"):
+            changes[key] = None
+        elif (row.get("value") or "").strip():
+            changes[key] = row.get("value")
+    return changes
+
+
+def edit_selected_attributes(
+    session: Session, selection: DeviceSelection, rows: Sequence[Mapping[str, Any]], actor: Any
+) -> int:
+    """Edit attributes of a selection from the dialog's rows (attribute_changes, then
+    edit_attributes). Flushes. Returns how many devices changed.
+
+    Raises what resolve_selection raises, and ValidationError naming the row and column at
+    fault ("rows.<index>.key" or ".value"), else the form (no field).
+    """
+    ids = resolve_selection(session, selection)
+    changes = attribute_changes(rows)
+    try:
+        return edit_attributes(session, ids, changes, actor)
+    except ValidationError as err:
+        raise _row_error(err, rows) from None
+
+
+def _row_error(err: ValidationError, rows: Sequence[Mapping[str, Any]]) -> ValidationError:
+    """edit_attributes names "attributes.<key>": point at that key's row instead."""
+    if err.field and err.field.startswith("attributes."):
+        key = err.field.split(".", 1)[1]
+        for index, row in enumerate(rows):
+            if (row.get("key") or "").strip() == key:
+                column = "key" if "name" in err.message else "value"
+                return ValidationError(err.message, field=f"rows.{index}.{column}")
+    return ValidationError(err.message)

@@ -110,6 +110,15 @@ CSV_COLUMNS = ("username", "email", "display_name")
 CSV_MAX_ROWS = 200_000
 
 
+def usernames(session: Session, end_user_ids: Iterable[int | None]) -> dict[int, str]:
+    """{end user id: username} for the ids given (one query)."""
+    ids = sorted({i for i in end_user_ids if i is not None})
+    if not ids:
+        return {}
+    rows = session.execute(select(EndUser.id, EndUser.username).where(EndUser.id.in_(ids)))
+    return {user_id: username for user_id, username in rows}
+
+
 def users_query(search: str | None = None) -> Select:
     """End users for the Admin › Users list, by username; `search` as in search_users."""
     stmt = select(EndUser).order_by(func.lower(EndUser.username), EndUser.id)

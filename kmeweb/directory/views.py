@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, url_for
+from flask import Blueprint, Response, current_app, flash, url_for
 from flask_login import current_user
 
+from kmeweb.csvimport import ImportRejected, RowError
 from kmeweb.directory import services
 from kmeweb.directory.forms import ImportForm, UserFilterForm, UserForm
 from kmeweb.extensions import db
@@ -102,34 +103,37 @@ def import_form():
     return render("directory/import.html", "directory/_import.html", form=ImportForm(), report=None)
 
 
+def _import_users(form: ImportForm, report: list[RowError]) -> tuple[int, int]:
+    """Import the chosen file: (added, updated); a refused file's per-row errors go to
+    `report` before ImportRejected (a ValidationError) goes on to the form."""
+    config = current_app.config
+    try:
+        return services.import_users(
+            db.session,
+            form.file.data.stream,
+            current_user,
+            config["CSV_MAX_BYTES"],
+            config["CSV_MAX_ROWS"],
+        )
+    except ImportRejected as err:
+        report.extend(err.errors)
+        raise
+
+
 @bp.post("/import")
 def import_csv():
     """Import the file: all rows or, with a per-row report, none."""
     form = ImportForm()
-    report: list = []
+    report: list[RowError] = []
 
-    def action():
-        config = current_app.config
-        try:
-            return services.import_users(
-                db.session,
-                form.file.data.stream,
-                current_user,
-                config["CSV_MAX_BYTES"],
-                config["CSV_MAX_ROWS"],
-            )
-        except services.ImportRejected as err:
-            report.extend(err.errors)
-            raise
-
-    def done(result):
+    def done(result: tuple[int, int]) -> Response:
         created, updated = result
         flash(f"Imported users: {created:,} added, {updated:,} updated.", "success")
         return redirect(url_for("directory.index"))
 
     return submit(
         form,
-        action,
+        lambda: _import_users(form, report),
         done,
         page="directory/import.html",
         partial="directory/_import.html",

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     FieldList,
@@ -47,13 +46,6 @@ def choices(pairs: Any) -> list[SelectChoice]:
 
 TRI_STATE = choices([("", "Not set"), ("true", "Yes"), ("false", "No")])
 PROFILE_SORTS = {"name": "Profile Name", "modified": "Last modified", "type": "Type"}
-DEVICE_SORTS = {
-    "imei": "IMEI",
-    "serial": "Serial",
-    "model": "Model",
-    "registered": "Registration",
-    "sync": "Sync state",
-}
 
 # (form field, config section, key, kind of value)
 AGENT_FIELDS = [
@@ -155,6 +147,13 @@ class ConfigFields(FlaskForm):
         """The Profile.config layout from the fields (what the services validate)."""
         return config_from_form(self)
 
+    def secrets(self) -> dict[str, Any]:
+        """The write-only values (blank keeps the stored password; clear removes it)."""
+        return {
+            "wifi_password": self.extra_wifi_password.data or None,
+            "wifi_password_clear": bool(self.extra_wifi_password_clear.data),
+        }
+
 
 def config_from_form(form: ConfigFields) -> dict[str, Any]:
     config: dict[str, Any] = {"agent": {}, "kme": {}, "system_extras": {}, "custom_keys": []}
@@ -255,57 +254,6 @@ class ProfileFilterForm(FilterForm):
     )
 
 
-class DeviceFilterForm(FilterForm):
-    """Search, filters and sort of a profile's device table."""
-
-    q = SearchField("Search devices", validators=[Optional(), Length(max=100)])
-    registration = SelectField(
-        "Registration",
-        choices=choices([("", "Any"), ("registered", "Registered"), ("pending", "Not registered")]),
-        default="",
-    )
-    sync = SelectField(
-        "Sync state",
-        choices=choices(
-            [("", "Any"), ("synced", "Synced"), ("pending", "Pending"), ("error", "Error")]
-        ),
-        default="",
-    )
-    sort = SelectField("Sort by", choices=choices(DEVICE_SORTS.items()), default="imei")
-    order = SelectField(
-        "Order", choices=choices([("asc", "Ascending"), ("desc", "Descending")]), default="asc"
-    )
-
-
-class SelectionForm(FlaskForm):
-    """A device selection carried by a dialog: ids, or "all N matching" the table's filters."""
-
-    # The ids themselves are repeated `device_ids` inputs, read by the view.
-    all_matching = HiddenField()
-    q = HiddenField()
-    registration = HiddenField()
-    sync = HiddenField()
-    from_profile_id = HiddenField()
-
-
-class MoveForm(SelectionForm):
-    profile_id = SelectField("Move to", choices=[], validate_choice=False)
-
-
-class DeleteDevicesForm(SelectionForm):
-    """Delete (Default Profile) and Unassign: the selection is all they take."""
-
-
-class AttributeRowForm(Form):
-    key = StringField("Attribute", validators=[Optional(), Length(max=64)])
-    value = StringField("Value", validators=[Optional(), Length(max=500)])
-    remove = BooleanField("Remove")
-
-
-class AttributesForm(SelectionForm):
-    rows = FieldList(FormField(AttributeRowForm), min_entries=1, max_entries=50)
-
-
 class TokenForm(FlaskForm):
     """Refresh Token (a new token) and Extend (the current one)."""
 
@@ -313,6 +261,10 @@ class TokenForm(FlaskForm):
     never_expires = BooleanField("Never expires")
     action = HiddenField(default="refresh")
     version = HiddenField()
+
+    def extending(self) -> bool:
+        """Extend keeps the token; anything else is Refresh (a new one)."""
+        return self.action.data == "extend"
 
     def days(self) -> int | None:
         if self.never_expires.data:
@@ -333,13 +285,3 @@ class ConfigurationForm(ConfigFields):
     """Modify Configuration."""
 
     version = HiddenField()
-
-
-class ImportForm(FlaskForm):
-    """Import devices: the CSV file (kmeweb.devices.importer rules it)."""
-
-    file = FileField("CSV file", validators=[InputRequired("Choose a CSV file.")])
-
-
-class ConfirmImportForm(FlaskForm):
-    """Confirm import of a preview (CSRF only; the preview is named in the URL)."""

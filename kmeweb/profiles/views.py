@@ -1,26 +1,28 @@
-"""Devices › Bulk Enrollment: the profile list, the profile forms, the profile page and its
-device actions (htmx dialogs that are plain pages without JavaScript), inventory CSV."""
+"""Devices › Bulk Enrollment: the profile list, the profile forms, the profile page with its
+device table, and the profile's own dialogs (Refresh Token, Change Associate User, Modify
+Configuration: kmeweb.dialogs). The device table's actions live in kmeweb.devices.views."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, flash, request, url_for
+from flask import Blueprint, Response, current_app, flash, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from kmeweb import csvexport
+from kmeweb import dialogs
 from kmeweb.devices import services as devices
+from kmeweb.devices.forms import DeviceFilterForm
+from kmeweb.devices.selection import parse_id
 from kmeweb.directory import services as directory
 from kmeweb.directory.models import EndUser
-from kmeweb.errors import Conflict, DomainError, ValidationError
+from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import db
-from kmeweb.forms import attach_error, invalid
+from kmeweb.forms import invalid
 from kmeweb.htmx import is_htmx, redirect, render
 from kmeweb.operations.models import Operation
-from kmeweb.pagination import page_args, paginate
+from kmeweb.pagination import Page, page_args, paginate
 from kmeweb.profiles import forms as f
 from kmeweb.profiles import services
 from kmeweb.profiles.models import Profile
@@ -28,7 +30,6 @@ from kmeweb.sync.status import profile_statuses
 
 bp = Blueprint("profiles", __name__, url_prefix="/profiles")
 
-DIALOG_PAGE = "profiles/dialog_page.html"
 USER_CHOICES = 50
 
 
@@ -76,88 +77,6 @@ def _user_label(user: EndUser) -> str:
     return f"{user.display_name} ({user.username})" if user.display_name else user.username
 
 
-def _attach(form: Any, err: DomainError, fields: dict[str, str]) -> None:
-    """Like kmeweb.forms.attach_error, and into FieldList rows ("custom_keys.2.value")."""
-    name = err.field or ""
-    parts = name.split(".")
-    if len(parts) == 3 and parts[1].isdigit() and parts[0] in form._fields:
-        rows = form[parts[0]].entries
-        index = int(parts[1])
-        if index < len(rows) and parts[2] in rows[index].form._fields:
-            sub = rows[index].form[parts[2]]
-            sub.errors = [*sub.errors, err.message]
-            return
-    attach_error(form, err, fields)
-
-
-def _selection_ids(profile: Profile, values: Any) -> tuple[list[int], dict[str, str]]:
-    """The device ids a request selects on a profile's page, and the filters of an
-    "all N matching" selection."""
-    if values.get("all_matching") == "1":
-        filters = {k: (values.get(k) or "") for k in ("q", "registration", "sync")}
-        ids = devices.select_device_ids(
-            db.session,
-            profile.id,
-            filters["q"] or None,
-            filters["registration"] or None,
-            filters["sync"] or None,
-        )
-        return ids, filters
-    ids = []
-    for raw in values.getlist("device_ids"):
-        if raw.isdigit() and len(raw) < 11:
-            ids.append(int(raw))
-    return list(dict.fromkeys(ids)), {}
-
-
-def _dialog(
-    template: str,
-    profile: Profile,
-    form: Any,
-    code: int = 200,
-    **context: Any,
-):
-    return render(
-        DIALOG_PAGE,
-        template,
-        code=code,
-        profile=profile,
-        form=form,
-        dialog=template,
-        modal=is_htmx(),
-        **context,
-    )
-
-
-def _dialog_submit(
-    form: Any,
-    action: Callable[[], Any],
-    on_success: Callable[[Any], Any],
-    render_again: Callable[[int], Any],
-    fields: dict[str, str] | None = None,
-):
-    """Like kmeweb.forms.submit for a dialog: every refusal of the service (422 for bad
-    input, 409 for a conflict with the current state) shows inside the dialog, since the
-    flash area sits behind it."""
-    if form.validate_on_submit():
-        try:
-            result = action()
-        except DomainError as err:
-            db.session.rollback()
-            _attach(form, err, fields or {})
-            return render_again(422 if isinstance(err, ValidationError) else 409)
-        db.session.commit()
-        return on_success(result)
-    return render_again(422)
-
-
-def _to_profile(profile_id: int, operation: Operation | None = None, anchor: str = ""):
-    args: dict[str, Any] = {"profile_id": profile_id}
-    if operation is not None:
-        args["op"] = operation.id
-    return redirect(url_for("profiles.detail", **args) + anchor)
-
-
 def _summary(profile: Profile, counts: tuple[int, int, int] | None = None) -> dict[str, Any]:
     if counts is None:
         counts = services.profile_counts(db.session, [profile.id])[profile.id]
@@ -187,7 +106,7 @@ def index():
     ids = [p.id for p in profiles.items]
     counts = services.profile_counts(db.session, ids)
     statuses = profile_statuses(db.session, ids)
-    users = devices.usernames(db.session, [p.end_user_id for p in profiles.items])
+    users = directory.usernames(db.session, [p.end_user_id for p in profiles.items])
     return render(
         "profiles/index.html",
         "profiles/_list.html",
@@ -251,20 +170,45 @@ def new():
 
 
 def _profile_data(form: f.ProfileForm, kind: str, profile: Profile | None) -> dict[str, Any]:
+    """What the services take from the profile form: Add (`profile` None) or Edit."""
     data: dict[str, Any] = {
         "name": form.name.data if profile is None or kind != "kme_default" else profile.name,
         "description": form.description.data,
     }
+    if profile is None:
+        data["kind"] = kind
     if kind != "kme_default":
         data["end_user_id"] = form.end_user_id.data or None
     if kind == "kme":
         data["without_token"] = bool(form.without_token.data)
         data["config"] = form.config()
-        data["secrets"] = {
-            "wifi_password": form.extra_wifi_password.data or None,
-            "wifi_password_clear": bool(form.extra_wifi_password_clear.data),
-        }
+        data["secrets"] = form.secrets()
+        if profile is None:
+            data["token_expiry_days"] = form.expiry()
     return data
+
+
+def _form_again(
+    form: f.ProfileForm, kind: str, profile_id: int | None = None, code: int = 422
+) -> Response:
+    """The profile form again with its errors (Add, or Edit of `profile_id` as it is now)."""
+
+    def context() -> dict[str, Any]:
+        if profile_id is None:
+            return {**_profile_form_context(kind), "preview": _preview_for(form, kind, None)}
+        fresh = db.session.get(Profile, profile_id)
+        return {
+            **_profile_form_context(kind, fresh),
+            "preview": _preview_for(form, kind, fresh),
+            "summary": _summary(fresh),
+            "token_form": _token_form(fresh),
+        }
+
+    response = invalid(
+        form, page="profiles/form.html", partial="profiles/_form.html", context=context
+    )
+    response.status_code = code
+    return response
 
 
 @bp.post("/new")
@@ -276,31 +220,17 @@ def create():
     form = f.ProfileForm()
     _with_picker(form, form.end_user_id.data)
 
-    def action() -> Profile:
-        data = _profile_data(form, kind, None)
-        data["kind"] = kind
-        if kind == "kme":
-            data["token_expiry_days"] = form.expiry()
-        return services.create_profile(db.session, data, current_user)
-
-    def done(profile: Profile):
+    def done(profile: Profile) -> Response:
         flash(f"Profile “{profile.name}” was created.", "success")
         return redirect(url_for("profiles.index"))
 
-    def again(code: int):
-        response = invalid(
-            form,
-            page="profiles/form.html",
-            partial="profiles/_form.html",
-            context=lambda: {
-                **_profile_form_context(kind),
-                "preview": _preview_for(form, kind, None),
-            },
-        )
-        response.status_code = code
-        return response
-
-    return _dialog_submit(form, action, done, again, fields=f.PROFILE_FIELDS)
+    return dialogs.submit(
+        form,
+        lambda: services.create_profile(db.session, _profile_data(form, kind, None), current_user),
+        done,
+        lambda code: _form_again(form, kind, code=code),
+        fields=f.PROFILE_FIELDS,
+    )
 
 
 def _edit_form(profile: Profile) -> f.ProfileForm:
@@ -348,47 +278,33 @@ def update(profile_id: int):
     kind = profile.kind
     form = f.ProfileForm()
     _with_picker(form, form.end_user_id.data)
+    if not form.validate_on_submit():
+        return _form_again(form, kind, profile_id)
+    try:
+        data = _profile_data(form, kind, profile)
+        services.update_profile(db.session, profile_id, data, form.version.data, current_user)
+    except ValidationError as err:
+        db.session.rollback()
+        dialogs.attach(form, err, f.PROFILE_FIELDS)
+        return _form_again(form, kind, profile_id)
+    except Conflict as err:
+        db.session.rollback()
+        return _stale_edit(form, profile_id, err)
+    db.session.commit()
+    flash(f"Profile “{profile.name}” was saved.", "success")
+    return redirect(url_for("profiles.index"))
 
-    def context() -> dict[str, Any]:
-        fresh = db.session.get(Profile, profile_id)
-        return {
-            **_profile_form_context(kind, fresh),
-            "preview": _preview_for(form, kind, fresh),
-            "summary": _summary(fresh),
-            "token_form": _token_form(fresh),
-        }
 
-    if form.validate_on_submit():
-        try:
-            services.update_profile(
-                db.session,
-                profile_id,
-                _profile_data(form, kind, profile),
-                form.version.data,
-                current_user,
-            )
-        except ValidationError as err:
-            db.session.rollback()
-            _attach(form, err, f.PROFILE_FIELDS)
-        except Conflict:
-            db.session.rollback()
-            fresh = services.get_profile_or_404(db.session, profile_id)
-            if str(fresh.version) == str(form.version.data):
-                raise
-            form.form_errors.append(services.stale_edit_message(_snapshot(form), fresh))
-            # A second Done saves over the other admin's version, deliberately.
-            form.version.data = str(fresh.version)
-            form.original.data = json.dumps(services.edit_snapshot(fresh), default=str)
-            response = invalid(
-                form, page="profiles/form.html", partial="profiles/_form.html", context=context
-            )
-            response.status_code = 409
-            return response
-        else:
-            db.session.commit()
-            flash(f"Profile “{profile.name}” was saved.", "success")
-            return redirect(url_for("profiles.index"))
-    return invalid(form, page="profiles/form.html", partial="profiles/_form.html", context=context)
+def _stale_edit(form: f.ProfileForm, profile_id: int, err: Conflict) -> Response:
+    """409: the form again, naming what someone else changed since it was opened. A second
+    Done saves over their version, deliberately. Any other conflict goes to the error page."""
+    fresh = services.get_profile_or_404(db.session, profile_id)
+    if str(fresh.version) == str(form.version.data):
+        raise err
+    form.form_errors.append(services.stale_edit_message(_snapshot(form), fresh))
+    form.version.data = str(fresh.version)
+    form.original.data = json.dumps(services.edit_snapshot(fresh), default=str)
+    return _form_again(form, fresh.kind, profile_id, code=409)
 
 
 @bp.post("/<int:profile_id>/delete")
@@ -443,44 +359,36 @@ def preview():
     )
 
 
-def _device_filters(form: f.DeviceFilterForm) -> dict[str, Any]:
-    data = {name: (None if fld.errors else fld.data) for name, fld in form._fields.items()}
-    return {
-        "search": data["q"] or None,
-        "registration": data["registration"] or None,
-        "sync_state": data["sync"] or None,
-        "sort": data["sort"] if data["sort"] in f.DEVICE_SORTS else "imei",
-        "descending": data["order"] == "desc",
-    }
+def _device_rows(profile: Profile, form: DeviceFilterForm, counts: tuple[int, int, int]) -> Page:
+    """The page of the device table that the filter form asks for."""
+    flt = form.device_filter()
+    sort, descending = form.ordering()
+    page, per_page = _per_page()
+    query = devices.devices_query(profile.id, flt.q, flt.registration, flt.sync, sort, descending)
+    # The summary's counts are the table's total unless it is searched: no COUNT then.
+    return paginate(db.session, query, page, per_page, flt.known_total(counts))
+
+
+def _shown_operation(raw: str) -> Operation | None:
+    """The operation whose progress the page shows (`?op=<id>`, after an action)."""
+    operation_id = parse_id(raw)
+    return db.session.get(Operation, operation_id) if operation_id is not None else None
 
 
 @bp.get("/<int:profile_id>")
 def detail(profile_id: int):
     """View: the profile's details, then its devices (search, filter, sort, select)."""
     profile = services.get_profile_or_404(db.session, profile_id)
-    form = f.DeviceFilterForm()
+    form = DeviceFilterForm()
     valid = form.validate_query()
-    filters = _device_filters(form)
-    page, per_page = _per_page()
     counts = services.profile_counts(db.session, [profile.id])[profile.id]
-    known_total = None  # the summary's counts are the table's total unless it is searched
-    if not filters["search"] and not filters["sync_state"]:
-        known_total = {None: counts[0], "registered": counts[1], "pending": counts[2]}.get(
-            filters["registration"]
-        )
-    rows = paginate(
-        db.session, devices.devices_query(profile.id, **filters), page, per_page, known_total
-    )
-    operation = None
-    op_id = request.args.get("op", "")
-    if op_id.isdigit() and len(op_id) < 11:
-        operation = db.session.get(Operation, int(op_id))
+    rows = _device_rows(profile, form, counts)
     context = {
         "profile": profile,
         "form": form,
         "rows": rows,
-        "users": devices.usernames(db.session, [d.end_user_id for d in rows.items]),
-        "filtered": bool(filters["search"] or filters["registration"] or filters["sync_state"]),
+        "users": directory.usernames(db.session, [d.end_user_id for d in rows.items]),
+        "filtered": form.device_filter().active,
         "kinds": f.KIND_LABELS,
     }
     if is_htmx() and request.args.get("part") == "devices":
@@ -490,246 +398,51 @@ def detail(profile_id: int):
         "profiles/_devices.html",
         code=200 if valid else 422,
         summary=_summary(profile, counts),
-        op=operation,
+        op=_shown_operation(request.args.get("op", "")),
         **context,
     )
-
-
-@bp.get("/<int:profile_id>/inventory.csv")
-def inventory(profile_id: int):
-    """Download Existing Inventory: every device of the profile, streamed."""
-    profile = services.get_profile_or_404(db.session, profile_id)
-    rows = devices.inventory_rows(db.session, profile.id)
-    name = csvexport.dated_filename(f"inventory-{profile.name}")
-    return csvexport.csv_response(name, devices.INVENTORY_HEADER, rows)
-
-
-def _selection_form(form: f.SelectionForm, profile: Profile, ids: list[int], filters) -> None:
-    form.from_profile_id.data = str(profile.id)
-    if filters:
-        form.all_matching.data = "1"
-        form.q.data = filters.get("q", "")
-        form.registration.data = filters.get("registration", "")
-        form.sync.data = filters.get("sync", "")
-
-
-def _selection_context(profile: Profile, ids: list[int], filters: dict[str, str]):
-    return {"ids": ids, "count": len(ids), "all_matching": bool(filters), "filters": filters}
-
-
-def _check_selection(profile: Profile, ids: list[int], filters: dict[str, str]) -> None:
-    """Ids ticked on an earlier page view must all still be in the profile; an "all N
-    matching" selection was just read from it (an empty one is refused by the service)."""
-    if not filters:
-        devices.check_still_in(db.session, ids, profile.id)
-
-
-def _move_targets(profile: Profile) -> list[tuple[str, str]]:
-    return [(str(p.id), p.name) for p in services.kme_targets(db.session, exclude_id=profile.id)]
-
-
-@bp.get("/<int:profile_id>/move")
-def move_dialog(profile_id: int):
-    """Move Devices: choose the KME profile the selected devices go to."""
-    profile = services.get_profile_or_404(db.session, profile_id)
-    ids, filters = _selection_ids(profile, request.args)
-    form = f.MoveForm(formdata=None)
-    form.profile_id.choices = f.choices(_move_targets(profile))
-    return _show_selection_dialog("profiles/_move.html", profile, form, ids, filters)
-
-
-@bp.post("/<int:profile_id>/move")
-def move(profile_id: int):
-    """Move the selected devices; the operation's progress shows on the profile page."""
-    profile = services.get_profile_or_404(db.session, profile_id)
-    ids, filters = _selection_ids(profile, request.form)
-    form = f.MoveForm()
-    form.profile_id.choices = f.choices(_move_targets(profile))
-
-    def action() -> Operation:
-        _check_selection(profile, ids, filters)
-        target = form.profile_id.data
-        target_id = int(target) if target and target.isdigit() and len(target) < 11 else None
-        if target_id == profile.id:
-            raise ValidationError("Choose another profile.", field="profile_id")
-        return devices.move_devices(db.session, ids, target_id, current_user)
-
-    def again(code: int):
-        return _dialog(
-            "profiles/_move.html",
-            profile,
-            form,
-            code=code,
-            **_selection_context(profile, ids, filters),
-        )
-
-    def done(operation: Operation):
-        flash(f"{operation.label}: sending to KME.", "success")
-        return _to_profile(profile.id, operation)
-
-    return _dialog_submit(form, action, done, again)
-
-
-@bp.get("/<int:profile_id>/unassign")
-def unassign_dialog(profile_id: int):
-    """Unassign: confirm that the selected devices go back to the Default Profile."""
-    return _selection_dialog(profile_id, "profiles/_unassign.html")
-
-
-@bp.post("/<int:profile_id>/unassign")
-def unassign(profile_id: int):
-    """Unassign the selected devices (back to the Samsung KME Default Profile)."""
-    return _selection_action(
-        profile_id,
-        "profiles/_unassign.html",
-        lambda ids: devices.unassign_devices(db.session, ids, current_user),
-    )
-
-
-@bp.get("/<int:profile_id>/delete-devices")
-def delete_devices_dialog(profile_id: int):
-    """Delete (Default Profile): confirm removing the selected devices from KME and kmeweb."""
-    return _selection_dialog(profile_id, "profiles/_delete_devices.html")
-
-
-@bp.post("/<int:profile_id>/delete-devices")
-def delete_devices(profile_id: int):
-    """Delete the selected devices from KME and kmeweb."""
-    profile = services.get_profile_or_404(db.session, profile_id)
-    if profile.kind != services.DEFAULT_KIND:
-        raise Conflict("Devices are deleted from the Samsung KME Default Profile; unassign first.")
-    return _selection_action(
-        profile_id,
-        "profiles/_delete_devices.html",
-        lambda ids: devices.delete_devices(db.session, ids, current_user),
-        done_message="{n:,} devices were deleted.",
-    )
-
-
-def _selection_dialog(profile_id: int, template: str):
-    profile = services.get_profile_or_404(db.session, profile_id)
-    ids, filters = _selection_ids(profile, request.args)
-    form = f.DeleteDevicesForm(formdata=None)
-    return _show_selection_dialog(template, profile, form, ids, filters)
-
-
-def _show_selection_dialog(
-    template: str, profile: Profile, form: Any, ids: list[int], filters: dict[str, str]
-):
-    """A dialog acting on the selected devices, saying so when none is selected."""
-    _selection_form(form, profile, ids, filters)
-    if not ids:
-        form.form_errors.append("Select at least one device.")
-    return _dialog(template, profile, form, **_selection_context(profile, ids, filters))
-
-
-def _selection_action(
-    profile_id: int,
-    template: str,
-    call: Callable[[list[int]], Operation | None],
-    done_message: str = "",
-):
-    profile = services.get_profile_or_404(db.session, profile_id)
-    ids, filters = _selection_ids(profile, request.form)
-    form = f.DeleteDevicesForm()
-
-    def action() -> Operation | None:
-        _check_selection(profile, ids, filters)
-        return call(ids)
-
-    def again(code: int):
-        return _dialog(
-            template, profile, form, code=code, **_selection_context(profile, ids, filters)
-        )
-
-    def done(operation: Operation | None):
-        if operation is not None:
-            flash(f"{operation.label}: sending to KME.", "success")
-        else:
-            flash(done_message.format(n=len(ids)) or "Done.", "success")
-        return _to_profile(profile.id, operation)
-
-    return _dialog_submit(form, action, done, again)
-
-
-@bp.get("/<int:profile_id>/attributes")
-def attributes_dialog(profile_id: int):
-    """Edit: the custom attributes of the selected devices."""
-    profile = services.get_profile_or_404(db.session, profile_id)
-    ids, filters = _selection_ids(profile, request.args)
-    rows = [*devices.attribute_summary(db.session, ids), {}]  # and a blank row to add one
-    form = f.AttributesForm(formdata=None, data={"rows": rows})
-    return _show_selection_dialog("profiles/_attributes.html", profile, form, ids, filters)
-
-
-@bp.post("/<int:profile_id>/attributes")
-def attributes(profile_id: int):
-    """Save Edit: set, change or remove attributes on every selected device."""
-    profile = services.get_profile_or_404(db.session, profile_id)
-    ids, filters = _selection_ids(profile, request.form)
-    form = f.AttributesForm()
-
-    def action() -> int:
-        _check_selection(profile, ids, filters)
-        changes: dict[str, Any] = {}
-        for index, entry in enumerate(form.rows.entries):
-            row = entry.form
-            key = (row.key.data or "").strip()
-            if not key:
-                continue
-            if key in changes:
-                raise ValidationError(f"{key!r} appears twice.", field=f"rows.{index}.key")
-            if row.remove.data:
-                changes[key] = None
-            elif (row.value.data or "").strip():
-                changes[key] = row.value.data
-        try:
-            return devices.edit_attributes(db.session, ids, changes, current_user)
-        except ValidationError as err:
-            raise _row_error(err, form) from None
-
-    def again(code: int):
-        return _dialog(
-            "profiles/_attributes.html",
-            profile,
-            form,
-            code=code,
-            **_selection_context(profile, ids, filters),
-        )
-
-    def done(n: int):
-        flash(f"Attributes of {n:,} devices were saved.", "success")
-        return _to_profile(profile.id)
-
-    return _dialog_submit(form, action, done, again)
-
-
-def _row_error(err: ValidationError, form: f.AttributesForm) -> ValidationError:
-    """The service names "attributes.<key>": point at that row of the dialog."""
-    if err.field and err.field.startswith("attributes."):
-        key = err.field.split(".", 1)[1]
-        for index, entry in enumerate(form.rows.entries):
-            if (entry.form.key.data or "").strip() == key:
-                field = "key" if "name" in err.message else "value"
-                return ValidationError(err.message, field=f"rows.{index}.{field}")
-    return ValidationError(err.message)
 
 
 def _token_form(profile: Profile) -> f.TokenForm:
     return f.TokenForm(formdata=None, data={"version": profile.version})
 
 
+def _token_dialog(profile: Profile, form: f.TokenForm, back: str | None, code: int = 200):
+    return dialogs.show(
+        "profiles/_token.html", profile, form, code=code, summary=_summary(profile), back=back
+    )
+
+
+def _renew_token(form: f.TokenForm, profile_id: int) -> Profile:
+    """Extend keeps the token (counted from its current expiry); Refresh makes a new one."""
+    if form.extending():
+        return services.extend_token(
+            db.session,
+            profile_id,
+            form.days(),
+            current_user,
+            from_current=True,
+            expected_version=form.version.data,
+        )
+    return services.refresh_token(
+        db.session, profile_id, form.days(), current_user, expected_version=form.version.data
+    )
+
+
+def _back(back: str | None, profile_id: int) -> Response:
+    """Where Refresh Token returns: the profile form, the Overview, or the profile's page."""
+    if back == "edit":
+        return redirect(url_for("profiles.edit", profile_id=profile_id))
+    if back == "overview":  # Extend from the Overview's Needs attention
+        return redirect(url_for("overview.index"))
+    return dialogs.to_profile(profile_id)
+
+
 @bp.get("/<int:profile_id>/token")
 def token_dialog(profile_id: int):
     """Refresh Token: a new token (7..999 days or Never expires), or Extend the current one."""
     profile = services.get_profile_or_404(db.session, profile_id)
-    return _dialog(
-        "profiles/_token.html",
-        profile,
-        _token_form(profile),
-        summary=_summary(profile),
-        back=request.args.get("back"),
-    )
+    return _token_dialog(profile, _token_form(profile), request.args.get("back"))
 
 
 @bp.post("/<int:profile_id>/token")
@@ -737,45 +450,21 @@ def token(profile_id: int):
     """Refresh or Extend the profile's token."""
     services.get_profile_or_404(db.session, profile_id)
     form = f.TokenForm()
+    back = request.form.get("back")
 
-    def action() -> Profile:
-        if form.action.data == "extend":
-            return services.extend_token(
-                db.session,
-                profile_id,
-                form.days(),
-                current_user,
-                from_current=True,
-                expected_version=form.version.data,
-            )
-        return services.refresh_token(
-            db.session, profile_id, form.days(), current_user, expected_version=form.version.data
-        )
+    def done(updated: Profile) -> Response:
+        what = "extended" if form.extending() else "refreshed"
+        status = services.token_status(updated)
+        flash(f"The token of “{updated.name}” was {what}: {status}.", "success")
+        return _back(back, profile_id)
 
-    def again(code: int):
-        fresh = db.session.get(Profile, profile_id)
-        return _dialog(
-            "profiles/_token.html",
-            fresh,
-            form,
-            code=code,
-            summary=_summary(fresh),
-            back=request.form.get("back"),
-        )
-
-    def done(updated: Profile):
-        what = "extended" if form.action.data == "extend" else "refreshed"
-        flash(
-            f"The token of “{updated.name}” was {what}: {services.token_status(updated)}.",
-            "success",
-        )
-        if request.form.get("back") == "edit":
-            return redirect(url_for("profiles.edit", profile_id=profile_id))
-        if request.form.get("back") == "overview":  # Extend from the Overview's Needs attention
-            return redirect(url_for("overview.index"))
-        return _to_profile(profile_id)
-
-    return _dialog_submit(form, action, done, again, fields={"token_expiry_days": "expiry_days"})
+    return dialogs.submit(
+        form,
+        lambda: _renew_token(form, profile_id),
+        done,
+        lambda code: _token_dialog(db.session.get(Profile, profile_id), form, back, code),
+        fields={"token_expiry_days": "expiry_days"},
+    )
 
 
 @bp.get("/<int:profile_id>/user")
@@ -784,7 +473,7 @@ def user_dialog(profile_id: int):
     profile = services.get_profile_or_404(db.session, profile_id)
     form = f.UserForm(formdata=None, data={"end_user_id": str(profile.end_user_id or "")})
     _with_picker(form, profile.end_user_id)
-    return _dialog("profiles/_user.html", profile, form)
+    return dialogs.show("profiles/_user.html", profile, form)
 
 
 @bp.post("/<int:profile_id>/user")
@@ -801,10 +490,13 @@ def set_user(profile_id: int):
 
     def done(updated: Profile):
         flash(f"The associated user of “{updated.name}” was changed.", "success")
-        return _to_profile(profile_id)
+        return dialogs.to_profile(profile_id)
 
-    return _dialog_submit(
-        form, action, done, lambda code: _dialog("profiles/_user.html", profile, form, code=code)
+    return dialogs.submit(
+        form,
+        action,
+        done,
+        lambda code: dialogs.show("profiles/_user.html", profile, form, code=code),
     )
 
 
@@ -814,7 +506,7 @@ def configuration_dialog(profile_id: int):
     profile = services.get_profile_or_404(db.session, profile_id)
     data = {"version": profile.version, **f.form_data_from_config(profile.config or {})}
     form = f.ConfigurationForm(formdata=None, data=data)
-    return _dialog("profiles/_configuration.html", profile, form)
+    return dialogs.show("profiles/_configuration.html", profile, form)
 
 
 @bp.post("/<int:profile_id>/configuration")
@@ -824,25 +516,16 @@ def configuration(profile_id: int):
     form = f.ConfigurationForm()
 
     def action() -> Profile:
-        data = {
-            "config": form.config(),
-            "secrets": {
-                "wifi_password": form.extra_wifi_password.data or None,
-                "wifi_password_clear": bool(form.extra_wifi_password_clear.data),
-            },
-        }
+        data = {"config": form.config(), "secrets": form.secrets()}
         return services.update_profile(
             db.session, profile_id, data, form.version.data, current_user
         )
 
     def done(updated: Profile):
         flash(f"The configuration of “{updated.name}” was updated.", "success")
-        return _to_profile(profile_id)
+        return dialogs.to_profile(profile_id)
 
     def again(code: int):
-        return _dialog("profiles/_configuration.html", profile, form, code=code)
+        return dialogs.show("profiles/_configuration.html", profile, form, code=code)
 
-    return _dialog_submit(form, action, done, again, fields=f.PROFILE_FIELDS)
-
-
-from kmeweb.profiles import imports as _imports  # noqa: E402,F401  (Import devices routes)
+    return dialogs.submit(form, action, done, again, fields=f.PROFILE_FIELDS)

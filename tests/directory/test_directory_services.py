@@ -7,7 +7,7 @@ import pytest
 from kmeweb.directory import services
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import ValidationError
-from tests.factories import count_rows
+from tests.factories import count_rows, make_end_user
 
 
 def test_get_or_create_is_case_insensitive_and_updates(session):
@@ -43,3 +43,13 @@ def test_search_users(session):
     assert [u.username for u in services.search_users(session, "b")] == ["a_b", "bob"]
     assert [u.username for u in services.search_users(session, "_")] == ["a_b"]
     assert len(services.search_users(session, "", limit=2)) == 2
+
+
+def test_usernames_of_ids(session):
+    alice = make_end_user(session, username="alice")
+    bob = make_end_user(session, username="bob")
+    assert services.usernames(session, [alice.id, None, bob.id, alice.id]) == {
+        alice.id: "alice",
+        bob.id: "bob",
+    }
+    assert services.usernames(session, [None]) == {}

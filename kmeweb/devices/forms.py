@@ -1,0 +1,132 @@
+"""Forms of the device table and its actions: WTForms coerces, kmeweb.devices.services rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import (
+    BooleanField,
+    FieldList,
+    Form,
+    FormField,
+    HiddenField,
+    SearchField,
+    SelectField,
+    StringField,
+)
+from wtforms.validators import InputRequired, Length, Optional
+
+from kmeweb.devices.selection import DeviceFilter, DeviceSelection
+from kmeweb.forms import FilterForm
+from kmeweb.profiles.forms import choices
+from kmeweb.profiles.models import Profile
+
+DEVICE_SORTS = {
+    "imei": "IMEI",
+    "serial": "Serial",
+    "model": "Model",
+    "registered": "Registration",
+    "sync": "Sync state",
+}
+
+
+class DeviceFilterForm(FilterForm):
+    """Search, filters and sort of a profile's device table."""
+
+    q = SearchField("Search devices", validators=[Optional(), Length(max=100)])
+    registration = SelectField(
+        "Registration",
+        choices=choices([("", "Any"), ("registered", "Registered"), ("pending", "Not registered")]),
+        default="",
+    )
+    sync = SelectField(
+        "Sync state",
+        choices=choices(
+            [("", "Any"), ("synced", "Synced"), ("pending", "Pending"), ("error", "Error")]
+        ),
+        default="",
+    )
+    sort = SelectField("Sort by", choices=choices(DEVICE_SORTS.items()), default="imei")
+    order = SelectField(
+        "Order", choices=choices([("asc", "Ascending"), ("desc", "Descending")]), default="asc"
+    )
+
+    def _value(self, name: str) -> Any:
+        field = self[name]
+        return None if field.errors else field.data
+
+    def device_filter(self) -> DeviceFilter:
+        """The filter the table shows (a field with an error filters nothing)."""
+        return DeviceFilter(
+            q=self._value("q") or "",
+            registration=self._value("registration") or "",
+            sync=self._value("sync") or "",
+        )
+
+    def ordering(self) -> tuple[str, bool]:
+        """(DEVICE_SORTS key, descending)."""
+        sort = self._value("sort")
+        return (sort if sort in DEVICE_SORTS else "imei"), self._value("order") == "desc"
+
+
+class SelectionForm(FlaskForm):
+    """A device selection carried by a dialog: ids, or "all N matching" the table's filters."""
+
+    # The ids themselves are repeated `device_ids` inputs (templates/profiles/_dialog.html).
+    all_matching = HiddenField()
+    q = HiddenField()
+    registration = HiddenField()
+    sync = HiddenField()
+    from_profile_id = HiddenField()
+
+    def carry(self, selection: DeviceSelection) -> None:
+        """Fill the hidden fields, so that the dialog posts the same selection back."""
+        self.from_profile_id.data = str(selection.profile_id)
+        if selection.all_matching:
+            self.all_matching.data = "1"
+            self.q.data = selection.filter.q
+            self.registration.data = selection.filter.registration
+            self.sync.data = selection.filter.sync
+
+
+class MoveForm(SelectionForm):
+    profile_id = SelectField("Move to", choices=[], validate_choice=False)
+
+    def with_targets(self, targets: Iterable[Profile]) -> MoveForm:
+        """The profiles the devices can move to, as the choices of Move to."""
+        self.profile_id.choices = choices((str(p.id), p.name) for p in targets)
+        return self
+
+
+class DeleteDevicesForm(SelectionForm):
+    """Delete (Default Profile) and Unassign: the selection is all they take."""
+
+
+class AttributeRowForm(Form):
+    key = StringField("Attribute", validators=[Optional(), Length(max=64)])
+    value = StringField("Value", validators=[Optional(), Length(max=500)])
+    remove = BooleanField("Remove")
+
+
+class AttributesForm(SelectionForm):
+    rows = FieldList(FormField(AttributeRowForm), min_entries=1, max_entries=50)
+
+    def row_values(self) -> list[dict[str, Any]]:
+        """The rows as kmeweb.devices.services.attribute_changes takes them."""
+        return [
+            {"key": e.form.key.data, "value": e.form.value.data, "remove": bool(e.form.remove.data)}
+            for e in self.rows.entries
+        ]
+
+
+class ImportForm(FlaskForm):
+    """Import devices: the CSV file (kmeweb.devices.importer rules it)."""
+
+    file = FileField("CSV file", validators=[InputRequired("Choose a CSV file.")])
+
+
+class ConfirmImportForm(FlaskForm):
+    """Confirm import of a preview (CSRF only; the preview is named in the URL)."""

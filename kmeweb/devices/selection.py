@@ -1,0 +1,86 @@
+"""The devices an admin selected on a profile's page, as one value.
+
+A selection is explicit ids, or "all N matching" the device table's filter; either way within
+one profile. The pages parse it once from the request (`DeviceSelection.from_values`), dialogs
+carry it in hidden fields, and `kmeweb.devices.services.resolve_selection` turns it into ids
+when the action runs, so "all matching" is read again then, never limited to one page.
+
+The filter has one set of names everywhere a request carries it: `q`, `registration`, `sync`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+ID_DIGITS_MAX = 10  # longer digit strings are no database id
+
+
+class Values(Protocol):
+    """What a selection is parsed from: request.args or request.form."""
+
+    def get(self, key: str, default: str | None = None) -> str | None: ...
+
+    def getlist(self, key: str) -> list[str]: ...
+
+
+def parse_id(raw: object) -> int | None:
+    """A database id from a request value, or None for anything else."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.isdecimal() and len(raw) <= ID_DIGITS_MAX:
+        return int(raw)
+    return None
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    """The device table's search and filters ("" = any)."""
+
+    q: str = ""
+    registration: str = ""
+    sync: str = ""
+
+    @classmethod
+    def from_values(cls, values: Values) -> DeviceFilter:
+        return cls(
+            q=values.get("q") or "",
+            registration=values.get("registration") or "",
+            sync=values.get("sync") or "",
+        )
+
+    @property
+    def active(self) -> bool:
+        """True when the table shows only some of the profile's devices."""
+        return bool(self.q or self.registration or self.sync)
+
+    def known_total(self, counts: tuple[int, int, int]) -> int | None:
+        """The table's total from the profile's (total, registered, pending) counts, when they
+        say it: unless it is searched or filtered by sync state."""
+        if self.q or self.sync:
+            return None
+        return {"": counts[0], "registered": counts[1], "pending": counts[2]}.get(self.registration)
+
+
+@dataclass(frozen=True)
+class DeviceSelection:
+    """Explicit device ids, or all devices matching `filter`, in the profile `profile_id`."""
+
+    profile_id: int
+    ids: tuple[int, ...] = ()
+    all_matching: bool = False
+    filter: DeviceFilter = field(default_factory=DeviceFilter)
+
+    @classmethod
+    def from_values(cls, profile_id: int, values: Values) -> DeviceSelection:
+        """The selection a request makes: `all_matching=1` with the filter's fields, else the
+        repeated `device_ids` (anything not an id is ignored, repeats once)."""
+        if values.get("all_matching") == "1":
+            return cls(profile_id, all_matching=True, filter=DeviceFilter.from_values(values))
+        return cls(profile_id, ids=_unique_ids(values.getlist("device_ids")))
+
+
+def _unique_ids(raw: Iterable[str]) -> tuple[int, ...]:
+    ids = (parse_id(value) for value in raw)
+    return tuple(dict.fromkeys(i for i in ids if i is not None))
