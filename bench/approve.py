@@ -136,7 +136,7 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
 
     from kmeweb.auth import services as auth_services
     from kmeweb.devices.models import Device
-    from kmeweb.integration import services
+    from kmeweb.integration import activation, settings, uploads
     from kmeweb.integration.models import Upload
     from kmeweb.knox import KnoxClient
     from kmeweb.operations.models import Operation
@@ -148,7 +148,7 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
     session = db.session
     creds = _tenant(url, args.devices)
     _log(f"simulator: two pending uploads of {args.devices:,} devices")
-    services.save_settings(
+    settings.save_settings(
         session,
         {
             "name": "Bench", "auth_mode": "oauth", "base_url": url,
@@ -159,7 +159,7 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
         },
         "bench",
     )  # fmt: skip
-    services.activate_integration(session, "bench")
+    activation.activate_integration(session, "bench")
     auth_services.create_admin(session, "bench@example.com", PASSWORD, "admin", "Bench")
     session.commit()
     operation = jobs.start_pull(session, "bench")
@@ -167,8 +167,8 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
     jobs.pull_job(operation.id)
     flow = session.scalar(select(Upload).where(Upload.order_number == "BENCH-FLOW"))
     bare = session.scalar(select(Upload).where(Upload.order_number == "BENCH-BARE"))
-    assert services.pending_count(session, flow.id) == args.devices
-    assert services.pending_count(session, bare.id) == args.devices
+    assert uploads.pending_count(session, flow.id) == args.devices
+    assert uploads.pending_count(session, bare.id) == args.devices
     session.commit()
     _log(f"pulled; approving {args.devices:,} devices")
 
@@ -220,7 +220,7 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
         result = knox.approve_uploads([bare.kme_upload_id])
     bare_s = time.perf_counter() - started
     assert result.ok, result
-    assert services.pending_count(session, bare.id) == 0
+    assert uploads.pending_count(session, bare.id) == 0
     session.commit()
 
     print(f"approve_100k{suffix}_s: {approve_s:.2f} s", flush=True)

@@ -74,7 +74,7 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
 
     from kmeweb.devices import services as device_services
     from kmeweb.devices.models import Device
-    from kmeweb.integration import services as integration_services
+    from kmeweb.integration import activation, settings
     from kmeweb.operations.queue import run_worker
     from kmeweb.profiles import services as profile_services
     from kmeweb.profiles.models import Profile
@@ -83,7 +83,7 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
 
     upgrade()
     session = db.session
-    integration_services.save_settings(
+    settings.save_settings(
         session,
         {
             "name": "Bench", "auth_mode": "oauth", "base_url": url,
@@ -94,7 +94,7 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
         },
         "bench",
     )  # fmt: skip
-    integration_services.activate_integration(session, "bench")
+    activation.activate_integration(session, "bench")
     session.commit()
 
     def pull() -> float:
@@ -172,7 +172,7 @@ def changed_since_cursor(url: str, creds: dict, session) -> int:
     """How many devices KME reports changed since the integration's pull cursor."""
     from _simulator import client_config
 
-    from kmeweb.integration.services import get_integration
+    from kmeweb.integration.models import get_integration
     from kmeweb.knox import KnoxClient
 
     cursor = get_integration(session).pull_cursor

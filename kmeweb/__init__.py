@@ -145,6 +145,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(directory_bp)
     app.register_blueprint(enroll_bp)
 
+    from kmeweb.integration.approvals import auto_approve_uploads
+    from kmeweb.sync.hooks import register_uploads_hook
+
+    # The pull (here and in the worker, which builds its app here too) calls it after each pull.
+    register_uploads_hook(app, auto_approve_uploads)
+
     from kmeweb.errors import register_error_handlers
 
     register_error_handlers(app)

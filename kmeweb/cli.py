@@ -275,7 +275,9 @@ def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
     """
     from flask import current_app
 
-    from kmeweb.integration import services
+    from kmeweb.integration.activation import activate_integration
+    from kmeweb.integration.models import get_integration
+    from kmeweb.integration.settings import save_settings
     from kmeweb.knox.simulator import create_simulator, get_state
     from kmeweb.knox.simulator.demo import seed_demo
 
@@ -287,10 +289,10 @@ def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
     finally:
         with state.lock:
             state.close()
-    if services.get_integration(db.session) is not None:
+    if get_integration(db.session) is not None:
         click.echo("integration already configured; left as it is")
         return
-    services.save_settings(
+    save_settings(
         db.session,
         {
             "name": "Demo KME (simulator)",
@@ -307,7 +309,7 @@ def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
         },
         "cli",
     )
-    services.activate_integration(db.session, "cli")
+    activate_integration(db.session, "cli")
     db.session.commit()
     click.echo(f"demo integration active against {sim_url} (customer {creds['customer_id']})")
 

@@ -141,14 +141,14 @@ def simulator_settings(sim: Any, name: str) -> dict[str, Any]:
 @pytest.fixture
 def integration(app, session, sim) -> Integration:
     """The Knox integration, active, pointing at the simulator with the demo OAuth client."""
-    from kmeweb.integration import services
+    from kmeweb.integration import activation, settings
 
-    services.save_settings(
+    settings.save_settings(
         session,
         simulator_settings(sim, "Demo KME"),
         "test",
     )
-    integration = services.activate_integration(session, "test")
+    integration = activation.activate_integration(session, "test")
     session.commit()
     assert crypto.decrypt(integration.secret_enc) == sim.creds["oauth_client_secret"]
     return integration

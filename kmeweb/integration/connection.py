@@ -2,16 +2,26 @@
 
 The only code outside the jobs that calls the Knox client (design.md section 3): the
 Settings tab asks for an answer while the admin waits, so it cannot go through a queue.
-Nothing here touches the database; messages never carry a secret or a stack trace.
+The client configuration comes from kmeweb.sync.knox, as the jobs build it, so a test
+checks what the jobs will send. Nothing here writes the database (connection_config
+reads the saved settings); messages never carry a secret or a stack trace.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.orm import Session
+
+from kmeweb import crypto
+from kmeweb.errors import Conflict
+from kmeweb.integration.models import get_integration
+from kmeweb.integration.settings import validate_settings
 from kmeweb.knox import (
     KnoxAuthError,
     KnoxClient,
@@ -23,6 +33,7 @@ from kmeweb.knox import (
     RetryPolicy,
 )
 from kmeweb.knox import errors as codes
+from kmeweb.sync.knox import config_for, knox_config
 
 log = logging.getLogger("kmeweb.integration")
 
@@ -50,6 +61,28 @@ class ConnectionResult:
     ok: bool
     message: str
     device_count: int | None = None
+
+
+#: A connection test as activate_with_test takes it (check_connection, or a stand-in in tests).
+ConnectionTest = Callable[[KnoxConfig], ConnectionResult]
+
+
+def connection_config(session: Session, data: Mapping[str, Any] | None = None) -> KnoxConfig:
+    """The Knox client configuration for a connection test: the form's values when given
+    (checked as save_settings checks them, the stored secret where the form leaves it blank),
+    else the saved settings. Writes nothing. Raises ValidationError, or Conflict when nothing
+    was saved and no values are given."""
+    integration = get_integration(session)
+    if data is None:
+        if integration is None or integration.secret_enc is None:
+            raise Conflict("Save the Knox Integration settings first.")
+        return knox_config(integration)
+    values, secret = validate_settings(session, data)
+    if not secret:
+        assert integration is not None and integration.secret_enc is not None
+        secret = crypto.decrypt(integration.secret_enc)
+    settings = integration.settings if integration is not None else {}
+    return config_for(values, secret, settings or {})
 
 
 def _host(config: KnoxConfig) -> str:

@@ -1,4 +1,5 @@
-"""Forms of the Knox Integration page; the rules live in kmeweb.integration.services."""
+"""Forms of the Knox Integration page; the rules live in the kmeweb.integration services
+(settings, activation, resellers, uploads, approvals)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
 
@@ -54,6 +54,15 @@ class Integration(db.Model):
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+def get_integration(session: Session) -> Integration | None:
+    """The one integration row, or None before the settings were first saved.
+
+    Beside the table rather than in a service: the settings pages and the sync jobs both read
+    it, and sync must not import the integration room's services.
+    """
+    return session.scalar(select(Integration).order_by(Integration.id).limit(1))
 
 
 class Reseller(db.Model):

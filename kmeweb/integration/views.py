@@ -13,7 +13,9 @@ from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import db
 from kmeweb.forms import attach_error, invalid, submit
 from kmeweb.htmx import current_page_path, is_htmx, redirect, render, retarget, with_flash
-from kmeweb.integration import connection, services
+from kmeweb.integration.activation import activate_with_test, deactivate_integration, sync_now
+from kmeweb.integration.approvals import approval_operation, approval_target_name, approve_upload
+from kmeweb.integration.connection import check_connection, connection_config
 from kmeweb.integration.forms import (
     ActionForm,
     ApproveForm,
@@ -22,8 +24,29 @@ from kmeweb.integration.forms import (
     SettingsForm,
     UploadFilterForm,
 )
-from kmeweb.integration.models import Reseller
+from kmeweb.integration.models import Reseller, get_integration
+from kmeweb.integration.resellers import (
+    default_profile_choice,
+    get_reseller_or_404,
+    kme_profile_choices,
+    list_resellers_query,
+    profile_names,
+    set_reseller_preferences,
+)
+from kmeweb.integration.settings import save_settings
+from kmeweb.integration.uploads import (
+    PENDING_CSV_HEADER,
+    get_upload_or_404,
+    list_uploads_query,
+    pending_count,
+    pending_counts,
+    pending_devices_rows,
+    upload_devices_query,
+)
+from kmeweb.operations.queue import redis_connection
 from kmeweb.pagination import page_args, paginate
+from kmeweb.sync.jobs import running_pull
+from kmeweb.sync.status import integration_status
 
 bp = Blueprint("integration", __name__, url_prefix="/integration")
 
@@ -33,8 +56,6 @@ SETTINGS_FORM = "integration/_settings_form.html"
 
 def _redis():
     """Redis for the next scheduled pull; the page still works without it."""
-    from kmeweb.operations.queue import redis_connection
-
     try:
         redis = redis_connection()
         redis.ping()
@@ -44,13 +65,11 @@ def _redis():
 
 
 def _settings_context() -> dict[str, Any]:
-    from kmeweb.sync.status import integration_status
-
-    integration = services.get_integration(db.session)
+    integration = get_integration(db.session)
     return {
         "integration": integration,
         "status": integration_status(db.session, _redis()),
-        "pull": services.current_pull(db.session),
+        "pull": running_pull(db.session),
         "action_form": ActionForm(),
     }
 
@@ -74,7 +93,7 @@ def update():
 
     return submit(
         form,
-        lambda: services.save_settings(db.session, form.settings_data(), current_user),
+        lambda: save_settings(db.session, form.settings_data(), current_user),
         saved,
         page=SETTINGS_PAGE,
         partial=SETTINGS_FORM,
@@ -89,11 +108,11 @@ def test_connection():
     form = SettingsForm()
     if form.validate_on_submit():
         try:
-            config = services.connection_config(db.session, form.settings_data())
+            config = connection_config(db.session, form.settings_data())
         except ValidationError as err:
             attach_error(form, err, form.field_map())
         else:
-            result = connection.check_connection(config)
+            result = check_connection(config)
             return render(
                 SETTINGS_PAGE,
                 "integration/_connection_result.html",
@@ -121,8 +140,8 @@ def activate():
 
     return submit(
         form,
-        lambda: services.activate_with_test(
-            db.session, form.settings_data(), connection.check_connection, current_user
+        lambda: activate_with_test(
+            db.session, form.settings_data(), check_connection, current_user
         ),
         activated,
         page=SETTINGS_PAGE,
@@ -137,7 +156,7 @@ def deactivate():
     """Deactivate: syncing stops; settings, profiles and devices stay."""
     if not ActionForm().validate_on_submit():
         abort(400)
-    services.deactivate_integration(db.session, current_user)
+    deactivate_integration(db.session, current_user)
     db.session.commit()
     flash("The Knox integration is inactive: syncing stopped and all data was kept.", "success")
     return redirect(url_for("integration.index"))
@@ -148,7 +167,7 @@ def sync():
     """Sync now: start a pull (or show the one running); its progress shows in place."""
     if not ActionForm().validate_on_submit():
         abort(400)
-    operation, started = services.sync_now(db.session, current_user)
+    operation, started = sync_now(db.session, current_user)
     db.session.commit()
     message = (
         "Sync from KME started."
@@ -167,7 +186,7 @@ def uploads():
     """The Uploads tab: reseller uploads with search, sort and paging."""
     form = UploadFilterForm()
     valid = form.validate_query()
-    stmt = services.list_uploads_query(
+    stmt = list_uploads_query(
         None if form.q.errors else form.q.data, form.sort_key(), form.descending()
     )
     page, per_page = page_args()
@@ -179,7 +198,7 @@ def uploads():
         code=200 if valid else 422,
         form=form,
         uploads=rows,
-        pending=services.pending_counts(db.session, ids),
+        pending=pending_counts(db.session, ids),
         resellers=_reseller_names(u.reseller_id for u in rows.items),
     )
 
@@ -195,13 +214,13 @@ def _reseller_names(ids) -> dict[int, str]:
 
 
 def _upload_context(upload_id: int) -> dict[str, Any]:
-    upload = services.get_upload_or_404(db.session, upload_id)
+    upload = get_upload_or_404(db.session, upload_id)
     reseller = db.session.get(Reseller, upload.reseller_id) if upload.reseller_id else None
     return {
         "upload": upload,
         "reseller": reseller,
-        "pending_count": services.pending_count(db.session, upload.id),
-        "target_profile": services.approval_target_name(db.session, upload),
+        "pending_count": pending_count(db.session, upload.id),
+        "target_profile": approval_target_name(db.session, upload),
         "back": current_page_path(),
     }
 
@@ -212,7 +231,7 @@ def upload(upload_id: int):
     context = _upload_context(upload_id)
     form = SearchForm()
     valid = form.validate_query()
-    stmt = services.upload_devices_query(upload_id, None if form.q.errors else form.q.data)
+    stmt = upload_devices_query(upload_id, None if form.q.errors else form.q.data)
     page, per_page = page_args()
     return render(
         "integration/upload.html",
@@ -220,7 +239,7 @@ def upload(upload_id: int):
         code=200 if valid else 422,
         form=form,
         devices=paginate(db.session, stmt, page, per_page),
-        approval=services.approval_operation(db.session, upload_id),
+        approval=approval_operation(db.session, upload_id),
         **context,
     )
 
@@ -243,7 +262,7 @@ def approve(upload_id: int):
     if not form.validate_on_submit():
         abort(400)
     try:
-        operation = services.approve_upload(
+        operation = approve_upload(
             db.session, upload_id, current_user, expected_pending=form.expected()
         )
     except Conflict as err:
@@ -271,7 +290,7 @@ def approve(upload_id: int):
 @bp.get("/uploads/<int:upload_id>/devices.csv")
 def download_upload(upload_id: int):
     """Download Devices as CSV: the unapproved devices of one upload."""
-    upload = services.get_upload_or_404(db.session, upload_id)
+    upload = get_upload_or_404(db.session, upload_id)
     return _pending_csv(f"upload-{upload.kme_upload_id}-unapproved-devices", upload.id)
 
 
@@ -282,9 +301,9 @@ def download_pending():
 
 
 def _pending_csv(stem: str, upload_id: int | None):
-    stmt = services.pending_devices_rows(upload_id)
+    stmt = pending_devices_rows(upload_id)
     rows = (row[1:] for row in csvexport.keyset_chunks(db.session, stmt, Device.id))
-    return csvexport.csv_response(csvexport.dated_filename(stem), services.PENDING_CSV_HEADER, rows)
+    return csvexport.csv_response(csvexport.dated_filename(stem), PENDING_CSV_HEADER, rows)
 
 
 @bp.get("/resellers")
@@ -292,7 +311,7 @@ def resellers():
     """The Resellers tab: each reseller's auto-approve and default profile."""
     form = SearchForm()
     valid = form.validate_query()
-    stmt = services.list_resellers_query(None if form.q.errors else form.q.data)
+    stmt = list_resellers_query(None if form.q.errors else form.q.data)
     page, per_page = page_args()
     rows = paginate(db.session, stmt, page, per_page)
     profile_ids = {r.default_profile_id for r in rows.items if r.default_profile_id}
@@ -302,24 +321,24 @@ def resellers():
         code=200 if valid else 422,
         form=form,
         resellers=rows,
-        profiles=services.profile_names(db.session, profile_ids),
+        profiles=profile_names(db.session, profile_ids),
     )
 
 
 def _reseller_form_context(reseller_id: int) -> dict[str, Any]:
-    return {"reseller": services.get_reseller_or_404(db.session, reseller_id)}
+    return {"reseller": get_reseller_or_404(db.session, reseller_id)}
 
 
 @bp.get("/resellers/<int:reseller_id>")
 def edit_reseller(reseller_id: int):
     """A reseller's preferences: Auto-approve uploads and Default profile."""
-    reseller = services.get_reseller_or_404(db.session, reseller_id)
+    reseller = get_reseller_or_404(db.session, reseller_id)
     form = ResellerForm(
         formdata=None,
         auto_approve=reseller.auto_approve,
-        default_profile_id=services.default_profile_choice(db.session, reseller),
+        default_profile_id=default_profile_choice(db.session, reseller),
     )
-    form.set_profiles(services.kme_profile_choices(db.session))
+    form.set_profiles(kme_profile_choices(db.session))
     return render(
         "integration/reseller.html", "integration/_reseller_form.html", form=form, reseller=reseller
     )
@@ -329,7 +348,7 @@ def edit_reseller(reseller_id: int):
 def update_reseller(reseller_id: int):
     """Save a reseller's preferences; they apply from the next pull."""
     form = ResellerForm()
-    form.set_profiles(services.kme_profile_choices(db.session))
+    form.set_profiles(kme_profile_choices(db.session))
 
     def saved(reseller):
         flash(f"Preferences of {reseller.name or reseller.kme_reseller_id} saved.", "success")
@@ -337,7 +356,7 @@ def update_reseller(reseller_id: int):
 
     return submit(
         form,
-        lambda: services.set_reseller_preferences(
+        lambda: set_reseller_preferences(
             db.session, reseller_id, form.auto_approve.data, form.profile_id(), current_user
         ),
         saved,

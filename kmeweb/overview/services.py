@@ -21,7 +21,7 @@ from kmeweb.alerts.services import failing_destinations
 from kmeweb.devices.models import Device
 from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
-from kmeweb.integration.services import pending_counts
+from kmeweb.integration.uploads import pending_counts
 from kmeweb.operations.models import Operation, OperationStatus
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync.models import Change, SyncState

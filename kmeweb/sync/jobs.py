@@ -15,16 +15,18 @@ from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.extensions import db, utcnow
-from kmeweb.integration.services import get_integration
+from kmeweb.integration.models import get_integration
 from kmeweb.knox import KnoxError
 from kmeweb.operations import dispatch
 from kmeweb.operations import queue as rq_queue
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import ACTIVE, Operation, OperationKind
+from kmeweb.ops.metrics import refresh_inventory
 from kmeweb.profiles.models import Profile
 from kmeweb.sync import push
 from kmeweb.sync.knox import knox_client
 from kmeweb.sync.models import Change, ChangeStatus
+from kmeweb.sync.pull import run_pull
 
 log = logging.getLogger("kmeweb.sync")
 
@@ -80,8 +82,6 @@ def schedule_followup(session: Session) -> None:
 
 def pull_job(operation_id: int) -> dict[str, int]:
     """Run the pull of an operation (kind pull or pull.full); records its outcome."""
-    from kmeweb.sync.pull import run_pull
-
     session = db.session
     operation = session.get(Operation, operation_id)
     if operation is None or operation.status not in ACTIVE:
@@ -122,6 +122,11 @@ def record_integration_error(session: Session, message: str) -> None:
         integration.last_error_at = utcnow()
 
 
+def running_pull(session: Session) -> Operation | None:
+    """The pull (incremental or full) that is queued or running now, if any."""
+    return operations.active_operation(session, "pull")
+
+
 def start_pull(session: Session, actor: Any, full: bool = False) -> Operation:
     """Start a pull now unless one is queued or running (then return that one).
 
@@ -129,7 +134,7 @@ def start_pull(session: Session, actor: Any, full: bool = False) -> Operation:
     and the schedule.
     """
     kind = OperationKind.PULL_FULL if full else OperationKind.PULL
-    running = operations.active_operation(session, "pull")
+    running = running_pull(session)
     if running is not None:
         return running
     label = "Full sync from KME" if full else "Sync from KME"
@@ -215,8 +220,6 @@ def sweep_job() -> dict[str, int]:
 
 def _refresh_inventory_metrics(session: Session) -> None:
     """Count devices and tokens for /metrics (a scrape reads the counts from Redis)."""
-    from kmeweb.ops.metrics import refresh_inventory
-
     try:
         refresh_inventory(session, rq_queue.redis_connection())
     except Exception:  # noqa: BLE001 - metrics must not fail the sweep; the next one recounts

@@ -13,6 +13,8 @@ from redis import Redis
 from kmeweb import crypto
 from kmeweb.integration.models import Integration
 from kmeweb.knox import KnoxClient, KnoxConfig, RetryPolicy
+from kmeweb.operations.queue import redis_connection
+from kmeweb.ops.metrics import knox_observer
 
 # Atomically drop expired holders, then take a slot if fewer than LIMIT are held.
 _ACQUIRE = """
@@ -119,9 +121,6 @@ def config_for(values: dict[str, Any], secret: str | None, settings: dict[str, A
 
 def knox_client(integration: Integration, redis: Redis | None = None) -> KnoxClient:
     """A client for the integration whose calls share the global concurrency limit."""
-    from kmeweb.operations.queue import redis_connection
-    from kmeweb.ops.metrics import knox_observer
-
     redis = redis or redis_connection()
     semaphore = KnoxSemaphore(redis, int(current_app.config["KNOX_MAX_CONCURRENCY"]))
     return KnoxClient(

@@ -1,7 +1,8 @@
 """Pull: bring what resellers and the Samsung portal changed in KME into kmeweb.
 
 Order: profiles, then resellers and uploads, then devices changed since the
-cursor (page by page, in bulk), then auto-approval. Conflict rule (design.md 5):
+cursor (page by page, in bulk), then the uploads hook (kmeweb.sync.hooks: auto-approval,
+supplied by the integration room). Conflict rule (design.md 5):
 a device or profile with a pending local change keeps the local value, which the
 push will send; otherwise the KME value wins and an audit event "changed in
 Samsung portal" records the old and new values.
@@ -13,11 +14,12 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
@@ -29,7 +31,11 @@ from kmeweb.knox import KnoxClient
 from kmeweb.knox import types as kt
 from kmeweb.knox.ids import is_meid, normalize_serial
 from kmeweb.operations import services as operations
+from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.profiles.services import ensure_default_profile
+from kmeweb.sync import hooks
+from kmeweb.sync.mapping import apply_profile_changes, profile_changes_from_knox
 from kmeweb.sync.models import UNFINISHED, Change, ChangeKind, SyncState
 
 PORTAL = "changed in Samsung portal"
@@ -89,8 +95,6 @@ class PullContext:
 
 def pull_profiles(session: Session, client: KnoxClient, stats: Counter) -> None:
     """Apply KME profiles: portal edits to synced profiles, and profiles made in the portal."""
-    from kmeweb.sync.mapping import apply_profile_changes, profile_changes_from_knox
-
     remote = client.list_profiles()
     local = {
         p.kme_profile_id: p
@@ -209,6 +213,59 @@ def _identity(d: kt.Device) -> tuple[str | None, str | None]:
     return mei, serial or None
 
 
+_DEVICE = Device.__table__
+# What the pull compares (and links by) for a device kmeweb already has.
+_ROW_COLUMNS = (
+    _DEVICE.c.id,
+    _DEVICE.c.kme_device_id,
+    _DEVICE.c.imei,
+    _DEVICE.c.serial,
+    _DEVICE.c.profile_id,
+    _DEVICE.c.approval,
+    _DEVICE.c.sync_state,
+    _DEVICE.c.upload_id,
+    _DEVICE.c.kme_status,
+)
+
+
+@dataclass
+class _KnownRows:
+    """The rows kmeweb already has for one page of KME devices: by KME id, and by IMEI/MEID
+    or serial for devices kmeweb knows without a KME id."""
+
+    by_kme_id: dict[str, Any] = field(default_factory=dict)
+    by_mei: dict[str, Any] = field(default_factory=dict)
+    by_serial: dict[str, Any] = field(default_factory=dict)
+
+    def match(self, kme_device_id: str, mei: str | None, serial: str | None) -> Any:
+        return (
+            self.by_kme_id.get(kme_device_id)
+            or (self.by_mei.get(mei) if mei else None)
+            or (self.by_serial.get(serial) if serial else None)
+        )
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    """One KME device as the pull would store it."""
+
+    device: kt.Device
+    mei: str | None
+    serial: str | None
+    approval: str
+    profile_id: int | None
+    upload_id: int | None
+
+
+@dataclass
+class _PageWrites:
+    """What one page changes: device rows to insert and to update, audit events to add."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
 def apply_device_page(
     session: Session, devices: Iterable[kt.Device], ctx: PullContext, stats: Counter
 ) -> None:
@@ -217,43 +274,10 @@ def apply_device_page(
     devices = [d for d in devices if d.id]
     if not devices:
         return
-    table = Device.__table__
-    cols = (
-        table.c.id,
-        table.c.kme_device_id,
-        table.c.imei,
-        table.c.serial,
-        table.c.profile_id,
-        table.c.approval,
-        table.c.sync_state,
-        table.c.upload_id,
-        table.c.kme_status,
-    )
     identities = {d.id: _identity(d) for d in devices}
-    existing: dict[str, Any] = {}
-    for row in session.execute(
-        select(*cols).where(table.c.kme_device_id.in_([d.id for d in devices]))
-    ):
-        existing[row.kme_device_id] = row
-    unmatched = [d for d in devices if d.id not in existing]
-    by_mei: dict[str, Any] = {}
-    by_serial: dict[str, Any] = {}
-    if unmatched and ctx.has_unlinked:
-        meis = [m for d in unmatched if (m := identities[d.id][0])]
-        serials = [s for d in unmatched if (s := identities[d.id][1])]
-        if meis:
-            by_mei = {
-                r.imei: r for r in session.execute(select(*cols).where(table.c.imei.in_(meis)))
-            }
-        if serials:
-            by_serial = {
-                r.serial: r
-                for r in session.execute(select(*cols).where(table.c.serial.in_(serials)))
-            }
+    known = _read_known_rows(session, devices, identities, ctx)
     now = utcnow()
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    writes = _PageWrites()
     for d in devices:
         mei, serial = identities[d.id]
         if (
@@ -262,117 +286,152 @@ def apply_device_page(
             or (serial and serial in ctx.deleting)
         ):
             continue
-        pending = _is_pending_approval(d.status)
-        approval = Approval.PENDING if pending else Approval.APPROVED
-        profile_id = (
-            None if pending else ctx.profile_by_kme.get(d.profile_id or "", ctx.default_profile_id)
-        )
-        upload_id = ctx.upload_by_kme.get(d.upload_id or "")
-        row = (
-            existing.get(d.id)
-            or (by_mei.get(mei) if mei else None)
-            or (by_serial.get(serial) if serial else None)
-        )
+        incoming = _incoming(d, mei, serial, ctx)
+        row = known.match(d.id, mei, serial)
         if row is None:
-            inserts.append(
-                {
-                    "imei": mei,
-                    "serial": serial,
-                    "model": d.model,
-                    "upload_id": upload_id,
-                    "approval": approval,
-                    "profile_id": profile_id,
-                    "kme_device_id": d.id,
-                    "kme_status": d.status,
-                    "attributes": {},
-                    "sync_state": SyncState.SYNCED,
-                    "version": 1,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            continue
-        if row.sync_state == SyncState.PENDING:
-            stats["devices_kept_local"] += 1
-            continue
-        diff: dict[str, list[Any]] = {}
-        if row.approval != approval:
-            diff["approval"] = [row.approval, approval]
-        if row.profile_id != profile_id:
-            diff["profile_id"] = [row.profile_id, profile_id]
-        if not diff and row.kme_device_id == d.id and row.kme_status == d.status:
-            continue
-        updates.append(
+            writes.inserts.append(_new_device_row(incoming, now))
+        else:
+            _plan_update(writes, row, incoming, now, stats)
+    _write_page(session, writes, now, stats)
+
+
+def _read_known_rows(
+    session: Session,
+    devices: list[kt.Device],
+    identities: dict[str, tuple[str | None, str | None]],
+    ctx: PullContext,
+) -> _KnownRows:
+    """One query by KME id; by IMEI/MEID and serial only for the devices it did not find, and
+    only while kmeweb has devices without a KME id."""
+    known = _KnownRows()
+    for row in session.execute(
+        select(*_ROW_COLUMNS).where(_DEVICE.c.kme_device_id.in_([d.id for d in devices]))
+    ):
+        known.by_kme_id[row.kme_device_id] = row
+    unmatched = [d for d in devices if d.id not in known.by_kme_id]
+    if not unmatched or not ctx.has_unlinked:
+        return known
+    meis = [m for d in unmatched if (m := identities[d.id][0])]
+    serials = [s for d in unmatched if (s := identities[d.id][1])]
+    if meis:
+        rows = session.execute(select(*_ROW_COLUMNS).where(_DEVICE.c.imei.in_(meis)))
+        known.by_mei = {r.imei: r for r in rows}
+    if serials:
+        rows = session.execute(select(*_ROW_COLUMNS).where(_DEVICE.c.serial.in_(serials)))
+        known.by_serial = {r.serial: r for r in rows}
+    return known
+
+
+def _incoming(d: kt.Device, mei: str | None, serial: str | None, ctx: PullContext) -> _Incoming:
+    """Approval, profile and upload of a KME device in kmeweb's terms: an approved device in a
+    profile kmeweb does not know lands in the Default Profile."""
+    pending = _is_pending_approval(d.status)
+    return _Incoming(
+        device=d,
+        mei=mei,
+        serial=serial,
+        approval=Approval.PENDING if pending else Approval.APPROVED,
+        profile_id=(
+            None if pending else ctx.profile_by_kme.get(d.profile_id or "", ctx.default_profile_id)
+        ),
+        upload_id=ctx.upload_by_kme.get(d.upload_id or ""),
+    )
+
+
+def _new_device_row(incoming: _Incoming, now: datetime) -> dict[str, Any]:
+    d = incoming.device
+    return {
+        "imei": incoming.mei,
+        "serial": incoming.serial,
+        "model": d.model,
+        "upload_id": incoming.upload_id,
+        "approval": incoming.approval,
+        "profile_id": incoming.profile_id,
+        "kme_device_id": d.id,
+        "kme_status": d.status,
+        "attributes": {},
+        "sync_state": SyncState.SYNCED,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _plan_update(
+    writes: _PageWrites, row: Any, incoming: _Incoming, now: datetime, stats: Counter
+) -> None:
+    """Link or update a device kmeweb has, unless a local change is pending (it keeps the local
+    value); a changed approval or profile of a linked device is audited as a portal change."""
+    d = incoming.device
+    if row.sync_state == SyncState.PENDING:
+        stats["devices_kept_local"] += 1
+        return
+    diff: dict[str, list[Any]] = {}
+    if row.approval != incoming.approval:
+        diff["approval"] = [row.approval, incoming.approval]
+    if row.profile_id != incoming.profile_id:
+        diff["profile_id"] = [row.profile_id, incoming.profile_id]
+    if not diff and row.kme_device_id == d.id and row.kme_status == d.status:
+        return
+    writes.updates.append(
+        {
+            "did": row.id,
+            "approval": incoming.approval,
+            "profile_id": incoming.profile_id,
+            "kme_device_id": d.id,
+            "kme_status": d.status,
+            "upload_id": row.upload_id or incoming.upload_id,
+        }
+    )
+    if diff and row.kme_device_id is not None:
+        device = incoming.mei or incoming.serial or d.id
+        writes.events.append(
             {
-                "did": row.id,
-                "approval": approval,
-                "profile_id": profile_id,
-                "kme_device_id": d.id,
-                "kme_status": d.status,
-                "upload_id": row.upload_id or upload_id,
+                "at": now,
+                "actor": "sync",
+                "action": "device.changed_in_portal",
+                "target_type": "device",
+                "target_id": str(row.id),
+                "details": {"note": PORTAL, "device": device, **diff},
             }
         )
-        if diff and row.kme_device_id is not None:
-            events.append(
-                {
-                    "at": now,
-                    "actor": "sync",
-                    "action": "device.changed_in_portal",
-                    "target_type": "device",
-                    "target_id": str(row.id),
-                    "details": {"note": PORTAL, "device": mei or serial or d.id, **diff},
-                }
-            )
-            stats["devices_updated"] += 1
-        else:
-            stats["devices_linked"] += 1
-    if inserts:
-        session.execute(table.insert(), inserts)  # Core executemany: no ORM bookkeeping
-        stats["devices_created"] += len(inserts)
-    if updates:
-        from sqlalchemy import bindparam
+        stats["devices_updated"] += 1
+    else:
+        stats["devices_linked"] += 1
 
+
+def _write_page(session: Session, writes: _PageWrites, now: datetime, stats: Counter) -> None:
+    """Core executemany for each kind of write: no ORM bookkeeping for thousands of rows."""
+    if writes.inserts:
+        session.execute(_DEVICE.insert(), writes.inserts)
+        stats["devices_created"] += len(writes.inserts)
+    if writes.updates:
         session.execute(
-            table.update()
-            .where(table.c.id == bindparam("did"))
+            _DEVICE.update()
+            .where(_DEVICE.c.id == bindparam("did"))
             .values(
                 approval=bindparam("approval"),
                 profile_id=bindparam("profile_id"),
                 kme_device_id=bindparam("kme_device_id"),
                 kme_status=bindparam("kme_status"),
                 upload_id=bindparam("upload_id"),
-                version=table.c.version + 1,
+                version=_DEVICE.c.version + 1,
                 updated_at=now,
             ),
-            updates,
+            writes.updates,
         )
-    if events:
-        session.execute(insert(AuditEvent), events)
+    if writes.events:
+        session.execute(insert(AuditEvent), writes.events)
 
 
-def auto_approve(session: Session, stats: Counter) -> None:
-    """Approve pending uploads of resellers whose uploads are auto-approved."""
-    from kmeweb.integration.services import approve_upload
-
-    rows = session.scalars(
-        select(Upload)
-        .join(Reseller, Upload.reseller_id == Reseller.id)
-        .where(
-            Reseller.auto_approve.is_(True),
-            Upload.status.in_((UploadStatus.PENDING, UploadStatus.PARTIAL)),
+def _waiting_upload_ids(session: Session) -> list[int]:
+    """Uploads still waiting for approval in KME's terms (pending or partial): what the uploads
+    hook gets after a pull."""
+    return list(
+        session.scalars(
+            select(Upload.id).where(Upload.status.in_((UploadStatus.PENDING, UploadStatus.PARTIAL)))
         )
-    ).all()
-    for upload in rows:
-        has_pending = session.scalar(
-            select(Device.id)
-            .where(Device.upload_id == upload.id, Device.approval == Approval.PENDING)
-            .limit(1)
-        )
-        if has_pending is None:
-            continue
-        approve_upload(session, upload.id, "sync")
-        session.commit()
-        stats["uploads_auto_approved"] += 1
+    )
 
 
 def run_pull(
@@ -386,8 +445,6 @@ def run_pull(
 
     Raises Knox errors; what was committed before stays (the next pull continues).
     """
-    from kmeweb.integration.services import ensure_default_profile
-
     started = utcnow()
     cursor = None if full else integration.pull_cursor
     default = ensure_default_profile(session)
@@ -403,8 +460,6 @@ def run_pull(
     uncommitted, last_commit = 0, time.monotonic()
     for page in client.iter_device_pages(changed_after=cursor):
         if first and operation_id is not None:
-            from kmeweb.operations.models import Operation
-
             operation = session.get(Operation, operation_id)
             operation.total = page.total_count
             first = False
@@ -416,7 +471,7 @@ def run_pull(
             session.commit()
             uncommitted, last_commit = 0, time.monotonic()
     session.commit()
-    auto_approve(session, stats)
+    stats.update(hooks.run_uploads_hook(session, _waiting_upload_ids(session)))
     integration = session.get(Integration, integration.id)
     skew = float(current_app.config["PULL_CURSOR_SKEW_S"])
     integration.pull_cursor = started - timedelta(seconds=skew)

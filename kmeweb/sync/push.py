@@ -40,6 +40,7 @@ from kmeweb.operations.models import ACTIVE, Operation
 from kmeweb.operations.queue import JobTimeout
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync import outbox
+from kmeweb.sync.mapping import to_knox_profile
 from kmeweb.sync.models import UNFINISHED, Change, ChangeKind, ChangeStatus, SyncState
 from kmeweb.sync.outbox import DEVICE_SYNC_KINDS
 
@@ -394,8 +395,6 @@ def _approve_upload(session: Session, client: KnoxClient, change: Change) -> str
 def _upsert_profile(session: Session, client: KnoxClient, change: Change) -> str | None:
     """Create or update the profile in KME as it is now; the KME id is stored (and committed)
     before the change is marked done, and a retry first looks the profile up by name."""
-    from kmeweb.sync.mapping import to_knox_profile
-
     profile = session.get(Profile, change.payload.get("profile_id"))
     if profile is None or profile.kind != ProfileKind.KME:
         return "profile no longer exists locally" if profile is None else None

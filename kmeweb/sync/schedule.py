@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from flask import Flask
 from redis import Redis
 
+from kmeweb.extensions import db
+from kmeweb.integration.models import get_integration
+from kmeweb.operations import queue
+
 log = logging.getLogger("kmeweb.schedule")
 
 LOCK_KEY = "kmeweb:scheduler:lock"
@@ -41,9 +45,6 @@ class Periodic:
 
 
 def _pull_interval(app: Flask) -> float | None:
-    from kmeweb.extensions import db
-    from kmeweb.integration.services import get_integration
-
     integration = get_integration(db.session)
     interval = integration.sync_interval_s if integration and integration.active else None
     db.session.remove()
@@ -122,8 +123,6 @@ class Scheduler:
                 continue
             self.redis.hset(LAST_RUN_KEY, job.name, now)
             with self.app.app_context():
-                from kmeweb.operations import queue
-
                 queue.enqueue_unique(job.func, job_id=f"periodic-{job.name}", queue=job.queue)
             fired.append(job.name)
         return fired

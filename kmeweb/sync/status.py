@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Device
-from kmeweb.integration.services import get_integration
+from kmeweb.integration.models import get_integration
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.models import UNFINISHED, Change, ChangeStatus, SyncState
+from kmeweb.sync.schedule import LAST_RUN_KEY
 
 
 @dataclass
@@ -109,12 +110,8 @@ def integration_status(session: Session, redis: Any = None) -> dict[str, Any]:
     if integration and integration.active:
         last = integration.last_pull_at
         if redis is not None:
-            from kmeweb.sync.schedule import LAST_RUN_KEY
-
             raw = redis.hget(LAST_RUN_KEY, "pull")
             if raw is not None:
-                from datetime import UTC
-
                 last = datetime.fromtimestamp(float(raw), UTC)
         if last is not None:
             status["next_pull_at"] = last + timedelta(seconds=integration.sync_interval_s)

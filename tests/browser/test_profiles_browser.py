@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from kmeweb.devices.models import Device
 from kmeweb.directory import services as directory
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.profiles.models import Profile
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME
@@ -38,7 +38,7 @@ def approved(session, integration, sim, work):
     session.commit()
     work()
     upload = session.scalar(select(Upload).where(Upload.device_count == 250))
-    integration_services.approve_upload(session, upload.id, "test")
+    approvals.approve_upload(session, upload.id, "test")
     for username, display in (("jane.doe", "Jane Doe"), ("bob.smith", "Bob Smith")):
         directory.get_or_create_user(session, username, f"{username}@example.com", display)
     session.commit()

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.knox.simulator.cli import kme_sim
 from kmeweb.profiles.models import Profile
@@ -50,7 +50,7 @@ def test_upload_to_approval_to_profile_to_boot_counts_the_device_registered(
     session.commit()
     work()
     upload = session.scalar(select(Upload).where(Upload.order_number == "PO-BOOT"))
-    integration_services.approve_upload(session, upload.id, "test")
+    approvals.approve_upload(session, upload.id, "test")
     session.commit()
     work()
     devices = session.scalars(
@@ -117,7 +117,7 @@ def test_a_token_refreshed_after_the_push_is_refused_until_kme_has_it(
     session.commit()
     work()
     upload = session.scalar(select(Upload).where(Upload.order_number == "PO-TOKEN"))
-    integration_services.approve_upload(session, upload.id, "test")
+    approvals.approve_upload(session, upload.id, "test")
     session.commit()
     work()
     field = kme_profile(session, "Tokens")

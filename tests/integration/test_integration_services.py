@@ -9,7 +9,7 @@ from kmeweb import crypto
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
 from kmeweb.errors import Conflict, NotFound, ValidationError
-from kmeweb.integration import services
+from kmeweb.integration import activation, approvals, resellers, settings, uploads
 from kmeweb.integration.models import Integration
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
@@ -36,14 +36,14 @@ SETTINGS = {
 
 
 def test_save_settings_encrypts_secret_and_keeps_it_on_empty(session, admin):
-    integration = services.save_settings(session, SETTINGS, admin)
+    integration = settings.save_settings(session, SETTINGS, admin)
     session.commit()
     assert integration.secret_enc != "s3cret"
     assert crypto.decrypt(integration.secret_enc) == "s3cret"
     assert integration.base_url == "https://eu-api.samsungknox.com"
     assert integration.sync_interval_s == 600 and integration.active is False
 
-    services.save_settings(session, {**SETTINGS, "secret": "", "name": "Knox EU 2"}, admin)
+    settings.save_settings(session, {**SETTINGS, "secret": "", "name": "Knox EU 2"}, admin)
     session.commit()
     assert crypto.decrypt(integration.secret_enc) == "s3cret"
     assert integration.name == "Knox EU 2"
@@ -71,23 +71,23 @@ def test_save_settings_encrypts_secret_and_keeps_it_on_empty(session, admin):
 )
 def test_settings_validation(session, admin, over, field):
     with pytest.raises(ValidationError) as err:
-        services.save_settings(session, {**SETTINGS, **over}, admin)
+        settings.save_settings(session, {**SETTINGS, **over}, admin)
     assert err.value.field == field
 
 
 def test_changing_auth_mode_needs_a_new_secret(session, admin):
-    services.save_settings(session, SETTINGS, admin)
+    settings.save_settings(session, SETTINGS, admin)
     with pytest.raises(ValidationError) as err:
-        services.save_settings(session, {**SETTINGS, "auth_mode": "legacy", "secret": ""}, admin)
+        settings.save_settings(session, {**SETTINGS, "auth_mode": "legacy", "secret": ""}, admin)
     assert err.value.field == "secret"
 
 
 def test_activate_creates_one_default_profile(session, admin):
     with pytest.raises(Conflict):
-        services.activate_integration(session, admin)
-    services.save_settings(session, SETTINGS, admin)
-    integration = services.activate_integration(session, admin)
-    services.activate_integration(session, admin)
+        activation.activate_integration(session, admin)
+    settings.save_settings(session, SETTINGS, admin)
+    integration = activation.activate_integration(session, admin)
+    activation.activate_integration(session, admin)
     session.commit()
     assert integration.active
     defaults = session.scalars(select(Profile).where(Profile.kind == "kme_default")).all()
@@ -95,7 +95,7 @@ def test_activate_creates_one_default_profile(session, admin):
     assert defaults[0].name == "Samsung KME Default Profile" and defaults[0].token is None
     assert count_rows(session, Change) == 0
 
-    services.deactivate_integration(session, admin)
+    activation.deactivate_integration(session, admin)
     session.commit()
     assert integration.active is False
     assert count_rows(session, Profile) == 1
@@ -111,14 +111,14 @@ def test_reseller_preferences(session, admin):
     reseller = make_reseller(session)
     kme = make_profile(session)
     own = make_profile(session, kind="self_maintained", config={})
-    services.set_reseller_preferences(session, reseller.id, True, kme.id, admin)
+    resellers.set_reseller_preferences(session, reseller.id, True, kme.id, admin)
     session.commit()
     assert reseller.auto_approve and reseller.default_profile_id == kme.id
     with pytest.raises(ValidationError) as err:
-        services.set_reseller_preferences(session, reseller.id, True, own.id, admin)
+        resellers.set_reseller_preferences(session, reseller.id, True, own.id, admin)
     assert err.value.field == "default_profile_id"
     with pytest.raises(NotFound):
-        services.set_reseller_preferences(session, 99999, False, None, admin)
+        resellers.set_reseller_preferences(session, 99999, False, None, admin)
 
 
 def test_approve_upload_to_default_profile(session, admin):
@@ -126,7 +126,7 @@ def test_approve_upload_to_default_profile(session, admin):
     upload = make_upload(session, pending=1200)
     session.expire_all()
 
-    operation = services.approve_upload(session, upload.id, admin)
+    operation = approvals.approve_upload(session, upload.id, admin)
     session.commit()
 
     assert operation.kind == "upload.approve"
@@ -154,14 +154,14 @@ def test_approve_upload_to_default_profile(session, admin):
     assert event.details["devices"] == 1200
 
     with pytest.raises(Conflict):
-        services.approve_upload(session, upload.id, admin)
+        approvals.approve_upload(session, upload.id, admin)
 
 
 def test_approve_upload_uses_reseller_default_profile(session, admin):
     sales = make_profile(session, name="Sales")
     reseller = make_reseller(session, default_profile_id=sales.id)
     upload = make_upload(session, pending=3, reseller_id=reseller.id)
-    services.approve_upload(session, upload.id, admin)
+    approvals.approve_upload(session, upload.id, admin)
     session.commit()
     assert count_rows(session, Device, Device.profile_id == sales.id) == 3
     assert {c.profile_id for c in session.scalars(select(Change))} == {sales.id}
@@ -170,7 +170,7 @@ def test_approve_upload_uses_reseller_default_profile(session, admin):
 def test_approve_upload_rollback_leaves_nothing(session, admin):
     make_default_profile(session)
     upload = make_upload(session, pending=10)
-    services.approve_upload(session, upload.id, admin)
+    approvals.approve_upload(session, upload.id, admin)
     session.rollback()
     assert count_rows(session, Change) == 0 and count_rows(session, Operation) == 0
     assert count_rows(session, Device, Device.approval == "pending") == 10
@@ -181,21 +181,21 @@ def test_approve_devices_subset_makes_upload_partial(session, admin):
     make_default_profile(session)
     upload = make_upload(session, pending=10)
     ids = list(session.scalars(select(Device.id).where(Device.upload_id == upload.id)))
-    operation = services.approve_devices(session, ids[:4], admin)
+    operation = approvals.approve_devices(session, ids[:4], admin)
     session.commit()
     assert operation.kind == "device.approve" and operation.total == 4
     assert upload.status == "partial"
     assert count_rows(session, Device, Device.approval == "approved") == 4
-    pending = session.scalars(services.pending_devices_query(upload.id)).all()
+    pending = session.scalars(uploads.pending_devices_query(upload.id)).all()
     assert [d.id for d in pending] == ids[4:]
 
     with pytest.raises(Conflict):
-        services.approve_devices(session, ids[:5], admin)
+        approvals.approve_devices(session, ids[:5], admin)
     session.rollback()
     with pytest.raises(NotFound):
-        services.approve_devices(session, [*ids[4:], 999999], admin)
+        approvals.approve_devices(session, [*ids[4:], 999999], admin)
     session.rollback()
-    services.approve_devices(session, ids[4:], admin)
+    approvals.approve_devices(session, ids[4:], admin)
     session.commit()
     assert upload.status == "approved"
 
@@ -204,4 +204,4 @@ def test_pending_devices_query_excludes_approved(session):
     upload = make_upload(session, pending=2)
     profile = make_profile(session)
     bulk_devices(session, 3, profile, upload_id=upload.id)
-    assert len(session.scalars(services.pending_devices_query(upload.id)).all()) == 2
+    assert len(session.scalars(uploads.pending_devices_query(upload.id)).all()) == 2

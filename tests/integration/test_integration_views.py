@@ -15,8 +15,8 @@ from sqlalchemy import select
 from kmeweb import crypto
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
-from kmeweb.integration import services
-from kmeweb.integration.models import Integration, Reseller, Upload
+from kmeweb.integration import approvals, uploads
+from kmeweb.integration.models import Integration, Reseller, Upload, get_integration
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
 from tests.factories import (
@@ -75,7 +75,7 @@ def test_save_settings_keeps_the_secret_when_left_blank(client, login, actions, 
     login()
     response = actions.post("/integration/settings", sim_form(sim))
     assert response.status_code == 303
-    integration = services.get_integration(session)
+    integration = get_integration(session)
     assert crypto.decrypt(integration.secret_enc) == sim.creds["oauth_client_secret"]
     assert integration.sync_interval_s == 900 and integration.active is False
 
@@ -162,7 +162,7 @@ def test_legacy_keys_json_upload_reads_the_identifier_from_the_file(
     data["keys_file"] = (io.BytesIO(keys), "keys.json")
     response = actions.post("/integration/settings", data, content_type="multipart/form-data")
     assert response.status_code == 303, text(response)
-    integration = services.get_integration(session)
+    integration = get_integration(session)
     assert integration.auth_mode == "legacy"
     assert json.loads(crypto.decrypt(integration.secret_enc))["Private"]
     assert sim.creds["legacy_keys_json"]["Private"] not in text(client.get("/integration/"))
@@ -247,7 +247,7 @@ def test_activate_creates_the_default_profile_once_and_starts_a_pull(
     login()
     response = actions.post("/integration/activate", sim_form(sim))
     assert response.status_code == 303
-    integration = services.get_integration(session)
+    integration = get_integration(session)
     assert integration.active and integration.activated_at is not None
     defaults = session.scalars(select(Profile).where(Profile.kind == "kme_default")).all()
     assert [p.name for p in defaults] == ["Samsung KME Default Profile"]
@@ -381,7 +381,7 @@ def test_approving_an_upload_someone_else_approved(client, login, actions, sessi
     login()
     make_default_profile(session)
     upload = make_upload(session, pending=10)
-    services.approve_upload(session, upload.id, "someone")
+    approvals.approve_upload(session, upload.id, "someone")
     operation = session.scalar(select(Operation))
     operation.status = "done"
     session.commit()
@@ -435,7 +435,7 @@ def test_download_devices_as_csv(client, login, session):
         in response.headers["Content-Disposition"]
     )
     rows = list(csv.reader(io.StringIO(text(response).lstrip("\ufeff"))))
-    assert rows[0] == list(services.PENDING_CSV_HEADER)
+    assert rows[0] == list(uploads.PENDING_CSV_HEADER)
     assert len(rows) == 4
     assert {r[3] for r in rows[1:]} == {upload.kme_upload_id}
     assert all(r[5] == "'=HYPERLINK(1)" for r in rows[1:])  # formula-safe

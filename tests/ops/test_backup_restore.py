@@ -125,7 +125,7 @@ def test_pg_dump_drop_restore_and_everything_works(redis_url, sim, tmp_path):
             assert checked >= 8
             assert db.session.scalar(sa.select(sa.func.count()).select_from(Upload)) == uploads
             from kmeweb import crypto
-            from kmeweb.integration.services import get_integration
+            from kmeweb.integration.models import get_integration
 
             assert (
                 crypto.decrypt(get_integration(db.session).secret_enc)
@@ -160,12 +160,12 @@ def _every_page(app, client) -> int:
 
 
 def _configure(sim) -> None:
-    from kmeweb.integration import services
+    from kmeweb.integration import activation, settings
     from tests.sync_fixtures import simulator_settings
 
-    services.save_settings(
+    settings.save_settings(
         db.session,
         simulator_settings(sim, "KME"),
         "test",
     )
-    services.activate_integration(db.session, "test")
+    activation.activate_integration(db.session, "test")

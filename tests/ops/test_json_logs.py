@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from kmeweb import logs
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.sync.jobs import start_pull
 from tests.conftest import PASSWORD
@@ -46,7 +46,7 @@ def test_json_lines_carry_context_and_no_secret(
     session.commit()
     work()
     small = session.query(Upload).order_by(Upload.device_count).first()
-    integration_services.approve_upload(session, small.id, "test")
+    approvals.approve_upload(session, small.id, "test")
     session.commit()
     work()
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.sync.jobs import start_pull
 from tests.ops.metrics_text import names, parse, total, value
@@ -84,7 +84,7 @@ def test_metrics_move_with_a_pull_and_an_approval(client, session, integration, 
     assert total(pulled, "kmeweb_knox_request_seconds_count", endpoint="devices_list") >= 1
 
     small = session.query(Upload).order_by(Upload.device_count).first()
-    integration_services.approve_upload(session, small.id, "test")
+    approvals.approve_upload(session, small.id, "test")
     session.commit()
     waiting = scrape(client)
     assert value(waiting, "kmeweb_outbox_changes", state="pending") >= 1

@@ -309,15 +309,15 @@ def test_two_host_rehearsal(app, session, database_url, sim, make_admin, tmp_pat
 
 
 def _configure_integration(session, sim) -> None:
-    from kmeweb.integration import services
+    from kmeweb.integration import activation, settings
     from tests.sync_fixtures import simulator_settings
 
-    services.save_settings(
+    settings.save_settings(
         session,
         simulator_settings(sim, "Rehearsal KME"),
         "test",
     )
-    services.activate_integration(session, "test")
+    activation.activate_integration(session, "test")
     session.commit()
 
 

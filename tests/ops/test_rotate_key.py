@@ -12,7 +12,7 @@ import config
 from kmeweb import create_app, crypto
 from kmeweb.devices.models import Device
 from kmeweb.extensions import db
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import settings
 from kmeweb.integration.models import Integration
 from kmeweb.ops.rotate import encrypted_columns
 from kmeweb.profiles.models import Profile
@@ -23,7 +23,7 @@ NEW_KEY = Fernet.generate_key().decode()
 
 
 def _seed(session) -> dict[str, object]:
-    integration_services.save_settings(
+    settings.save_settings(
         session,
         {
             "name": "KME",

@@ -17,10 +17,11 @@ from sqlalchemy import select
 
 from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Device
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.operations import queue as rq_queue
 from kmeweb.operations.models import Operation
+from kmeweb.profiles.services import ensure_default_profile
 from kmeweb.sync.jobs import start_pull
 from tests.sync_fixtures import kme_profile
 
@@ -58,7 +59,7 @@ def _ready(session, work, sim) -> tuple[list[int], int]:
     session.commit()
     work()
     upload = session.scalar(select(Upload).order_by(Upload.device_count))
-    integration_services.approve_upload(session, upload.id, "test")
+    approvals.approve_upload(session, upload.id, "test")
     target = kme_profile(session, "Slow moves")
     session.commit()
     work()
@@ -77,7 +78,7 @@ def test_a_push_running_past_rqs_default_timeout_finishes(
     app, session, integration, sim, work, monkeypatch
 ):
     ids, target = _ready(session, work, sim)
-    default_profile = integration_services.ensure_default_profile(session).id
+    default_profile = ensure_default_profile(session).id
     session.commit()
     monkeypatch.setattr(Queue, "DEFAULT_TIMEOUT", RQ_DEFAULT_S)
     # 200 devices in 4 changes of 50, 0.8 s a call: the push works for about 3.3 s.

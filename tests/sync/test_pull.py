@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import approvals, resellers
 from kmeweb.integration.models import Reseller, Upload
 from kmeweb.operations.models import Operation
 from kmeweb.profiles import services as profile_services
@@ -55,7 +55,7 @@ def test_auto_approve_assigns_the_resellers_default_profile(session, integration
     session.commit()
     work()  # the profile is created in KME first
     reseller = session.scalar(select(Reseller))
-    integration_services.set_reseller_preferences(session, reseller.id, True, sales.id, "test")
+    resellers.set_reseller_preferences(session, reseller.id, True, sales.id, "test")
     session.commit()
     upload = sim.upload(40, reseller=sim.creds["reseller_name"])
 
@@ -76,7 +76,7 @@ def test_auto_approve_assigns_the_resellers_default_profile(session, integration
 def test_portal_edit_applies_unless_a_local_change_is_pending(session, integration, sim, work):
     _pull(session, work)
     upload = session.scalar(select(Upload).order_by(Upload.device_count))
-    integration_services.approve_upload(session, upload.id, "test")
+    approvals.approve_upload(session, upload.id, "test")
     session.commit()
     work()
     sales = kme_profile(session, "Sales")

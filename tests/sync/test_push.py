@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Device
 from kmeweb.directory import services as directory
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.operations.models import Operation
 from kmeweb.profiles import services as profile_services
@@ -26,7 +26,7 @@ def _pulled(session, work) -> list[Upload]:
 
 
 def _approved(session, work, upload: Upload) -> list[Device]:
-    integration_services.approve_upload(session, upload.id, "test")
+    approvals.approve_upload(session, upload.id, "test")
     session.commit()
     work()
     return session.scalars(

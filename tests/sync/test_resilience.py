@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Device
-from kmeweb.integration import services as integration_services
+from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
@@ -25,7 +25,7 @@ def _pull_and_approve(session, work, upload_ids=None) -> list[int]:
     uploads = session.scalars(select(Upload)).all()
     for upload in uploads:
         if upload_ids is None or upload.kme_upload_id in upload_ids:
-            integration_services.approve_upload(session, upload.id, "test")
+            approvals.approve_upload(session, upload.id, "test")
     session.commit()
     work()
     stmt = select(Device.id).where(Device.approval == "approved").order_by(Device.id)
