@@ -29,6 +29,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import KME_KINDS, ensure_default_profile
+from kmeweb.sqlutil import chunks, id_filters
 from kmeweb.sync import outbox
 
 __all__ = [
@@ -485,7 +486,7 @@ def approve_upload(
             f"Upload {upload.kme_upload_id} changed since the page was loaded: {n:,} devices "
             f"are waiting now, not {expected_pending:,}. Reload the page and try again."
         )
-    operation = outbox.start_operation(
+    operation = operations.start_operation(
         session,
         "upload.approve",
         f"Approve {n:,} devices of upload {upload.kme_upload_id}",
@@ -531,7 +532,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
     if not ids:
         raise ValidationError("Select at least one device.", field="device_ids")
     found: dict[int, tuple[int | None, str]] = {}
-    for where in outbox.id_filters(session, Device.id, ids):
+    for where in id_filters(session, Device.id, ids):
         rows = session.execute(select(Device.id, Device.upload_id, Device.approval).where(where))
         found.update((device_id, (upload_id, approval)) for device_id, upload_id, approval in rows)
     if len(found) < len(ids):
@@ -544,7 +545,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
         raise Conflict(f"{not_pending:,} of the selected devices are already approved.")
 
     n = len(ids)
-    operation = outbox.start_operation(
+    operation = operations.start_operation(
         session, "device.approve", f"Approve {n:,} devices", n, actor
     )
     uploads = []
@@ -651,7 +652,7 @@ def pending_counts(session: Session, upload_ids: Sequence[int]) -> dict[int, int
     """{upload id: devices still waiting for approval}, one grouped query (the index on
     device(approval, upload_id) answers it alone)."""
     counts = dict.fromkeys(upload_ids, 0)
-    for chunk in outbox.chunks(list(upload_ids), 900):
+    for chunk in chunks(list(upload_ids), 900):
         rows = session.execute(
             select(Device.upload_id, func.count())
             .where(Device.approval == Approval.PENDING, Device.upload_id.in_(chunk))
