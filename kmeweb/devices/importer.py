@@ -47,6 +47,7 @@ from sqlalchemy.exc import CompileError
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto, csvimport, gcpause
+from kmeweb import identifiers as ids
 from kmeweb.audit import services as audit
 from kmeweb.csvimport import RowError, shown
 from kmeweb.devices.models import Approval, Device
@@ -54,7 +55,6 @@ from kmeweb.directory.models import EndUser
 from kmeweb.directory.services import USERNAME_MAX
 from kmeweb.errors import Conflict, NotFound
 from kmeweb.extensions import utcnow
-from kmeweb.knox import ids
 from kmeweb.operations import dispatch
 from kmeweb.operations import queue as rq_queue
 from kmeweb.operations import services as operations

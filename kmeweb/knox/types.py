@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from kmeweb.knox.ids import is_meid, is_valid_imei
+from kmeweb.identifiers import is_meid, is_valid_imei
 
 Outcome = Literal["succeeded", "not_found", "invalid", "failed"]
 
