@@ -5,15 +5,18 @@ from __future__ import annotations
 import hmac
 from functools import cache
 
+from alembic.script import ScriptDirectory
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis import Redis
 from sqlalchemy import text
 
+import config
 from kmeweb.extensions import db
+from kmeweb.ops.metrics import CONTENT_TYPE, render
 
 bp = Blueprint("ops", __name__)
 
-#: Endpoints that answer without sign-in (kmeweb.PUBLIC_ENDPOINTS adds them).
+#: Endpoints that answer without sign-in (kmeweb.security.PUBLIC_ENDPOINTS lists them).
 PUBLIC = {"ops.healthz", "ops.readyz", "ops.metrics"}
 
 
@@ -43,8 +46,6 @@ def prometheus_metrics():
             response = _plain({"error": "a bearer token is required"}, 401)
             response.headers["WWW-Authenticate"] = 'Bearer realm="kmeweb metrics"'
             return response
-    from kmeweb.ops.metrics import CONTENT_TYPE, render
-
     return Response(render(), 200, content_type=CONTENT_TYPE, headers=_NO_STORE)
 
 
@@ -61,11 +62,7 @@ def _plain(body: dict, status: int) -> Response:
 @cache
 def _alembic_heads() -> frozenset[str]:
     """The migration heads shipped with this code (read once per process)."""
-    from alembic.script import ScriptDirectory
-
-    from kmeweb import ROOT
-
-    return frozenset(ScriptDirectory(str(ROOT / "migrations")).get_heads())
+    return frozenset(ScriptDirectory(str(config.BASE_DIR / "migrations")).get_heads())
 
 
 def _check_database() -> str:
