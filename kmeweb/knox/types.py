@@ -7,6 +7,7 @@ timezone-aware UTC datetimes (or None).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -376,8 +377,6 @@ class Profile:
             if attr in _PROFILE_BOOLS:
                 values[attr] = _bool(value)
             elif attr == "custom_json" and isinstance(value, dict | list):
-                import json
-
                 values[attr] = json.dumps(value)
             else:
                 values[attr] = _str(value)

@@ -30,7 +30,7 @@ def healthz():
 def readyz():
     """200 when the database answers at the Alembic head and Redis answers; else 503 naming
     what failed (never a URL, host or secret)."""
-    checks = {"database": _check_database(), "redis": _check_redis()}
+    checks = {"database": check_database(), "redis": _check_redis()}
     ok = all(value == "ok" for value in checks.values())
     return _plain({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
 
@@ -65,7 +65,8 @@ def _alembic_heads() -> frozenset[str]:
     return frozenset(ScriptDirectory(str(config.BASE_DIR / "migrations")).get_heads())
 
 
-def _check_database() -> str:
+def check_database() -> str:
+    """ "ok", or why the database cannot serve: unreachable, or its schema not at the head."""
     try:
         with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
