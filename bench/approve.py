@@ -232,8 +232,8 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
 
 def tabs(app, client, session, suffix: str) -> None:
     """Median times of the Uploads tab and a View page with seed-scale's tenant."""
+    from kmeweb.demo.scale import seed_scale, vacuum_analyze
     from kmeweb.integration.models import Upload
-    from kmeweb.seedscale import seed_scale, vacuum_analyze
 
     result = seed_scale(session, uploads=1000, devices=1_000_000, profiles=1000, progress=_log)
     session.commit()

@@ -81,7 +81,7 @@ def seed(db_url: str, redis_url: str, devices: int) -> tuple[str, list[str]]:
     from sqlalchemy import insert
 
     from kmeweb.devices.models import Device
-    from kmeweb.knox.ids import luhn_check_digit
+    from kmeweb.identifiers import luhn_check_digit
     from kmeweb.profiles.models import Profile
     from kmeweb.profiles.services import generate_token
 

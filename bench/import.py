@@ -94,7 +94,7 @@ def main() -> None:
 
 
 def _csv(rows: int, passwords: bool) -> bytes:
-    from kmeweb.knox.ids import luhn_check_digit
+    from kmeweb.identifiers import luhn_check_digit
 
     lines = ["imei,serial,username" + (",enrollment_password" if passwords else "")]
     for i in range(rows):

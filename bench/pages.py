@@ -105,9 +105,9 @@ def seed(args: argparse.Namespace) -> tuple[int, int]:
     from sqlalchemy import func, select, update
 
     from kmeweb.auth import services as auth
+    from kmeweb.demo.scale import seed_scale
     from kmeweb.devices.models import Device
     from kmeweb.profiles.models import Profile
-    from kmeweb.seedscale import seed_scale
 
     session = db.session
     started = time.perf_counter()

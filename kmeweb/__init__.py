@@ -6,42 +6,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, flash, redirect, request, url_for
-from flask_login import current_user
+from flask import Flask
+from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
 import config
-from kmeweb.extensions import csrf, db, limiter, login_manager, migrate
+import kmeweb.models  # noqa: F401  (every table registered before use)
+from kmeweb import logs, security
+from kmeweb.cli import register_cli
+from kmeweb.enroll.lane import EnrollLane
+from kmeweb.errors import register_error_handlers
+from kmeweb.extensions import csrf, db, limiter, migrate
 from kmeweb.extensions import htmx as htmx_ext
+from kmeweb.ops import metrics as ops_metrics
+from kmeweb.sqlutil import MAX_DB_INT
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Endpoints reachable without signing in; every other URL rule requires login.
-# /healthz, /readyz and /metrics (which checks its own bearer token) are kmeweb.ops.PUBLIC.
-PUBLIC_ENDPOINTS = {
-    "auth.login",
-    "auth.login_post",
-    "static",
-    "ops.healthz",
-    "ops.readyz",
-    "ops.metrics",
-}
-PUBLIC_BLUEPRINTS = {"enroll"}
-# State changes a viewer may still make (its own session).
-VIEWER_WRITABLE = {"auth.logout"}
-
-# The largest id the database's integer columns hold (PostgreSQL INTEGER).
-MAX_DB_INT = 2**31 - 1
-
-FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
-
-# Scripts, styles and images only from this origin: no inline script, no style="" and no
-# <style> in templates (htmx's own indicator <style> is off in base.html), no eval.
-# data: images are Bootstrap's CSS icons (select arrow, checkbox tick, navbar toggler).
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
 
 # Top navigation, in console order; entries appear once their endpoint exists.
 # Entries of one section (Admin) share a dropdown on the bar.
@@ -77,7 +58,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config.from_env())
     if overrides:
         app.config.from_mapping(overrides)
-    _configure_logging(app)
+    logs.configure(app)
     _configure_pool(app)
 
     db.init_app(app)
@@ -86,42 +67,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     htmx_ext.init_app(app)
     limiter.init_app(app)
-    login_manager.init_app(app)
-    login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please sign in to continue."
-    login_manager.login_message_category = "info"
-
-    from kmeweb import models  # noqa: F401  (every table registered before use)
-    from kmeweb.auth.models import AdminUser
-
-    @login_manager.user_loader
-    def _load_user(alternative_id: str) -> AdminUser | None:
-        """The account of a session or remember-me cookie, while its session token is current."""
-        user_id, _, token = alternative_id.partition(".")
-        if not user_id.isdigit() or not token or int(user_id) > MAX_DB_INT:
-            return None
-        user = db.session.get(AdminUser, int(user_id))
-        if user is None or not user.active or not user.matches_session(token):
-            return None
-        return user
-
-    @login_manager.unauthorized_handler
-    def _sign_in_first():
-        """htmx gets 401 + HX-Redirect (the whole page goes to sign-in); a page, a redirect."""
-        from kmeweb.htmx import current_page_path, is_htmx, sign_in_again
-
-        if is_htmx() or htmx_ext.boosted:
-            return sign_in_again(url_for("auth.login", next=current_page_path()))
-        flash(login_manager.login_message, login_manager.login_message_category)
-        next_path = request.full_path if request.query_string else request.path
-        return redirect(url_for("auth.login", next=next_path))
-
-    from kmeweb.ops import bp as ops_bp
-    from kmeweb.ops import metrics as ops_metrics
+    security.init_sign_in(app)
 
     # First, so every request is counted and timed, including those answered by a check below.
     ops_metrics.init_app(app)
-    app.register_blueprint(ops_bp)
 
     from kmeweb.alerts.views import bp as alerts_bp
     from kmeweb.audit.views import bp as audit_bp
@@ -131,9 +80,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from kmeweb.enroll.views import bp as enroll_bp
     from kmeweb.integration.views import bp as integration_bp
     from kmeweb.operations.views import bp as operations_bp
+    from kmeweb.ops import bp as ops_bp
     from kmeweb.overview.views import bp as overview_bp
     from kmeweb.profiles.views import bp as profiles_bp
 
+    app.register_blueprint(ops_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(overview_bp)
     app.register_blueprint(alerts_bp)
@@ -151,28 +102,15 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # The pull (here and in the worker, which builds its app here too) calls it after each pull.
     register_uploads_hook(app, auto_approve_uploads)
 
-    from kmeweb.errors import register_error_handlers
-
     register_error_handlers(app)
-    _register_security(app)
+    security.init_app(app)
     _register_template_helpers(app)
-
-    from kmeweb.cli import register_cli
-
     register_cli(app)
-
-    from kmeweb.enroll.lane import EnrollLane
 
     # The device side's own lane, inside ProxyFix (which must see every request first).
     app.wsgi_app = EnrollLane(app, app.wsgi_app)  # type: ignore[method-assign]
     _configure_proxy(app)
     return app
-
-
-def _configure_logging(app: Flask) -> None:
-    from kmeweb.logs import configure
-
-    configure(app)
 
 
 def _configure_pool(app: Flask) -> None:
@@ -197,8 +135,6 @@ def _configure_proxy(app: Flask) -> None:
     X-Forwarded-For/-Proto; with 0 (no proxy) a client-sent X-Forwarded-For is ignored."""
     hops = int(app.config.get("PROXY_HOPS", 0))
     if hops > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
@@ -206,8 +142,6 @@ def _configure_sqlite(app: Flask) -> None:
     """WAL and a busy timeout let the web process and a worker share one SQLite file."""
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         return
-    from sqlalchemy import event
-
     with app.app_context():
         engine = db.engine
         database = engine.url.database
@@ -228,46 +162,6 @@ def _configure_sqlite(app: Flask) -> None:
             # 64 MB page cache: bulk inserts into the device indexes stay in memory.
             cursor.execute("PRAGMA cache_size=-65536")
             cursor.close()
-
-
-def _has_nul(pairs) -> bool:
-    return any("\x00" in key or "\x00" in value for key, value in pairs)
-
-
-def _register_security(app: Flask) -> None:
-    @app.before_request
-    def _refuse_nul_bytes():
-        """NUL in text is never meant, and PostgreSQL refuses it: a 400, not a 500."""
-        if "\x00" in request.path or _has_nul(request.args.items(multi=True)):
-            abort(400, "Text may not contain NUL characters.")
-        if request.method != "GET" and request.mimetype in FORM_MIMETYPES:
-            if _has_nul(request.form.items(multi=True)):
-                abort(400, "Text may not contain NUL characters.")
-
-    @app.before_request
-    def _require_login_and_role():
-        endpoint = request.endpoint
-        if endpoint is None:
-            return None  # unknown URL: the 404 handler answers
-        if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
-            return None
-        if not current_user.is_authenticated:
-            return login_manager.unauthorized()
-        if request.method not in ("GET", "HEAD", "OPTIONS") and endpoint not in VIEWER_WRITABLE:
-            if not current_user.can_write:
-                abort(403, "Your role can look but not change anything.")
-        return None
-
-    app.after_request(security_headers)
-
-
-def security_headers(response: Response) -> Response:
-    """The headers every answer carries (after_request, and the enrollment lane's)."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    return response
 
 
 def _register_template_helpers(app: Flask) -> None:

@@ -323,12 +323,12 @@ def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
 )
 @with_appcontext
 def seed_scale_command(uploads: int, devices: int, profiles: int, users: int | None) -> None:
-    """Fill the database with a large tenant for measurements (kmeweb/seedscale.py says what).
+    """Fill the database with a large tenant for measurements (kmeweb/demo/scale.py says what).
 
     Bulk inserts (Core executemany on SQLite, COPY on PostgreSQL); each run adds its own
     uniquely named rows, so it can run on top of existing data.
     """
-    from kmeweb.seedscale import device_total, seed_scale, vacuum_analyze
+    from kmeweb.demo.scale import device_total, seed_scale, vacuum_analyze
 
     result = seed_scale(
         db.session,

@@ -11,6 +11,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException
 
 from kmeweb.extensions import db
+from kmeweb.htmx import flash_fragment, is_htmx
 
 log = logging.getLogger("kmeweb")
 
@@ -84,8 +85,6 @@ def _wants_json() -> bool:
 
 def _htmx_error(message: str, status: int):
     """The message in the flash area; the request's target stays as it was."""
-    from kmeweb.htmx import flash_fragment
-
     return flash_fragment(message, "error"), status, {"HX-Reswap": "none"}
 
 
@@ -111,8 +110,6 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         if _wants_json():
             return jsonify(error=err.message), err.status
-        from kmeweb.htmx import is_htmx
-
         if is_htmx():
             return _htmx_error(err.message, err.status)
         return render_template(
@@ -121,8 +118,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
-        from kmeweb.htmx import is_htmx
-
         if _wants_json():
             return jsonify(error=err.name), err.code
         if is_htmx():
@@ -139,8 +134,6 @@ def register_error_handlers(app: Flask) -> None:
         log.exception("unhandled error request_id=%s path=%s", request_id(), request.path)
         if _wants_json():
             return jsonify(error="internal error", request_id=request_id()), 500
-        from kmeweb.htmx import is_htmx
-
         if is_htmx():
             return _htmx_error(
                 f"Something went wrong and was logged (request id {request_id()}).", 500

@@ -13,7 +13,9 @@ import re
 import sys
 from typing import IO, Any
 
-from flask import Flask, g, has_request_context
+from flask import Flask, g, has_request_context, request
+from pythonjsonlogger.json import JsonFormatter
+from rq import get_current_job
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _REDACTED = "[redacted]"
@@ -29,8 +31,6 @@ class ContextFilter(logging.Filter):
         record.request_id = None
         record.user_id = None
         if has_request_context():
-            from flask import request
-
             record.request_id = request.environ.get("kmeweb.request_id")
             user = g.get("_login_user")  # only if this request already loaded it: no query here
             record.user_id = getattr(user, "id", None)
@@ -40,8 +40,6 @@ class ContextFilter(logging.Filter):
 
 def _job_id() -> str | None:
     try:
-        from rq import get_current_job
-
         job = get_current_job()
     except Exception:  # noqa: BLE001 - outside a job or without Redis
         return None
@@ -66,8 +64,6 @@ class RedactFilter(logging.Filter):
 
 
 def json_formatter() -> logging.Formatter:
-    from pythonjsonlogger.json import JsonFormatter
-
     return JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(request_id)s %(job_id)s %(user_id)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
+from kmeweb.identifiers import luhn_check_digit
 from kmeweb.integration.models import Reseller, Upload
-from kmeweb.knox.ids import luhn_check_digit
 from kmeweb.profiles.models import Profile
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, generate_token
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kmeweb import PUBLIC_BLUEPRINTS, PUBLIC_ENDPOINTS
+from kmeweb.security import PUBLIC_BLUEPRINTS, PUBLIC_ENDPOINTS
 
 
 def _protected_rules(app):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -68,8 +69,6 @@ class AlertDestination(db.Model):
     @property
     def display_url(self) -> str:
         """The URL with its path masked: a Slack or Teams webhook's path is its credential."""
-        from urllib.parse import urlsplit
-
         parts = urlsplit(self.url)
         rest = self.url.split(parts.netloc, 1)[-1]
         if len(rest) <= 1:

@@ -27,9 +27,11 @@ from kmeweb.devices.selection import DeviceSelection, parse_id
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
+from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import DEFAULT_KIND, KME_KINDS, ensure_default_profile
+from kmeweb.sqlutil import chunks, id_filters
 from kmeweb.sync import outbox
 
 CHUNK = 900  # ids per IN (...) list, below SQLite's variable limit
@@ -59,7 +61,7 @@ def _rows(session: Session, ids: list[int], *columns: Any) -> list[tuple]:
     order. Raises NotFound when some no longer exist.
     """
     found: dict[int, tuple] = {}
-    for where in outbox.id_filters(session, Device.id, ids):
+    for where in id_filters(session, Device.id, ids):
         rows = session.execute(
             select(Device.id, Device.approval, Device.profile_id, Profile.kind, *columns)
             .outerjoin(Profile, Profile.id == Device.profile_id)
@@ -169,7 +171,7 @@ def check_still_in(session: Session, device_ids: Sequence[int], profile_id: int)
     ids = _selection(device_ids)
     moved: list[str] = []
     found = 0
-    for where in outbox.id_filters(session, Device.id, ids):
+    for where in id_filters(session, Device.id, ids):
         rows = session.execute(
             select(Device.id, Device.profile_id, Device.imei, Device.serial).where(where)
         ).all()
@@ -227,7 +229,7 @@ def attribute_summary(session: Session, device_ids: Sequence[int]) -> list[dict[
     ATTRIBUTE_SUMMARY_MAX devices), with the value when they all share it, else ""."""
     values: dict[str, set[str]] = {}
     ids = list(device_ids)[:ATTRIBUTE_SUMMARY_MAX]
-    for chunk in outbox.chunks(ids, CHUNK):
+    for chunk in chunks(ids, CHUNK):
         for (attributes,) in session.execute(select(Device.attributes).where(Device.id.in_(chunk))):
             for key, value in (attributes or {}).items():
                 values.setdefault(key, set()).add(json.dumps(value))
@@ -284,7 +286,7 @@ def move_devices(
     kind = "device.unassign" if unassign else "device.move"
     n = len(moving)
     label = f"Unassign {n:,} devices" if unassign else f"Move {n:,} devices to {target.name}"
-    operation = outbox.start_operation(session, kind, label, n, actor)
+    operation = operations.start_operation(session, kind, label, n, actor)
     outbox.mark_devices_pending(session, moving, profile_id=target.id)
     outbox.record_device_change(session, kind, moving, operation, actor, profile_id=target.id)
     audit.record(
@@ -331,11 +333,11 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
     operation = None
     if identifiers:
         n = len(identifiers)
-        operation = outbox.start_operation(
+        operation = operations.start_operation(
             session, "device.delete", f"Delete {n:,} devices", n, actor
         )
         outbox.record_device_delete(session, identifiers, operation, actor)
-    for where in outbox.id_filters(session, Device.id, ids):
+    for where in id_filters(session, Device.id, ids):
         session.execute(delete(Device).where(where).execution_options(synchronize_session=False))
     audit.record(
         session,
@@ -405,10 +407,10 @@ def set_device_user(
     if in_knox:
         n = len(in_knox)
         label = f"Set user of {n:,} devices" if username else f"Clear user of {n:,} devices"
-        operation = outbox.start_operation(session, "device.user", label, n, actor)
+        operation = operations.start_operation(session, "device.user", label, n, actor)
         outbox.mark_devices_pending(session, in_knox, **values)
         outbox.record_device_change(session, "device.user", in_knox, operation, actor)
-    for where in outbox.id_filters(session, Device.id, local):
+    for where in id_filters(session, Device.id, local):
         session.execute(
             update(Device)
             .where(where)
@@ -528,7 +530,7 @@ def edit_attributes(
     _rows(session, ids)  # NotFound when some are gone
     table = Device.__table__
     updates: list[dict[str, Any]] = []
-    for where in outbox.id_filters(session, Device.id, ids):
+    for where in id_filters(session, Device.id, ids):
         for device_id, attributes in session.execute(
             select(Device.id, Device.attributes).where(where)
         ):

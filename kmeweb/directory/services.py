@@ -16,6 +16,7 @@ from kmeweb.csvimport import ImportRejected, RowError, shown  # noqa: F401  (Imp
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
+from kmeweb.operations import services as operations
 from kmeweb.profiles.models import Profile
 from kmeweb.sync import outbox
 
@@ -239,7 +240,7 @@ def _push_rename(session: Session, user: EndUser, actor: Any) -> None:
     if not profiles and not device_ids:
         return
     label = f"Rename user {user.username} in KME"
-    operation = outbox.start_operation(
+    operation = operations.start_operation(
         session, "device.user", label, len(profiles) + len(device_ids), actor
     )
     for profile in profiles:

@@ -26,11 +26,11 @@ from flask import Flask, request
 from flask.ctx import RequestContext
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from kmeweb import security_headers
 from kmeweb.enroll import views
 from kmeweb.errors import echo_request_id
 from kmeweb.extensions import db
 from kmeweb.ops.metrics import count_request
+from kmeweb.security import security_headers
 
 PATH = "/enroll"
 

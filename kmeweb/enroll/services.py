@@ -42,7 +42,7 @@ from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
-from kmeweb.knox.ids import is_meid, is_valid_imei, is_valid_serial, normalize_serial
+from kmeweb.identifiers import is_meid, is_valid_imei, is_valid_serial, normalize_serial
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import profile_for_token, token_expired, token_matches
 from kmeweb.sync import mapping

@@ -26,6 +26,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, KME_KINDS, ensure_default_profile
+from kmeweb.sqlutil import id_filters
 from kmeweb.sync import outbox
 
 
@@ -124,7 +125,7 @@ def approve_upload(
             f"Upload {upload.kme_upload_id} changed since the page was loaded: {n:,} devices "
             f"are waiting now, not {expected_pending:,}. Reload the page and try again."
         )
-    operation = outbox.start_operation(
+    operation = operations.start_operation(
         session,
         "upload.approve",
         f"Approve {n:,} devices of upload {upload.kme_upload_id}",
@@ -170,7 +171,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
     if not ids:
         raise ValidationError("Select at least one device.", field="device_ids")
     found: dict[int, tuple[int | None, str]] = {}
-    for where in outbox.id_filters(session, Device.id, ids):
+    for where in id_filters(session, Device.id, ids):
         rows = session.execute(select(Device.id, Device.upload_id, Device.approval).where(where))
         found.update((device_id, (upload_id, approval)) for device_id, upload_id, approval in rows)
     if len(found) < len(ids):
@@ -183,7 +184,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
         raise Conflict(f"{not_pending:,} of the selected devices are already approved.")
 
     n = len(ids)
-    operation = outbox.start_operation(
+    operation = operations.start_operation(
         session, "device.approve", f"Approve {n:,} devices", n, actor
     )
     uploads = []

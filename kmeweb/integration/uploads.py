@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from kmeweb.devices.models import Approval, Device
 from kmeweb.errors import NotFound
 from kmeweb.integration.models import Reseller, Upload
-from kmeweb.sync import outbox
+from kmeweb.sqlutil import chunks
 
 
 def get_upload_or_404(session: Session, upload_id: int) -> Upload:
@@ -83,7 +83,7 @@ def pending_counts(session: Session, upload_ids: Sequence[int]) -> dict[int, int
     """{upload id: devices still waiting for approval}, one grouped query (the index on
     device(approval, upload_id) answers it alone)."""
     counts = dict.fromkeys(upload_ids, 0)
-    for chunk in outbox.chunks(list(upload_ids), 900):
+    for chunk in chunks(list(upload_ids), 900):
         rows = session.execute(
             select(Device.upload_id, func.count())
             .where(Device.approval == Approval.PENDING, Device.upload_id.in_(chunk))

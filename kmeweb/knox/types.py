@@ -7,12 +7,13 @@ timezone-aware UTC datetimes (or None).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from kmeweb.knox.ids import is_meid, is_valid_imei
+from kmeweb.identifiers import is_meid, is_valid_imei
 
 Outcome = Literal["succeeded", "not_found", "invalid", "failed"]
 
@@ -376,8 +377,6 @@ class Profile:
             if attr in _PROFILE_BOOLS:
                 values[attr] = _bool(value)
             elif attr == "custom_json" and isinstance(value, dict | list):
-                import json
-
                 values[attr] = json.dumps(value)
             else:
                 values[attr] = _str(value)

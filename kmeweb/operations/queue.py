@@ -6,18 +6,25 @@ provides, so job functions never build an app themselves.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import signal
+import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Retry, SimpleWorker, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
+
+from kmeweb.extensions import db
 
 QUEUES: tuple[str, ...] = ("knox", "default", "maintenance")
 
@@ -138,8 +145,6 @@ def enqueue_in(
     seconds: float, func: str, *args: Any, job_id: str, queue: str = "default", **options: Any
 ) -> Job:
     """Schedule `func` to run after `seconds` (the worker's scheduler enqueues it)."""
-    from datetime import timedelta
-
     options = {**job_options(func), **options}
     return get_queue(queue).enqueue_in(
         timedelta(seconds=seconds), func, *args, job_id=job_id, **options
@@ -155,8 +160,6 @@ class _AppContext:
     def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
         assert self.app is not None
         with self.app.app_context():
-            from kmeweb.extensions import db
-
             if os.getpid() != self.parent_pid:
                 # A forked work horse must not reuse the parent's database connections.
                 db.engine.dispose(close=False)
@@ -212,13 +215,6 @@ def run_worker_resilient(
     """`run_worker` that outlives a lost Redis: RQ's loop quits on a Redis error outside its
     dequeue wait, so this waits for Redis with exponential backoff and starts a new worker.
     SIGTERM/SIGINT (RQ's warm shutdown, or during the wait) stop it as usual."""
-    import logging
-    import signal
-    import time
-
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
     log = logging.getLogger("kmeweb.worker")
     stop = {"requested": False}
     while True:

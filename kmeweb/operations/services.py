@@ -43,6 +43,14 @@ def create_operation(
     return operation
 
 
+def start_operation(session: Session, kind: str, label: str, total: int, actor: Any) -> Operation:
+    """Create the operation that groups a service's changes; its push job is enqueued after
+    the commit."""
+    operation = create_operation(session, kind, label, total, actor)
+    dispatch.after_commit(session, operation)
+    return operation
+
+
 def active_operation(session: Session, dedup_key: str) -> Operation | None:
     """The queued or running operation with this dedup key, if any ("already running?")."""
     return session.scalar(

@@ -5,15 +5,18 @@ from __future__ import annotations
 import hmac
 from functools import cache
 
+from alembic.script import ScriptDirectory
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis import Redis
 from sqlalchemy import text
 
+import config
 from kmeweb.extensions import db
+from kmeweb.ops.metrics import CONTENT_TYPE, render
 
 bp = Blueprint("ops", __name__)
 
-#: Endpoints that answer without sign-in (kmeweb.PUBLIC_ENDPOINTS adds them).
+#: Endpoints that answer without sign-in (kmeweb.security.PUBLIC_ENDPOINTS lists them).
 PUBLIC = {"ops.healthz", "ops.readyz", "ops.metrics"}
 
 
@@ -27,7 +30,7 @@ def healthz():
 def readyz():
     """200 when the database answers at the Alembic head and Redis answers; else 503 naming
     what failed (never a URL, host or secret)."""
-    checks = {"database": _check_database(), "redis": _check_redis()}
+    checks = {"database": check_database(), "redis": _check_redis()}
     ok = all(value == "ok" for value in checks.values())
     return _plain({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
 
@@ -43,8 +46,6 @@ def prometheus_metrics():
             response = _plain({"error": "a bearer token is required"}, 401)
             response.headers["WWW-Authenticate"] = 'Bearer realm="kmeweb metrics"'
             return response
-    from kmeweb.ops.metrics import CONTENT_TYPE, render
-
     return Response(render(), 200, content_type=CONTENT_TYPE, headers=_NO_STORE)
 
 
@@ -61,14 +62,11 @@ def _plain(body: dict, status: int) -> Response:
 @cache
 def _alembic_heads() -> frozenset[str]:
     """The migration heads shipped with this code (read once per process)."""
-    from alembic.script import ScriptDirectory
-
-    from kmeweb import ROOT
-
-    return frozenset(ScriptDirectory(str(ROOT / "migrations")).get_heads())
+    return frozenset(ScriptDirectory(str(config.BASE_DIR / "migrations")).get_heads())
 
 
-def _check_database() -> str:
+def check_database() -> str:
+    """ "ok", or why the database cannot serve: unreachable, or its schema not at the head."""
     try:
         with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, request
@@ -32,13 +33,20 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from redis import Redis
 from sqlalchemy import case, func, select
 
+from kmeweb.devices.models import Approval, Device
 from kmeweb.extensions import db, utcnow
+from kmeweb.integration.models import Integration
+from kmeweb.operations.models import Operation, OperationKind, OperationStatus
+from kmeweb.operations.queue import QUEUES
+from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.sync.models import Change, ChangeStatus
 
 disable_created_metrics()  # no *_created series: they double the output and nobody graphs them
 
@@ -143,9 +151,6 @@ def _knox_families(redis: Redis) -> Iterator[Any]:
 
 def count_inventory(session) -> dict[str, Any]:
     """Device and token counts (one pass over each table); stored in Redis by the sweeper."""
-    from kmeweb.devices.models import Approval, Device
-    from kmeweb.profiles.models import Profile, ProfileKind
-
     # "In a KME profile": assigned in KME (not the Default Profile, not self-maintained).
     in_kme = select(Profile.id).where(Profile.kind == ProfileKind.KME)
     row = session.execute(
@@ -159,8 +164,6 @@ def count_inventory(session) -> dict[str, Any]:
     devices = dict(zip(DEVICE_STATES, (int(v or 0) for v in row), strict=True))
     now = utcnow()
     expires = Profile.token_expires_at
-    from datetime import timedelta
-
     tokens_row = session.execute(
         select(
             func.sum(case((expires.between(now, now + timedelta(days=7)), 1), else_=0)),
@@ -187,10 +190,6 @@ def _inventory(redis: Redis) -> dict[str, Any]:
 
 
 def _database_families() -> Iterator[Any]:
-    from kmeweb.integration.models import Integration
-    from kmeweb.operations.models import Operation, OperationKind, OperationStatus
-    from kmeweb.sync.models import Change, ChangeStatus
-
     session = db.session
     outbox = GaugeMetricFamily(
         "kmeweb_outbox_changes", "Outbox changes not yet confirmed by KME.", labels=["state"]
@@ -252,8 +251,6 @@ def _database_families() -> Iterator[Any]:
 
 
 def _redis_families(redis: Redis) -> Iterator[Any]:
-    from kmeweb.operations.queue import QUEUES
-
     prefix = current_app.config.get("RQ_QUEUE_PREFIX", "")
     pipe = redis.pipeline(transaction=False)
     for name in QUEUES:
@@ -342,8 +339,6 @@ def render() -> bytes:
     """The whole exposition for one scrape."""
     mp_dir = multiprocess_dir()
     if mp_dir:
-        from prometheus_client import multiprocess
-
         web = multiprocess.MultiProcessCollector(None, path=mp_dir)
     else:
         web = HTTP_REGISTRY

@@ -17,15 +17,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto
+from kmeweb.alerts.models import AlertDestination
+from kmeweb.devices.models import Device
+from kmeweb.integration.models import Integration
+from kmeweb.profiles.models import Profile
 
 
 def encrypted_columns() -> list[tuple[type, str]]:
-    """Every (model, column) holding a Fernet token (models import lazily, after the app)."""
-    from kmeweb.alerts.models import AlertDestination
-    from kmeweb.devices.models import Device
-    from kmeweb.integration.models import Integration
-    from kmeweb.profiles.models import Profile
-
+    """Every (model, column) holding a Fernet token."""
     return [
         (Integration, "secret_enc"),  # Knox OAuth client secret or legacy keys.json
         (Profile, "secrets_enc"),  # profile-level secrets (KME configuration passwords)

@@ -7,6 +7,7 @@ from redis import Redis
 from sqlalchemy import text
 
 from kmeweb.extensions import db
+from kmeweb.ops import check_database
 
 
 def check_services(app: Flask) -> str | None:
@@ -20,9 +21,7 @@ def check_services(app: Flask) -> str | None:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001
         return f"the database does not answer at DATABASE_URL ({type(exc).__name__})"
-    from kmeweb.ops import _check_database
-
-    state = _check_database()
+    state = check_database()
     if state != "ok":
         return f"database: {state}"
     return None

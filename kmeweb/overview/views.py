@@ -7,8 +7,10 @@ from flask import Blueprint, current_app
 from kmeweb.alerts.forms import ActionForm
 from kmeweb.extensions import db, utcnow
 from kmeweb.htmx import is_htmx, render
+from kmeweb.operations.queue import redis_connection
 from kmeweb.overview import services
 from kmeweb.overview.forms import FunnelFilterForm
+from kmeweb.sync.status import integration_status
 
 bp = Blueprint("overview", __name__)
 
@@ -16,8 +18,6 @@ bp = Blueprint("overview", __name__)
 def _redis():
     """Redis for the funnel's cache and the next scheduled pull (one client per app, so a
     request does not open a new connection); the page still works without it."""
-    from kmeweb.operations.queue import redis_connection
-
     try:
         redis = current_app.extensions.get("kmeweb_overview_redis")
         if redis is None:
@@ -47,8 +47,6 @@ def index():
     code = 200 if valid else 422
     if is_htmx():
         return render("overview/index.html", "overview/_funnel.html", code=code, **context)
-    from kmeweb.sync.status import integration_status
-
     now = utcnow()
     status = integration_status(db.session, redis)
     return render(

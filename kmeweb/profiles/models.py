@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kmeweb import crypto
 from kmeweb.extensions import UTCDateTime, db, utcnow
 from kmeweb.sync.models import SyncState
 
@@ -55,7 +56,5 @@ class Profile(db.Model):
         """The decrypted secret configuration values ({"wifi_password": ...}), or {}."""
         if not self.secrets_enc:
             return {}
-        from kmeweb import crypto
-
         value = json.loads(crypto.decrypt(self.secrets_enc) or "{}")
         return value if isinstance(value, dict) else {}

@@ -48,8 +48,10 @@ from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
+from kmeweb.operations import services as operations
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.sqlutil import chunks, id_filters
 from kmeweb.sync import mapping, outbox
 from kmeweb.sync.models import SyncState
 
@@ -198,7 +200,7 @@ def profile_counts(session: Session, profile_ids: Iterable[int]) -> dict[int, tu
     """
     ids = list(dict.fromkeys(profile_ids))
     counts = {pid: (0, 0, 0) for pid in ids}
-    for chunk in outbox.chunks(ids, 900):
+    for chunk in chunks(ids, 900):
         rows = session.execute(
             select(Device.profile_id, func.count(), func.count(Device.registered_at))
             .where(Device.profile_id.in_(chunk))
@@ -326,7 +328,7 @@ def _mark_pending(profile: Profile) -> None:
 
 
 def _push_profile(session: Session, kind: str, profile: Profile, label: str, actor: Any) -> None:
-    operation = outbox.start_operation(session, kind, label, 1, actor)
+    operation = operations.start_operation(session, kind, label, 1, actor)
     outbox.record_profile_change(session, kind, profile, operation, actor)
 
 
@@ -570,7 +572,7 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
         label = f"Delete profile {name}"
         if n:
             label += f" ({n:,} devices to the Default Profile)"
-        operation = outbox.start_operation(session, "profile.delete", label, n + 1, actor)
+        operation = operations.start_operation(session, "profile.delete", label, n + 1, actor)
         if device_ids:
             outbox.mark_devices_pending(session, device_ids, profile_id=default.id)
             outbox.record_device_change(
@@ -594,7 +596,7 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
 
 
 def _move_locally(session: Session, device_ids: list[int], profile_id: int) -> None:
-    for where in outbox.id_filters(session, Device.id, device_ids):
+    for where in id_filters(session, Device.id, device_ids):
         session.execute(
             update(Device)
             .where(where)

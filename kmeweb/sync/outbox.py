@@ -9,20 +9,19 @@ crash loses at most one batch of progress and several workers can share a move.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Integer, any_, literal, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Device
 from kmeweb.extensions import utcnow
-from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
+from kmeweb.sqlutil import chunks, id_filters
 from kmeweb.sync.models import Change, ChangeKind, SyncState
 
 # Kinds whose push sends the devices' current assignment (assign or unassign in KME).
@@ -47,32 +46,6 @@ def batch_size() -> int:
 # leaves its devices unassigned), so its rows carry this many KME batches each: the push of
 # 100,000 approved devices is 20 rows of local work instead of 200.
 APPROVAL_BATCHES_PER_ROW = 10
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def id_filters(session: Session, column: Any, ids: Sequence[int]) -> Iterator[ColumnElement[bool]]:
-    """`column` in `ids`, as one WHERE clause per chunk of ids: on SQLite `IN (...)` lists of
-    900 (below its variable limit); on PostgreSQL `= ANY(array)` with one array parameter
-    per 20,000 ids, so neither SQLAlchemy nor psycopg renders one placeholder per id."""
-    ids = list(ids)
-    if session.get_bind().dialect.name == "postgresql":
-        for chunk in chunks(ids, 20_000):
-            yield column == any_(literal(list(chunk), ARRAY(Integer)))
-    else:
-        for chunk in chunks(ids, 900):
-            yield column.in_(chunk)
-
-
-def start_operation(session: Session, kind: str, label: str, total: int, actor: Any) -> Operation:
-    """Create the operation that groups a service's changes; its push job is enqueued after
-    the commit."""
-    operation = operations.create_operation(session, kind, label, total, actor)
-    dispatch.after_commit(session, operation)
-    return operation
 
 
 def mark_devices_pending(session: Session, device_ids: Sequence[int], **values: Any) -> None:

@@ -26,10 +26,10 @@ from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Approval, Device
 from kmeweb.extensions import utcnow
+from kmeweb.identifiers import is_meid, normalize_serial
 from kmeweb.integration.models import Integration, Reseller, Upload, UploadStatus
 from kmeweb.knox import KnoxClient
 from kmeweb.knox import types as kt
-from kmeweb.knox.ids import is_meid, normalize_serial
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile, ProfileKind

@@ -39,6 +39,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import ACTIVE, Operation
 from kmeweb.operations.queue import JobTimeout
 from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.sqlutil import id_filters
 from kmeweb.sync import outbox
 from kmeweb.sync.mapping import to_knox_profile
 from kmeweb.sync.models import UNFINISHED, Change, ChangeKind, ChangeStatus, SyncState
@@ -169,7 +170,7 @@ def _fail(session: Session, change: Change, message: str) -> None:
     change.last_error = message[:2000]
     if change.kind in DEVICE_SYNC_KINDS:
         device_ids = change.payload.get("device_ids", [])
-        for where in outbox.id_filters(session, Device.id, device_ids):
+        for where in id_filters(session, Device.id, device_ids):
             session.execute(
                 update(Device)
                 .where(where, Device.sync_state == SyncState.PENDING)
@@ -235,7 +236,7 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     )
     rows = [
         row
-        for where in outbox.id_filters(session, Device.id, ids)
+        for where in id_filters(session, Device.id, ids)
         for row in session.execute(
             select(*columns)
             .outerjoin(Profile, Device.profile_id == Profile.id)
@@ -321,7 +322,7 @@ def _resync_moved_on(session: Session, versions: dict[int, int]) -> int:
     current state once more, so KME ends as the database says. Returns how many devices.
     """
     stale: list[int] = []
-    for where in outbox.id_filters(session, Device.id, list(versions)):
+    for where in id_filters(session, Device.id, list(versions)):
         for device_id, version in session.execute(select(Device.id, Device.version).where(where)):
             if version != versions[device_id]:
                 stale.append(device_id)
@@ -351,7 +352,7 @@ def _apply_device_results(
     for item in ok:
         by_version[item["v"]].append(item["did"])
     for version, device_ids in by_version.items():
-        for where in outbox.id_filters(session, table.c.id, device_ids):
+        for where in id_filters(session, table.c.id, device_ids):
             session.execute(
                 table.update()
                 .where(where, table.c.version == version)

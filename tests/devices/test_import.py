@@ -15,6 +15,7 @@ from kmeweb import crypto
 from kmeweb.audit.models import AuditEvent
 from kmeweb.csvimport import ImportRejected
 from kmeweb.devices import importer
+from kmeweb.devices.importer.preview import store_preview
 from kmeweb.devices.models import Device
 from kmeweb.extensions import db
 from kmeweb.operations.models import Operation
@@ -426,7 +427,7 @@ def _confirmed(session, target, text: str, admin) -> Operation:
         "rows": [[r.row, r.imei, r.serial, r.username, r.password] for r in rows],
     }
     token = "t" * 32
-    importer._store(token, data)
+    store_preview(token, data)
     operation = importer.start_import(session, target.id, token, admin)
     session.commit()
     return operation

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from kmeweb import CONTENT_SECURITY_POLICY
 from kmeweb.audit.models import AuditEvent
 from kmeweb.ops.metrics import HTTP_REQUESTS
+from kmeweb.security import CONTENT_SECURITY_POLICY
 from tests.factories import make_device, make_profile
 
 

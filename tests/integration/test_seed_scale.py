@@ -4,8 +4,8 @@ from sqlalchemy import func, select
 
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
+from kmeweb.identifiers import is_valid_imei
 from kmeweb.integration.models import Upload
-from kmeweb.knox.ids import is_valid_imei
 from kmeweb.profiles.models import Profile
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from kmeweb.identifiers import is_valid_imei, is_valid_serial
 from kmeweb.knox import DeviceAssignment, KnoxRejectedError
 from kmeweb.knox.errors import TOO_MANY_DEVICES
-from kmeweb.knox.ids import is_valid_imei, is_valid_serial
 
 from .conftest import valid_profile
 

@@ -75,7 +75,7 @@ def test_the_scheme_and_address_the_app_sees(app, scheme, addr):
     def _whoami():
         return {"scheme": request.scheme, "addr": request.remote_addr, "secure": request.is_secure}
 
-    from kmeweb import PUBLIC_ENDPOINTS
+    from kmeweb.security import PUBLIC_ENDPOINTS
 
     PUBLIC_ENDPOINTS.add("_whoami")
     try:

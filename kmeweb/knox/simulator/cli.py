@@ -14,6 +14,11 @@ from urllib.parse import quote
 
 import click
 import requests
+from werkzeug.serving import make_server
+
+from kmeweb.knox.simulator.app import create_simulator, get_state
+from kmeweb.knox.simulator.demo import seed_demo as do_seed
+from kmeweb.knox.simulator.device import agent_request, call_enroll, enroll_url
 
 
 @click.group("kme-sim", help="Local Knox Mobile Enrollment API simulator.")
@@ -58,11 +63,6 @@ def serve(
     quiet: bool,
 ) -> None:
     """Run the simulator until interrupted (threaded werkzeug server)."""
-    from werkzeug.serving import make_server
-
-    from kmeweb.knox.simulator.app import create_simulator, get_state
-    from kmeweb.knox.simulator.demo import seed_demo as do_seed
-
     app = create_simulator(
         state_path=state_path,
         enable_control=control,
@@ -168,8 +168,6 @@ def boot_device(
 ) -> None:
     """Play a device's first boot: KME hands the agent its profile's admin-extras bundle and the
     agent calls kmeweb's POST /enroll with it (IMEI may also be a serial number or KME id)."""
-    from kmeweb.knox.simulator.device import agent_request, call_enroll, enroll_url
-
     sim = url.rstrip("/") + "/_sim/devices/" + quote(ident, safe="")
     params = {"customerId": customer_id} if customer_id else None
     try:

@@ -1,6 +1,7 @@
 """Device identifier helpers: IMEI (Luhn), MEID and Samsung serial numbers (kme-api.md section 6).
 
-Pure functions, no I/O; the rest of the app reuses them for CSV import and validation.
+Pure functions, no I/O, shared by the KME client's types, enrollment, the CSV import and the
+pull. The simulator keeps its own reading of the rules (kmeweb/knox/simulator/ids.py).
 """
 
 from __future__ import annotations

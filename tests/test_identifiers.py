@@ -1,6 +1,6 @@
 import pytest
 
-from kmeweb.knox.ids import (
+from kmeweb.identifiers import (
     classify_id,
     is_meid,
     is_valid_imei,

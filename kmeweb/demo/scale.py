@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
+from kmeweb.identifiers import luhn_check_digit
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
-from kmeweb.knox.ids import luhn_check_digit
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
 from kmeweb.sync.models import SyncState

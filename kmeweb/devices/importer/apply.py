@@ -1,0 +1,275 @@
+"""Import devices: Confirm import, and the job that writes every device all or nothing.
+
+`start_import` (only for a preview without errors) adds the operation whose job (`import_job`)
+checks the rows against the database again, with progress, and then writes every device in one
+transaction: a failure half way leaves the database as it was. Passwords are stored encrypted
+(kmeweb.crypto) and never shown or exported again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Integer, String, bindparam, literal, select, update
+from sqlalchemy.exc import CompileError
+from sqlalchemy.orm import Session
+
+from kmeweb import crypto, gcpause
+from kmeweb.audit import services as audit
+from kmeweb.auth.models import AdminUser
+from kmeweb.devices.importer.check import ACTIONS, CHUNK, Plan, get_profile, plan_import
+from kmeweb.devices.importer.parse import ParsedRow
+from kmeweb.devices.importer.preview import forget_preview, load_preview, read_preview
+from kmeweb.devices.models import Approval, Device
+from kmeweb.errors import Conflict, NotFound
+from kmeweb.extensions import db, utcnow
+from kmeweb.operations import dispatch
+from kmeweb.operations import services as operations
+from kmeweb.operations.models import Operation, OperationKind, OperationStatus
+from kmeweb.profiles.models import Profile
+from kmeweb.sqlutil import chunks
+from kmeweb.sync.models import SyncState
+
+PROGRESS_S = 0.5  # seconds between two progress commits
+STALE = "The devices changed since the preview"
+
+
+def start_import(session: Session, profile_id: int, token: str, actor: Any) -> Operation:
+    """Confirm import: the operation whose job applies the preview (enqueued after the commit).
+
+    Confirming the same preview twice gives the same operation. Records audit
+    "device.import.start". Raises NotFound (expired) or Conflict (the preview has errors).
+    """
+    profile = get_profile(session, profile_id)
+    data = load_preview(token, profile.id, actor)
+    if data["errors"] or not data["rows"]:
+        raise Conflict("This file has errors; correct it and upload it again.")
+    dedup = f"import:{token}"[:100]
+    existing = session.scalar(select(Operation).where(Operation.dedup_key == dedup).limit(1))
+    if existing is not None:
+        return existing
+    n = len(data["rows"])
+    operation = operations.create_operation(
+        session,
+        OperationKind.DEVICE_IMPORT,
+        f"Import {n:,} devices into {profile.name}",
+        n,
+        actor,
+        dedup_key=dedup,
+    )
+    audit.record(
+        session,
+        actor,
+        "device.import.start",
+        "profile",
+        profile.id,
+        {
+            "file": data["filename"],
+            "rows": n,
+            "counts": data["counts"],
+            "operation_id": operation.id,
+        },
+    )
+    dispatch.after_commit(session, operation)
+    return operation
+
+
+def apply_plan(session: Session, profile: Profile, plan: Plan) -> None:
+    """Write every device of the plan (one executemany per statement shape). Flushes, never
+    commits. Raises Conflict when a device changed since the plan was made."""
+    now = utcnow()
+    if plan.new:
+        constants = {
+            "model": None,
+            "approval": str(Approval.APPROVED),
+            "profile_id": profile.id,
+            "attributes": {},
+            "sync_state": str(SyncState.SYNCED),
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        insert_rows(
+            session,
+            Device.__table__,
+            ("imei", "serial", "end_user_id", "enrollment_password_enc"),
+            (
+                (r.imei, r.serial, user_id, crypto.encrypt(r.password) if r.password else None)
+                for r, user_id in plan.new
+            ),
+            constants,
+        )
+    table = Device.__table__
+    with_password = []
+    keep_password = []
+    for c in plan.changes:
+        values = {k: v for k, v in c.items() if k not in ("password", "clear_password")}
+        if c["password"] or c["clear_password"]:
+            values["b_password"] = crypto.encrypt(c["password"]) if c["password"] else None
+            with_password.append(values)
+        else:
+            keep_password.append(values)
+    changed = 0
+    for params, extra in (
+        (with_password, {"enrollment_password_enc": bindparam("b_password")}),
+        (keep_password, {}),
+    ):
+        if not params:
+            continue
+        result = session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.version == bindparam("b_version"))
+            .values(
+                profile_id=bindparam("profile_id"),
+                imei=bindparam("imei"),
+                serial=bindparam("serial"),
+                end_user_id=bindparam("end_user_id"),
+                version=table.c.version + 1,
+                updated_at=now,
+                **extra,
+            ),
+            params,
+        )
+        changed += result.rowcount if result.rowcount is not None else 0
+    if plan.changes and session.get_bind(mapper=Device).dialect.supports_sane_multi_rowcount:
+        if changed != len(plan.changes):
+            raise Conflict(f"{STALE}: {len(plan.changes) - changed:,} were changed meanwhile.")
+    elif plan.changes:
+        expected = {c["b_id"]: c["b_version"] + 1 for c in plan.changes}
+        ok = 0
+        for chunk in chunks(list(expected), CHUNK):
+            for device_id, version in session.execute(
+                select(Device.id, Device.version).where(Device.id.in_(chunk))
+            ):
+                ok += version == expected[device_id]
+        if ok != len(expected):
+            raise Conflict(f"{STALE}: {len(expected) - ok:,} were changed meanwhile.")
+    session.flush()
+
+
+def insert_rows(
+    session: Session,
+    table: Any,
+    columns: Sequence[str],
+    rows: Iterable[tuple[Any, ...]],
+    constants: dict[str, Any],
+) -> None:
+    """One driver-level executemany of `rows` (plain values for `columns`, no type to apply)
+    plus `constants` (the same for every row: rendered once as SQL literals of their types)."""
+    conn = session.connection(bind_arguments={"mapper": Device})
+    dialect = conn.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    marks = [mark] * len(columns)
+    for name, value in constants.items():
+        marks.append(_sql_literal(dialect, table.c[name].type, value))
+    names = [*columns, *constants]
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(marks)})"
+    params = list(rows)
+    if params:
+        conn.exec_driver_sql(sql, params)
+
+
+def _sql_literal(dialect: Any, type_: Any, value: Any) -> str:
+    """`value` of a column of `type_` as SQL text, rendered by SQLAlchemy (quoted, escaped)."""
+
+    def render(v: Any, t: Any) -> str:
+        return str(literal(v, t).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+    try:
+        return render(value, type_)
+    except CompileError:  # a type without a literal form (JSON, an untyped foreign key)
+        if isinstance(value, dict | list):
+            return render(json.dumps(value), String())  # a JSON column takes its text
+        if isinstance(value, int) and not isinstance(value, bool):
+            return render(value, Integer())
+        raise
+
+
+def run_import(
+    session: Session,
+    profile_id: int,
+    data: dict[str, Any],
+    actor: Any,
+    operation_id: int | None = None,
+) -> dict[str, int]:
+    """Check the stored rows against the database again and write them all, or raise and
+    write nothing. Progress (rows checked) is committed as it goes; the devices and the audit
+    event "device.import" are flushed in the caller's transaction. Returns the counts.
+    Raises NotFound/Conflict (profile gone, devices changed since the preview)."""
+    profile = get_profile(session, profile_id)
+    rows = [ParsedRow(*r) for r in data["rows"]]
+
+    pending = [0, time.monotonic()]
+
+    def progress(n: int) -> None:
+        """Count checked rows; commit the count at most every PROGRESS_S (a commit costs)."""
+        pending[0] += n
+        if operation_id is not None and time.monotonic() - pending[1] >= PROGRESS_S:
+            operations.add_progress(session, operation_id, pending[0])
+            session.commit()
+            pending[:] = [0, time.monotonic()]
+
+    plan = plan_import(session, profile, rows, data["has_user"], progress)
+    if operation_id is not None and pending[0]:
+        operations.add_progress(session, operation_id, pending[0])  # commits with the devices
+    if plan.errors:
+        first = plan.errors[0]
+        raise Conflict(
+            f"{STALE} ({len(plan.errors):,} rows no longer fit, e.g. row {first.row}: "
+            f"{first.reason}). Upload the file again; nothing was imported."
+        )
+    apply_plan(session, profile, plan)
+    counts = {action: plan.counts.get(action, 0) for action in ACTIONS}
+    audit.record(
+        session,
+        actor,
+        "device.import",
+        "profile",
+        profile.id,
+        {
+            "file": data["filename"],
+            "counts": counts,
+            "moved_from": {str(pid): n for pid, n in plan.moved_from.items()},
+            "passwords": sum(1 for r in rows if r.password),
+            "operation_id": operation_id,
+        },
+    )
+    session.flush()
+    return counts
+
+
+def import_job(operation_id: int) -> dict[str, int] | None:
+    """Apply a confirmed preview (RQ job on the default queue). All or nothing: the devices,
+    the audit event and the operation's "done" commit together; on any failure the operation
+    is marked failed with the reason and nothing else is written. Idempotent: an operation
+    that is no longer queued is left alone."""
+    session = db.session
+    operation = session.get(Operation, operation_id)
+    if operation is None or operation.status != OperationStatus.QUEUED:
+        session.rollback()
+        return None
+    token = (operation.dedup_key or "").removeprefix("import:")
+    actor = session.get(AdminUser, operation.created_by) if operation.created_by else None
+    operations.mark_running(session, operation_id)
+    session.commit()
+    try:
+        with gcpause.paused():
+            data = read_preview(token)
+            if data is None:
+                raise NotFound("The preview expired before the import ran; upload the file again.")
+            counts = run_import(session, data["profile_id"], data, actor or "system", operation_id)
+            operations.finish(session, operation_id)
+            session.commit()
+    except Exception as exc:
+        session.rollback()
+        message = getattr(exc, "message", None) or f"The import failed: {exc}"
+        operations.finish(session, operation_id, message)
+        session.commit()
+        if isinstance(exc, NotFound | Conflict):
+            return None
+        raise
+    forget_preview(token)
+    return counts

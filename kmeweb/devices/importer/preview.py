@@ -1,0 +1,155 @@
+"""Import devices: the preview, kept server side until Confirm import.
+
+`preview_import` runs the file's rules (parse.py) and the database's (check.py), keeps what it
+parsed in Redis under an unguessable token bound to the admin and the profile, encrypted, for
+CSV_PREVIEW_TTL_S, and returns the counts and every error. Nothing is written to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from flask import current_app
+from redis import Redis
+from sqlalchemy.orm import Session
+
+from kmeweb import crypto, gcpause
+from kmeweb.csvimport import RowError
+from kmeweb.devices.importer.check import ACTIONS, get_profile, plan_import
+from kmeweb.devices.importer.parse import COLUMNS, check_file
+from kmeweb.errors import NotFound
+from kmeweb.operations import queue as rq_queue
+from kmeweb.operations import services as operations
+from kmeweb.profiles.models import Profile
+
+KEY_PREFIX = "kmeweb:device-import:"
+ERRORS_SHOWN = 500  # errors a preview page lists; the CSV report has every one
+REPORT_HEADER = ("Row", "Column", "Value", "Reason")
+COLUMNS_ORDER = {name: i for i, name in enumerate(("", *COLUMNS))}
+
+
+@dataclass
+class Preview:
+    """What Import devices found in a file; `token` names it for Confirm import."""
+
+    token: str
+    profile_id: int
+    filename: str
+    rows: int
+    counts: dict[str, int]
+    errors: list[RowError]
+    message: str | None = None
+
+    @property
+    def error_count(self) -> int:
+        return len(self.errors)
+
+    @property
+    def error_rows(self) -> int:
+        return len({e.row for e in self.errors})
+
+    @property
+    def can_import(self) -> bool:
+        return not self.errors and self.rows > 0
+
+
+def _redis() -> Redis:
+    return rq_queue.redis_connection()
+
+
+def _key(token: str) -> str:
+    return KEY_PREFIX + token
+
+
+def store_preview(token: str, data: dict[str, Any]) -> None:
+    """Keep `data` under `token`, compressed and encrypted, for CSV_PREVIEW_TTL_S."""
+    blob = crypto.encrypt_bytes(zlib.compress(json.dumps(data).encode(), 1))
+    ttl = max(1, int(current_app.config["CSV_PREVIEW_TTL_S"]))
+    _redis().set(_key(token), blob, ex=ttl)
+
+
+def read_preview(token: str) -> dict[str, Any] | None:
+    """What `token` names, whoever stored it; None when it expired or never existed."""
+    if not token or len(token) > 64:
+        return None
+    blob = _redis().get(_key(token))
+    if blob is None:
+        return None
+    try:
+        with gcpause.paused():  # a preview of 100,000 rows is as many lists
+            return json.loads(zlib.decompress(crypto.decrypt_bytes(blob)))
+    except ValueError:
+        return None
+
+
+def load_preview(token: str, profile_id: int, actor: Any) -> dict[str, Any]:
+    """The stored preview of this admin for this profile. Raises NotFound when it expired,
+    never existed or belongs to someone else (all look the same)."""
+    data = read_preview(token)
+    if (
+        data is None
+        or data.get("admin_id") != operations.actor_id(actor)
+        or data.get("profile_id") != profile_id
+    ):
+        raise NotFound("This preview has expired; upload the file again.")
+    return data
+
+
+def preview_import(
+    session: Session, profile_id: int, stream: IO[bytes], filename: str, actor: Any
+) -> Preview:
+    """Check an upload for Import devices and keep what it holds for Confirm import.
+
+    Returns the Preview (counts, every error). Writes nothing to the database. Raises
+    NotFound/Conflict (profile) or ImportRejected for a file that cannot be read at all.
+    """
+    profile = get_profile(session, profile_id)
+    with gcpause.paused():
+        return _preview(session, profile, stream, filename, actor)
+
+
+def _preview(
+    session: Session, profile: Profile, stream: IO[bytes], filename: str, actor: Any
+) -> Preview:
+    config = current_app.config
+    rows, errors, has_user = check_file(stream, config["CSV_MAX_BYTES"], config["CSV_MAX_ROWS"])
+    plan = plan_import(session, profile, rows, has_user)
+    session.rollback()  # end the read transaction; nothing was written
+    total = len(rows) + len({e.row for e in errors})
+    errors = sorted([*errors, *plan.errors], key=lambda e: (e.row, COLUMNS_ORDER.get(e.column, 9)))
+    counts = {action: plan.counts.get(action, 0) for action in ACTIONS}
+    token = secrets.token_urlsafe(24)
+    name = (filename or "devices.csv")[:200]
+    store_preview(
+        token,
+        {
+            "admin_id": operations.actor_id(actor),
+            "profile_id": profile.id,
+            "filename": name,
+            "counts": counts,
+            "has_user": has_user,
+            "total": total,
+            "errors": [[e.row, e.column, e.value, e.reason] for e in errors],
+            # The rows only when they can be imported: a file with errors is never applied.
+            "rows": []
+            if errors
+            else [[r.row, r.imei, r.serial, r.username, r.password] for r in rows],
+        },
+    )
+    return Preview(token, profile.id, name, total, counts, errors)
+
+
+def error_report(data: dict[str, Any]) -> Iterable[tuple[Any, ...]]:
+    """The rows of the downloadable error report (Row, Column, Value, Reason)."""
+    for e in data["errors"]:
+        yield tuple(e)
+
+
+def forget_preview(token: str) -> None:
+    """Drop the stored preview (once its import ran)."""
+    _redis().delete(_key(token))

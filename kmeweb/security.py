@@ -1,0 +1,115 @@
+"""Who may reach what, and the headers every answer carries.
+
+Every URL rule requires sign-in except the public endpoints below; a viewer may look but not
+change anything; text with NUL characters is refused before any view sees it; and every
+answer, the enrollment lane's included (kmeweb.enroll.lane), carries the security headers.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, abort, flash, redirect, request, url_for
+from flask_login import current_user
+
+from kmeweb.auth.models import AdminUser
+from kmeweb.extensions import db, login_manager
+from kmeweb.extensions import htmx as htmx_ext
+from kmeweb.htmx import current_page_path, is_htmx, sign_in_again
+from kmeweb.sqlutil import MAX_DB_INT
+
+# Endpoints reachable without signing in; every other URL rule requires login.
+# /healthz, /readyz and /metrics (which checks its own bearer token) are kmeweb.ops.PUBLIC.
+PUBLIC_ENDPOINTS = {
+    "auth.login",
+    "auth.login_post",
+    "static",
+    "ops.healthz",
+    "ops.readyz",
+    "ops.metrics",
+}
+PUBLIC_BLUEPRINTS = {"enroll"}
+# State changes a viewer may still make (its own session).
+VIEWER_WRITABLE = {"auth.logout"}
+
+FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+# Scripts, styles and images only from this origin: no inline script, no style="" and no
+# <style> in templates (htmx's own indicator <style> is off in base.html), no eval.
+# data: images are Bootstrap's CSS icons (select arrow, checkbox tick, navbar toggler).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def init_sign_in(app: Flask) -> None:
+    """Flask-Login: the account a session or remember-me cookie names, and where a request
+    that needs one and has none is sent."""
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.user_loader(_load_user)
+    login_manager.unauthorized_handler(_sign_in_first)
+
+
+def _load_user(alternative_id: str) -> AdminUser | None:
+    """The account of a session or remember-me cookie, while its session token is current."""
+    user_id, _, token = alternative_id.partition(".")
+    if not user_id.isdigit() or not token or int(user_id) > MAX_DB_INT:
+        return None
+    user = db.session.get(AdminUser, int(user_id))
+    if user is None or not user.active or not user.matches_session(token):
+        return None
+    return user
+
+
+def _sign_in_first():
+    """htmx gets 401 + HX-Redirect (the whole page goes to sign-in); a page, a redirect."""
+    if is_htmx() or htmx_ext.boosted:
+        return sign_in_again(url_for("auth.login", next=current_page_path()))
+    flash(login_manager.login_message, login_manager.login_message_category)
+    next_path = request.full_path if request.query_string else request.path
+    return redirect(url_for("auth.login", next=next_path))
+
+
+def init_app(app: Flask) -> None:
+    """The checks before every request (NUL bytes, sign-in, role) and the headers after it."""
+    app.before_request(_refuse_nul_bytes)
+    app.before_request(_require_login_and_role)
+    app.after_request(security_headers)
+
+
+def security_headers(response: Response) -> Response:
+    """The headers every answer carries (after_request, and the enrollment lane's)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    return response
+
+
+def _has_nul(pairs) -> bool:
+    return any("\x00" in key or "\x00" in value for key, value in pairs)
+
+
+def _refuse_nul_bytes() -> None:
+    """NUL in text is never meant, and PostgreSQL refuses it: a 400, not a 500."""
+    if "\x00" in request.path or _has_nul(request.args.items(multi=True)):
+        abort(400, "Text may not contain NUL characters.")
+    if request.method != "GET" and request.mimetype in FORM_MIMETYPES:
+        if _has_nul(request.form.items(multi=True)):
+            abort(400, "Text may not contain NUL characters.")
+
+
+def _require_login_and_role():
+    endpoint = request.endpoint
+    if endpoint is None:
+        return None  # unknown URL: the 404 handler answers
+    if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if request.method not in ("GET", "HEAD", "OPTIONS") and endpoint not in VIEWER_WRITABLE:
+        if not current_user.can_write:
+            abort(403, "Your role can look but not change anything.")
+    return None
