@@ -76,10 +76,10 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
     from kmeweb.devices.models import Device
     from kmeweb.integration import activation, settings
     from kmeweb.operations.queue import run_worker
+    from kmeweb.outbox.models import Change
     from kmeweb.profiles import services as profile_services
     from kmeweb.profiles.models import Profile
     from kmeweb.sync import jobs
-    from kmeweb.sync.models import Change
 
     upgrade()
     session = db.session

@@ -9,14 +9,13 @@ behind reloads, with `?op=<id>` when an operation tracks the work.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flask import Response, url_for
 from flask_wtf import FlaskForm
 from wtforms import Form
 
 from kmeweb.devices import services as devices
-from kmeweb.devices.forms import SelectionForm
 from kmeweb.devices.selection import DeviceSelection
 from kmeweb.errors import DomainError, ValidationError
 from kmeweb.extensions import db
@@ -29,7 +28,18 @@ DIALOG_PAGE = "profiles/dialog_page.html"
 T = TypeVar("T")
 
 
-def show(template: str, profile: Profile, form: Form, code: int = 200, **context: Any) -> Response:
+class SelectionCarrier(Protocol):
+    """A dialog's form that carries a device selection in hidden fields
+    (kmeweb.devices.forms.SelectionForm and its subclasses)."""
+
+    form_errors: list[str]
+
+    def carry(self, selection: DeviceSelection) -> None: ...
+
+
+def show(
+    template: str, profile: Profile, form: Form | SelectionCarrier, code: int = 200, **context: Any
+) -> Response:
     """The dialog `template` on `profile`'s page: the partial for htmx, else the dialog page."""
     return render(
         DIALOG_PAGE,
@@ -90,7 +100,7 @@ def to_profile(profile_id: int, operation: Operation | None = None, anchor: str 
 def selection_dialog(
     template: str,
     profile: Profile,
-    form: Form,
+    form: Form | SelectionCarrier,
     selection: DeviceSelection,
     code: int = 200,
     ids: list[int] | None = None,
@@ -114,7 +124,7 @@ def selection_dialog(
 def open_selection_dialog(
     template: str,
     profile: Profile,
-    form: SelectionForm,
+    form: SelectionCarrier,
     selection: DeviceSelection,
     ids: list[int] | None = None,
 ) -> Response:

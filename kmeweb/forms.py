@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from flask import Response, request
 from flask_wtf import FlaskForm
 from wtforms import Form
+from wtforms.fields.choices import SelectChoice
 
 from kmeweb.errors import ValidationError
 from kmeweb.extensions import db
@@ -91,3 +92,8 @@ class FilterForm(Form):
         if not any(name in request.args for name in self._fields):
             return True
         return self.validate()
+
+
+def choices(pairs: Any) -> list[SelectChoice]:
+    """SelectChoice options from (value, label) pairs (WTForms 3.3 deprecates tuples)."""
+    return [SelectChoice(value, label) for value, label in pairs]

@@ -7,8 +7,8 @@ from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
 from kmeweb.integration.models import Integration, Reseller, Upload
 from kmeweb.operations.models import Operation
+from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
 
 __all__ = [
     "AlertDelivery",

@@ -50,7 +50,7 @@ def seed(app) -> dict[str, int]:
     from kmeweb.audit import services as audit
     from kmeweb.auth import services as auth
     from kmeweb.operations import services as ops
-    from kmeweb.sync.models import Change
+    from kmeweb.outbox.models import Change
 
     with app.app_context():
         from flask_migrate import upgrade

@@ -33,9 +33,9 @@ from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.identifiers import luhn_check_digit
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
+from kmeweb.outbox.models import SyncState
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
-from kmeweb.sync.models import SyncState
 
 CHUNK = 20_000
 PENDING_EVERY = 4  # every 4th upload is waiting for approval

@@ -20,8 +20,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 
 from kmeweb.devices.selection import DeviceFilter, DeviceSelection
-from kmeweb.forms import FilterForm
-from kmeweb.profiles.forms import choices
+from kmeweb.forms import FilterForm, choices
 from kmeweb.profiles.models import Profile
 
 DEVICE_SORTS = {

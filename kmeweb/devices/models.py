@@ -8,7 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
-from kmeweb.sync.models import SyncState
+from kmeweb.outbox.models import SyncState
 
 
 class Approval(StrEnum):

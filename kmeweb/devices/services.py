@@ -2,7 +2,7 @@
 
 Bulk actions validate the whole selection first with id-only queries, then either apply fully
 or raise (design 6.5). They never load device objects: ids are read with one query per chunk
-and rows change through kmeweb.sync.outbox.mark_devices_pending, which bumps each version and
+and rows change through kmeweb.outbox.services.mark_devices_pending, which bumps each version and
 marks the device pending. Every action writes the outbox rows KME needs (one operation per
 action) and one audit event (counts and an id summary, not one per device) in the caller's
 transaction. Functions flush but never commit.
@@ -29,10 +29,10 @@ from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
+from kmeweb.outbox import services as outbox
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import DEFAULT_KIND, KME_KINDS, ensure_default_profile
 from kmeweb.sqlutil import chunks, id_filters
-from kmeweb.sync import outbox
 
 CHUNK = 900  # ids per IN (...) list, below SQLite's variable limit
 PASSWORD_MAX_BYTES = 245  # Samsung's RSA encryption takes at most 245 bytes of plaintext

@@ -17,8 +17,8 @@ from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.operations import services as operations
+from kmeweb.outbox import services as outbox
 from kmeweb.profiles.models import Profile
-from kmeweb.sync import outbox
 
 USERNAME_MAX = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -43,10 +43,10 @@ from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.identifiers import is_meid, is_valid_imei, is_valid_serial, normalize_serial
+from kmeweb.outbox.models import SyncState
+from kmeweb.profiles import bundle as profile_bundle
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import profile_for_token, token_expired, token_matches
-from kmeweb.sync import mapping
-from kmeweb.sync.models import SyncState
 
 AGENT_VERSION_MAX = 64
 
@@ -333,7 +333,7 @@ def enroll_device(
     device, profile = _check(session, req)
     user = _user(session, device, profile)
     username = user.username if user else None
-    bundle = mapping.admin_extras(profile, username)
+    bundle = profile_bundle.admin_extras(profile, username)
     password = crypto.decrypt(device.enrollment_password_enc)
     first = _register(session, device, profile, req, ip)
     return {

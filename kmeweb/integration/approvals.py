@@ -3,7 +3,7 @@ hook that auto-approves the uploads of resellers who asked for it.
 
 Functions take the session and the acting admin, flush but never commit (the pull's hook
 commits each approval, as the pull does), and raise kmeweb.errors DomainError subclasses.
-Approvals go to the outbox (kmeweb.sync.outbox) in the caller's transaction and are pushed
+Approvals go to the outbox (kmeweb.outbox.services) in the caller's transaction and are pushed
 after the commit.
 """
 
@@ -24,10 +24,10 @@ from kmeweb.integration.models import Reseller, Upload, UploadStatus
 from kmeweb.integration.uploads import get_upload_or_404, pending_count
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
+from kmeweb.outbox import services as outbox
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, KME_KINDS, ensure_default_profile
 from kmeweb.sqlutil import id_filters
-from kmeweb.sync import outbox
 
 
 def _target_profile(session: Session, reseller_id: int | None) -> Profile:

@@ -12,7 +12,7 @@ from kmeweb.errors import Conflict, NotFound
 from kmeweb.extensions import utcnow
 from kmeweb.operations import dispatch
 from kmeweb.operations.models import ACTIVE, Operation, OperationStatus
-from kmeweb.sync.models import Change, ChangeStatus
+from kmeweb.outbox.models import Change, ChangeStatus
 
 
 def actor_id(actor: Any) -> int | None:

@@ -45,8 +45,8 @@ from kmeweb.extensions import db, utcnow
 from kmeweb.integration.models import Integration
 from kmeweb.operations.models import Operation, OperationKind, OperationStatus
 from kmeweb.operations.queue import QUEUES
+from kmeweb.outbox.models import Change, ChangeStatus
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.sync.models import Change, ChangeStatus
 
 disable_created_metrics()  # no *_created series: they double the output and nobody graphs them
 

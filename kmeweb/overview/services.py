@@ -23,8 +23,8 @@ from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
 from kmeweb.integration.uploads import pending_counts
 from kmeweb.operations.models import Operation, OperationStatus
+from kmeweb.outbox.models import Change, SyncState
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.sync.models import Change, SyncState
 
 TOKEN_WARNING_DAYS = 14
 LIST_LIMIT = 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, current_app
 
 from kmeweb.alerts.forms import ActionForm
@@ -47,17 +49,24 @@ def index():
     code = 200 if valid else 422
     if is_htmx():
         return render("overview/index.html", "overview/_funnel.html", code=code, **context)
-    now = utcnow()
-    status = integration_status(db.session, redis)
     return render(
         "overview/index.html",
         "overview/_funnel.html",
         code=code,
-        attention=services.needs_attention(
-            db.session, now, status["last_error"], status["last_error_at"]
-        ),
-        status=status,
-        spark=services.sparkline(services.changes_per_hour(db.session, now)),
         action_form=ActionForm(),
+        **_health(redis),
         **context,
     )
+
+
+def _health(redis: Any) -> dict[str, Any]:
+    """Needs attention and Sync health, below the funnel on the full page."""
+    now = utcnow()
+    status = integration_status(db.session, redis)
+    return {
+        "attention": services.needs_attention(
+            db.session, now, status["last_error"], status["last_error_at"]
+        ),
+        "status": status,
+        "spark": services.sparkline(services.changes_per_hour(db.session, now)),
+    }

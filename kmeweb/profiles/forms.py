@@ -25,10 +25,9 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from kmeweb.forms import FilterForm
+from kmeweb.forms import FilterForm, choices
 from kmeweb.profiles.config import CUSTOM_KEY_TYPES, WIFI_SECURITY_TYPES
 from kmeweb.profiles.services import TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX, TOKEN_DAYS_MIN
 
@@ -37,11 +36,6 @@ KIND_LABELS = {
     "kme": "Samsung Knox Mobile Enrollment",
     "self_maintained": "Self-Maintained",
 }
-
-
-def choices(pairs: Any) -> list[SelectChoice]:
-    """SelectChoice options from (value, label) pairs (WTForms 3.3 deprecates tuples)."""
-    return [SelectChoice(value, label) for value, label in pairs]
 
 
 TRI_STATE = choices([("", "Not set"), ("true", "Yes"), ("false", "No")])

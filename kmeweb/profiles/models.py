@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb import crypto
 from kmeweb.extensions import UTCDateTime, db, utcnow
-from kmeweb.sync.models import SyncState
+from kmeweb.outbox.models import SyncState
 
 
 class ProfileKind(StrEnum):

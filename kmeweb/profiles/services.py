@@ -2,7 +2,7 @@
 
 Every function takes the session and the acting admin, flushes but never commits, and raises
 kmeweb.errors DomainError subclasses (ValidationError with the form field, NotFound, Conflict).
-Changes to "kme" profiles also go to the outbox (kmeweb.sync.outbox) in the same transaction;
+Changes to "kme" profiles also go to the outbox (kmeweb.outbox.services) in the same transaction;
 "self_maintained" profiles are local only, and the Samsung KME Default Profile ("kme_default")
 stands for "no KME profile": moving a device there unassigns it in KME.
 
@@ -49,11 +49,12 @@ from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.operations import services as operations
+from kmeweb.outbox import services as outbox
+from kmeweb.outbox.models import SyncState
+from kmeweb.profiles import bundle as device_bundle
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sqlutil import chunks, id_filters
-from kmeweb.sync import mapping, outbox
-from kmeweb.sync.models import SyncState
 
 DEFAULT_PROFILE_NAME = "Samsung KME Default Profile"
 DEFAULT_KIND = ProfileKind.KME_DEFAULT
@@ -403,7 +404,7 @@ def preview_bundle(
     )
     masked = {"wifi_password": SECRET_MASK} if has_wifi_password else {}
     try:
-        bundle = mapping.admin_extras(draft, username, secrets=masked)
+        bundle = device_bundle.admin_extras(draft, username, secrets=masked)
     except (TypeError, ValueError, AttributeError):
         bundle = {}
     bundle = dict(sorted(bundle.items()))

@@ -19,7 +19,7 @@ from kmeweb.directory import services as directory
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import db
-from kmeweb.forms import invalid
+from kmeweb.forms import choices, invalid
 from kmeweb.htmx import is_htmx, redirect, render
 from kmeweb.operations.models import Operation
 from kmeweb.pagination import Page, page_args, paginate
@@ -58,7 +58,7 @@ def _user_choices(selected: Any, search: str = "") -> list[tuple[str, str]]:
 
 def _with_picker(form: Any, selected: Any) -> Any:
     """Fill a Select User picker: its options, and its search box wired for htmx."""
-    form.end_user_id.choices = f.choices(_user_choices(selected))
+    form.end_user_id.choices = choices(_user_choices(selected))
     # A list box: the matches of a search show at once, no dropdown to open.
     form.end_user_id.render_kw = {"size": 5}
     form.user_search.render_kw = {

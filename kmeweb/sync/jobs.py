@@ -22,10 +22,10 @@ from kmeweb.operations import queue as rq_queue
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import ACTIVE, Operation, OperationKind
 from kmeweb.ops.metrics import refresh_inventory
+from kmeweb.outbox.models import Change, ChangeStatus
 from kmeweb.profiles.models import Profile
 from kmeweb.sync import push
 from kmeweb.sync.knox import knox_client
-from kmeweb.sync.models import Change, ChangeStatus
 from kmeweb.sync.pull import run_pull
 
 log = logging.getLogger("kmeweb.sync")

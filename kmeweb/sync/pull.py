@@ -32,11 +32,11 @@ from kmeweb.knox import KnoxClient
 from kmeweb.knox import types as kt
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
+from kmeweb.outbox.models import UNFINISHED, Change, ChangeKind, SyncState
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
 from kmeweb.sync import hooks
 from kmeweb.sync.mapping import apply_profile_changes, profile_changes_from_knox
-from kmeweb.sync.models import UNFINISHED, Change, ChangeKind, SyncState
 
 PORTAL = "changed in Samsung portal"
 COMMIT_EVERY_DEVICES = 10_000

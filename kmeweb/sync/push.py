@@ -38,12 +38,12 @@ from kmeweb.knox import errors as knox_codes
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import ACTIVE, Operation
 from kmeweb.operations.queue import JobTimeout
+from kmeweb.outbox import services as outbox
+from kmeweb.outbox.models import UNFINISHED, Change, ChangeKind, ChangeStatus, SyncState
+from kmeweb.outbox.services import DEVICE_SYNC_KINDS
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sqlutil import id_filters
-from kmeweb.sync import outbox
 from kmeweb.sync.mapping import to_knox_profile
-from kmeweb.sync.models import UNFINISHED, Change, ChangeKind, ChangeStatus, SyncState
-from kmeweb.sync.outbox import DEVICE_SYNC_KINDS
 
 log = logging.getLogger("kmeweb.sync")
 

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Device
 from kmeweb.integration.models import get_integration
+from kmeweb.outbox.models import UNFINISHED, Change, ChangeStatus, SyncState
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import UNFINISHED, Change, ChangeStatus, SyncState
 from kmeweb.sync.schedule import LAST_RUN_KEY
 
 

@@ -24,9 +24,9 @@ from kmeweb.directory.models import EndUser
 from kmeweb.operations import queue
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
+from kmeweb.outbox.models import Change
 from kmeweb.profiles import services as profiles
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
 from tests.conftest import PASSWORD
 from tests.factories import KME_CONFIG, count_rows, make_default_profile
 

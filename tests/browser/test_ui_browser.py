@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 
 from kmeweb.audit import services as audit
 from kmeweb.operations import services as operations
+from kmeweb.outbox.models import Change
 from kmeweb.security import CONTENT_SECURITY_POLICY
-from kmeweb.sync.models import Change
 from tests.browser.checks import check_a11y
 from tests.conftest import PASSWORD
 

@@ -11,7 +11,7 @@ from kmeweb.devices import services
 from kmeweb.devices.models import Device
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.operations.models import Operation
-from kmeweb.sync.models import Change
+from kmeweb.outbox.models import Change
 from tests.factories import (
     bulk_devices,
     count_rows,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from kmeweb.devices import services
 from kmeweb.devices.models import Device
 from kmeweb.operations.models import Operation
-from kmeweb.sync.models import Change
+from kmeweb.outbox.models import Change
 from tests.factories import (
     bulk_devices,
     count_rows,

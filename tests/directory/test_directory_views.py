@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from kmeweb.directory.models import EndUser
-from kmeweb.sync.models import Change
+from kmeweb.outbox.models import Change
 from tests.factories import count_rows, make_device, make_end_user, make_profile
 
 

@@ -12,8 +12,8 @@ from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.integration import activation, approvals, resellers, settings, uploads
 from kmeweb.integration.models import Integration
 from kmeweb.operations.models import Operation
+from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
 from tests.factories import (
     bulk_devices,
     count_rows,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kmeweb.operations import services
 from kmeweb.operations.models import Operation
-from kmeweb.sync.models import Change
+from kmeweb.outbox.models import Change
 
 
 def _operation(session, status: str, label: str = "Move 10 devices to Sales", **over):

@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from kmeweb.devices.models import Device
 from kmeweb.extensions import db
 from kmeweb.integration.models import Upload
+from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
 from tests.conftest import PASSWORD, TEST_DB, csrf_token_from
 from tests.ops.metrics_text import parse, total, value
 from tests.ops.redis_server import PrivateRedis, free_port

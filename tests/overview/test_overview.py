@@ -10,8 +10,8 @@ import pytest
 
 from kmeweb.extensions import utcnow
 from kmeweb.operations import services as operations
+from kmeweb.outbox.models import Change
 from kmeweb.overview import services
-from kmeweb.sync.models import Change
 from tests.factories import (
     bulk_devices,
     make_default_profile,

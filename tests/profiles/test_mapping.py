@@ -6,6 +6,7 @@ import copy
 import json
 
 from kmeweb.knox import types as knox
+from kmeweb.profiles import bundle
 from kmeweb.profiles.models import Profile
 from kmeweb.sync import mapping
 from tests.factories import KME_CONFIG
@@ -53,13 +54,13 @@ def test_to_knox_profile_carries_kme_fields_and_bundle():
 
 
 def test_bundle_without_token_and_user_fallback():
-    bundle = json.loads(mapping.custom_json(_profile(without_token=True), None))
-    assert "enrollment_token" not in bundle
-    assert bundle["user"] == "fallback"
+    extras = json.loads(bundle.custom_json(_profile(without_token=True), None))
+    assert "enrollment_token" not in extras
+    assert extras["user"] == "fallback"
 
 
 def test_bundle_is_deterministic():
-    assert mapping.custom_json(_profile(), "u") == mapping.custom_json(_profile(), "u")
+    assert bundle.custom_json(_profile(), "u") == bundle.custom_json(_profile(), "u")
 
 
 def test_changes_from_knox_and_apply():

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from kmeweb.extensions import utcnow
+from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
 from tests.factories import (
     bulk_devices,
     count_rows,

@@ -14,9 +14,9 @@ from kmeweb.devices.models import Device
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.operations.models import Operation
+from kmeweb.outbox.models import Change
 from kmeweb.profiles import services
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
 from tests.factories import (
     KME_CONFIG,
     bulk_devices,

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
+from kmeweb.outbox.models import Change
 from kmeweb.profiles import services
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.models import Change
 from tests.factories import (
     bulk_devices,
     count_rows,
@@ -231,9 +231,9 @@ def test_wifi_password_is_encrypted_and_write_only(client, login, actions, sessi
     assert "wifi_password" not in json.dumps(profile.config)
     assert "hunter2" not in (profile.secrets_enc or "")
     assert profile.secrets() == {"wifi_password": "hunter2hunter2"}
-    from kmeweb.sync import mapping
+    from kmeweb.profiles import bundle
 
-    bundle = mapping.admin_extras(profile, None)
+    bundle = bundle.admin_extras(profile, None)
     assert bundle["android.app.extra.PROVISIONING_WIFI_PASSWORD"] == "hunter2hunter2"
     edit = client.get(f"/profiles/{profile.id}/edit").get_data(as_text=True)
     assert "hunter2" not in edit and "A password is stored; leave blank to keep it." in edit

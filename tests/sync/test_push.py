@@ -11,10 +11,10 @@ from kmeweb.directory import services as directory
 from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.operations.models import Operation
+from kmeweb.outbox.models import Change
 from kmeweb.profiles import services as profile_services
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.jobs import start_pull
-from kmeweb.sync.models import Change
 from tests.sync_fixtures import kme_profile
 
 

@@ -11,9 +11,9 @@ from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
+from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.jobs import start_pull
-from kmeweb.sync.models import Change
 from tests.sync_fixtures import kme_profile, wait_until
 
 

@@ -29,9 +29,9 @@ from kmeweb.extensions import db, utcnow
 from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation, OperationKind, OperationStatus
+from kmeweb.outbox.models import SyncState
 from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import chunks
-from kmeweb.sync.models import SyncState
 
 PROGRESS_S = 0.5  # seconds between two progress commits
 STALE = "The devices changed since the preview"

@@ -93,29 +93,37 @@ def control_blueprint(state: SimState, app: Flask) -> Blueprint:
             state.flush()
             return json_response(r.api(), 201)
 
+    def upload_reseller(t: Any, data: dict[str, Any]) -> Any:
+        """The reseller an upload names by id or name (a new one by name), else the first."""
+        if data.get("resellerId"):
+            r = t.resellers.get(data["resellerId"])
+        elif data.get("resellerName"):
+            r = next((x for x in t.resellers.values() if x.name == data["resellerName"]), None)
+            if r is None:
+                r = state.add_reseller(t, data["resellerName"])
+        else:
+            r = next(iter(t.resellers.values()), None)
+        if r is None:
+            raise SimError(404, codes.RESELLER_NOT_FOUND, "RESELLER_NOT_FOUND")
+        return r
+
+    def upload_profile_id(t: Any, data: dict[str, Any]) -> Any:
+        """The profile an upload's devices get: by id, or through a profile alias."""
+        if not data.get("profileAliasId"):
+            return data.get("profileId")
+        alias = t.aliases.get(data["profileAliasId"])
+        if alias is None:
+            raise bad_param("unknown profileAliasId")
+        return alias["profileId"]
+
     @bp.post("/uploads")
     def add_upload() -> Response:
         """A reseller upload of `count` generated devices (and/or explicit `devices`)."""
         data = body()
         with state.lock:
             t = tenant(data)
-            r = None
-            if data.get("resellerId"):
-                r = t.resellers.get(data["resellerId"])
-            elif data.get("resellerName"):
-                r = next((x for x in t.resellers.values() if x.name == data["resellerName"]), None)
-                if r is None:
-                    r = state.add_reseller(t, data["resellerName"])
-            elif t.resellers:
-                r = next(iter(t.resellers.values()))
-            if r is None:
-                raise SimError(404, codes.RESELLER_NOT_FOUND, "RESELLER_NOT_FOUND")
-            profile_id = data.get("profileId")
-            if data.get("profileAliasId"):
-                alias = t.aliases.get(data["profileAliasId"])
-                if alias is None:
-                    raise bad_param("unknown profileAliasId")
-                profile_id = alias["profileId"]
+            r = upload_reseller(t, data)
+            profile_id = upload_profile_id(t, data)
             try:
                 count = int(data.get("count", 0))
             except (TypeError, ValueError):

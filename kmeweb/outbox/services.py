@@ -20,9 +20,9 @@ from kmeweb.devices.models import Device
 from kmeweb.extensions import utcnow
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
+from kmeweb.outbox.models import Change, ChangeKind, SyncState
 from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import chunks, id_filters
-from kmeweb.sync.models import Change, ChangeKind, SyncState
 
 # Kinds whose push sends the devices' current assignment (assign or unassign in KME).
 DEVICE_SYNC_KINDS = (
