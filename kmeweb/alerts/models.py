@@ -1,38 +1,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
 
 
-class AlertEvent(StrEnum):
+class AlertEvent(Choice):
     """What an alert is about (`alert_delivery.event`, and the events a destination takes)."""
 
-    TOKEN_EXPIRING = "token_expiring"
-    TOKEN_EXPIRED = "token_expired"
-    OPERATION_FAILED = "operation_failed"
-    INTEGRATION_ERROR = "integration_error"
-    UPLOAD_WAITING = "upload_waiting"
-    TEST = "test"
+    TOKEN_EXPIRING = "token_expiring", "Token expiring"
+    TOKEN_EXPIRED = "token_expired", "Token expired"
+    OPERATION_FAILED = "operation_failed", "Operation failed"
+    INTEGRATION_ERROR = "integration_error", "Integration error"
+    UPLOAD_WAITING = "upload_waiting", "Upload waiting for approval"
+    TEST = "test", "Test alert"
 
 
-#: The events a destination can subscribe to, with their labels on Admin › Alerts.
+#: The events a destination can subscribe to (every one but the test), with their labels on
+#: Admin › Alerts.
 EVENT_LABELS: dict[str, str] = {
-    AlertEvent.TOKEN_EXPIRING: "Token expiring",
-    AlertEvent.TOKEN_EXPIRED: "Token expired",
-    AlertEvent.OPERATION_FAILED: "Operation failed",
-    AlertEvent.INTEGRATION_ERROR: "Integration error",
-    AlertEvent.UPLOAD_WAITING: "Upload waiting for approval",
+    event.value: event.label for event in AlertEvent if event is not AlertEvent.TEST
 }
 
 
-class DeliveryStatus(StrEnum):
+class DeliveryStatus(Choice):
     """Where one alert to one destination is (`alert_delivery.status`)."""
 
     PENDING = "pending"  # waiting for its (next) attempt

@@ -40,7 +40,7 @@ def index():
         "alerts/index.html",
         destinations=services.list_destinations(db.session),
         deliveries=services.recent_deliveries(db.session),
-        labels={**EVENT_LABELS, AlertEvent.TEST: "Test alert"},
+        labels=AlertEvent.labels(),
         action_form=ActionForm(),
     )
 
@@ -52,7 +52,7 @@ def deliveries():
         "alerts/_deliveries.html",
         "alerts/_deliveries.html",
         deliveries=services.recent_deliveries(db.session),
-        labels={**EVENT_LABELS, AlertEvent.TEST: "Test alert"},
+        labels=AlertEvent.labels(),
     )
 
 

@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
 from kmeweb.outbox.models import SyncState
 
 
-class Approval(StrEnum):
+class Approval(Choice):
     """Whether the customer approved a device's upload (`device.approval`)."""
 
     PENDING = "pending"

@@ -50,8 +50,8 @@ class SettingsForm(FlaskForm):
     auth_mode = RadioField(
         "Authentication",
         choices=[
-            SelectChoice(AuthMode.OAUTH.value, "OAuth"),
-            SelectChoice(AuthMode.LEGACY.value, "Legacy"),
+            SelectChoice(AuthMode.OAUTH.value, AuthMode.OAUTH.label),
+            SelectChoice(AuthMode.LEGACY.value, AuthMode.LEGACY.label),
         ],
         default=AuthMode.OAUTH.value,
         validate_choice=False,

@@ -1,22 +1,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
 
 
-class AuthMode(StrEnum):
+class AuthMode(Choice):
     """Knox authentication scheme (`integration.auth_mode`)."""
 
-    OAUTH = "oauth"
-    LEGACY = "legacy"
+    OAUTH = "oauth", "OAuth"
+    LEGACY = "legacy", "Legacy"
 
 
-class UploadStatus(StrEnum):
+class UploadStatus(Choice):
     """Approval state of a reseller upload (`upload.status`)."""
 
     PENDING = "pending"

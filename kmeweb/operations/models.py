@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
 
 
-class OperationStatus(StrEnum):
+class OperationStatus(Choice):
     """Where an operation is (values stored in `operation.status`)."""
 
     QUEUED = "queued"
@@ -22,7 +22,7 @@ class OperationStatus(StrEnum):
 ACTIVE = (OperationStatus.QUEUED, OperationStatus.RUNNING)
 
 
-class OperationKind(StrEnum):
+class OperationKind(Choice):
     """Operation kinds that are not a push of outbox changes (those use the change's kind)."""
 
     PULL = "pull"

@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
 
 
-class ChangeStatus(StrEnum):
+class ChangeStatus(Choice):
     """Where an outbox change is (values stored in `change.status`)."""
 
     PENDING = "pending"
@@ -23,7 +23,7 @@ class ChangeStatus(StrEnum):
 UNFINISHED = (ChangeStatus.PENDING, ChangeStatus.RUNNING)
 
 
-class ChangeKind(StrEnum):
+class ChangeKind(Choice):
     """What an outbox change tells KME (values stored in `change.kind` and `operation.kind`)."""
 
     DEVICE_APPROVE = "device.approve"
@@ -38,7 +38,7 @@ class ChangeKind(StrEnum):
     UPLOAD_APPROVE = "upload.approve"
 
 
-class SyncState(StrEnum):
+class SyncState(Choice):
     """Sync state of a device or profile (`device.sync_state`, `profile.sync_state`)."""
 
     SYNCED = "synced"

@@ -29,14 +29,8 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from kmeweb.forms import FilterForm, choices
 from kmeweb.profiles.config import CUSTOM_KEY_TYPES, WIFI_SECURITY_TYPES
+from kmeweb.profiles.models import ProfileKind
 from kmeweb.profiles.services import TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX, TOKEN_DAYS_MIN
-
-KIND_LABELS = {
-    "kme_default": "Samsung KME Default",
-    "kme": "Samsung Knox Mobile Enrollment",
-    "self_maintained": "Self-Maintained",
-}
-
 
 TRI_STATE = choices([("", "Not set"), ("true", "Yes"), ("false", "No")])
 PROFILE_SORTS = {"name": "Profile Name", "modified": "Last modified", "type": "Type"}
@@ -233,7 +227,7 @@ class KindForm(FilterForm):
     kind = RadioField(
         "Profile type",
         choices=choices(
-            [("self_maintained", "Self-Maintained"), ("kme", "Samsung Knox Mobile Enrollment")]
+            (kind.value, kind.label) for kind in (ProfileKind.SELF_MAINTAINED, ProfileKind.KME)
         ),
         validators=[InputRequired("Choose the kind of profile.")],
     )

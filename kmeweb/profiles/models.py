@@ -2,23 +2,23 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb import crypto
+from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
 from kmeweb.outbox.models import SyncState
 
 
-class ProfileKind(StrEnum):
+class ProfileKind(Choice):
     """What a profile is (`profile.kind`)."""
 
-    KME_DEFAULT = "kme_default"
-    KME = "kme"
-    SELF_MAINTAINED = "self_maintained"
+    KME_DEFAULT = "kme_default", "Samsung KME Default"
+    KME = "kme", "Samsung Knox Mobile Enrollment"
+    SELF_MAINTAINED = "self_maintained", "Self-Maintained"
 
 
 KINDS = tuple(ProfileKind)
@@ -51,6 +51,21 @@ class Profile(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def is_default(self) -> bool:
+        """The Samsung KME Default Profile: holds every unassigned device."""
+        return self.kind == ProfileKind.KME_DEFAULT
+
+    @property
+    def is_kme(self) -> bool:
+        """A custom KME profile (KME knows it; devices move to it)."""
+        return self.kind == ProfileKind.KME
+
+    @property
+    def is_self_maintained(self) -> bool:
+        """A Self-Maintained profile (local only; devices come from a CSV import)."""
+        return self.kind == ProfileKind.SELF_MAINTAINED
 
     def secrets(self) -> dict[str, str]:
         """The decrypted secret configuration values ({"wifi_password": ...}), or {}."""

@@ -25,7 +25,7 @@ from kmeweb.operations.models import Operation
 from kmeweb.pagination import Page, page_args, paginate
 from kmeweb.profiles import forms as f
 from kmeweb.profiles import services
-from kmeweb.profiles.models import Profile
+from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync.status import profile_statuses
 
 bp = Blueprint("profiles", __name__, url_prefix="/profiles")
@@ -116,7 +116,7 @@ def index():
         counts=counts,
         statuses=statuses,
         users=users,
-        kinds=f.KIND_LABELS,
+        kinds=ProfileKind.labels(),
     )
 
 
@@ -147,7 +147,7 @@ def users():
 
 
 def _profile_form_context(kind: str, profile: Profile | None = None) -> dict[str, Any]:
-    return {"kind": kind, "profile": profile, "kinds": f.KIND_LABELS}
+    return {"kind": kind, "profile": profile, "kinds": ProfileKind.labels()}
 
 
 @bp.get("/new")
@@ -389,7 +389,7 @@ def detail(profile_id: int):
         "rows": rows,
         "users": directory.usernames(db.session, [d.end_user_id for d in rows.items]),
         "filtered": form.device_filter().active,
-        "kinds": f.KIND_LABELS,
+        "kinds": ProfileKind.labels(),
     }
     if is_htmx() and request.args.get("part") == "devices":
         return render("profiles/detail.html", "profiles/_devices.html", **context)
