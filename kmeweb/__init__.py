@@ -13,6 +13,7 @@ from werkzeug.routing import IntegerConverter, Map
 import config
 from kmeweb.extensions import csrf, db, limiter, login_manager, migrate
 from kmeweb.extensions import htmx as htmx_ext
+from kmeweb.ids import MAX_DB_INT, parse_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,9 +30,6 @@ PUBLIC_ENDPOINTS = {
 PUBLIC_BLUEPRINTS = {"enroll"}
 # State changes a viewer may still make (its own session).
 VIEWER_WRITABLE = {"auth.logout"}
-
-# The largest id the database's integer columns hold (PostgreSQL INTEGER).
-MAX_DB_INT = 2**31 - 1
 
 FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
@@ -97,10 +95,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     @login_manager.user_loader
     def _load_user(alternative_id: str) -> AdminUser | None:
         """The account of a session or remember-me cookie, while its session token is current."""
-        user_id, _, token = alternative_id.partition(".")
-        if not user_id.isdigit() or not token or int(user_id) > MAX_DB_INT:
+        raw_id, _, token = alternative_id.partition(".")
+        user_id = parse_id(raw_id)
+        if user_id is None or not token:
             return None
-        user = db.session.get(AdminUser, int(user_id))
+        user = db.session.get(AdminUser, user_id)
         if user is None or not user.active or not user.matches_session(token):
             return None
         return user

@@ -48,6 +48,7 @@ from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
+from kmeweb.ids import optional_id
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync import mapping, outbox
@@ -300,7 +301,7 @@ def _description(value: Any) -> str:
 
 
 def _end_user_id(session: Session, value: Any) -> int | None:
-    user_id = parse_int(value, "end_user_id")
+    user_id = optional_id(value, "end_user_id", "No such user.")
     if user_id is None:
         return None
     if session.get(EndUser, user_id) is None:
