@@ -169,7 +169,7 @@ class ResellerForm(FlaskForm):
         ]
 
     def validate_default_profile_id(self, field: SelectField) -> None:
-        """"" is the Default Profile; anything else must be a profile id."""
+        """Empty is the Default Profile; anything else must be a profile id."""
         if (field.data or "").strip() and parse_id(field.data) is None:
             raise WTFormsValidationError("Choose a profile from the list.")
 
