@@ -3,11 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.extensions import UTCDateTime, db, utcnow
+from kmeweb.redact import MASK, mask_url
 
 
 class AlertEvent(StrEnum):
@@ -67,14 +69,11 @@ class AlertDestination(db.Model):
 
     @property
     def display_url(self) -> str:
-        """The URL with its path masked: a Slack or Teams webhook's path is its credential."""
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.url)
-        rest = self.url.split(parts.netloc, 1)[-1]
-        if len(rest) <= 1:
-            return self.url
-        return f"{parts.scheme}://{parts.netloc}/…{rest[-4:]}" if len(rest) > 8 else self.url
+        """The URL with its path masked: a Slack or Teams webhook's path is its credential.
+        Userinfo never shows; the last 4 characters do, to tell two webhooks apart."""
+        masked = mask_url(self.url)
+        rest = self.url.split(urlsplit(self.url).netloc, 1)[-1]
+        return masked + rest[-4:] if masked.endswith(MASK) and len(rest) > 8 else masked
 
 
 class AlertDelivery(db.Model):
