@@ -29,6 +29,7 @@ from kmeweb.profiles.models import Profile
 from kmeweb.sync.status import profile_statuses
 
 bp = Blueprint("profiles", __name__, url_prefix="/profiles")
+bp.add_app_template_filter(services.mask_token, "mask_token")
 
 USER_CHOICES = 50
 
@@ -332,7 +333,7 @@ def _preview_for(form: f.ProfileForm, kind: str, profile: Profile | None) -> dic
     return services.preview_bundle(
         config,
         kind,
-        token=profile.token if profile is not None else None,
+        token=services.mask_token(profile.token) if profile is not None else None,
         without_token=bool(form.without_token.data),
         username=username,
         has_wifi_password=has_password,
@@ -432,6 +433,21 @@ def _back(back: str | None, profile_id: int) -> Response:
     if back == "overview":  # Extend from the Overview's Needs attention
         return redirect(url_for("overview.index"))
     return dialogs.to_profile(profile_id)
+
+
+@bp.post("/<int:profile_id>/token/reveal")
+def reveal_token(profile_id: int):
+    """Reveal: the token in full in place of its masked form (an admin's, audited each time)."""
+    token = services.reveal_token(db.session, profile_id, current_user)
+    db.session.commit()
+    response = render(
+        "profiles/token_page.html",
+        "profiles/_token_reveal.html",
+        profile=db.session.get(Profile, profile_id),
+        revealed=token,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/<int:profile_id>/token")
