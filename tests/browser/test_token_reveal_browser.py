@@ -55,6 +55,14 @@ def test_an_admin_reveals_a_token_on_the_profile_page_and_in_edit(
     _shot(page, "token-revealed-edit-admin-1280")
     assert _reveals(session) == 2
 
+    # The same form posted plainly (as without htmx) answers the token page (axe-checked).
+    page.goto(f"{live_server}/profiles/{sales.id}")
+    page.locator("form[action$='/token/reveal']").evaluate("form => form.submit()")
+    expect(page).to_have_url(f"{live_server}/profiles/{sales.id}/token/reveal")
+    expect(page.get_by_test_id("token")).to_have_text(sales.token)
+    _shot(page, "token-page-admin-1280")
+    assert _reveals(session) == 3
+
 
 def test_a_viewer_sees_the_token_masked_without_reveal(page, live_server, sign_in, session):
     make_default_profile(session)
@@ -68,3 +76,28 @@ def test_a_viewer_sees_the_token_masked_without_reveal(page, live_server, sign_i
     expect(page.get_by_role("button", name="Copy")).to_have_count(0)
     assert sales.token not in page.content()
     _shot(page, "token-masked-viewer-390")
+
+
+def test_reveal_works_without_javascript(browser, live_server, make_admin, session):
+    """The plain form post answers a page with the token (no token ever goes into a URL)."""
+    from tests.conftest import PASSWORD
+
+    make_default_profile(session)
+    sales = make_profile(session, name="Sales")
+    make_admin("nojs@example.com", "admin")
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        page.goto(f"{live_server}/auth/login")
+        page.get_by_label("Email").fill("nojs@example.com")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.goto(f"{live_server}/profiles/{sales.id}")
+        page.get_by_role("button", name="Reveal").click()
+        expect(page).to_have_url(f"{live_server}/profiles/{sales.id}/token/reveal")
+        expect(page.get_by_test_id("token")).to_have_text(sales.token)
+        expect(page.get_by_role("link", name="Sales")).to_be_visible()
+        _shot(page, "token-page-nojs-390")
+        assert _reveals(session) == 1
+    finally:
+        context.close()
