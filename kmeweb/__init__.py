@@ -19,8 +19,8 @@ from kmeweb.enroll.lane import EnrollLane
 from kmeweb.errors import register_error_handlers
 from kmeweb.extensions import csrf, db, limiter, migrate
 from kmeweb.extensions import htmx as htmx_ext
+from kmeweb.ids import MAX_DB_INT
 from kmeweb.ops import metrics as ops_metrics
-from kmeweb.sqlutil import MAX_DB_INT
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -280,6 +280,7 @@ def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
     from kmeweb.integration.settings import save_settings
     from kmeweb.knox.simulator import create_simulator, get_state
     from kmeweb.knox.simulator.demo import seed_demo
+    from kmeweb.sync.jobs import start_pull
 
     path = sim_state or str(Path(current_app.instance_path) / "kme-sim.sqlite")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -310,6 +311,7 @@ def seed_demo_command(sim_url: str, sim_state: str | None) -> None:
         "cli",
     )
     activate_integration(db.session, "cli")
+    start_pull(db.session, "cli")  # the first pull at once, as Activate on the page does
     db.session.commit()
     click.echo(f"demo integration active against {sim_url} (customer {creds['customer_id']})")
 

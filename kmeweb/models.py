@@ -5,6 +5,7 @@ from kmeweb.audit.models import AuditEvent
 from kmeweb.auth.models import AdminUser
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
+from kmeweb.installation import Installation
 from kmeweb.integration.models import Integration, Reseller, Upload
 from kmeweb.operations.models import Operation
 from kmeweb.outbox.models import Change
@@ -18,6 +19,7 @@ __all__ = [
     "Change",
     "Device",
     "EndUser",
+    "Installation",
     "Integration",
     "Operation",
     "Profile",

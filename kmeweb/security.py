@@ -14,7 +14,7 @@ from kmeweb.auth.models import AdminUser
 from kmeweb.extensions import db, login_manager
 from kmeweb.extensions import htmx as htmx_ext
 from kmeweb.htmx import current_page_path, is_htmx, sign_in_again
-from kmeweb.sqlutil import MAX_DB_INT
+from kmeweb.ids import parse_id
 
 # Endpoints reachable without signing in; every other URL rule requires login.
 # /healthz, /readyz and /metrics (which checks its own bearer token) are kmeweb.ops.PUBLIC.
@@ -54,10 +54,11 @@ def init_sign_in(app: Flask) -> None:
 
 def _load_user(alternative_id: str) -> AdminUser | None:
     """The account of a session or remember-me cookie, while its session token is current."""
-    user_id, _, token = alternative_id.partition(".")
-    if not user_id.isdigit() or not token or int(user_id) > MAX_DB_INT:
+    raw_id, _, token = alternative_id.partition(".")
+    user_id = parse_id(raw_id)
+    if user_id is None or not token:
         return None
-    user = db.session.get(AdminUser, int(user_id))
+    user = db.session.get(AdminUser, user_id)
     if user is None or not user.active or not user.matches_session(token):
         return None
     return user

@@ -9,9 +9,6 @@ from sqlalchemy import ColumnElement, Integer, any_, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-# The largest id the database's integer columns hold (PostgreSQL INTEGER).
-MAX_DB_INT = 2**31 - 1
-
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     """`items` in consecutive slices of at most `size`."""

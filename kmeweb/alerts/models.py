@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
+from kmeweb.redact import MASK, mask_url
 
 
 class AlertEvent(Choice):
@@ -65,12 +66,11 @@ class AlertDestination(db.Model):
 
     @property
     def display_url(self) -> str:
-        """The URL with its path masked: a Slack or Teams webhook's path is its credential."""
-        parts = urlsplit(self.url)
-        rest = self.url.split(parts.netloc, 1)[-1]
-        if len(rest) <= 1:
-            return self.url
-        return f"{parts.scheme}://{parts.netloc}/…{rest[-4:]}" if len(rest) > 8 else self.url
+        """The URL with its path masked: a Slack or Teams webhook's path is its credential.
+        Userinfo never shows; the last 4 characters do, to tell two webhooks apart."""
+        masked = mask_url(self.url)
+        rest = self.url.split(urlsplit(self.url).netloc, 1)[-1]
+        return masked + rest[-4:] if masked.endswith(MASK) and len(rest) > 8 else masked
 
 
 class AlertDelivery(db.Model):

@@ -10,6 +10,7 @@ from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from kmeweb.audit.models import AuditEvent
+from kmeweb.redact import redact_details
 
 
 def record(
@@ -23,7 +24,8 @@ def record(
 ) -> AuditEvent:
     """Add one audit event to the session (the caller's transaction commits it).
 
-    `actor` is an AdminUser, or a string such as "sync" or "device".
+    `actor` is an AdminUser, or a string such as "sync" or "device". `details` are kept
+    without secrets (kmeweb.redact: secret keys hidden, webhook URLs masked): viewers read them.
     """
     if isinstance(actor, str):
         actor_name, actor_id = actor, None
@@ -37,7 +39,7 @@ def record(
         action=action,
         target_type=target_type,
         target_id=None if target_id is None else str(target_id),
-        details=details or {},
+        details=redact_details(details or {}),
         ip=ip,
     )
     session.add(event)
@@ -62,7 +64,7 @@ def record_device_event(
             "action": action,
             "target_type": "device",
             "target_id": str(device_id),
-            "details": details,
+            "details": redact_details(details),
             "ip": ip,
         },
     )

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-ID_DIGITS_MAX = 10  # longer digit strings are no database id
+from kmeweb.ids import parse_id
 
 
 class Values(Protocol):
@@ -23,15 +23,6 @@ class Values(Protocol):
     def get(self, key: str, default: str | None = None) -> str | None: ...
 
     def getlist(self, key: str) -> list[str]: ...
-
-
-def parse_id(raw: object) -> int | None:
-    """A database id from a request value, or None for anything else."""
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.isdecimal() and len(raw) <= ID_DIGITS_MAX:
-        return int(raw)
-    return None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ not flood the log, and nothing changed).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,7 @@ from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import profile_for_token, token_expired, token_matches
 
 AGENT_VERSION_MAX = 64
+TOKEN_MAX = 256  # tokens are 32 characters (192 bits, URL-safe); room for other generators
 
 # code -> (HTTP status, message). Stable: agents switch on the code, never on the message.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -100,14 +102,25 @@ class EnrollRequest:
         return self.imei or self.serial or ""
 
 
+# What no column may hold: a NUL (PostgreSQL refuses it in text) and lone UTF-16 surrogates
+# (JSON's "\ud800" escape decodes to one; no database driver can encode it as UTF-8).
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
 def _text(data: dict[str, Any], key: str, max_len: int) -> str | None:
+    """The string the device sent under `key`, stripped; None when absent or blank.
+
+    Every string a request carries goes through here before any use (a query, a log line, a
+    Redis key). Raises EnrollError("bad_request", key) for a non-string, a string too long, or
+    one holding a NUL or a lone surrogate.
+    """
     value = data.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise EnrollError("bad_request", key, f"{key} must be a string.")
     value = value.strip()
-    if len(value) > max_len or "\x00" in value:
+    if len(value) > max_len or _NOT_TEXT.search(value):
         raise EnrollError("bad_request", key, f"{key} is too long or not text.")
     return value or None
 
@@ -134,10 +147,8 @@ def parse_request(data: Any) -> EnrollRequest:
     agent_version = _text(data, "agent_version", AGENT_VERSION_MAX)
     if agent_version is None:
         raise EnrollError("bad_request", "agent_version", "Send the agent_version.")
-    token = data.get("token")
-    if token is not None and not isinstance(token, str):
-        raise EnrollError("bad_request", "token", "token must be a string.")
-    return EnrollRequest(imei, serial, token or None, agent_version)
+    token = _text(data, "token", TOKEN_MAX)
+    return EnrollRequest(imei, serial, token, agent_version)
 
 
 def _find_device(session: Session, req: EnrollRequest, profile_id: int | None) -> Device | None:

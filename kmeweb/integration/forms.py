@@ -19,8 +19,10 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
+from wtforms.validators import ValidationError as WTFormsValidationError
 
 from kmeweb.forms import FilterForm
+from kmeweb.ids import parse_id, parse_number
 from kmeweb.integration.models import AuthMode, Integration
 from kmeweb.knox.config import DEFAULT_TOKEN_URL
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME
@@ -153,8 +155,7 @@ class ApproveForm(FlaskForm):
     expected_pending = HiddenField()
 
     def expected(self) -> int | None:
-        raw = (self.expected_pending.data or "").strip()
-        return int(raw) if raw.isdigit() else None
+        return parse_number(self.expected_pending.data)
 
 
 class ResellerForm(FlaskForm):
@@ -168,9 +169,13 @@ class ResellerForm(FlaskForm):
             *(SelectChoice(str(pid), name) for pid, name in choices),
         ]
 
+    def validate_default_profile_id(self, field: SelectField) -> None:
+        """Empty is the Default Profile; anything else must be a profile id."""
+        if (field.data or "").strip() and parse_id(field.data) is None:
+            raise WTFormsValidationError("Choose a profile from the list.")
+
     def profile_id(self) -> int | None:
-        raw = (self.default_profile_id.data or "").strip()
-        return int(raw) if raw.isdigit() else None
+        return parse_id(self.default_profile_id.data)
 
 
 SORT_CHOICES = ("upload_id", "reseller", "order", "uploaded_at", "devices", "pending", "status")

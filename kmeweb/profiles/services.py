@@ -48,6 +48,7 @@ from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
+from kmeweb.ids import optional_id
 from kmeweb.operations import services as operations
 from kmeweb.outbox import services as outbox
 from kmeweb.outbox.models import SyncState
@@ -65,6 +66,8 @@ DESCRIPTION_MAX = 200
 FORBIDDEN_NAME_CHARS = set("\\#/$*%^&()+?{}[]")
 TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 7
 TOKEN_BYTES = 24  # 192 bits, 32 URL-safe characters
+TOKEN_MASK = "••••••••"
+TOKEN_SHOWN = 4  # last characters of a masked token, to tell a refreshed token from the old
 STALE_MESSAGE = "This profile was changed by someone else; reload it and try again."
 
 
@@ -220,6 +223,28 @@ def generate_token(session: Session) -> str:
             return token
 
 
+def mask_token(token: str | None) -> str:
+    """What pages show of a token: its last four characters. With a token and one IMEI anyone
+    can fetch the profile's bundle from /enroll, so the token itself shows only on Reveal."""
+    if not token:
+        return ""
+    return TOKEN_MASK + token[-TOKEN_SHOWN:]
+
+
+def reveal_token(session: Session, profile_id: int, actor: Any) -> str:
+    """The profile's token, for an admin who asked to see it. Records audit
+    "profile.token_reveal" (never the token). Flushes. Raises NotFound (no such profile or
+    one without a token)."""
+    profile = get_profile_or_404(session, profile_id)
+    if not profile.token:
+        raise NotFound("This profile has no enrollment token.")
+    audit.record(
+        session, actor, "profile.token_reveal", "profile", profile.id, {"name": profile.name}
+    )
+    session.flush()
+    return profile.token
+
+
 def token_matches(given: str | None, stored: str | None) -> bool:
     """Compare two tokens in constant time; None never matches."""
     if not given or not stored:
@@ -303,7 +328,7 @@ def _description(value: Any) -> str:
 
 
 def _end_user_id(session: Session, value: Any) -> int | None:
-    user_id = parse_int(value, "end_user_id")
+    user_id = optional_id(value, "end_user_id", "No such user.")
     if user_id is None:
         return None
     if session.get(EndUser, user_id) is None:

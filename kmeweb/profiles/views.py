@@ -14,13 +14,13 @@ from sqlalchemy import select
 from kmeweb import dialogs
 from kmeweb.devices import services as devices
 from kmeweb.devices.forms import DeviceFilterForm
-from kmeweb.devices.selection import parse_id
 from kmeweb.directory import services as directory
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import db
 from kmeweb.forms import choices, invalid
 from kmeweb.htmx import is_htmx, redirect, render
+from kmeweb.ids import parse_id
 from kmeweb.operations.models import Operation
 from kmeweb.pagination import Page, page_args, paginate
 from kmeweb.profiles import forms as f
@@ -29,6 +29,7 @@ from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync.status import profile_statuses
 
 bp = Blueprint("profiles", __name__, url_prefix="/profiles")
+bp.add_app_template_filter(services.mask_token, "mask_token")
 
 USER_CHOICES = 50
 
@@ -41,10 +42,7 @@ def _user_choices(selected: Any, search: str = "") -> list[tuple[str, str]]:
     """ "No user", the selected user, then the users matching `search` (first 50)."""
     choices = [("", "No user")]
     seen: set[int] = set()
-    try:
-        selected_id = int(selected) if selected not in (None, "") else None
-    except (TypeError, ValueError):
-        selected_id = None
+    selected_id = parse_id(selected)
     if selected_id is not None:
         user = db.session.get(EndUser, selected_id)
         if user is not None:
@@ -141,6 +139,7 @@ def users():
     return render(
         "profiles/_user_options.html",
         "profiles/_user_options.html",
+        code=422 if selected and parse_id(selected) is None else 200,
         choices=_user_choices(selected, search),
         selected=selected,
     )
@@ -322,10 +321,10 @@ def delete(profile_id: int):
 def _preview_for(form: f.ProfileForm, kind: str, profile: Profile | None) -> dict[str, Any]:
     """What the device receives for the values in the form (secrets masked)."""
     config = form.config()
-    user_id = form.end_user_id.data
+    user_id = parse_id(form.end_user_id.data)
     username = None
-    if user_id and str(user_id).isdigit():
-        username = db.session.scalar(select(EndUser.username).where(EndUser.id == int(user_id)))
+    if user_id is not None:
+        username = db.session.scalar(select(EndUser.username).where(EndUser.id == user_id))
     has_password = bool(form.extra_wifi_password.data) or (
         profile is not None
         and services.has_secret(profile, "wifi_password")
@@ -334,7 +333,7 @@ def _preview_for(form: f.ProfileForm, kind: str, profile: Profile | None) -> dic
     return services.preview_bundle(
         config,
         kind,
-        token=profile.token if profile is not None else None,
+        token=services.mask_token(profile.token) if profile is not None else None,
         without_token=bool(form.without_token.data),
         username=username,
         has_wifi_password=has_password,
@@ -347,10 +346,8 @@ def preview():
     kind = request.form.get("kind", "kme")
     if kind not in services.KME_KINDS + ("self_maintained",):
         kind = "kme"
-    profile_id = request.form.get("profile_id", "")
-    profile = None
-    if profile_id.isdigit() and len(profile_id) < 11:
-        profile = db.session.get(Profile, int(profile_id))
+    profile_id = parse_id(request.form.get("profile_id"))
+    profile = db.session.get(Profile, profile_id) if profile_id is not None else None
     form = f.ProfileForm(meta={"csrf": False})
     return render(
         "profiles/_preview.html",
@@ -436,6 +433,21 @@ def _back(back: str | None, profile_id: int) -> Response:
     if back == "overview":  # Extend from the Overview's Needs attention
         return redirect(url_for("overview.index"))
     return dialogs.to_profile(profile_id)
+
+
+@bp.post("/<int:profile_id>/token/reveal")
+def reveal_token(profile_id: int):
+    """Reveal: the token in full in place of its masked form (an admin's, audited each time)."""
+    token = services.reveal_token(db.session, profile_id, current_user)
+    db.session.commit()
+    response = render(
+        "profiles/token_page.html",
+        "profiles/_token_reveal.html",
+        profile=db.session.get(Profile, profile_id),
+        revealed=token,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/<int:profile_id>/token")

@@ -3,6 +3,10 @@
 Every `flask worker` may run a scheduler thread; a Redis lock makes only one of
 them (on any host) enqueue periodic jobs. Last-run times live in Redis; losing
 them (a flush) only makes every job run once more, which is harmless.
+
+The lock and the last-run times are keyed by the installation id the database holds
+(kmeweb.installation): a fresh database behind a Redis an earlier one used starts with
+a fresh schedule (its first pull at once), and never waits for another database's lock.
 """
 
 from __future__ import annotations
@@ -18,13 +22,21 @@ from flask import Flask
 from redis import Redis
 
 from kmeweb.extensions import db
+from kmeweb.installation import installation_id
 from kmeweb.integration.models import get_integration
 from kmeweb.operations import queue
 
 log = logging.getLogger("kmeweb.schedule")
 
-LOCK_KEY = "kmeweb:scheduler:lock"
-LAST_RUN_KEY = "kmeweb:scheduler:last"
+
+def lock_key(installation: str) -> str:
+    return f"kmeweb:{installation}:scheduler:lock"
+
+
+def last_run_key(installation: str) -> str:
+    """The Redis hash of job name -> last run (epoch seconds) for one installation."""
+    return f"kmeweb:{installation}:scheduler:last"
+
 
 # Renew the lock only if we still hold it.
 _RENEW = """
@@ -96,11 +108,29 @@ class Scheduler:
         self.token = uuid.uuid4().hex
         self._renew = redis.register_script(_RENEW)
         self._stop = threading.Event()
+        self._installation: str | None = None
+
+    @property
+    def installation(self) -> str:
+        """The id of the installation (database) this scheduler schedules for; read once."""
+        if self._installation is None:
+            with self.app.app_context():
+                self._installation = installation_id(db.engine)
+        return self._installation
+
+    @property
+    def lock_key(self) -> str:
+        return lock_key(self.installation)
+
+    @property
+    def last_run_key(self) -> str:
+        return last_run_key(self.installation)
 
     def holds_lock(self) -> bool:
-        if self._renew(keys=[LOCK_KEY], args=[self.token, self.lock_ttl_ms]):
+        key = self.lock_key
+        if self._renew(keys=[key], args=[self.token, self.lock_ttl_ms]):
             return True
-        return bool(self.redis.set(LOCK_KEY, self.token, nx=True, px=self.lock_ttl_ms))
+        return bool(self.redis.set(key, self.token, nx=True, px=self.lock_ttl_ms))
 
     def interval(self, job: Periodic) -> float | None:
         if callable(job.every):
@@ -118,10 +148,10 @@ class Scheduler:
             every = self.interval(job)
             if not every:
                 continue
-            last = self.redis.hget(LAST_RUN_KEY, job.name)
+            last = self.redis.hget(self.last_run_key, job.name)
             if last is not None and now - float(last) < every:
                 continue
-            self.redis.hset(LAST_RUN_KEY, job.name, now)
+            self.redis.hset(self.last_run_key, job.name, now)
             with self.app.app_context():
                 queue.enqueue_unique(job.func, job_id=f"periodic-{job.name}", queue=job.queue)
             fired.append(job.name)
@@ -135,8 +165,8 @@ class Scheduler:
             except Exception:  # noqa: BLE001 - keep scheduling through a Redis or DB hiccup
                 log.exception("scheduler tick failed")
             self._stop.wait(self.tick_s)
-        if self.redis.get(LOCK_KEY) == self.token.encode():
-            self.redis.delete(LOCK_KEY)
+        if self.redis.get(self.lock_key) == self.token.encode():
+            self.redis.delete(self.lock_key)
 
     def start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="kmeweb-scheduler", daemon=True)

@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Device
+from kmeweb.installation import installation_id
 from kmeweb.integration.models import get_integration
 from kmeweb.outbox.models import UNFINISHED, Change, ChangeStatus, SyncState
 from kmeweb.profiles.models import Profile
-from kmeweb.sync.schedule import LAST_RUN_KEY
+from kmeweb.sync.schedule import last_run_key
 
 
 @dataclass
@@ -110,7 +111,7 @@ def integration_status(session: Session, redis: Any = None) -> dict[str, Any]:
     if integration and integration.active:
         last = integration.last_pull_at
         if redis is not None:
-            raw = redis.hget(LAST_RUN_KEY, "pull")
+            raw = redis.hget(last_run_key(installation_id(session.get_bind())), "pull")
             if raw is not None:
                 last = datetime.fromtimestamp(float(raw), UTC)
         if last is not None:

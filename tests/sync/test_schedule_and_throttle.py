@@ -11,7 +11,7 @@ from werkzeug.serving import make_server
 
 from kmeweb.operations import queue
 from kmeweb.sync.knox import KnoxSemaphore, ThrottledSession
-from kmeweb.sync.schedule import LOCK_KEY, PERIODIC, Periodic, Scheduler
+from kmeweb.sync.schedule import PERIODIC, Periodic, Scheduler
 from tests.threads import run_in_threads
 
 
@@ -42,9 +42,9 @@ def test_a_dead_schedulers_lock_passes_to_another(app, redis_url):
     alive = Scheduler(app, conn, lock_ttl_s=30)
     assert alive.tick(now=1100.0) == []
     # The dead one never renews its lock: let the rest of its TTL run out now.
-    conn.pexpire(LOCK_KEY, 50)
+    conn.pexpire(dead.lock_key, 50)
     deadline = time.monotonic() + 10
-    while conn.exists(LOCK_KEY):
+    while conn.exists(dead.lock_key):
         assert time.monotonic() < deadline, "Redis did not expire the lock"
         time.sleep(0.01)
     assert "sweep" in alive.tick(now=1100.0)
