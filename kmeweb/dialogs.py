@@ -16,7 +16,7 @@ from flask_wtf import FlaskForm
 from wtforms import Form
 
 from kmeweb.devices import services as devices
-from kmeweb.devices.forms import SelectionForm
+from kmeweb.devices.forms import SelectionForm, filter_words
 from kmeweb.devices.selection import DeviceSelection
 from kmeweb.errors import DomainError, ValidationError
 from kmeweb.extensions import db
@@ -26,6 +26,7 @@ from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
 
 DIALOG_PAGE = "profiles/dialog_page.html"
+NAMED_DEVICES = 3  # a selection dialog names its first devices, then "… and N more"
 T = TypeVar("T")
 
 
@@ -106,8 +107,10 @@ def selection_dialog(
         code=code,
         ids=ids,
         count=len(ids),
+        names=devices.first_identifiers(db.session, ids, NAMED_DEVICES),
         all_matching=selection.all_matching,
         filters=selection.filter,
+        filter_words=filter_words(selection.filter),
     )
 
 

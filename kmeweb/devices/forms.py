@@ -32,6 +32,9 @@ DEVICE_SORTS = {
     "sync": "Sync state",
 }
 
+REGISTRATION_FILTERS = {"": "Any", "registered": "Registered", "pending": "Not registered"}
+SYNC_FILTERS = {"": "Any", "synced": "Synced", "pending": "Pending", "error": "Error"}
+
 
 class DeviceFilterForm(FilterForm):
     """Search, filters and sort of a profile's device table."""
@@ -39,14 +42,12 @@ class DeviceFilterForm(FilterForm):
     q = SearchField("Search devices", validators=[Optional(), Length(max=100)])
     registration = SelectField(
         "Registration",
-        choices=choices([("", "Any"), ("registered", "Registered"), ("pending", "Not registered")]),
+        choices=choices(REGISTRATION_FILTERS.items()),
         default="",
     )
     sync = SelectField(
         "Sync state",
-        choices=choices(
-            [("", "Any"), ("synced", "Synced"), ("pending", "Pending"), ("error", "Error")]
-        ),
+        choices=choices(SYNC_FILTERS.items()),
         default="",
     )
     sort = SelectField("Sort by", choices=choices(DEVICE_SORTS.items()), default="imei")
@@ -92,12 +93,31 @@ class SelectionForm(FlaskForm):
             self.sync.data = selection.filter.sync
 
 
+def filter_words(flt: DeviceFilter) -> str:
+    """The table's filter in the words of its fields, for "All N devices matching ...":
+    'the search “x”, Registration: Not registered' ("" when nothing filters)."""
+    words = [f"the search “{flt.q}”"] if flt.q else []
+    if flt.registration:
+        words.append(f"Registration: {REGISTRATION_FILTERS.get(flt.registration, '?')}")
+    if flt.sync:
+        words.append(f"Sync state: {SYNC_FILTERS.get(flt.sync, '?')}")
+    return ", ".join(words)
+
+
 class MoveForm(SelectionForm):
-    profile_id = SelectField("Move to", choices=[], validate_choice=False)
+    # Nothing chosen until the admin chooses: the first option is no profile.
+    profile_id = SelectField(
+        "Move to",
+        choices=[],
+        validate_choice=False,
+        validators=[InputRequired("Choose a Samsung Knox Mobile Enrollment profile.")],
+    )
 
     def with_targets(self, targets: Iterable[Profile]) -> MoveForm:
-        """The profiles the devices can move to, as the choices of Move to."""
-        self.profile_id.choices = choices((str(p.id), p.name) for p in targets)
+        """The profiles the devices can move to, after a blank "Choose a profile" option."""
+        self.profile_id.choices = choices(
+            [("", "Choose a profile"), *((str(p.id), p.name) for p in targets)]
+        )
         return self
 
 

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -29,7 +29,12 @@ from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.profiles.services import DEFAULT_KIND, KME_KINDS, ensure_default_profile
+from kmeweb.profiles.services import (
+    DEFAULT_KIND,
+    DEFAULT_PROFILE_NAME,
+    KME_KINDS,
+    ensure_default_profile,
+)
 from kmeweb.sync import outbox
 
 CHUNK = 900  # ids per IN (...) list, below SQLite's variable limit
@@ -589,6 +594,19 @@ def resolve_selection(
     return list(selection.ids)
 
 
+def first_identifiers(session: Session, device_ids: Sequence[int], limit: int = 3) -> list[str]:
+    """What a dialog names a selection by: the IMEI (else serial) of its first `limit`
+    devices, in selection order; devices gone meanwhile are left out."""
+    first = list(device_ids[:limit])
+    if not first:
+        return []
+    rows = session.execute(
+        select(Device.id, func.coalesce(Device.imei, Device.serial)).where(Device.id.in_(first))
+    ).all()
+    names = {device_id: name or str(device_id) for device_id, name in rows}
+    return [names[i] for i in first if i in names]
+
+
 def move_selection(
     session: Session, selection: DeviceSelection, target_profile_id: Any, actor: Any
 ) -> Operation:
@@ -597,12 +615,19 @@ def move_selection(
 
     See move_devices for what it writes. Flushes.
     Raises what resolve_selection and move_devices raise, and ValidationError (field
-    "profile_id") for the profile the devices are selected in.
+    "profile_id") for the profile the devices are selected in and for the Samsung KME Default
+    Profile: sending devices back there is Unassign, never a Move chosen from a list.
     """
     ids = resolve_selection(session, selection)
     target_id = parse_id(target_profile_id)
     if target_id == selection.profile_id:
         raise ValidationError("Choose another profile.", field="profile_id")
+    target = session.get(Profile, target_id) if target_id is not None else None
+    if target is not None and target.kind == DEFAULT_KIND:
+        raise ValidationError(
+            f"Devices go back to the {DEFAULT_PROFILE_NAME} with Unassign, not Move.",
+            field="profile_id",
+        )
     return move_devices(session, ids, target_id, actor)
 
 

@@ -145,6 +145,12 @@ def kme_targets(session: Session, exclude_id: int | None = None) -> list[Profile
     return list(session.scalars(stmt))
 
 
+def move_targets(session: Session, from_profile_id: int) -> list[Profile]:
+    """What Move Devices offers from a profile: the KME profiles by name, without that one and
+    without the Default Profile (devices go back there with Unassign)."""
+    return [p for p in kme_targets(session, exclude_id=from_profile_id) if p.kind != DEFAULT_KIND]
+
+
 EDIT_LABELS = {
     "name": "Profile Name",
     "description": "Description",

@@ -163,6 +163,23 @@ document.addEventListener("change", (event) => {
   }
 });
 
+// A page shown again from the back-forward cache keeps the ticks it had, on devices an action
+// may have moved or deleted since: a selection form (data-fresh-selection) starts empty.
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  document.querySelectorAll("form[data-fresh-selection]").forEach((form) => form.reset());
+});
+
+// A submit button with data-requires="<field id>" is enabled only while that field has a
+// value (Move Devices: nothing is chosen for the admin); the server refuses it empty anyway.
+document.addEventListener("change", (event) => {
+  const field = event.target;
+  if (!field.id || !field.form) return;
+  field.form.querySelectorAll(`[data-requires="${CSS.escape(field.id)}"]`).forEach((button) => {
+    button.disabled = !field.value;
+  });
+});
+
 // Copy buttons: data-copy-target="#id" copies that element's text.
 document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-copy-target]");
