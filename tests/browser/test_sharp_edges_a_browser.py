@@ -106,3 +106,75 @@ def test_move_devices_chooses_nothing_and_offers_no_default_profile(sign_in, liv
     expect(move).to_be_enabled()
     check_a11y(page)
 
+
+def test_refresh_token_asks_first_naming_the_devices_that_need_it(sign_in, live_server, session):
+    make_default_profile(session)
+    sales = make_profile(session, name="Sales")
+    waiting = bulk_devices(session, 4, sales)
+    bulk_devices(session, 2, sales, registered_at=utcnow())
+    imeis = _imeis(session, waiting)
+    old = sales.token
+    page = sign_in("admin")
+    page.goto(f"{live_server}/profiles/{sales.id}")
+    page.get_by_role("link", name="Refresh Token").click()
+    dialog = page.locator("#form-dialog")
+    dialog.get_by_role("button", name="Refresh").click()
+    confirm = dialog.get_by_test_id("refresh-confirm")
+    expect(confirm).to_contain_text("“Sales”")
+    expect(confirm).to_contain_text(
+        f"4 devices not registered yet need the new token: {imeis[0]}, {imeis[1]}, "
+        f"{imeis[2]} … and 1 more"
+    )
+    check_a11y(page)
+    session.expire_all()
+    assert session.get(Profile, sales.id).token == old  # nothing happened yet
+    dialog.get_by_role("button", name="Refresh token").click()
+    expect(page.locator("#flash-area")).to_contain_text("was refreshed")
+    expect(page.get_by_test_id("token")).not_to_have_text(old)
+
+
+def test_extend_never_shortens_a_token_that_never_expires(sign_in, live_server, session):
+    make_default_profile(session)
+    sales = make_profile(session, name="Sales", token_expires_at=None)
+    page = sign_in("admin")
+    page.goto(f"{live_server}/profiles/{sales.id}")
+    page.get_by_role("link", name="Refresh Token").click()
+    dialog = page.locator("#form-dialog")
+    days = dialog.get_by_label("Extend Upto (days)")
+    never = dialog.get_by_label("Never expires")
+    expect(days).to_be_enabled()
+    never.check()
+    expect(days).to_be_disabled()
+    never.uncheck()
+    days.fill("14")
+    # Extend cannot add days to "never"; giving the token a date is its own, named button.
+    expect(dialog.get_by_role("button", name="Extend", exact=True)).to_have_count(0)
+    expect(dialog).to_contain_text("This token never expires")
+    dialog.get_by_role("button", name="Set expiry date").click()
+    expect(page.locator("#flash-area")).to_contain_text("now expires")
+    session.expire_all()
+    expires = session.get(Profile, sales.id).token_expires_at
+    assert expires is not None and 13 <= (expires - utcnow()).days <= 14
+
+
+def test_extend_on_edit_profile_keeps_the_typed_description(sign_in, live_server, session):
+    make_default_profile(session)
+    sales = make_profile(session, name="Sales", token_expires_at=utcnow() + timedelta(days=10))
+    page = sign_in("admin")
+    page.goto(f"{live_server}/profiles/{sales.id}/edit")
+    page.get_by_label("Description").fill("Field sales, Berlin")
+    page.get_by_role("link", name="Refresh Token").click()
+    dialog = page.locator("#form-dialog")
+    dialog.get_by_label("Extend Upto (days)").fill("30")
+    dialog.get_by_role("button", name="Extend", exact=True).click()
+    expected = f"expires {utcnow() + timedelta(days=40):%Y-%m-%d}"
+    expect(page.get_by_test_id("token-expiry")).to_have_text(expected)
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_label("Description")).to_have_value("Field sales, Berlin")
+    page.get_by_role("button", name="Done").click()
+    expect(page.locator("#flash-area")).to_contain_text("Profile “Sales” was saved.")
+    session.expire_all()
+    saved = session.get(Profile, sales.id)
+    assert saved.description == "Field sales, Berlin"
+    assert f"{saved.token_expires_at:%Y-%m-%d}" == expected.removeprefix("expires ")
+
