@@ -178,3 +178,33 @@ def test_extend_on_edit_profile_keeps_the_typed_description(sign_in, live_server
     assert saved.description == "Field sales, Berlin"
     assert f"{saved.token_expires_at:%Y-%m-%d}" == expected.removeprefix("expires ")
 
+
+def test_deleting_a_user_a_profile_uses_says_so_and_refuses_in_the_dialog(
+    sign_in, live_server, session
+):
+    make_default_profile(session)
+    jane = make_end_user(session, username="jane")
+    bob = make_end_user(session, username="bob")
+    make_profile(session, name="Sales", end_user_id=jane.id)
+    make_profile(session, name="Ops", end_user_id=jane.id)
+    page = sign_in("admin")
+    page.goto(f"{live_server}/admin/users/")
+    dialog = page.locator("#form-dialog")
+    row = page.get_by_test_id("user-row").filter(has_text="jane")
+    row.get_by_role("button", name="Delete").click()
+    expect(dialog).to_contain_text("jane is still associated with profiles “Ops”, “Sales”")
+    expect(dialog.get_by_role("button", name="Delete", exact=True)).to_have_count(0)
+    check_a11y(page)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+
+    # bob is free when the dialog opens, taken by a profile before Delete: refused in place.
+    page.get_by_test_id("user-row").filter(has_text="bob").get_by_role(
+        "button", name="Delete"
+    ).click()
+    expect(dialog).to_contain_text("Delete the user bob?")
+    make_profile(session, name="Lab", end_user_id=bob.id)
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    expect(dialog.get_by_role("alert")).to_contain_text("bob is still associated with")
+    expect(page).to_have_url(f"{live_server}/admin/users/")
+    expect(page.get_by_test_id("user-row")).to_have_count(2)
