@@ -25,6 +25,7 @@ from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
 
 DIALOG_PAGE = "profiles/dialog_page.html"
+NAMED_DEVICES = 3  # a selection dialog names its first devices, then "… and N more"
 T = TypeVar("T")
 
 
@@ -116,8 +117,10 @@ def selection_dialog(
         code=code,
         ids=ids,
         count=len(ids),
+        names=devices.first_identifiers(db.session, ids, NAMED_DEVICES),
         all_matching=selection.all_matching,
         filters=selection.filter,
+        filter_words=selection.filter.words(),
     )
 
 

@@ -19,7 +19,12 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length, Optional
 
-from kmeweb.devices.selection import DeviceFilter, DeviceSelection
+from kmeweb.devices.selection import (
+    REGISTRATION_FILTERS,
+    SYNC_FILTERS,
+    DeviceFilter,
+    DeviceSelection,
+)
 from kmeweb.forms import FilterForm, choices
 from kmeweb.profiles.models import Profile
 
@@ -38,14 +43,12 @@ class DeviceFilterForm(FilterForm):
     q = SearchField("Search devices", validators=[Optional(), Length(max=100)])
     registration = SelectField(
         "Registration",
-        choices=choices([("", "Any"), ("registered", "Registered"), ("pending", "Not registered")]),
+        choices=choices(REGISTRATION_FILTERS.items()),
         default="",
     )
     sync = SelectField(
         "Sync state",
-        choices=choices(
-            [("", "Any"), ("synced", "Synced"), ("pending", "Pending"), ("error", "Error")]
-        ),
+        choices=choices(SYNC_FILTERS.items()),
         default="",
     )
     sort = SelectField("Sort by", choices=choices(DEVICE_SORTS.items()), default="imei")
@@ -92,11 +95,19 @@ class SelectionForm(FlaskForm):
 
 
 class MoveForm(SelectionForm):
-    profile_id = SelectField("Move to", choices=[], validate_choice=False)
+    # Nothing chosen until the admin chooses: the first option is no profile.
+    profile_id = SelectField(
+        "Move to",
+        choices=[],
+        validate_choice=False,
+        validators=[InputRequired("Choose a Samsung Knox Mobile Enrollment profile.")],
+    )
 
     def with_targets(self, targets: Iterable[Profile]) -> MoveForm:
-        """The profiles the devices can move to, as the choices of Move to."""
-        self.profile_id.choices = choices((str(p.id), p.name) for p in targets)
+        """The profiles the devices can move to, after a blank "Choose a profile" option."""
+        self.profile_id.choices = choices(
+            [("", "Choose a profile"), *((str(p.id), p.name) for p in targets)]
+        )
         return self
 
 

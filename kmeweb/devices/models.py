@@ -18,6 +18,14 @@ class Approval(Choice):
     APPROVED = "approved"
 
 
+class Registration(Choice):
+    """Whether a device has enrolled (`device.registered_at` set or not): the device table's
+    Registration filter."""
+
+    REGISTERED = "registered", "Registered"
+    PENDING = "pending", "Not registered"
+
+
 class Device(db.Model):
     """A Samsung device known to KME; profile_id is null only while pending approval."""
 

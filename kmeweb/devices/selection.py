@@ -14,7 +14,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kmeweb.devices.models import Registration
 from kmeweb.ids import parse_id
+from kmeweb.outbox.models import SyncState
+
+#: The device table's filters with their labels ("" = any).
+REGISTRATION_FILTERS = {"": "Any", **Registration.labels()}
+SYNC_FILTERS = {
+    "": "Any",
+    **{
+        s.value: s.label.capitalize()
+        for s in (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR)
+    },
+}
 
 
 class Values(Protocol):
@@ -51,7 +63,21 @@ class DeviceFilter:
         say it: unless it is searched or filtered by sync state."""
         if self.q or self.sync:
             return None
-        return {"": counts[0], "registered": counts[1], "pending": counts[2]}.get(self.registration)
+        return {
+            "": counts[0],
+            Registration.REGISTERED: counts[1],
+            Registration.PENDING: counts[2],
+        }.get(self.registration)
+
+    def words(self) -> str:
+        """The filter in the words of the table's fields, for "All N devices matching ...":
+        'the search “x”, Registration: Not registered' ("" when nothing filters)."""
+        words = [f"the search “{self.q}”"] if self.q else []
+        if self.registration:
+            words.append(f"Registration: {REGISTRATION_FILTERS.get(self.registration, '?')}")
+        if self.sync:
+            words.append(f"Sync state: {SYNC_FILTERS.get(self.sync, '?')}")
+        return ", ".join(words)
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
-from kmeweb.devices.models import Approval, Device
+from kmeweb.devices.models import Approval, Device, Registration
 from kmeweb.devices.selection import DeviceSelection
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
@@ -31,8 +31,14 @@ from kmeweb.ids import parse_id
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.outbox import services as outbox
+from kmeweb.outbox.models import SyncState
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.profiles.services import DEFAULT_KIND, KME_KINDS, ensure_default_profile
+from kmeweb.profiles.services import (
+    DEFAULT_KIND,
+    DEFAULT_PROFILE_NAME,
+    KME_KINDS,
+    ensure_default_profile,
+)
 from kmeweb.sqlutil import chunks, id_filters
 
 CHUNK = 900  # ids per IN (...) list, below SQLite's variable limit
@@ -99,8 +105,8 @@ def _search_clause(search: str) -> Any:
     )
 
 
-REGISTRATION_FILTERS = ("registered", "pending")
-SYNC_FILTERS = ("synced", "pending", "error")
+REGISTRATION_FILTERS = tuple(Registration)
+SYNC_FILTERS = (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR)
 DEVICE_SORTS = {
     "imei": Device.imei,
     "serial": Device.serial,
@@ -121,9 +127,9 @@ def _filtered(
     search = (search or "").strip()
     if search:
         stmt = stmt.where(_search_clause(search))
-    if registration == "registered":
+    if registration == Registration.REGISTERED:
         stmt = stmt.where(Device.registered_at.is_not(None))
-    elif registration == "pending":
+    elif registration == Registration.PENDING:
         stmt = stmt.where(Device.registered_at.is_(None))
     if sync_state in SYNC_FILTERS:
         stmt = stmt.where(Device.sync_state == sync_state)
@@ -592,6 +598,19 @@ def resolve_selection(
     return list(selection.ids)
 
 
+def first_identifiers(session: Session, device_ids: Sequence[int], limit: int = 3) -> list[str]:
+    """What a dialog names a selection by: the IMEI (else serial) of its first `limit`
+    devices, in selection order; devices gone meanwhile are left out."""
+    first = list(device_ids[:limit])
+    if not first:
+        return []
+    rows = session.execute(
+        select(Device.id, func.coalesce(Device.imei, Device.serial)).where(Device.id.in_(first))
+    ).all()
+    names = {device_id: name or str(device_id) for device_id, name in rows}
+    return [names[i] for i in first if i in names]
+
+
 def move_selection(
     session: Session, selection: DeviceSelection, target_profile_id: Any, actor: Any
 ) -> Operation:
@@ -600,12 +619,19 @@ def move_selection(
 
     See move_devices for what it writes. Flushes.
     Raises what resolve_selection and move_devices raise, and ValidationError (field
-    "profile_id") for the profile the devices are selected in.
+    "profile_id") for the profile the devices are selected in and for the Samsung KME Default
+    Profile: sending devices back there is Unassign, never a Move chosen from a list.
     """
     ids = resolve_selection(session, selection)
     target_id = parse_id(target_profile_id)
     if target_id == selection.profile_id:
         raise ValidationError("Choose another profile.", field="profile_id")
+    target = session.get(Profile, target_id) if target_id is not None else None
+    if target is not None and target.kind == DEFAULT_KIND:
+        raise ValidationError(
+            f"Devices go back to the {DEFAULT_PROFILE_NAME} with Unassign, not Move.",
+            field="profile_id",
+        )
     return move_devices(session, ids, target_id, actor)
 
 

@@ -40,7 +40,7 @@ def _selected(profile_id: int, values: Values) -> tuple[Profile, DeviceSelection
 
 
 def _targets(profile: Profile) -> list[Profile]:
-    return profiles.kme_targets(db.session, exclude_id=profile.id)
+    return profiles.move_targets(db.session, profile.id)
 
 
 def _started(profile: Profile, operation: Operation | None, message: str = "Done.") -> Response:

@@ -26,3 +26,7 @@ class ImportForm(FlaskForm):
     """CSV import of users: username, email, display_name."""
 
     file = FileField("CSV file", validators=[InputRequired("Choose a CSV file.")])
+
+
+class DeleteUserForm(FlaskForm):
+    """Delete user (CSRF only; the user is named in the URL)."""

@@ -252,40 +252,43 @@ def _push_rename(session: Session, user: EndUser, actor: Any) -> None:
         outbox.record_device_change(session, "device.user", device_ids, operation, actor)
 
 
-def delete_user(session: Session, user_id: int, actor: Any) -> str:
-    """Delete an end user no profile or device is associated with. Records audit
-    "end_user.delete". Flushes. Returns the username.
-    Raises NotFound, or Conflict saying where the user is still associated."""
-    user = get_user_or_404(session, user_id)
+def usage_words(session: Session, user: EndUser) -> str | None:
+    """What still uses `user`, in words: 'profiles “Ops”, “Sales” and 1 device (3500…)';
+    None when nothing does. Delete user says it before confirming and refuses with it."""
     names = list(
         session.scalars(
             select(Profile.name).where(Profile.end_user_id == user.id).order_by(Profile.name)
         )
     )
     devices = session.scalar(select(func.count()).where(Device.end_user_id == user.id)) or 0
-    if names or devices:
-        where = []
-        if names:
-            shown = ", ".join(f"“{n}”" for n in names[:5]) + (" …" if len(names) > 5 else "")
-            where.append(f"profile{'s' if len(names) > 1 else ''} {shown}")
-        if devices:
-            sample = list(
-                session.scalars(
-                    select(func.coalesce(Device.imei, Device.serial))
-                    .where(Device.end_user_id == user.id)
-                    .order_by(Device.id)
-                    .limit(3)
-                )
+    if not names and not devices:
+        return None
+    where = []
+    if names:
+        shown = ", ".join(f"“{n}”" for n in names[:5]) + (" …" if len(names) > 5 else "")
+        where.append(f"profile{'s' if len(names) > 1 else ''} {shown}")
+    if devices:
+        sample = list(
+            session.scalars(
+                select(func.coalesce(Device.imei, Device.serial))
+                .where(Device.end_user_id == user.id)
+                .order_by(Device.id)
+                .limit(3)
             )
-            more = " …" if devices > 3 else ""
-            where.append(
-                f"{devices:,} device{'s' if devices > 1 else ''} ({', '.join(sample)}{more})"
-            )
-        raise Conflict(
-            f"{user.username} is still associated with "
-            + " and ".join(where)
-            + "; change those first."
         )
+        more = " …" if devices > 3 else ""
+        where.append(f"{devices:,} device{'s' if devices > 1 else ''} ({', '.join(sample)}{more})")
+    return " and ".join(where)
+
+
+def delete_user(session: Session, user_id: int, actor: Any) -> str:
+    """Delete an end user no profile or device is associated with. Records audit
+    "end_user.delete". Flushes. Returns the username.
+    Raises NotFound, or Conflict saying where the user is still associated."""
+    user = get_user_or_404(session, user_id)
+    in_use = usage_words(session, user)
+    if in_use:
+        raise Conflict(f"{user.username} is still associated with {in_use}; change those first.")
     username = user.username
     audit.record(session, actor, "end_user.delete", "end_user", user.id, {"username": username})
     session.delete(user)

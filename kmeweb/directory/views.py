@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, flash, url_for
 from flask_login import current_user
 
+from kmeweb import dialogs
 from kmeweb.csvimport import ImportRejected, RowError
 from kmeweb.directory import services
-from kmeweb.directory.forms import ImportForm, UserFilterForm, UserForm
+from kmeweb.directory.forms import DeleteUserForm, ImportForm, UserFilterForm, UserForm
+from kmeweb.directory.models import EndUser
 from kmeweb.extensions import db
 from kmeweb.forms import submit
-from kmeweb.htmx import redirect, render
+from kmeweb.htmx import is_htmx, redirect, render
 from kmeweb.pagination import page_args, paginate
 
 bp = Blueprint("directory", __name__, url_prefix="/admin/users")
@@ -88,13 +90,41 @@ def update(user_id: int):
     )
 
 
+def _delete_dialog(user: EndUser, form: DeleteUserForm, code: int = 200) -> Response:
+    return render(
+        "directory/delete.html",
+        "directory/_delete.html",
+        code=code,
+        user=user,
+        form=form,
+        in_use=services.usage_words(db.session, user),
+        modal=is_htmx(),
+    )
+
+
+@bp.get("/<int:user_id>/delete")
+def delete_dialog(user_id: int):
+    """Delete user: what still uses the user is said before anything is deleted."""
+    user = services.get_user_or_404(db.session, user_id)
+    return _delete_dialog(user, DeleteUserForm(formdata=None))
+
+
 @bp.post("/<int:user_id>/delete")
 def delete(user_id: int):
-    """Delete a user; refused (409) while a profile or device is associated with it."""
-    username = services.delete_user(db.session, user_id, current_user)
-    db.session.commit()
-    flash(f"User {username} was deleted.", "success")
-    return redirect(url_for("directory.index"))
+    """Delete a user; refused inside the dialog (409) while a profile or device uses it."""
+    user = services.get_user_or_404(db.session, user_id)
+    form = DeleteUserForm()
+
+    def done(username: str) -> Response:
+        flash(f"User {username} was deleted.", "success")
+        return redirect(url_for("directory.index"))
+
+    return dialogs.submit(
+        form,
+        lambda: services.delete_user(db.session, user_id, current_user),
+        done,
+        lambda code: _delete_dialog(user, form, code),
+    )
 
 
 @bp.get("/import")

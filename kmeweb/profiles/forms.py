@@ -210,7 +210,7 @@ class ProfileForm(ConfigFields):
     )
     user_search = SearchField("Search users", validators=[Optional(), Length(max=254)])
     expiry_days = _expiry_days()
-    never_expires = BooleanField("Never expires")
+    never_expires = BooleanField("Never expires", render_kw={"data-disables": "expiry_days"})
     version = HiddenField()
     original = HiddenField()
 
@@ -243,16 +243,29 @@ class ProfileFilterForm(FilterForm):
 
 
 class TokenForm(FlaskForm):
-    """Refresh Token (a new token) and Extend (the current one)."""
+    """Refresh Token (a new token, after a confirmation), Extend (the current one, later) and
+    Set expiry date (the current one, from a token that never expires)."""
 
     expiry_days = _expiry_days()
-    never_expires = BooleanField("Never expires")
+    never_expires = BooleanField("Never expires", render_kw={"data-disables": "expiry_days"})
     action = HiddenField(default="refresh")
+    confirmed = HiddenField()
     version = HiddenField()
 
     def extending(self) -> bool:
         """Extend keeps the token; anything else is Refresh (a new one)."""
         return self.action.data == "extend"
+
+    def setting_expiry(self) -> bool:
+        """Set expiry date: the token kept, a date given where it had none."""
+        return self.action.data == "set_expiry"
+
+    def refreshing(self) -> bool:
+        return not (self.extending() or self.setting_expiry())
+
+    def asks_confirmation(self) -> bool:
+        """Refresh stops the current token at once: it runs only once confirmed."""
+        return self.refreshing() and self.confirmed.data != "yes"
 
     def days(self) -> int | None:
         if self.never_expires.data:

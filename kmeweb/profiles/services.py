@@ -151,6 +151,12 @@ def kme_targets(session: Session, exclude_id: int | None = None) -> list[Profile
     return list(session.scalars(stmt))
 
 
+def move_targets(session: Session, from_profile_id: int) -> list[Profile]:
+    """What Move Devices offers from a profile: the KME profiles by name, without that one and
+    without the Default Profile (devices go back there with Unassign)."""
+    return [p for p in kme_targets(session, exclude_id=from_profile_id) if p.kind != DEFAULT_KIND]
+
+
 EDIT_LABELS = {
     "name": "Profile Name",
     "description": "Description",
@@ -686,36 +692,86 @@ def extend_token(
     """Keep the token and let it expire `days` days from now (Extend Upto), or from its
     current expiry when `from_current` (Extend); None = never expires.
 
+    Extend (`from_current`) never brings an expiry earlier: a token that never expires is
+    refused (giving it a date is set_token_expiry, the admin's explicit choice).
     Local only: the expiry is checked by our enrollment endpoint, not KME. The new expiry may
     not lie more than 999 days ahead. Records audit "profile.token_extend". Flushes.
     Raises NotFound, ValidationError (field "token_expiry_days") or Conflict.
     """
     profile = _token_profile(session, profile_id, expected_version)
     days = parse_expiry_days(days)
+    if from_current and days is not None and profile.token_expires_at is None:
+        raise ValidationError(
+            "This token never expires: Extend cannot bring its expiry earlier. "
+            "Use Set expiry date to give it one.",
+            field="token_expiry_days",
+        )
     now = utcnow()
+    start = now
+    if from_current and profile.token_expires_at is not None:
+        start = max(now, profile.token_expires_at)
+    return _set_expiry(session, profile, days, start, actor, "profile.token_extend")
+
+
+def set_token_expiry(
+    session: Session,
+    profile_id: int,
+    days: int,
+    actor: Any,
+    expected_version: int | None = None,
+) -> Profile:
+    """Set expiry date: the token (kept) expires `days` (7..999) days from now, whatever its
+    expiry was, "never expires" included. Records audit "profile.token_expiry". Flushes.
+    Raises NotFound, ValidationError (field "token_expiry_days"; also for no days) or Conflict.
+    """
+    profile = _token_profile(session, profile_id, expected_version)
+    days = parse_expiry_days(days)
     if days is None:
-        expires = None
-    else:
-        start = now
-        if from_current and profile.token_expires_at is not None:
-            start = max(now, profile.token_expires_at)
-        expires = start + timedelta(days=days)
-        if expires > now + timedelta(days=TOKEN_DAYS_MAX):
-            raise ValidationError(
-                f"A token can be valid for at most {TOKEN_DAYS_MAX} days from today.",
-                field="token_expiry_days",
-            )
+        raise ValidationError(
+            f"Choose {TOKEN_DAYS_MIN} to {TOKEN_DAYS_MAX} days for the expiry date.",
+            field="token_expiry_days",
+        )
+    return _set_expiry(session, profile, days, utcnow(), actor, "profile.token_expiry")
+
+
+def _set_expiry(
+    session: Session, profile: Profile, days: int | None, start: datetime, actor: Any, action: str
+) -> Profile:
+    """The token expires `days` after `start` (None: never); at most 999 days from now."""
+    now = utcnow()
+    expires = None if days is None else start + timedelta(days=days)
+    if expires is not None and expires > now + timedelta(days=TOKEN_DAYS_MAX):
+        raise ValidationError(
+            f"A token can be valid for at most {TOKEN_DAYS_MAX} days from today.",
+            field="token_expiry_days",
+        )
     profile.token_expires_at = expires
     _flush(session)
     audit.record(
         session,
         actor,
-        "profile.token_extend",
+        action,
         "profile",
         profile.id,
         {"name": profile.name, "expires_at": expires.isoformat() if expires else None},
     )
     return profile
+
+
+def devices_awaiting_token(
+    session: Session, profile_id: int, limit: int = 3
+) -> tuple[int, list[str]]:
+    """The profile's devices not registered yet (they enroll with its token): how many, and
+    the IMEI (else serial) of the first `limit` by IMEI."""
+    waiting = (Device.profile_id == profile_id, Device.registered_at.is_(None))
+    count = session.scalar(select(func.count()).select_from(Device).where(*waiting)) or 0
+    names = session.scalars(
+        select(func.coalesce(Device.imei, Device.serial))
+        .where(*waiting)
+        .order_by(Device.imei, Device.id)
+        .limit(limit)
+    )
+    return count, list(names)
 
 
 def set_profile_user(

@@ -19,7 +19,7 @@ from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import db
 from kmeweb.forms import choices, invalid
-from kmeweb.htmx import is_htmx, redirect, render
+from kmeweb.htmx import is_htmx, redirect, render, trigger, with_flash
 from kmeweb.ids import parse_id
 from kmeweb.operations.models import Operation
 from kmeweb.pagination import Page, page_args, paginate
@@ -400,39 +400,64 @@ def detail(profile_id: int):
     )
 
 
-def _token_form(profile: Profile) -> f.TokenForm:
-    return f.TokenForm(formdata=None, data={"version": profile.version})
+def _token_form(profile: Profile, version: str | None = None) -> f.TokenForm:
+    return f.TokenForm(formdata=None, data={"version": version or profile.version})
 
 
-def _token_dialog(profile: Profile, form: f.TokenForm, back: str | None, code: int = 200):
+def _token_dialog(
+    profile: Profile, form: f.TokenForm, back: str | None, code: int = 200, confirm: bool = False
+):
+    """The token dialog; `confirm`: Refresh's second step, naming the devices that wait."""
+    waiting, names = services.devices_awaiting_token(db.session, profile.id) if confirm else (0, [])
     return dialogs.show(
-        "profiles/_token.html", profile, form, code=code, summary=_summary(profile), back=back
+        "profiles/_token.html",
+        profile,
+        form,
+        code=code,
+        summary=_summary(profile),
+        back=back,
+        confirm=confirm,
+        waiting=waiting,
+        waiting_names=names,
     )
 
 
 def _renew_token(form: f.TokenForm, profile_id: int) -> Profile:
-    """Extend keeps the token (counted from its current expiry); Refresh makes a new one."""
+    """Extend keeps the token (counted from its current expiry, never earlier); Set expiry
+    date gives a date to a token that never expires; Refresh makes a new one."""
+    version = form.version.data
     if form.extending():
         return services.extend_token(
-            db.session,
-            profile_id,
-            form.days(),
-            current_user,
-            from_current=True,
-            expected_version=form.version.data,
+            db.session, profile_id, form.days(), current_user, True, version
         )
+    if form.setting_expiry():
+        return services.set_token_expiry(db.session, profile_id, form.days(), current_user, version)
     return services.refresh_token(
-        db.session, profile_id, form.days(), current_user, expected_version=form.version.data
+        db.session, profile_id, form.days(), current_user, expected_version=version
     )
 
 
-def _back(back: str | None, profile_id: int) -> Response:
-    """Where Refresh Token returns: the profile form, the Overview, or the profile's page."""
+def _token_done(form: f.TokenForm, profile: Profile, back: str | None) -> Response:
+    """Where the token dialog goes once done: on Edit profile (htmx) the page stays, with what
+    the admin typed, and only its token part changes; else the page it was opened from."""
+    status = services.token_status(profile)
+    what = "was extended: " if form.extending() else "now " if form.setting_expiry() else ""
+    message = f"The token of “{profile.name}” {what or 'was refreshed: '}{status}."
+    if back == "edit" and is_htmx():
+        response = render(
+            "profiles/_token_edit_oob.html",
+            "profiles/_token_edit_oob.html",
+            profile=profile,
+            summary=_summary(profile),
+            original=json.dumps(services.edit_snapshot(profile), default=str),
+        )
+        return trigger(with_flash(response, message, "success"), "kme:dialog-done")
+    flash(message, "success")
     if back == "edit":
-        return redirect(url_for("profiles.edit", profile_id=profile_id))
+        return redirect(url_for("profiles.edit", profile_id=profile.id))
     if back == "overview":  # Extend from the Overview's Needs attention
         return redirect(url_for("overview.index"))
-    return dialogs.to_profile(profile_id)
+    return dialogs.to_profile(profile.id)
 
 
 @bp.post("/<int:profile_id>/token/reveal")
@@ -452,28 +477,25 @@ def reveal_token(profile_id: int):
 
 @bp.get("/<int:profile_id>/token")
 def token_dialog(profile_id: int):
-    """Refresh Token: a new token (7..999 days or Never expires), or Extend the current one."""
+    """Refresh Token: a new token (7..999 days or Never expires), Extend the current one, or
+    Set expiry date on one that never expires. From Edit profile, `version` is the form's."""
     profile = services.get_profile_or_404(db.session, profile_id)
-    return _token_dialog(profile, _token_form(profile), request.args.get("back"))
+    form = _token_form(profile, request.args.get("version"))
+    return _token_dialog(profile, form, request.args.get("back"))
 
 
 @bp.post("/<int:profile_id>/token")
 def token(profile_id: int):
-    """Refresh or Extend the profile's token."""
-    services.get_profile_or_404(db.session, profile_id)
+    """Refresh (once confirmed), Extend or Set expiry date of the profile's token."""
+    profile = services.get_profile_or_404(db.session, profile_id)
     form = f.TokenForm()
     back = request.form.get("back")
-
-    def done(updated: Profile) -> Response:
-        what = "extended" if form.extending() else "refreshed"
-        status = services.token_status(updated)
-        flash(f"The token of “{updated.name}” was {what}: {status}.", "success")
-        return _back(back, profile_id)
-
+    if form.asks_confirmation() and form.validate_on_submit():
+        return _token_dialog(profile, form, back, confirm=True)
     return dialogs.submit(
         form,
         lambda: _renew_token(form, profile_id),
-        done,
+        lambda updated: _token_done(form, updated, back),
         lambda code: _token_dialog(db.session.get(Profile, profile_id), form, back, code),
         fields={"token_expiry_days": "expiry_days"},
     )

@@ -163,6 +163,45 @@ document.addEventListener("change", (event) => {
   }
 });
 
+// A page shown again from the back-forward cache keeps the ticks it had, on devices an action
+// may have moved or deleted since: a selection form (data-fresh-selection) starts empty.
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  document.querySelectorAll("form[data-fresh-selection]").forEach((form) => form.reset());
+});
+
+// A submit button with data-requires="<field id>" is enabled only while that field has a
+// value (Move Devices: nothing is chosen for the admin); the server refuses it empty anyway.
+document.addEventListener("change", (event) => {
+  const field = event.target;
+  if (!field.id || !field.form) return;
+  field.form.querySelectorAll(`[data-requires="${CSS.escape(field.id)}"]`).forEach((button) => {
+    button.disabled = !field.value;
+  });
+});
+
+// A checkbox with data-disables="<field id>" (Never expires) disables that field of its form
+// while ticked: a number of days would do nothing then.
+(() => {
+  const apply = (box) => {
+    const field = box.form && box.form.querySelector(`#${CSS.escape(box.dataset.disables)}`);
+    if (field) field.disabled = box.checked;
+  };
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("[data-disables]")) apply(event.target);
+  });
+  document.addEventListener("htmx:load", (event) => {
+    event.target.querySelectorAll("[data-disables]").forEach(apply);
+  });
+})();
+
+// A form dialog whose work is done in place (the answer changed the page behind it out of
+// band) closes on the kme:dialog-done event its answer triggers.
+document.addEventListener("kme:dialog-done", () => {
+  const dialog = document.getElementById("form-dialog");
+  if (dialog) window.bootstrap.Modal.getOrCreateInstance(dialog).hide();
+});
+
 // Copy buttons: data-copy-target="#id" copies that element's text.
 document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-copy-target]");

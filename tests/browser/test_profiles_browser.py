@@ -116,9 +116,12 @@ def test_kme_profile_from_add_to_delete(
         page.locator(f'input[name="device_ids"][value="{device_id}"]').check()
     page.get_by_role("button", name="Move Devices").click()
     dialog = page.locator("#form-dialog")
-    expect(dialog.get_by_test_id("selection-summary")).to_contain_text("3 selected devices")
+    expect(dialog.get_by_test_id("selection-summary")).to_contain_text("3 devices: ")
     check_a11y(page)
-    expect(dialog.get_by_label("Move to").locator("option")).to_have_text(["Field Sales"])
+    expect(dialog.get_by_label("Move to").locator("option")).to_have_text(
+        ["Choose a profile", "Field Sales"]
+    )
+    dialog.get_by_label("Move to").select_option(label="Field Sales")
     dialog.get_by_role("button", name="Move").click()
     expect(page.locator("#flash-area")).to_contain_text("Move 3 devices to Field Sales")
     _wait_done(page)
@@ -141,6 +144,7 @@ def test_kme_profile_from_add_to_delete(
     expect(dialog.get_by_test_id("selection-summary")).to_contain_text(
         f"All {matching} devices matching the search “{model[0]}”"
     )
+    dialog.get_by_label("Move to").select_option(label="Field Sales")
     dialog.get_by_role("button", name="Move").click()
     _wait_done(page)
     expect(page.get_by_test_id("fact-devices")).to_have_text(str(250 - 3 - matching))
@@ -157,6 +161,7 @@ def test_kme_profile_from_add_to_delete(
     page.get_by_role("link", name="Refresh Token").click()
     dialog.get_by_label("Never expires").check()
     dialog.get_by_role("button", name="Refresh").click()
+    dialog.get_by_role("button", name="Refresh token").click()  # once confirmed
     expect(page.get_by_test_id("fact-expiry")).to_have_text("never expires")
     expect(page.get_by_test_id("token")).not_to_have_text(old_token)
 

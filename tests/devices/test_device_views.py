@@ -41,7 +41,7 @@ def test_move_devices_dialog_excludes_current_profile_and_moves(
     dialog = client.get(f"/profiles/{default.id}/move?{query}", headers=HX)
     html = dialog.get_data(as_text=True)
     assert dialog.status_code == 200 and "<html" not in html
-    assert "3</strong> selected devices" in html
+    assert "3</strong> devices:" in html
     options = re.findall(r'<option value="(\d+)"', html)
     assert str(sales.id) in options and str(ops.id) in options
     assert str(default.id) not in options and str(own.id) not in options

@@ -118,11 +118,12 @@ def test_refresh_and_extend_token(client, login, actions, session, default):
     dialog = client.get(f"/profiles/{sales.id}/token", headers=HX).get_data(as_text=True)
     assert "Never expires" in dialog and "Extend" in dialog and "Refresh" in dialog
     version = re.search(r'name="version" type="hidden" value="(\d+)"', dialog).group(1)
-    response = actions.post(
-        f"/profiles/{sales.id}/token",
-        {"action": "refresh", "never_expires": "y", "version": version},
-        headers=HX,
+    data = {"action": "refresh", "never_expires": "y", "version": version}
+    asked = actions.post(f"/profiles/{sales.id}/token", data, headers=HX)
+    assert asked.status_code == 200 and "Issue a new token for “Sales”?" in asked.get_data(
+        as_text=True
     )
+    response = actions.post(f"/profiles/{sales.id}/token", {**data, "confirmed": "yes"}, headers=HX)
     assert response.status_code == 204
     session.expire_all()
     assert sales.token != old and sales.token_expires_at is None
@@ -134,15 +135,22 @@ def test_refresh_and_extend_token(client, login, actions, session, default):
     )
     body = bad.get_data(as_text=True)
     assert bad.status_code == 422 and 'id="expiry_days-error"' in body and "7 to 999" in body
-    ok = actions.post(
+    # Extend never shortens "never expires"; Set expiry date is the explicit way to a date.
+    shorter = actions.post(
         f"/profiles/{sales.id}/token",
         {"action": "extend", "expiry_days": "30", "version": str(sales.version)},
+    )
+    assert shorter.status_code == 422 and "Set expiry date" in shorter.get_data(as_text=True)
+    ok = actions.post(
+        f"/profiles/{sales.id}/token",
+        {"action": "set_expiry", "expiry_days": "30", "version": str(sales.version)},
     )
     assert ok.status_code == 303
     session.expire_all()
     assert 29 <= (sales.token_expires_at - utcnow()).days <= 30
     stale = actions.post(
-        f"/profiles/{sales.id}/token", {"action": "refresh", "expiry_days": "7", "version": "1"}
+        f"/profiles/{sales.id}/token",
+        {"action": "refresh", "expiry_days": "7", "version": "1", "confirmed": "yes"},
     )
     assert stale.status_code == 409 and "changed by someone else" in stale.get_data(as_text=True)
 

@@ -289,7 +289,7 @@ def test_edit_saves_and_the_default_profile_keeps_its_name(client, login, action
     default = make_default_profile(session)
     profile = make_profile(session, name="Sales")
     page = client.get(f"/profiles/{profile.id}/edit").get_data(as_text=True)
-    assert 'value="Sales"' in page and "Refresh" in page and "Extend" in page
+    assert 'value="Sales"' in page and "Refresh Token" in page
     data = _edit_post_data(page, profile)
     data["name"] = "Sales EU"
     response = actions.post(f"/profiles/{profile.id}/edit", data)
