@@ -20,7 +20,10 @@ from kmeweb.errors import register_error_handlers
 from kmeweb.extensions import csrf, db, limiter, migrate
 from kmeweb.extensions import htmx as htmx_ext
 from kmeweb.ids import MAX_DB_INT
+from kmeweb.operations.models import OperationStatus
 from kmeweb.ops import metrics as ops_metrics
+from kmeweb.outbox.models import SyncState
+from kmeweb.profiles.models import ProfileKind
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,6 +168,11 @@ def _configure_sqlite(app: Flask) -> None:
 
 
 def _register_template_helpers(app: Flask) -> None:
+    # Templates compare with the members (kind == ProfileKind.KME), never with bare strings.
+    app.jinja_env.globals.update(
+        ProfileKind=ProfileKind, OperationStatus=OperationStatus, SyncState=SyncState
+    )
+
     @app.context_processor
     def _nav() -> dict[str, Any]:
         entries = [(s, label, ep) for s, label, ep in NAV if ep in app.view_functions]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -261,3 +262,105 @@ def test_views_are_thin():
         if node.end_lineno - node.lineno + 1 > 30
     ]
     assert long == []
+
+
+# Names of the columns (and of the variables and filters that hold their values) whose values
+# are a status or a kind.
+STATUS_FIELDS = {
+    "kind",
+    "status",
+    "state",
+    "sync_state",
+    "approval",
+    "auth_mode",
+    "event",
+    "registration",
+}
+# Functions whose `kind` argument is a ChangeKind or OperationKind.
+KIND_TAKERS = {
+    "start_operation",
+    "create_operation",
+    "record_device_change",
+    "record_profile_change",
+    "_push_profile",
+    "_add_change",
+    "_batched_changes",
+}
+
+
+def enum_values() -> set[str]:
+    """Every value of a status or kind enum (a Choice or StrEnum in a models.py)."""
+    values = set()
+    for path in PACKAGE.rglob("models.py"):
+        for cls in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(cls, ast.ClassDef) or not any(
+                getattr(base, "id", "") in {"Choice", "StrEnum"} for base in cls.bases
+            ):
+                continue
+            for stmt in cls.body:
+                if isinstance(stmt, ast.Assign):
+                    value = stmt.value.elts[0] if isinstance(stmt.value, ast.Tuple) else stmt.value
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                        values.add(value.value)
+    return values
+
+
+def _field(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        return str(node.slice.value)
+    return None
+
+
+def _strings(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return [e.value for e in node.elts if isinstance(e, ast.Constant)]
+    return []
+
+
+def bare_literals(tree: ast.AST, values: set[str]) -> Iterator[tuple[int, str]]:
+    """(line, value) of each status or kind written as a bare string: compared with, assigned
+    to or passed as a status or kind."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if {_field(side) for side in sides} & STATUS_FIELDS:
+                for side in sides:
+                    yield from ((node.lineno, s) for s in _strings(side) if s in values)
+        elif isinstance(node, ast.Assign) and any(_field(t) in STATUS_FIELDS for t in node.targets):
+            yield from ((node.lineno, s) for s in _strings(node.value) if s in values)
+        elif isinstance(node, ast.keyword) and node.arg in STATUS_FIELDS:
+            yield from ((node.value.lineno, s) for s in _strings(node.value) if s in values)
+        elif isinstance(node, ast.Call) and _field(node.func) in KIND_TAKERS:
+            for arg in node.args:
+                yield from ((node.lineno, s) for s in _strings(arg) if s in values)
+
+
+TEMPLATE_LITERAL = re.compile(
+    r"\b(?:kind|status|state|sync_state|approval)\s*(?:==|!=|\bnot in\b|\bin\b)\s*"
+    r"\(?\s*['\"]([\w.]+)['\"]"
+)
+
+
+def test_no_bare_status_or_kind_literal():
+    """Statuses and kinds are compared and stored as their enum members (kmeweb/*/models.py),
+    in code and in templates, so that a renamed value cannot leave a comparison behind."""
+    values = enum_values()
+    assert {"kme_default", "device.move", "pending", "synced"} <= values  # the walk found them
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "models.py" or "knox" in path.relative_to(PACKAGE).parts:
+            continue  # the enums themselves; the KME client and simulator speak KME's words
+        for line, value in bare_literals(ast.parse(path.read_text()), values):
+            found.append(f"{path.relative_to(ROOT)}:{line} {value!r}")
+    for path in sorted((ROOT / "templates").rglob("*.html")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in TEMPLATE_LITERAL.finditer(line):
+                if match.group(1) in values:
+                    found.append(f"{path.relative_to(ROOT)}:{number} {match.group(1)!r}")
+    assert found == []

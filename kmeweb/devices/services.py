@@ -31,7 +31,7 @@ from kmeweb.ids import parse_id
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.outbox import services as outbox
-from kmeweb.outbox.models import SyncState
+from kmeweb.outbox.models import ChangeKind, SyncState
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import (
     DEFAULT_KIND,
@@ -341,7 +341,7 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
     if identifiers:
         n = len(identifiers)
         operation = operations.start_operation(
-            session, "device.delete", f"Delete {n:,} devices", n, actor
+            session, ChangeKind.DEVICE_DELETE, f"Delete {n:,} devices", n, actor
         )
         outbox.record_device_delete(session, identifiers, operation, actor)
     for where in id_filters(session, Device.id, ids):
@@ -414,9 +414,9 @@ def set_device_user(
     if in_knox:
         n = len(in_knox)
         label = f"Set user of {n:,} devices" if username else f"Clear user of {n:,} devices"
-        operation = operations.start_operation(session, "device.user", label, n, actor)
+        operation = operations.start_operation(session, ChangeKind.DEVICE_USER, label, n, actor)
         outbox.mark_devices_pending(session, in_knox, **values)
-        outbox.record_device_change(session, "device.user", in_knox, operation, actor)
+        outbox.record_device_change(session, ChangeKind.DEVICE_USER, in_knox, operation, actor)
     for where in id_filters(session, Device.id, local):
         session.execute(
             update(Device)

@@ -18,7 +18,8 @@ from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.operations import services as operations
 from kmeweb.outbox import services as outbox
-from kmeweb.profiles.models import Profile
+from kmeweb.outbox.models import ChangeKind, SyncState
+from kmeweb.profiles.models import Profile, ProfileKind
 
 USERNAME_MAX = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -226,14 +227,14 @@ def update_user(session: Session, user_id: int, data: Mapping[str, Any], actor: 
 def _push_rename(session: Session, user: EndUser, actor: Any) -> None:
     profiles = list(
         session.scalars(
-            select(Profile).where(Profile.end_user_id == user.id, Profile.kind == "kme")
+            select(Profile).where(Profile.end_user_id == user.id, Profile.kind == ProfileKind.KME)
         )
     )
     device_ids = list(
         session.scalars(
             select(Device.id)
             .join(Profile, Profile.id == Device.profile_id)
-            .where(Device.end_user_id == user.id, Profile.kind == "kme")
+            .where(Device.end_user_id == user.id, Profile.kind == ProfileKind.KME)
             .order_by(Device.id)
         )
     )
@@ -241,15 +242,15 @@ def _push_rename(session: Session, user: EndUser, actor: Any) -> None:
         return
     label = f"Rename user {user.username} in KME"
     operation = operations.start_operation(
-        session, "device.user", label, len(profiles) + len(device_ids), actor
+        session, ChangeKind.DEVICE_USER, label, len(profiles) + len(device_ids), actor
     )
     for profile in profiles:
-        profile.sync_state = "pending"
+        profile.sync_state = SyncState.PENDING
         session.flush()
-        outbox.record_profile_change(session, "profile.update", profile, operation, actor)
+        outbox.record_profile_change(session, ChangeKind.PROFILE_UPDATE, profile, operation, actor)
     if device_ids:
         outbox.mark_devices_pending(session, device_ids)
-        outbox.record_device_change(session, "device.user", device_ids, operation, actor)
+        outbox.record_device_change(session, ChangeKind.DEVICE_USER, device_ids, operation, actor)
 
 
 def usage_words(session: Session, user: EndUser) -> str | None:

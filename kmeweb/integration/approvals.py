@@ -25,6 +25,7 @@ from kmeweb.integration.uploads import get_upload_or_404, pending_count
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.outbox import services as outbox
+from kmeweb.outbox.models import ChangeKind
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, KME_KINDS, ensure_default_profile
 from kmeweb.sqlutil import id_filters
@@ -58,7 +59,7 @@ def _approve(
     )
     outbox.record_device_change(
         session,
-        "device.approve",
+        ChangeKind.DEVICE_APPROVE,
         device_ids,
         operation,
         actor,
@@ -127,7 +128,7 @@ def approve_upload(
         )
     operation = operations.start_operation(
         session,
-        "upload.approve",
+        ChangeKind.UPLOAD_APPROVE,
         f"Approve {n:,} devices of upload {upload.kme_upload_id}",
         n,
         actor,
@@ -185,7 +186,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
 
     n = len(ids)
     operation = operations.start_operation(
-        session, "device.approve", f"Approve {n:,} devices", n, actor
+        session, ChangeKind.DEVICE_APPROVE, f"Approve {n:,} devices", n, actor
     )
     uploads = []
     for upload_id, group in by_upload.items():

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from kmeweb import crypto
 from kmeweb.errors import Conflict
-from kmeweb.integration.models import get_integration
+from kmeweb.integration.models import AuthMode, get_integration
 from kmeweb.integration.settings import validate_settings
 from kmeweb.knox import (
     KnoxAuthError,
@@ -93,7 +93,7 @@ def explain(exc: KnoxError, config: KnoxConfig) -> str:
     """What went wrong, in the words an admin acts on."""
     customer = config.customer_id or "(none entered)"
     if isinstance(exc, KnoxConfigError):
-        if config.auth_mode == "legacy":
+        if config.auth_mode == AuthMode.LEGACY:
             return (
                 "keys.json is malformed: its keys could not be read. Download it again from "
                 "the Knox API portal."
@@ -104,7 +104,7 @@ def explain(exc: KnoxError, config: KnoxConfig) -> str:
     if isinstance(exc, KnoxAuthError) or exc.status == 401 or exc.code in CREDENTIAL_CODES:
         what = (
             "client id and secret"
-            if config.auth_mode == "oauth"
+            if config.auth_mode == AuthMode.OAUTH
             else "keys.json and client identifier"
         )
         return f"Samsung refused the credentials: they are wrong or expired. Check the {what}."

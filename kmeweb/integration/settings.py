@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from kmeweb import crypto
 from kmeweb.audit import services as audit
 from kmeweb.errors import ValidationError
-from kmeweb.integration.models import Integration, get_integration
+from kmeweb.integration.models import AuthMode, Integration, get_integration
 from kmeweb.knox.config import DEFAULT_BASE_URL, keys_json_identifier
 
 AUTH_MODES = ("oauth", "legacy")
@@ -117,11 +117,11 @@ def validate_settings(session: Session, data: Mapping[str, Any]) -> tuple[dict[s
     mode_changed = integration is not None and integration.auth_mode != auth_mode
     has_stored = integration is not None and integration.secret_enc is not None
     if not secret and (not has_stored or mode_changed):
-        what = "client secret" if auth_mode == "oauth" else "keys.json file"
+        what = "client secret" if auth_mode == AuthMode.OAUTH else "keys.json file"
         raise ValidationError(f"Enter the {what}.", field="secret")
-    if auth_mode == "oauth" and not client_id:
+    if auth_mode == AuthMode.OAUTH and not client_id:
         raise ValidationError("Enter the client id.", field="client_id")
-    if auth_mode == "legacy":
+    if auth_mode == AuthMode.LEGACY:
         if not customer_id:
             raise ValidationError("Legacy authentication needs the customer id.", "customer_id")
         if secret:
@@ -138,7 +138,7 @@ def validate_settings(session: Session, data: Mapping[str, Any]) -> tuple[dict[s
         "description": description,
         "auth_mode": auth_mode,
         "base_url": base_url,
-        "token_url": token_url if auth_mode == "oauth" else None,
+        "token_url": token_url if auth_mode == AuthMode.OAUTH else None,
         "client_id": client_id,
         "customer_id": customer_id,
         "encryption_public_key": public_key,

@@ -6,7 +6,7 @@ from flask_login import current_user
 from kmeweb.extensions import db
 from kmeweb.htmx import is_htmx, redirect, refresh, render
 from kmeweb.operations import services
-from kmeweb.operations.models import OperationKind
+from kmeweb.operations.models import OperationKind, OperationStatus
 from kmeweb.pagination import page_args, paginate
 
 bp = Blueprint("operations", __name__, url_prefix="/operations")
@@ -36,7 +36,11 @@ def detail(operation_id: int):
     """One operation with its changes; as htmx, the self-polling status partial."""
     operation = services.get_operation(db.session, operation_id)
     changes = services.changes_of(db.session, operation_id)
-    if is_htmx() and operation.kind == OperationKind.DEVICE_IMPORT and operation.status == "done":
+    if (
+        is_htmx()
+        and operation.kind == OperationKind.DEVICE_IMPORT
+        and operation.status == OperationStatus.DONE
+    ):
         # A finished import changed the page's device table: reload the whole page.
         return refresh()
     return render(

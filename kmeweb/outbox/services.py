@@ -87,7 +87,9 @@ def record_device_resync(session: Session, device_ids: Sequence[int]) -> list[Ch
     and mark them pending. Used by the push; see push._resync_moved_on. Flushes."""
     for where in id_filters(session, Device.id, device_ids):
         session.execute(update(Device).where(where).values(sync_state=SyncState.PENDING))
-    return _batched_changes(session, "device.resync", "device_ids", device_ids, None, "sync")
+    return _batched_changes(
+        session, ChangeKind.DEVICE_RESYNC, "device_ids", device_ids, None, "sync"
+    )
 
 
 def record_device_delete(
@@ -95,7 +97,9 @@ def record_device_delete(
 ) -> list[Change]:
     """Outbox rows deleting devices from KME by KME id, IMEI or serial (the local rows are
     already gone, so the payload carries what KME knows them by). Flushes."""
-    return _batched_changes(session, "device.delete", "identifiers", identifiers, operation, actor)
+    return _batched_changes(
+        session, ChangeKind.DEVICE_DELETE, "identifiers", identifiers, operation, actor
+    )
 
 
 def _batched_changes(
@@ -147,12 +151,12 @@ def record_profile_change(
     is then) or delete (the payload keeps the KME id and name). Marks the profile pending."""
     assert kind in PROFILE_KINDS, kind
     payload: dict[str, Any] = {"profile_id": profile.id, "name": profile.name}
-    if kind == "profile.delete":
+    if kind == ChangeKind.PROFILE_DELETE:
         payload["kme_profile_id"] = profile.kme_profile_id
     else:
         profile.sync_state = SyncState.PENDING
         profile.sync_error = None
-    profile_id = None if kind == "profile.delete" else profile.id
+    profile_id = None if kind == ChangeKind.PROFILE_DELETE else profile.id
     change = _add_change(session, kind, payload, operation, actor, profile_id)
     session.flush()
     return change
@@ -168,6 +172,6 @@ def record_upload_approval(
     """Outbox row approving reseller uploads in KME. `profile_id` is the profile the approved
     devices go to, so their assignment waits for the approval. Flushes."""
     payload = {"kme_upload_ids": list(kme_upload_ids)}
-    change = _add_change(session, "upload.approve", payload, operation, actor, profile_id)
+    change = _add_change(session, ChangeKind.UPLOAD_APPROVE, payload, operation, actor, profile_id)
     session.flush()
     return change

@@ -46,6 +46,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kmeweb.errors import ValidationError
+from kmeweb.profiles.models import ProfileKind
 
 CUSTOM_KEY_TYPES = ("string", "integer", "boolean")
 WIFI_SECURITY_TYPES = ("NONE", "WPA", "WEP", "EAP")
@@ -298,11 +299,11 @@ def normalize_config(raw: Mapping[str, Any] | None, kind: str) -> dict[str, Any]
     if unknown:
         raise ValidationError(f"Unknown configuration section {unknown[0]!r}.", field=unknown[0])
     agent = _section(raw.get("agent"), AGENT_FIELDS, "agent")
-    kme = _section(raw.get("kme"), KME_FIELDS, "kme") if kind == "kme" else {}
+    kme = _section(raw.get("kme"), KME_FIELDS, "kme") if kind == ProfileKind.KME else {}
     extras = _section(raw.get("system_extras"), SYSTEM_EXTRA_FIELDS, "system_extras")
     custom = _custom_keys(raw.get("custom_keys"))
 
-    if kind == "kme":
+    if kind == ProfileKind.KME:
         _check_kme_rules(agent, kme)
     _check_wifi(extras)
     return {"agent": agent, "kme": kme, "system_extras": extras, "custom_keys": custom}

@@ -51,7 +51,7 @@ from kmeweb.extensions import utcnow
 from kmeweb.ids import optional_id
 from kmeweb.operations import services as operations
 from kmeweb.outbox import services as outbox
-from kmeweb.outbox.models import SyncState
+from kmeweb.outbox.models import ChangeKind, SyncState
 from kmeweb.profiles import bundle as device_bundle
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
@@ -475,7 +475,7 @@ def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Pro
     session.add(profile)
     _flush(session)
     if kind == ProfileKind.KME:
-        _push_profile(session, "profile.create", profile, f"Create profile {name}", actor)
+        _push_profile(session, ChangeKind.PROFILE_CREATE, profile, f"Create profile {name}", actor)
     audit.record(
         session,
         actor,
@@ -563,7 +563,9 @@ def update_profile(
         _mark_pending(profile)
     _flush(session)
     if profile.kind == ProfileKind.KME and kme_visible:
-        _push_profile(session, "profile.update", profile, f"Update profile {profile.name}", actor)
+        _push_profile(
+            session, ChangeKind.PROFILE_UPDATE, profile, f"Update profile {profile.name}", actor
+        )
     audit.record(
         session,
         actor,
@@ -604,13 +606,20 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
         label = f"Delete profile {name}"
         if n:
             label += f" ({n:,} devices to the Default Profile)"
-        operation = operations.start_operation(session, "profile.delete", label, n + 1, actor)
+        operation = operations.start_operation(
+            session, ChangeKind.PROFILE_DELETE, label, n + 1, actor
+        )
         if device_ids:
             outbox.mark_devices_pending(session, device_ids, profile_id=default.id)
             outbox.record_device_change(
-                session, "device.unassign", device_ids, operation, actor, profile_id=default.id
+                session,
+                ChangeKind.DEVICE_UNASSIGN,
+                device_ids,
+                operation,
+                actor,
+                profile_id=default.id,
             )
-        outbox.record_profile_change(session, "profile.delete", profile, operation, actor)
+        outbox.record_profile_change(session, ChangeKind.PROFILE_DELETE, profile, operation, actor)
     elif device_ids:
         _move_locally(session, device_ids, default.id)
 
@@ -668,7 +677,9 @@ def refresh_token(
     _mark_pending(profile)
     _flush(session)
     if profile.kind == ProfileKind.KME:
-        _push_profile(session, "profile.update", profile, f"Refresh token of {profile.name}", actor)
+        _push_profile(
+            session, ChangeKind.PROFILE_UPDATE, profile, f"Refresh token of {profile.name}", actor
+        )
     audit.record(
         session,
         actor,
@@ -795,7 +806,11 @@ def set_profile_user(
     _flush(session)
     if profile.kind == ProfileKind.KME:
         _push_profile(
-            session, "profile.update", profile, f"Change user of profile {profile.name}", actor
+            session,
+            ChangeKind.PROFILE_UPDATE,
+            profile,
+            f"Change user of profile {profile.name}",
+            actor,
         )
     username = session.scalar(select(EndUser.username).where(EndUser.id == user_id))
     audit.record(

@@ -171,14 +171,16 @@ def new():
 def _profile_data(form: f.ProfileForm, kind: str, profile: Profile | None) -> dict[str, Any]:
     """What the services take from the profile form: Add (`profile` None) or Edit."""
     data: dict[str, Any] = {
-        "name": form.name.data if profile is None or kind != "kme_default" else profile.name,
+        "name": form.name.data
+        if profile is None or kind != ProfileKind.KME_DEFAULT
+        else profile.name,
         "description": form.description.data,
     }
     if profile is None:
         data["kind"] = kind
-    if kind != "kme_default":
+    if kind != ProfileKind.KME_DEFAULT:
         data["end_user_id"] = form.end_user_id.data or None
-    if kind == "kme":
+    if kind == ProfileKind.KME:
         data["without_token"] = bool(form.without_token.data)
         data["config"] = form.config()
         data["secrets"] = form.secrets()
@@ -343,9 +345,9 @@ def _preview_for(form: f.ProfileForm, kind: str, profile: Profile | None) -> dic
 @bp.post("/preview")
 def preview():
     """The live preview beside the profile form: the admin-extras bundle for what is typed."""
-    kind = request.form.get("kind", "kme")
-    if kind not in services.KME_KINDS + ("self_maintained",):
-        kind = "kme"
+    kind = request.form.get("kind", "")
+    if kind not in set(ProfileKind):
+        kind = ProfileKind.KME
     profile_id = parse_id(request.form.get("profile_id"))
     profile = db.session.get(Profile, profile_id) if profile_id is not None else None
     form = f.ProfileForm(meta={"csrf": False})

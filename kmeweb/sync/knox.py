@@ -11,7 +11,7 @@ from flask import current_app
 from redis import Redis
 
 from kmeweb import crypto
-from kmeweb.integration.models import Integration
+from kmeweb.integration.models import AuthMode, Integration
 from kmeweb.knox import KnoxClient, KnoxConfig, RetryPolicy
 from kmeweb.operations.queue import redis_connection
 from kmeweb.ops.metrics import knox_observer
@@ -109,7 +109,7 @@ def config_for(values: dict[str, Any], secret: str | None, settings: dict[str, A
     }
     if settings.get("scope"):
         common["scope"] = settings["scope"]
-    if values["auth_mode"] == "legacy":
+    if values["auth_mode"] == AuthMode.LEGACY:
         return KnoxConfig(keys_json=secret, client_identifier=values.get("client_id"), **common)
     return KnoxConfig(
         client_id=values.get("client_id"),

@@ -46,16 +46,23 @@ def _is_pending_approval(status: str | None) -> bool:
     return "approval" in (status or "").lower() and "pending" in (status or "").lower()
 
 
+# KME's words for an upload's state (kme-api.md 4), lower-cased, and ours.
+KME_UPLOAD_STATUSES = {
+    "pending": UploadStatus.PENDING,
+    "approved": UploadStatus.APPROVED,
+    "complete": UploadStatus.APPROVED,
+    "completed": UploadStatus.APPROVED,
+}
+
+
 def _upload_status(upload: kt.Upload) -> str:
-    status = (upload.status or "").lower()
-    if status == "pending":  # KME's word (kme-api.md 4), lower-cased
+    kme_status = (upload.status or "").lower()
+    status = KME_UPLOAD_STATUSES.get(kme_status)
+    if status is UploadStatus.PENDING:
         if upload.pending_count is not None and upload.device_count:
             if 0 < upload.pending_count < upload.device_count:
                 return UploadStatus.PARTIAL
-        return UploadStatus.PENDING
-    if status in ("approved", "complete", "completed"):
-        return UploadStatus.APPROVED
-    return status or UploadStatus.PENDING
+    return status or kme_status or UploadStatus.PENDING
 
 
 class PullContext:
