@@ -50,6 +50,7 @@ from kmeweb import crypto, csvimport, gcpause
 from kmeweb.audit import services as audit
 from kmeweb.csvimport import RowError, shown
 from kmeweb.devices.models import Approval, Device
+from kmeweb.devices.services import INVENTORY_HEADER
 from kmeweb.directory.models import EndUser
 from kmeweb.directory.services import USERNAME_MAX
 from kmeweb.errors import Conflict, NotFound
@@ -64,6 +65,36 @@ from kmeweb.sync.models import SyncState
 
 COLUMNS = ("imei", "serial", "username", "enrollment_password")
 ID_COLUMNS = ("imei", "serial")
+# Header spellings of admins' spreadsheets (compared as csvimport.column_key has them).
+ALIASES = {
+    "imei1": "imei",
+    "imei_1": "imei",
+    "imei_meid": "imei",
+    "meid": "imei",
+    "imei_number": "imei",
+    "imei_no": "imei",
+    "serial_number": "serial",
+    "serial_no": "serial",
+    "serialnumber": "serial",
+    "s_n": "serial",
+    "sn": "serial",
+    "user": "username",
+    "user_name": "username",
+    "password": "enrollment_password",
+    "enrolment_password": "enrollment_password",
+}
+# Columns a file may hold that the import leaves alone: a dual-SIM device's second IMEI (KME
+# knows a device by its first) and what Download Existing Inventory adds (Model, Attributes,
+# Registration, Sync state), so that its file imports back as it is.
+IGNORED = frozenset(
+    {"imei2", "imei_2"}
+    | {
+        key
+        for key in map(csvimport.column_key, INVENTORY_HEADER)
+        if ALIASES.get(key, key) not in COLUMNS
+    }
+)
+ID_LABELS = {"imei": "IMEI", "serial": "serial number"}
 TEMPLATE_ROW = ("356938035643809", "R58M12ABCDE", "jane.doe", "Change-me-2026")
 PASSWORD_MAX_BYTES = 245  # as kmeweb.devices.services: what Samsung's RSA encryption takes
 CHUNK = 900  # values per IN (...) list, below SQLite's variable limit
@@ -174,6 +205,8 @@ def _imei_error(raw: str, found: ids.ClassifiedId) -> str:
     """Why `raw` is no IMEI or MEID, in the words an admin can act on."""
     if raw.isdigit() and len(raw) == 15:
         return "The IMEI check digit (Luhn) is wrong: check the number."
+    if raw.isdigit() and raw.isascii():  # digits only: no MEID (its first digits are A0 to FF)
+        return f"An IMEI has 15 digits; this one has {len(raw)}."
     if len(raw) == 14 and all(ch in "0123456789abcdefABCDEF" for ch in raw):
         return "An MEID's first two hexadecimal digits are A0 to FF."
     if found.kind == "serial" and not raw.isdigit():
@@ -192,7 +225,11 @@ def _unique_id(
         return None
     first = seen.get((column, value))
     if first is not None:
-        problems.append(RowError(number, column, value, f"Also on row {first} of this file."))
+        problems.append(
+            RowError(
+                number, column, value, f"A duplicate of row {first} (the same {ID_LABELS[column]})."
+            )
+        )
         return None
     seen[column, value] = number
     return value
@@ -207,9 +244,7 @@ def _check_row(
     number = row.number
     problems: list[RowError] = []
     if row.extra:
-        problems.append(
-            RowError(number, "", shown(",".join(row.extra)), "More cells than the header has.")
-        )
+        problems.append(row.ragged_error())
     imei_raw = (cells.get("imei") or "").strip()
     serial_raw = (cells.get("serial") or "").strip()
     imei = _unique_id(number, "imei", imei_raw, seen, problems) if imei_raw else None
@@ -272,7 +307,7 @@ def check_file(
     seen: dict[tuple[str, str], int] = {}
     has_user = None
     for row in csvimport.read_rows(
-        stream, COLUMNS, ID_COLUMNS, max_bytes, max_rows, _looks_like_id
+        stream, COLUMNS, ID_COLUMNS, max_bytes, max_rows, _looks_like_id, ALIASES, IGNORED
     ):
         if has_user is None:
             has_user = "username" in row.cells
