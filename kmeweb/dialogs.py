@@ -94,6 +94,7 @@ def selection_dialog(
     selection: DeviceSelection,
     code: int = 200,
     ids: list[int] | None = None,
+    **context: Any,
 ) -> Response:
     """A dialog acting on the selected devices (templates/profiles/_dialog.html `selection()`
     says which): `ids` are what `selection` names now, read when not given."""
@@ -108,6 +109,7 @@ def selection_dialog(
         count=len(ids),
         all_matching=selection.all_matching,
         filters=selection.filter,
+        **context,
     )
 
 
@@ -117,6 +119,7 @@ def open_selection_dialog(
     form: SelectionForm,
     selection: DeviceSelection,
     ids: list[int] | None = None,
+    **context: Any,
 ) -> Response:
     """The selection dialog as it opens: its hidden fields carry the selection, and it says
     so when nothing is selected."""
@@ -125,4 +128,4 @@ def open_selection_dialog(
     form.carry(selection)
     if not ids:
         form.form_errors.append("Select at least one device.")
-    return selection_dialog(template, profile, form, selection, ids=ids)
+    return selection_dialog(template, profile, form, selection, ids=ids, **context)
