@@ -72,6 +72,18 @@ def rejected(errors: list[RowError], what: str = "row") -> ImportRejected:
     )
 
 
+def size_text(n: int) -> str:
+    """A byte limit as an admin reads it: "20 MB", "64 KB"."""
+    if n >= 1048576:
+        return f"{n / 1048576:,.0f} MB"
+    return f"{max(1, round(n / 1024)):,} KB"
+
+
+def too_large_message(max_bytes: int) -> str:
+    """What an upload past the size limit says, next to its file field."""
+    return f"The file is larger than {size_text(max_bytes)}; split it into smaller files."
+
+
 def detect_encoding(stream: IO[bytes], max_bytes: int) -> str:
     """Read the whole upload once, a chunk at a time, and name its encoding: "utf-8-sig"
     (UTF-8, with or without a BOM) or "cp1252" (Latin-1 as Windows spreadsheets save it).
@@ -89,11 +101,7 @@ def detect_encoding(stream: IO[bytes], max_bytes: int) -> str:
             break
         total += len(chunk)
         if total > max_bytes:
-            raise ImportRejected(
-                f"The file is larger than {max_bytes / 1048576:,.0f} MB; split it into "
-                "smaller files.",
-                status=413,
-            )
+            raise ImportRejected(too_large_message(max_bytes), status=413)
         if len(head) < 4:
             head += chunk[: 4 - len(head)]
         if head.startswith(b"PK\x03\x04"):

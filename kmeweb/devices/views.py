@@ -13,7 +13,7 @@ from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from kmeweb import csvexport, dialogs
-from kmeweb.csvimport import ImportRejected
+from kmeweb.csvimport import ImportRejected, too_large_message
 from kmeweb.devices import forms, importer
 from kmeweb.devices import services as devices
 from kmeweb.devices.selection import DeviceSelection, Values
@@ -280,9 +280,7 @@ def _too_large(profile: Profile) -> Response:
     """413 in the dialog, without reading the body."""
     limit = current_app.config["CSV_MAX_BYTES"]
     form = forms.ImportForm(formdata=None, meta={"csrf": False})
-    form.file.errors = [
-        f"The file is larger than {limit / 1048576:,.0f} MB; split it into smaller files."
-    ]
+    form.file.errors = [too_large_message(limit)]
     response = _import_dialog(profile, form, code=413)
     response.headers["Connection"] = "close"  # the rest of the body is never read
     return response

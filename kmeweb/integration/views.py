@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, url_for
+from flask import Blueprint, abort, flash, request, url_for
 from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from kmeweb import csvexport
 from kmeweb.devices.models import Device
@@ -15,6 +16,7 @@ from kmeweb.forms import attach_error, invalid, submit
 from kmeweb.htmx import current_page_path, is_htmx, redirect, render, retarget, with_flash
 from kmeweb.integration import connection, services
 from kmeweb.integration.forms import (
+    KEYS_JSON_MAX_BYTES,
     ActionForm,
     ApproveForm,
     ResellerForm,
@@ -22,7 +24,7 @@ from kmeweb.integration.forms import (
     SettingsForm,
     UploadFilterForm,
 )
-from kmeweb.integration.models import Reseller
+from kmeweb.integration.models import AuthMode, Reseller
 from kmeweb.pagination import page_args, paginate
 
 bp = Blueprint("integration", __name__, url_prefix="/integration")
@@ -51,7 +53,7 @@ def _settings_context() -> dict[str, Any]:
         "integration": integration,
         "status": integration_status(db.session, _redis()),
         "pull": services.current_pull(db.session),
-        "action_form": ActionForm(),
+        "action_form": ActionForm(formdata=None),  # for the buttons: never reads the body
     }
 
 
@@ -130,6 +132,28 @@ def activate():
         fields=form.field_map(),
         context=_settings_context,
     )
+
+
+SETTINGS_POSTS = ("integration.update", "integration.test_connection", "integration.activate")
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _body_too_large(err: RequestEntityTooLarge):
+    """A body past MAX_CONTENT_LENGTH is refused (413) before any view reads it. On the
+    settings form only keys.json can be that large: the message goes next to it (the typed
+    values were never read, so the form shows the saved ones); elsewhere the central answer."""
+    if request.endpoint not in SETTINGS_POSTS:
+        return err
+    context = _settings_context()
+    form = SettingsForm.for_integration(context["integration"])
+    form.auth_mode.data = AuthMode.LEGACY.value
+    form.keys_file.errors = [
+        f"This file is larger than {KEYS_JSON_MAX_BYTES // 1000} KB, so it is no keys.json "
+        "(the Knox API portal's is a few KB): choose that file. Nothing was saved."
+    ]
+    response = render(SETTINGS_PAGE, SETTINGS_FORM, code=413, form=form, **context)
+    response.headers["Connection"] = "close"  # the rest of the body is never read
+    return retarget(response, "#settings-form")
 
 
 @bp.post("/deactivate")
