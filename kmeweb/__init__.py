@@ -11,6 +11,7 @@ from flask_login import current_user
 from werkzeug.routing import IntegerConverter, Map
 
 import config
+from kmeweb.csvimport import size_text
 from kmeweb.extensions import csrf, db, limiter, login_manager, migrate
 from kmeweb.extensions import htmx as htmx_ext
 
@@ -276,6 +277,8 @@ def _register_template_helpers(app: Flask) -> None:
             else:
                 groups.append((section, [(label, endpoint)]))
         return {"nav_entries": entries, "nav_groups": groups}
+
+    app.add_template_filter(size_text, "size")  # a byte limit as admins read it: "20 MB"
 
     @app.template_filter("dt")
     def _format_dt(value) -> str:
