@@ -15,6 +15,7 @@ import config
 import kmeweb.models  # noqa: F401  (every table registered before use)
 from kmeweb import logs, security
 from kmeweb.cli import register_cli
+from kmeweb.csvimport import size_text
 from kmeweb.enroll.lane import EnrollLane
 from kmeweb.errors import register_error_handlers
 from kmeweb.extensions import csrf, db, limiter, migrate
@@ -184,6 +185,8 @@ def _register_template_helpers(app: Flask) -> None:
             else:
                 groups.append((section, [(label, endpoint)]))
         return {"nav_entries": entries, "nav_groups": groups}
+
+    app.add_template_filter(size_text, "size")  # a byte limit as admins read it: "20 MB"
 
     @app.template_filter("dt")
     def _format_dt(value) -> str:

@@ -6,6 +6,12 @@ Both imports (Admin › Users, a Self-Maintained profile's Import devices) read 
 raises `ImportRejected` for a file that cannot be read at all (too large, too many rows, not
 text, no usable header). Rules about the cells belong to the caller, which collects
 `RowError`s and raises `ImportRejected(message, errors)` when any row is wrong.
+
+Admins' files come from their own spreadsheets: the delimiter (comma, semicolon as European
+Excel saves, or tab) is read from the header row, a header may spell a column as admins do
+("Serial Number", "IMEI1": each import passes its `aliases`) and may hold columns the import
+does not use but another download of the console writes (`ignored`), and a cell that a
+download escaped against formulas (`'=...`, kmeweb.csvexport) reads back as it was.
 """
 
 from __future__ import annotations
@@ -14,13 +20,18 @@ import codecs
 import csv
 import difflib
 import io
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from kmeweb.csvexport import FORMULA_STARTS
 from kmeweb.errors import ValidationError
 
 READ_CHUNK = 64 * 1024
+DELIMITERS = (",", ";", "\t")  # the first wins a tie
+_FORMULA = frozenset(FORMULA_STARTS)
 VALUE_MAX = 100  # characters of a cell shown in a report
 # A cell longer than this is no identifier, user or password; csv refuses it with a row number.
 csv.field_size_limit(64 * 1024)
@@ -61,6 +72,18 @@ def rejected(errors: list[RowError], what: str = "row") -> ImportRejected:
     )
 
 
+def size_text(n: int) -> str:
+    """A byte limit as an admin reads it: "20 MB", "64 KB"."""
+    if n >= 1048576:
+        return f"{n / 1048576:,.0f} MB"
+    return f"{max(1, round(n / 1024)):,} KB"
+
+
+def too_large_message(max_bytes: int) -> str:
+    """What an upload past the size limit says, next to its file field."""
+    return f"The file is larger than {size_text(max_bytes)}; split it into smaller files."
+
+
 def detect_encoding(stream: IO[bytes], max_bytes: int) -> str:
     """Read the whole upload once, a chunk at a time, and name its encoding: "utf-8-sig"
     (UTF-8, with or without a BOM) or "cp1252" (Latin-1 as Windows spreadsheets save it).
@@ -78,11 +101,7 @@ def detect_encoding(stream: IO[bytes], max_bytes: int) -> str:
             break
         total += len(chunk)
         if total > max_bytes:
-            raise ImportRejected(
-                f"The file is larger than {max_bytes / 1048576:,.0f} MB; split it into "
-                "smaller files.",
-                status=413,
-            )
+            raise ImportRejected(too_large_message(max_bytes), status=413)
         if len(head) < 4:
             head += chunk[: 4 - len(head)]
         if head.startswith(b"PK\x03\x04"):
@@ -110,8 +129,27 @@ def detect_encoding(stream: IO[bytes], max_bytes: int) -> str:
     return "utf-8-sig" if is_utf8 else "cp1252"
 
 
-def _column_name(cell: str) -> str:
-    return cell.strip().lstrip("\ufeff").strip().lower().replace(" ", "_").replace("-", "_")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def column_key(cell: str) -> str:
+    """A header cell as a column name: lower case, each run of anything but letters and digits
+    one underscore ("Serial Number" -> serial_number, "E-mail" -> e_mail, "S/N" -> s_n)."""
+    return _NOT_WORD.sub("_", cell.lstrip("\ufeff").lower()).strip("_")
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The delimiter of a file, read from its header row: of comma, semicolon and tab, the one
+    the row holds most often outside quotes (a comma when it holds none)."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for ch in header_line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(DELIMITERS, key=counts.__getitem__)
+    return best if counts[best] else ","
 
 
 @dataclass(slots=True)
@@ -127,15 +165,21 @@ def read_header(
     columns: Sequence[str],
     required_any: Sequence[str],
     looks_like_data: Callable[[str], bool] = lambda cell: False,
+    aliases: Mapping[str, str] | None = None,
+    ignored: Collection[str] = (),
 ) -> Header:
-    """Check a file's first row: known column names (any case, spaces for underscores), no
-    unknown (misspelled: with the near match named), none twice, at least one of
-    `required_any`. Raises ImportRejected with every header problem as row 1 errors."""
+    """Check a file's first row: known column names (any case and punctuation, or one of
+    their `aliases`), none unknown (misspelled: with the near match named), none twice, at
+    least one of `required_any`; `ignored` columns are accepted and left out. Raises
+    ImportRejected with every header problem as row 1 errors."""
     if cells is None or not any(c.strip() for c in cells):
         raise ImportRejected("The first row is empty; it must name the columns.")
-    names = [_column_name(c) for c in cells]
+    aliases = aliases or {}
+    keys = [column_key(c) for c in cells]
+    names = [aliases.get(k, k) for k in keys]
     hint = ", ".join(columns)
-    if not any(n in columns for n in names) and any(looks_like_data(c.strip()) for c in cells):
+    known = any(n in columns or n in ignored for n in names)
+    if not known and any(looks_like_data(c.strip()) for c in cells):
         raise ImportRejected(
             f"The first row holds data, not column names: add a header row ({hint}) above it "
             "(Download template shows one).",
@@ -143,13 +187,16 @@ def read_header(
         )
     errors: list[RowError] = []
     index: dict[str, int] = {}
+    spellings = [*columns, *aliases]
     for i, (cell, name) in enumerate(zip(cells, names, strict=True)):
         if not name:
             errors.append(RowError(1, f"column {i + 1}", "", f"A column without a name; {hint}."))
+        elif name in ignored:
+            continue
         elif name not in columns:
-            near = difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
+            near = difflib.get_close_matches(name, spellings, n=1, cutoff=0.6)
             reason = (
-                f"Unknown column: did you mean “{near[0]}”?"
+                f"Unknown column: did you mean “{aliases.get(near[0], near[0])}”?"
                 if near
                 else f"Unknown column; the columns are {hint}."
             )
@@ -176,6 +223,25 @@ class Row:
     number: int
     cells: dict[str, str]
     extra: list[str]
+    size: int = 0  # how many cells the row has
+    width: int = 0  # how many columns the header has
+
+    def ragged_error(self) -> RowError | None:
+        """The problem of a row with more cells than the header has columns, or None."""
+        if not self.extra:
+            return None
+        return RowError(
+            self.number,
+            "",
+            shown(",".join(self.extra)),
+            f"This row has {self.size} cells but the header has {self.width} "
+            + ("column." if self.width == 1 else "columns."),
+        )
+
+
+def _unescaped(cell: str) -> str:
+    """A cell as it was before a download escaped it against formulas ('=1 -> =1)."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in _FORMULA else cell
 
 
 def read_rows(
@@ -185,9 +251,11 @@ def read_rows(
     max_bytes: int,
     max_rows: int,
     looks_like_data: Callable[[str], bool] = lambda cell: False,
+    aliases: Mapping[str, str] | None = None,
+    ignored: Collection[str] = (),
 ) -> Iterator[Row]:
     """Every data row of an uploaded CSV file, read as a stream (blank lines skipped; row
-    numbers are the spreadsheet's, the header being row 1).
+    numbers are the spreadsheet's, the header being row 1; the delimiter read from the header).
 
     The size limit is enforced while reading (detect_encoding) and the row limit as rows
     arrive, so an oversized file is refused without being held in memory. Raises
@@ -196,14 +264,18 @@ def read_rows(
     encoding = detect_encoding(stream, max_bytes)
     text = io.TextIOWrapper(stream, encoding=encoding, newline="")
     try:
-        reader = csv.reader(text)
+        first = text.readline()
+        reader = csv.reader(itertools.chain([first], text), delimiter=detect_delimiter(first))
         try:
-            header = read_header(next(reader, None), columns, required_any, looks_like_data)
+            header = read_header(
+                next(reader, None), columns, required_any, looks_like_data, aliases, ignored
+            )
             count = 0
             width = header.width
             index = list(header.index.items())
             for number, cells in enumerate(reader, start=2):
-                if not "".join(cells).strip():
+                joined = "".join(cells)
+                if not joined.strip():
                     continue
                 count += 1
                 if count > max_rows:
@@ -213,11 +285,14 @@ def read_rows(
                     )
                 n = len(cells)
                 if n == width:
-                    yield Row(number, {name: cells[i] for name, i in index}, [])
-                    continue
-                values = {name: cells[i] if i < n else "" for name, i in index}
-                extra = [c for c in cells[width:] if c.strip()]
-                yield Row(number, values, extra)
+                    values = {name: cells[i] for name, i in index}
+                    extra = []
+                else:
+                    values = {name: cells[i] if i < n else "" for name, i in index}
+                    extra = [c for c in cells[width:] if c.strip()]
+                if "'" in joined:
+                    values = {name: _unescaped(v) for name, v in values.items()}
+                yield Row(number, values, extra, n, width)
             if count == 0:
                 raise ImportRejected("The file has no rows below its header row.")
         except csv.Error as exc:

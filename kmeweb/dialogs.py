@@ -105,6 +105,7 @@ def selection_dialog(
     selection: DeviceSelection,
     code: int = 200,
     ids: list[int] | None = None,
+    **context: Any,
 ) -> Response:
     """A dialog acting on the selected devices (templates/profiles/_dialog.html `selection()`
     says which): `ids` are what `selection` names now, read when not given."""
@@ -121,6 +122,7 @@ def selection_dialog(
         all_matching=selection.all_matching,
         filters=selection.filter,
         filter_words=selection.filter.words(),
+        **context,
     )
 
 
@@ -130,6 +132,7 @@ def open_selection_dialog(
     form: SelectionCarrier,
     selection: DeviceSelection,
     ids: list[int] | None = None,
+    **context: Any,
 ) -> Response:
     """The selection dialog as it opens: its hidden fields carry the selection, and it says
     so when nothing is selected."""
@@ -138,4 +141,4 @@ def open_selection_dialog(
     form.carry(selection)
     if not ids:
         form.form_errors.append("Select at least one device.")
-    return selection_dialog(template, profile, form, selection, ids=ids)
+    return selection_dialog(template, profile, form, selection, ids=ids, **context)

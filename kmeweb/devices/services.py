@@ -658,6 +658,47 @@ def delete_selection(
     return delete_devices(session, ids, actor), len(ids)
 
 
+def remove_selection(session: Session, selection: DeviceSelection, actor: Any) -> int:
+    """Remove (Self-Maintained profile): the selected devices leave kmeweb. They are not in
+    Knox, so nothing goes to KME; importing them again brings them back. Records one audit
+    "device.remove" on the profile (how many, their first identifiers). Flushes. Returns how
+    many were removed.
+    Raises NotFound (no such profile), Conflict (not a self-maintained profile), and what
+    resolve_selection raises; ValidationError (field "device_ids") when nothing is selected.
+    """
+    profile = session.get(Profile, selection.profile_id)
+    if profile is None:
+        raise NotFound("No such profile.")
+    if profile.kind != ProfileKind.SELF_MAINTAINED:
+        raise Conflict(
+            "Remove is for Self-Maintained profiles: devices of a Knox profile are unassigned, "
+            "then deleted from the Samsung KME Default Profile."
+        )
+    ids = _selection(resolve_selection(session, selection))
+    rows = _rows(session, ids, Device.imei, Device.serial)
+    for where in id_filters(session, Device.id, ids):
+        session.execute(
+            delete(Device)
+            .where(where, Device.profile_id == profile.id)
+            .execution_options(synchronize_session=False)
+        )
+    audit.record(
+        session,
+        actor,
+        "device.remove",
+        "profile",
+        profile.id,
+        {
+            "profile": profile.name,
+            "devices": len(ids),
+            "device_ids": ids_summary(ids),
+            "identifiers": [r[4] or r[5] for r in rows[:20]],
+        },
+    )
+    session.flush()
+    return len(ids)
+
+
 def attribute_changes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The changes of Edit attributes from its rows ({"key", "value", "remove"}): a removed key
     maps to None, a value sets it; a row without a key or with a blank value changes nothing.

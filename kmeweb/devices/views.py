@@ -1,5 +1,5 @@
 """Devices on a profile's page: the device table's actions (Move Devices, Unassign, Delete,
-Edit attributes) as form dialogs (kmeweb.dialogs), Download Existing Inventory, and Import
+Edit attributes, Remove) as form dialogs (kmeweb.dialogs), Download Existing Inventory, and Import
 devices (upload a CSV file, see the preview with counts and every error, Confirm import).
 
 The URLs stay under /profiles/<id>/: the devices are acted on where they are shown. The rules
@@ -13,10 +13,11 @@ from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from kmeweb import csvexport, dialogs
-from kmeweb.csvimport import ImportRejected
+from kmeweb.csvimport import ImportRejected, too_large_message
 from kmeweb.devices import forms, importer
 from kmeweb.devices import services as devices
 from kmeweb.devices.selection import DeviceSelection, Values
+from kmeweb.errors import PermissionDenied
 from kmeweb.extensions import csrf, db
 from kmeweb.operations.models import Operation
 from kmeweb.profiles import services as profiles
@@ -28,6 +29,7 @@ MOVE = "devices/_move.html"
 UNASSIGN = "devices/_unassign.html"
 DELETE = "devices/_delete_devices.html"
 ATTRIBUTES = "devices/_attributes.html"
+REMOVE = "devices/_remove_devices.html"
 IMPORT = "devices/_import.html"
 # What a multipart body may add around the file itself (boundaries, headers, the CSRF token).
 FORM_OVERHEAD = 64 * 1024
@@ -123,6 +125,44 @@ def delete_devices(profile_id: int):
         lambda: devices.delete_selection(db.session, selection, current_user),
         done,
         lambda code: dialogs.selection_dialog(DELETE, profile, form, selection, code),
+    )
+
+
+def _remove_dialog(
+    profile: Profile, form: forms.DeleteDevicesForm, selection: DeviceSelection, code: int = 200
+) -> Response:
+    """Remove, naming what it removes: the count and the first devices (or the filter)."""
+    if code == 200:
+        return dialogs.open_selection_dialog(REMOVE, profile, form, selection)
+    return dialogs.selection_dialog(REMOVE, profile, form, selection, code)
+
+
+@bp.get("/<int:profile_id>/remove")
+def remove_dialog(profile_id: int):
+    """Remove (Self-Maintained profile): confirm that the selected devices leave kmeweb."""
+    if not current_user.can_write:  # the dialog is the action's first step: admins only
+        raise PermissionDenied("Your role can look but not change anything.")
+    profile, selection = _selected(profile_id, request.args)
+    return _remove_dialog(profile, forms.DeleteDevicesForm(formdata=None), selection)
+
+
+@bp.post("/<int:profile_id>/remove")
+def remove(profile_id: int):
+    """Remove the selected devices from kmeweb (audited); a Knox profile is refused (409)."""
+    profile, selection = _selected(profile_id, request.form)
+    form = forms.DeleteDevicesForm()
+
+    def done(n: int) -> Response:
+        flash(
+            f"{n:,} device{'s were' if n != 1 else ' was'} removed from {profile.name}.", "success"
+        )
+        return dialogs.to_profile(profile.id)
+
+    return dialogs.submit(
+        form,
+        lambda: devices.remove_selection(db.session, selection, current_user),
+        done,
+        lambda code: _remove_dialog(profile, form, selection, code),
     )
 
 
@@ -238,9 +278,7 @@ def _too_large(profile: Profile) -> Response:
     """413 in the dialog, without reading the body."""
     limit = current_app.config["CSV_MAX_BYTES"]
     form = forms.ImportForm(formdata=None, meta={"csrf": False})
-    form.file.errors = [
-        f"The file is larger than {limit / 1048576:,.0f} MB; split it into smaller files."
-    ]
+    form.file.errors = [too_large_message(limit)]
     response = _import_dialog(profile, form, code=413)
     response.headers["Connection"] = "close"  # the rest of the body is never read
     return response

@@ -109,6 +109,18 @@ def search_users(session: Session, q: str, limit: int = 20) -> list[EndUser]:
 EMAIL_MAX = 254
 DISPLAY_MAX = 200
 CSV_COLUMNS = ("username", "email", "display_name")
+# Header spellings of admins' spreadsheets (compared as csvimport.column_key has them).
+CSV_ALIASES = {
+    "user": "username",
+    "user_name": "username",
+    "e_mail": "email",
+    "email_address": "email",
+    "e_mail_address": "email",
+    "mail": "email",
+    "name": "display_name",
+    "full_name": "display_name",
+    "displayname": "display_name",
+}
 CSV_MAX_ROWS = 200_000
 
 
@@ -316,8 +328,14 @@ def import_users(
     errors: list[RowError] = []
     rows: list[tuple[int, str, str | None, str | None]] = []
     seen: dict[str, int] = {}
-    for row in csvimport.read_rows(stream, CSV_COLUMNS, ("username",), max_bytes, max_rows):
+    for row in csvimport.read_rows(
+        stream, CSV_COLUMNS, ("username",), max_bytes, max_rows, aliases=CSV_ALIASES
+    ):
         data = row.cells
+        ragged = row.ragged_error()
+        if ragged is not None:
+            errors.append(ragged)
+            continue
         try:
             username, email, display = _clean(data)
         except ValidationError as err:
@@ -329,7 +347,12 @@ def import_users(
         key = username.lower()
         if key in seen:
             errors.append(
-                RowError(row.number, "username", username, f"Also on row {seen[key]} of this file.")
+                RowError(
+                    row.number,
+                    "username",
+                    username,
+                    f"A duplicate of row {seen[key]} (the same username).",
+                )
             )
             continue
         seen[key] = row.number

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, flash, url_for
+from flask import Blueprint, Response, current_app, flash, request, url_for
 from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from kmeweb import dialogs
-from kmeweb.csvimport import ImportRejected, RowError
+from kmeweb.csvimport import ImportRejected, RowError, too_large_message
 from kmeweb.directory import services
 from kmeweb.directory.forms import DeleteUserForm, ImportForm, UserFilterForm, UserForm
 from kmeweb.directory.models import EndUser
@@ -169,3 +170,18 @@ def import_csv():
         partial="directory/_import.html",
         context=lambda: {"report": report},
     )
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _body_too_large(err: RequestEntityTooLarge):
+    """A body past MAX_CONTENT_LENGTH is refused (413) before any view reads it; for the
+    import its message goes next to the file field, elsewhere the central answer."""
+    if request.endpoint != "directory.import_csv":
+        return err
+    form = ImportForm(formdata=None)
+    form.file.errors = [too_large_message(current_app.config["CSV_MAX_BYTES"])]
+    response = render(
+        "directory/import.html", "directory/_import.html", code=413, form=form, report=None
+    )
+    response.headers["Connection"] = "close"  # the rest of the body is never read
+    return response

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, url_for
+from flask import Blueprint, abort, flash, request, url_for
 from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from kmeweb import csvexport
 from kmeweb.devices.models import Device
@@ -17,6 +18,7 @@ from kmeweb.integration.activation import activate_with_test, deactivate_integra
 from kmeweb.integration.approvals import approval_operation, approval_target_name, approve_upload
 from kmeweb.integration.connection import check_connection, connection_config
 from kmeweb.integration.forms import (
+    KEYS_JSON_MAX_BYTES,
     ActionForm,
     ApproveForm,
     ResellerForm,
@@ -24,7 +26,7 @@ from kmeweb.integration.forms import (
     SettingsForm,
     UploadFilterForm,
 )
-from kmeweb.integration.models import Reseller, get_integration
+from kmeweb.integration.models import AuthMode, Reseller, get_integration
 from kmeweb.integration.resellers import (
     default_profile_choice,
     get_reseller_or_404,
@@ -70,7 +72,7 @@ def _settings_context() -> dict[str, Any]:
         "integration": integration,
         "status": integration_status(db.session, _redis()),
         "pull": running_pull(db.session),
-        "action_form": ActionForm(),
+        "action_form": ActionForm(formdata=None),  # for the buttons: never reads the body
     }
 
 
@@ -149,6 +151,28 @@ def activate():
         fields=form.field_map(),
         context=_settings_context,
     )
+
+
+SETTINGS_POSTS = ("integration.update", "integration.test_connection", "integration.activate")
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _body_too_large(err: RequestEntityTooLarge):
+    """A body past MAX_CONTENT_LENGTH is refused (413) before any view reads it. On the
+    settings form only keys.json can be that large: the message goes next to it (the typed
+    values were never read, so the form shows the saved ones); elsewhere the central answer."""
+    if request.endpoint not in SETTINGS_POSTS:
+        return err
+    context = _settings_context()
+    form = SettingsForm.for_integration(context["integration"])
+    form.auth_mode.data = AuthMode.LEGACY.value
+    form.keys_file.errors = [
+        f"This file is larger than {KEYS_JSON_MAX_BYTES // 1000} KB, so it is no keys.json "
+        "(the Knox API portal's is a few KB): choose that file. Nothing was saved."
+    ]
+    response = render(SETTINGS_PAGE, SETTINGS_FORM, code=413, form=form, **context)
+    response.headers["Connection"] = "close"  # the rest of the body is never read
+    return retarget(response, "#settings-form")
 
 
 @bp.post("/deactivate")

@@ -71,7 +71,7 @@ def test_import_a_file_with_errors_fix_it_and_see_the_devices(
     expect(errors).to_have_count(3)
     expect(errors.nth(0)).to_contain_text("Luhn")
     expect(errors.nth(1)).to_contain_text("No such user")
-    expect(errors.nth(2)).to_contain_text("Also on row 2")
+    expect(errors.nth(2)).to_contain_text("A duplicate of row 2")
     expect(dialog.get_by_role("button", name="Confirm import")).to_have_count(0)
     expect(dialog.get_by_test_id("error-report")).to_be_visible()
     check_a11y(page)

@@ -107,8 +107,8 @@ def test_csv_import_all_rows(client, login, actions, session):
     ("text", "expect"),
     [
         ("username,email\njane,nope\nbob,b@x.io\n,c@x.io\n", ["2", "Enter a valid email", "4"]),
-        ("username\njane\nJANE\n", ["3", "Also on row 2"]),
-        ("user,email\njane,j@x.io\n", ["must name the columns"]),
+        ("username\njane\nJANE\n", ["3", "A duplicate of row 2"]),
+        ("login,email\njane,j@x.io\n", ["must name the columns"]),
         ("username,phone\njane,1\n", ["Unknown column"]),
     ],
 )

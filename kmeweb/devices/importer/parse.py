@@ -14,6 +14,7 @@ from typing import IO
 
 from kmeweb import csvimport
 from kmeweb.csvimport import RowError, shown
+from kmeweb.devices.services import INVENTORY_HEADER
 from kmeweb.directory.services import USERNAME_MAX
 from kmeweb.identifiers import (
     ClassifiedId,
@@ -25,6 +26,36 @@ from kmeweb.identifiers import (
 
 COLUMNS = ("imei", "serial", "username", "enrollment_password")
 ID_COLUMNS = ("imei", "serial")
+# Header spellings of admins' spreadsheets (compared as csvimport.column_key has them).
+ALIASES = {
+    "imei1": "imei",
+    "imei_1": "imei",
+    "imei_meid": "imei",
+    "meid": "imei",
+    "imei_number": "imei",
+    "imei_no": "imei",
+    "serial_number": "serial",
+    "serial_no": "serial",
+    "serialnumber": "serial",
+    "s_n": "serial",
+    "sn": "serial",
+    "user": "username",
+    "user_name": "username",
+    "password": "enrollment_password",
+    "enrolment_password": "enrollment_password",
+}
+# Columns a file may hold that the import leaves alone: a dual-SIM device's second IMEI (KME
+# knows a device by its first) and what Download Existing Inventory adds (Model, Attributes,
+# Registration, Sync state), so that its file imports back as it is.
+IGNORED = frozenset(
+    {"imei2", "imei_2"}
+    | {
+        key
+        for key in map(csvimport.column_key, INVENTORY_HEADER)
+        if ALIASES.get(key, key) not in COLUMNS
+    }
+)
+ID_LABELS = {"imei": "IMEI", "serial": "serial number"}
 TEMPLATE_ROW = ("356938035643809", "R58M12ABCDE", "jane.doe", "Change-me-2026")
 PASSWORD_MAX_BYTES = 245  # as kmeweb.devices.services: what Samsung's RSA encryption takes
 HIDDEN = "(hidden)"  # what a report shows instead of a password
@@ -79,6 +110,8 @@ def _imei_error(raw: str, found: ClassifiedId) -> str:
     """Why `raw` is no IMEI or MEID, in the words an admin can act on."""
     if raw.isdigit() and len(raw) == 15:
         return "The IMEI check digit (Luhn) is wrong: check the number."
+    if raw.isdigit() and raw.isascii():  # digits only: no MEID (its first digits are A0 to FF)
+        return f"An IMEI has 15 digits; this one has {len(raw)}."
     if len(raw) == 14 and all(ch in "0123456789abcdefABCDEF" for ch in raw):
         return "An MEID's first two hexadecimal digits are A0 to FF."
     if found.kind == "serial" and not raw.isdigit():
@@ -97,7 +130,11 @@ def _unique_id(
         return None
     first = seen.get((column, value))
     if first is not None:
-        problems.append(RowError(number, column, value, f"Also on row {first} of this file."))
+        problems.append(
+            RowError(
+                number, column, value, f"A duplicate of row {first} (the same {ID_LABELS[column]})."
+            )
+        )
         return None
     seen[column, value] = number
     return value
@@ -112,9 +149,7 @@ def _check_row(
     number = row.number
     problems: list[RowError] = []
     if row.extra:
-        problems.append(
-            RowError(number, "", shown(",".join(row.extra)), "More cells than the header has.")
-        )
+        problems.append(row.ragged_error())
     imei_raw = (cells.get("imei") or "").strip()
     serial_raw = (cells.get("serial") or "").strip()
     imei = _unique_id(number, "imei", imei_raw, seen, problems) if imei_raw else None
@@ -177,7 +212,7 @@ def check_file(
     seen: dict[tuple[str, str], int] = {}
     has_user = None
     for row in csvimport.read_rows(
-        stream, COLUMNS, ID_COLUMNS, max_bytes, max_rows, _looks_like_id
+        stream, COLUMNS, ID_COLUMNS, max_bytes, max_rows, _looks_like_id, ALIASES, IGNORED
     ):
         if has_user is None:
             has_user = "username" in row.cells
