@@ -46,7 +46,7 @@ from kmeweb import crypto
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
-from kmeweb.errors import Conflict, NotFound, ValidationError
+from kmeweb.errors import Conflict, ErrorCollector, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
@@ -59,7 +59,10 @@ KME_KINDS = (ProfileKind.KME, ProfileKind.KME_DEFAULT)
 CREATABLE_KINDS = (ProfileKind.KME, ProfileKind.SELF_MAINTAINED)
 NAME_MAX = 100
 DESCRIPTION_MAX = 200
-FORBIDDEN_NAME_CHARS = set("\\#/$*%^&()+?{}[]")
+NAME_REFUSED = "\\#/$*%^&()+?{}[]"  # characters KME refuses in a profile name
+FORBIDDEN_NAME_CHARS = set(NAME_REFUSED)
+# The name rule as the form shows it before Done.
+NAME_RULE = f"Up to {NAME_MAX} characters; it cannot contain {' '.join(NAME_REFUSED)}"
 TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 7
 TOKEN_BYTES = 24  # 192 bits, 32 URL-safe characters
 STALE_MESSAGE = "This profile was changed by someone else; reload it and try again."
@@ -414,17 +417,20 @@ def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Pro
 
     A KME profile also gets a profile.create outbox row (and its operation); a self-maintained
     one is local only. Records audit "profile.create". Flushes.
-    Raises ValidationError (field set) for any invalid value.
+    Raises ValidationError (field set) for an invalid value, ValidationErrors for several.
     """
     kind = str(data.get("kind") or ProfileKind.KME)
     if kind not in CREATABLE_KINDS:
         raise ValidationError("Choose Samsung Knox Mobile Enrollment or Self-Maintained.", "kind")
-    name = validate_name(session, data.get("name"))
-    description = _description(data.get("description"))
-    days = parse_expiry_days(data.get("token_expiry_days", TOKEN_DAYS_DEFAULT))
-    without_token = bool(parse_bool(data.get("without_token"), "without_token"))
-    end_user_id = _end_user_id(session, data.get("end_user_id"))
-    config, profile_secrets = _config_and_secrets(data.get("config"), kind, data.get("secrets"), {})
+    errors = ErrorCollector()  # every field's refusal in one answer
+    name = errors.check(validate_name, session, data.get("name"))
+    description = errors.check(_description, data.get("description"))
+    days = errors.check(parse_expiry_days, data.get("token_expiry_days", TOKEN_DAYS_DEFAULT))
+    without_token = bool(errors.check(parse_bool, data.get("without_token"), "without_token"))
+    end_user_id = errors.check(_end_user_id, session, data.get("end_user_id"))
+    checked = errors.check(_config_and_secrets, data.get("config"), kind, data.get("secrets"), {})
+    errors.raise_any()
+    config, profile_secrets = checked  # type: ignore[misc]  # set: raise_any raised otherwise
 
     profile = Profile(
         name=name,
@@ -475,53 +481,58 @@ def update_profile(
     The Default Profile keeps its name and takes only a description. A changed KME profile
     gets a profile.update outbox row (a token expiry alone stays local, KME does not see it).
     Records audit "profile.update". Flushes.
-    Raises NotFound, Conflict (stale version) or ValidationError (field set).
+    Raises NotFound, Conflict (stale version), ValidationError (field set) or
+    ValidationErrors (every refused field at once; nothing flushed then).
     """
     profile = get_profile_or_404(session, profile_id)
     _check_version(profile, expected_version)
     changed: dict[str, Any] = {}
+    # Every field is checked before anything is flushed; the caller rolls back on a refusal.
+    errors = ErrorCollector()
 
     if "name" in data:
         if profile.kind == DEFAULT_KIND:
             if str(data["name"] or "").strip() != profile.name:
-                raise ValidationError(f"The {DEFAULT_PROFILE_NAME} cannot be renamed.", "name")
+                errors.add(f"The {DEFAULT_PROFILE_NAME} cannot be renamed.", "name")
         else:
-            name = validate_name(session, data["name"], exclude_id=profile.id)
-            if name != profile.name:
+            name = errors.check(validate_name, session, data["name"], exclude_id=profile.id)
+            if name is not None and name != profile.name:
                 changed["name"] = (profile.name, name)
                 profile.name = name
     if "description" in data:
-        description = _description(data["description"])
-        if description != profile.description:
+        description = errors.check(_description, data["description"])
+        if description is not None and description != profile.description:
             changed["description"] = (profile.description, description)
             profile.description = description
 
     if profile.kind != DEFAULT_KIND:
         if "without_token" in data:
-            without = bool(parse_bool(data["without_token"], "without_token"))
+            without = bool(errors.check(parse_bool, data["without_token"], "without_token"))
             if without != profile.without_token:
                 changed["without_token"] = (profile.without_token, without)
                 profile.without_token = without
         if "end_user_id" in data:
-            user_id = _end_user_id(session, data["end_user_id"])
+            user_id = errors.check(_end_user_id, session, data["end_user_id"])
             if user_id != profile.end_user_id:
                 changed["end_user_id"] = (profile.end_user_id, user_id)
                 profile.end_user_id = user_id
         if "config" in data:
             stored = profile.secrets()
-            config, new_secrets = _config_and_secrets(
-                data["config"], profile.kind, data.get("secrets"), stored
+            checked = errors.check(
+                _config_and_secrets, data["config"], profile.kind, data.get("secrets"), stored
             )
+            config, new_secrets = checked or (profile.config or {}, stored)
             if config != (profile.config or {}) or new_secrets != stored:
                 changed["config"] = None
                 profile.config = config
                 if new_secrets != stored:
                     profile.secrets_enc = _encrypt_secrets(new_secrets)
         if "token_expiry_days" in data:
-            days = parse_expiry_days(data["token_expiry_days"])
+            days = errors.check(parse_expiry_days, data["token_expiry_days"])
             profile.token_expires_at = _expiry(days)
             changed["token_expiry_days"] = (None, days)
 
+    errors.raise_any()
     if not changed:
         return profile
     kme_visible = bool(set(changed) - {"token_expiry_days"})

@@ -147,7 +147,12 @@ def users():
 
 
 def _profile_form_context(kind: str, profile: Profile | None = None) -> dict[str, Any]:
-    return {"kind": kind, "profile": profile, "kinds": f.KIND_LABELS}
+    return {
+        "kind": kind,
+        "profile": profile,
+        "kinds": f.KIND_LABELS,
+        "name_rule": services.NAME_RULE,
+    }
 
 
 @bp.get("/new")

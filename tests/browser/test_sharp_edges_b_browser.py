@@ -3,6 +3,8 @@ width, the small things an admin reads every day, and browser tests that wait fo
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -26,3 +28,40 @@ def test_an_action_after_a_navigation_waits_for_the_new_page_to_load(signed_in, 
     menu = page.get_by_role("navigation", name="Main").get_by_role("button", name="Menu")
     menu.click()
     expect(menu).to_have_attribute("aria-expanded", "true", timeout=3_000)
+
+
+def test_the_kme_profile_form_shows_its_rules_and_every_error_at_once(signed_in, live_server):
+    """Item 7: required fields marked, the name rule shown before Done, no placeholder that
+    reads as a value, and every error next to its field after one Done."""
+    page = signed_in
+    page.goto(f"{live_server}/profiles/new?kind=kme")
+    name, mdm = page.get_by_label("Profile Name"), page.get_by_label("MDM (EMM)")
+    apk, email = page.get_by_label("Agent APK URL"), page.get_by_label("Support email")
+    for required in (name, mdm):
+        expect(required).to_have_attribute("required", "")
+        expect(page.locator(f"label[for={required.get_attribute('id')}]")).to_contain_text("*")
+    expect(name).to_have_accessible_description(re.compile(r"cannot contain \\ # / \$ \*"))
+    # An empty box looks empty: examples are help text, never grey values in the box.
+    placeholders = page.locator("#profile-form input[placeholder]:not([type=search])")
+    assert placeholders.evaluate_all("els => els.map(e => e.id + '=' + e.placeholder)") == [
+        "custom_keys-0-key=key",
+        "custom_keys-0-value=value",
+    ]
+    expect(mdm).to_have_accessible_description(re.compile("Other"))
+
+    email.fill("nope")
+    page.get_by_role("button", name="Done").click()
+    expect(name).to_have_accessible_description(re.compile("Enter a profile name."))
+    expect(mdm).to_have_accessible_description(re.compile("Choose the MDM"))
+    expect(email).to_have_accessible_description(re.compile("Enter a valid email address."))
+    for invalid in (name, mdm, email):
+        expect(invalid).to_have_attribute("aria-invalid", "true")
+
+    name.fill("Sales/EU")
+    mdm.fill("Other")
+    email.fill("help@example.com")
+    page.get_by_role("button", name="Done").click()
+    expect(name).to_have_accessible_description(re.compile("cannot contain /"))
+    expect(apk).to_have_accessible_description(re.compile("enter the agent APK URL"))
+    expect(mdm).not_to_have_attribute("aria-invalid", "true")
+    expect(email).not_to_have_attribute("aria-invalid", "true")
