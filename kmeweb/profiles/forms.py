@@ -222,7 +222,11 @@ class ProfileForm(ConfigFields):
     # Required, and checked by the services with the other fields (every error at once).
     name = StringField("Profile Name", render_kw={"maxlength": NAME_MAX})
     description = TextAreaField("Description", validators=[Optional(), Length(max=200)])
-    without_token = BooleanField("Device registration without token")
+    # Ticked, the token fields hide and a note says how devices enroll (static/js/app.js).
+    without_token = BooleanField(
+        "Device registration without token",
+        render_kw={"data-hides": "#token-fields", "data-shows": "#without-token-note"},
+    )
     end_user_id = SelectField(
         "Select User", choices=choices([("", "No user")]), validate_choice=False
     )

@@ -226,3 +226,28 @@ document.addEventListener("keydown", (event) => {
     if ([...target.options].some((option) => option.value === value)) target.value = value;
   });
 })();
+
+// A checkbox with data-hides="#id" hides that element while it is ticked (a <fieldset> is
+// disabled too, so what it holds is neither reachable nor sent); data-shows="#id" shows one
+// only then (a note saying what happens instead). The server renders the same state, so this
+// only follows the ticks, and a state the browser restores on Back.
+(() => {
+  const follow = (box) => {
+    const apply = (selector, hide) => {
+      if (!selector) return;
+      document.querySelectorAll(selector).forEach((el) => {
+        el.hidden = hide;
+        if (el instanceof HTMLFieldSetElement) el.disabled = hide;
+      });
+    };
+    apply(box.dataset.hides, box.checked);
+    apply(box.dataset.shows, !box.checked);
+  };
+  const followAll = (root) => root.querySelectorAll("[data-hides], [data-shows]").forEach(follow);
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("[data-hides], [data-shows]")) follow(event.target);
+  });
+  document.addEventListener("DOMContentLoaded", () => followAll(document));
+  window.addEventListener("pageshow", () => followAll(document));
+  document.addEventListener("htmx:afterSwap", (event) => followAll(event.detail.target));
+})();

@@ -8,6 +8,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.checks import check_a11y
+from tests.factories import make_profile
+
 pytestmark = pytest.mark.browser
 
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 800}
@@ -65,3 +68,35 @@ def test_the_kme_profile_form_shows_its_rules_and_every_error_at_once(signed_in,
     expect(apk).to_have_accessible_description(re.compile("enter the agent APK URL"))
     expect(mdm).not_to_have_attribute("aria-invalid", "true")
     expect(email).not_to_have_attribute("aria-invalid", "true")
+
+
+def test_registration_without_token_hides_the_token_and_says_how_devices_enroll(
+    signed_in, live_server, session
+):
+    """Item 8: ticking Device registration without token hides Extend Upto and the token,
+    and says what the device does instead; unticking brings them back."""
+    page = signed_in
+    page.goto(f"{live_server}/profiles/new?kind=kme")
+    without = page.get_by_label("Device registration without token")
+    days, note = page.get_by_label("Extend Upto (days)"), page.get_by_test_id("without-token-note")
+    expect(days).to_be_visible()
+    expect(note).to_be_hidden()
+    without.check()
+    expect(days).to_be_hidden()
+    expect(days).to_be_disabled()
+    expect(page.get_by_label("Never expires")).to_be_hidden()
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("enrolls with the device's IMEI or serial number")
+    check_a11y(page)
+    without.uncheck()
+    expect(days).to_be_visible()
+    expect(days).to_be_enabled()
+    expect(note).to_be_hidden()
+
+    # Edit of a profile without token: no token, no Extend or Refresh, the note instead.
+    profile = make_profile(session, name="Kiosks", without_token=True)
+    page.goto(f"{live_server}/profiles/{profile.id}/edit")
+    expect(page.get_by_test_id("without-token-note")).to_be_visible()
+    expect(page.get_by_test_id("token")).to_be_hidden()
+    expect(page.get_by_role("button", name="Extend")).to_be_hidden()
+    expect(page.get_by_role("button", name="Refresh")).to_be_hidden()
