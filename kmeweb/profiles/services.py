@@ -23,7 +23,7 @@ Only set values are stored. Validation errors name dotted fields ("kme.supported
 
 The `data` mapping of create_profile/update_profile takes: name, description, kind,
 without_token, end_user_id, token_expiry_days (7..999, or None / "never" for never expires;
-default 7 on create) and config (the layout above; on update it replaces the stored config).
+default 30 on create) and config (the layout above; on update it replaces the stored config).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -63,7 +63,9 @@ NAME_REFUSED = "\\#/$*%^&()+?{}[]"  # characters KME refuses in a profile name
 FORBIDDEN_NAME_CHARS = set(NAME_REFUSED)
 # The name rule as the form shows it before Done.
 NAME_RULE = f"Up to {NAME_MAX} characters; it cannot contain {' '.join(NAME_REFUSED)}"
-TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 7
+# A new token lasts 30 days: longer than the 14 days ahead that alerts and the Overview warn
+# (kmeweb.alerts, kmeweb.overview), so a new profile does not start with a warning.
+TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 30
 TOKEN_BYTES = 24  # 192 bits, 32 URL-safe characters
 STALE_MESSAGE = "This profile was changed by someone else; reload it and try again."
 
@@ -218,6 +220,18 @@ def generate_token(session: Session) -> str:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         if session.scalar(select(Profile.id).where(Profile.token == token)) is None:
             return token
+
+
+def token_needed() -> ColumnElement[bool]:
+    """SQL condition: devices still need this profile's token. It has one, devices enroll
+    with it (not "without token"), and at least one of its devices has not registered yet.
+    Alerts and the Overview warn about an expiring token only then."""
+    return and_(
+        Profile.kind != ProfileKind.KME_DEFAULT,
+        Profile.token.is_not(None),
+        Profile.without_token.is_(False),
+        exists().where(Device.profile_id == Profile.id, Device.registered_at.is_(None)),
+    )
 
 
 def token_matches(given: str | None, stored: str | None) -> bool:
