@@ -251,3 +251,42 @@ document.addEventListener("keydown", (event) => {
   window.addEventListener("pageshow", () => followAll(document));
   document.addEventListener("htmx:afterSwap", (event) => followAll(event.detail.target));
 })();
+
+// Form dialogs give focus back to the control that opened them when they close (Escape,
+// Close, Cancel): Bootstrap does so only for its own data-bs-toggle triggers, and these
+// open from htmx. Requests from inside the open dialog do not count as its opener.
+(() => {
+  let opener = null;
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const target = event.detail.target;
+    const dialog = document.getElementById("form-dialog");
+    if (!target || target.id !== "form-dialog-content" || !dialog) return;
+    if (!dialog.classList.contains("show")) opener = event.detail.elt;
+  });
+  document.addEventListener("hidden.bs.modal", (event) => {
+    if (event.target.id !== "form-dialog" || !opener) return;
+    const back = opener;
+    opener = null;
+    if (back.isConnected) back.focus();
+  });
+})();
+
+// A table's scroll box (.table-responsive role=region) is a tab stop only while it scrolls
+// sideways, so that a keyboard can scroll it (at phone width); a table that fits would be
+// a stop that does nothing. The server renders tabindex="0" for a browser without scripts.
+(() => {
+  const boxes = () => document.querySelectorAll(".table-responsive[role=region]");
+  const update = (box) => {
+    if (box.scrollWidth > box.clientWidth + 1) box.setAttribute("tabindex", "0");
+    else if (document.activeElement !== box) box.removeAttribute("tabindex");
+  };
+  const watcher = "ResizeObserver" in window
+    ? new ResizeObserver((entries) => entries.forEach((entry) => update(entry.target)))
+    : null;
+  const watch = () => boxes().forEach((box) => {
+    update(box);
+    if (watcher) watcher.observe(box);
+  });
+  document.addEventListener("DOMContentLoaded", watch);
+  document.addEventListener("htmx:afterSettle", watch);
+})();

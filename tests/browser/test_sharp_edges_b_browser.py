@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.checks import check_a11y
-from tests.factories import make_profile
+from tests.factories import make_default_profile, make_profile
 
 pytestmark = pytest.mark.browser
 
@@ -100,3 +100,68 @@ def test_registration_without_token_hides_the_token_and_says_how_devices_enroll(
     expect(page.get_by_test_id("token")).to_be_hidden()
     expect(page.get_by_role("button", name="Extend")).to_be_hidden()
     expect(page.get_by_role("button", name="Refresh")).to_be_hidden()
+
+
+def test_escape_closes_a_dialog_and_gives_focus_back_to_the_control_that_opened_it(
+    signed_in, live_server, session
+):
+    """Item 10: after Escape the admin is where they were, not at the top of the page."""
+    page = signed_in
+    make_default_profile(session)
+    sales = make_profile(session, name="Sales", waiting_devices=1)
+    page.goto(f"{live_server}/profiles/{sales.id}")
+    opener = page.get_by_role("link", name="Change Associate User")
+    opener.focus()
+    page.keyboard.press("Enter")
+    dialog = page.locator("#form-dialog")
+    expect(dialog.get_by_label("Search users")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(opener).to_be_focused()
+
+
+_RING_CONTRAST = """async el => {
+  await Promise.all(el.getAnimations().map(a => a.finished));  // the ring as it settles
+  const rgb = s => (s.match(/rgba?\\(([^)]+)\\)/g) || []).map(c => c.match(/[\\d.]+/g).map(Number));
+  const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+    .map(v => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const bg = rgb(getComputedStyle(document.body).backgroundColor)[0];
+  const over = ([r, g, b, a = 1]) => [r, g, b].map((v, i) => v * a + bg[i] * (1 - a));
+  const style = getComputedStyle(el);
+  const rings = [];
+  if (style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2) {
+    rings.push(...rgb(style.outlineColor));
+  }
+  rings.push(...rgb(style.boxShadow));
+  const contrast = c => {
+    const [a, b] = [lum(over(c)), lum(bg)].sort((x, y) => y - x);
+    return (a + 0.05) / (b + 0.05);
+  };
+  return Math.max(0, ...rings.map(contrast));
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_tab_stop_does_something_and_grey_buttons_show_a_focus_ring(
+    signed_in, live_server, session, scheme
+):
+    """Item 10: a table that fits is no tab stop of its own (it scrolls nothing), and a grey
+    button reached by Tab shows a ring that stands out from the page (3:1, WCAG 1.4.11)."""
+    page = signed_in
+    page.emulate_media(color_scheme=scheme)
+    make_default_profile(session)
+    sales = make_profile(session, name="Sales", waiting_devices=1)
+    page.goto(f"{live_server}/profiles/")
+    table_box = page.get_by_role("region", name="Bulk Enrollment Profiles")
+    expect(table_box).not_to_have_attribute("tabindex", "0")
+    page.get_by_role("button", name="Search").focus()
+    page.keyboard.press("Tab")
+    expect(table_box).not_to_be_focused()
+
+    page.goto(f"{live_server}/profiles/{sales.id}")
+    page.get_by_role("link", name="Edit").focus()
+    page.keyboard.press("Tab")
+    copy = page.get_by_role("button", name="Copy")
+    expect(copy).to_be_focused()
+    assert copy.evaluate(_RING_CONTRAST) >= 3
