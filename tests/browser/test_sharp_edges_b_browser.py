@@ -9,7 +9,14 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.checks import check_a11y
-from tests.factories import make_default_profile, make_profile
+from tests.factories import (
+    bulk_devices,
+    make_default_profile,
+    make_end_user,
+    make_profile,
+    make_reseller,
+    make_upload,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -165,3 +172,55 @@ def test_every_tab_stop_does_something_and_grey_buttons_show_a_focus_ring(
     copy = page.get_by_role("button", name="Copy")
     expect(copy).to_be_focused()
     assert copy.evaluate(_RING_CONTRAST) >= 3
+
+
+def _no_sideways_scroll(page) -> None:
+    wide = page.evaluate(
+        """() => [document.documentElement, ...document.querySelectorAll('.table-responsive')]
+             .filter(el => el.scrollWidth > el.clientWidth + 1).map(el => el.className)"""
+    )
+    assert wide == [], f"{page.url} scrolls sideways in {wide}"
+
+
+def test_phone_width_shows_counts_status_and_actions_without_sideways_scrolling(
+    signed_in, live_server, session
+):
+    """Item 11: at 390 px the device count, the sync status and the primary actions (View,
+    Approve All Devices) of Bulk Enrollment and Uploads are on screen, nothing scrolls."""
+    page = signed_in
+    page.set_viewport_size(PHONE)
+    make_default_profile(session)
+    user = make_end_user(session, username="jane.doe", display_name="Jane Doe")
+    name = "Field Sales (Samsung Galaxy XCover)"
+    sales = make_profile(
+        session, name=name, description="Phones of the field sales team", end_user_id=user.id
+    )
+    bulk_devices(session, 1450, sales)
+    page.goto(f"{live_server}/profiles/")
+    row = page.get_by_test_id("profile-row").filter(has_text=name)
+    expect(row.get_by_test_id("device-count")).to_contain_text("1,450")
+    for part in (
+        row.get_by_test_id("device-count"),
+        row.get_by_test_id("sync-status"),
+        row.get_by_role("link", name=f"View {name}"),
+        row.get_by_role("link", name="Edit"),
+    ):
+        expect(part).to_be_in_viewport(ratio=1)
+    _no_sideways_scroll(page)
+
+    reseller = make_reseller(session, name="Demo Reseller Ltd")
+    upload = make_upload(
+        session, pending=12, reseller_id=reseller.id, kme_upload_id="UPL-2026-0001"
+    )
+    page.goto(f"{live_server}/integration/uploads")
+    row = page.locator(f"#upload-row-{upload.id}")
+    expect(row.get_by_test_id("pending")).to_have_text("12")
+    for part in (
+        row.get_by_test_id("pending"),
+        row.get_by_test_id("devices"),
+        row.locator(".badge"),
+        row.get_by_role("link", name="View"),
+        row.get_by_role("link", name="Approve All Devices"),
+    ):
+        expect(part).to_be_in_viewport(ratio=1)
+    _no_sideways_scroll(page)
