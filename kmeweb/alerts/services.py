@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from kmeweb import crypto
+from kmeweb import crypto, text
 from kmeweb.alerts.models import (
     EVENT_LABELS,
     TOKEN_DAYS_ALERT_DEFAULT,
@@ -393,7 +393,8 @@ def current_events(
                 AlertEvent.UPLOAD_WAITING,
                 f"upload_waiting:{uid}",
                 f"Upload waiting for approval: {kme_id}",
-                f"Upload {kme_id}{source} ({count:,} devices) has been waiting for approval for "
+                f"Upload {kme_id}{source} ({text.count(count, 'device')}) has been waiting for "
+                "approval for "
                 f"{int(hours)} hours. Approve it on Admin › Knox Integration › Uploads.",
                 "warning",
                 {"type": "upload", "id": uid, "kme_upload_id": kme_id, "reseller": reseller},

@@ -61,6 +61,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation, OperationKind, OperationStatus
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync.models import SyncState
+from kmeweb.text import count
 
 COLUMNS = ("imei", "serial", "username", "enrollment_password")
 ID_COLUMNS = ("imei", "serial")
@@ -596,7 +597,7 @@ def start_import(session: Session, profile_id: int, token: str, actor: Any) -> O
     operation = operations.create_operation(
         session,
         OperationKind.DEVICE_IMPORT,
-        f"Import {n:,} devices into {profile.name}",
+        f"Import {count(n, 'device')} into {profile.name}",
         n,
         actor,
         dedup_key=dedup,

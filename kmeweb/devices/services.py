@@ -31,6 +31,7 @@ from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import DEFAULT_KIND, KME_KINDS, ensure_default_profile
 from kmeweb.sync import outbox
+from kmeweb.text import count
 
 CHUNK = 900  # ids per IN (...) list, below SQLite's variable limit
 PASSWORD_MAX_BYTES = 245  # Samsung's RSA encryption takes at most 245 bytes of plaintext
@@ -283,7 +284,11 @@ def move_devices(
     unassign = target.kind == DEFAULT_KIND
     kind = "device.unassign" if unassign else "device.move"
     n = len(moving)
-    label = f"Unassign {n:,} devices" if unassign else f"Move {n:,} devices to {target.name}"
+    label = (
+        f"Unassign {count(n, 'device')}"
+        if unassign
+        else f"Move {count(n, 'device')} to {target.name}"
+    )
     operation = outbox.start_operation(session, kind, label, n, actor)
     outbox.mark_devices_pending(session, moving, profile_id=target.id)
     outbox.record_device_change(session, kind, moving, operation, actor, profile_id=target.id)
@@ -332,7 +337,7 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
     if identifiers:
         n = len(identifiers)
         operation = outbox.start_operation(
-            session, "device.delete", f"Delete {n:,} devices", n, actor
+            session, "device.delete", f"Delete {count(n, 'device')}", n, actor
         )
         outbox.record_device_delete(session, identifiers, operation, actor)
     for where in outbox.id_filters(session, Device.id, ids):
@@ -404,7 +409,11 @@ def set_device_user(
     operation = None
     if in_knox:
         n = len(in_knox)
-        label = f"Set user of {n:,} devices" if username else f"Clear user of {n:,} devices"
+        label = (
+            f"Set user of {count(n, 'device')}"
+            if username
+            else f"Clear user of {count(n, 'device')}"
+        )
         operation = outbox.start_operation(session, "device.user", label, n, actor)
         outbox.mark_devices_pending(session, in_knox, **values)
         outbox.record_device_change(session, "device.user", in_knox, operation, actor)

@@ -30,6 +30,7 @@ from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import KME_KINDS, ensure_default_profile
 from kmeweb.sync import outbox
+from kmeweb.text import count
 
 __all__ = [
     "activate_integration",
@@ -482,13 +483,14 @@ def approve_upload(
     n = len(device_ids)
     if expected_pending is not None and expected_pending != n:
         raise Conflict(
-            f"Upload {upload.kme_upload_id} changed since the page was loaded: {n:,} devices "
-            f"are waiting now, not {expected_pending:,}. Reload the page and try again."
+            f"Upload {upload.kme_upload_id} changed since the page was loaded: "
+            f"{count(n, 'device')} {'is' if n == 1 else 'are'} waiting now, not "
+            f"{expected_pending:,}. Reload the page and try again."
         )
     operation = outbox.start_operation(
         session,
         "upload.approve",
-        f"Approve {n:,} devices of upload {upload.kme_upload_id}",
+        f"Approve {count(n, 'device')} of upload {upload.kme_upload_id}",
         n,
         actor,
     )
@@ -545,7 +547,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
 
     n = len(ids)
     operation = outbox.start_operation(
-        session, "device.approve", f"Approve {n:,} devices", n, actor
+        session, "device.approve", f"Approve {count(n, 'device')}", n, actor
     )
     uploads = []
     for upload_id, group in by_upload.items():

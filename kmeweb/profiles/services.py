@@ -52,6 +52,7 @@ from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync import mapping, outbox
 from kmeweb.sync.models import SyncState
+from kmeweb.text import count
 
 DEFAULT_PROFILE_NAME = "Samsung KME Default Profile"
 DEFAULT_KIND = ProfileKind.KME_DEFAULT
@@ -594,7 +595,7 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
     if profile.kind == ProfileKind.KME:
         label = f"Delete profile {name}"
         if n:
-            label += f" ({n:,} devices to the Default Profile)"
+            label += f" ({count(n, 'device')} to the Default Profile)"
         operation = outbox.start_operation(session, "profile.delete", label, n + 1, actor)
         if device_ids:
             outbox.mark_devices_pending(session, device_ids, profile_id=default.id)

@@ -13,6 +13,7 @@ from kmeweb.devices.models import Device
 from kmeweb.integration.services import get_integration
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.models import UNFINISHED, Change, ChangeStatus, SyncState
+from kmeweb.text import count
 
 
 @dataclass
@@ -71,7 +72,7 @@ def profile_statuses(
             status = SyncStatus(SyncState.ERROR, p.sync_error, p.sync_error_at)
         elif errors:
             status = SyncStatus(
-                SyncState.ERROR, f"{errors} devices: {first_device_error.get(p.id)}"
+                SyncState.ERROR, f"{count(errors, 'device')}: {first_device_error.get(p.id)}"
             )
         elif p.id in running:
             status = SyncStatus(SyncState.SYNCING)

@@ -290,3 +290,23 @@ document.addEventListener("keydown", (event) => {
   document.addEventListener("DOMContentLoaded", watch);
   document.addEventListener("htmx:afterSettle", watch);
 })();
+
+// Operations: a self-polling status (templates/operations/_status.html, data-op-status) that
+// appears or changes state announces kme:operation-changed on <body>, so the parts of the page
+// behind that show what the operation changes reload themselves (hx-trigger="kme:operation-
+// changed from:body"): the Uploads table while Approve All Devices runs, the Integration
+// status after Sync now. Statuses on the page as it loads are known already.
+(() => {
+  const seen = new Map();
+  const scan = (announce) => {
+    let changed = false;
+    document.querySelectorAll(".op-status[data-op-status]").forEach((el) => {
+      const status = el.dataset.opStatus;
+      if (seen.get(el.id) !== status) changed = true;
+      seen.set(el.id, status);
+    });
+    if (changed && announce) document.body.dispatchEvent(new Event("kme:operation-changed"));
+  };
+  document.addEventListener("DOMContentLoaded", () => scan(false));
+  document.addEventListener("htmx:afterSettle", () => scan(true));
+})();

@@ -7,7 +7,10 @@ import re
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import select
 
+from kmeweb.devices.models import Device
+from kmeweb.devices.services import unassign_devices
 from tests.browser.checks import check_a11y
 from tests.factories import (
     bulk_devices,
@@ -17,6 +20,7 @@ from tests.factories import (
     make_reseller,
     make_upload,
 )
+from tests.sync_fixtures import with_sync_config
 
 pytestmark = pytest.mark.browser
 
@@ -224,3 +228,99 @@ def test_phone_width_shows_counts_status_and_actions_without_sideways_scrolling(
     ):
         expect(part).to_be_in_viewport(ratio=1)
     _no_sideways_scroll(page)
+
+
+@pytest.fixture
+def app_config(app_config: dict) -> dict:
+    return with_sync_config(app_config)
+
+
+def test_small_things_plurals_names_default_profile_and_favicon(signed_in, live_server, session):
+    """Item 12: one device is "1 device"; Associated User is the person's name; the Default
+    Profile does not count devices waiting to register; /favicon.ico is an icon."""
+    page = signed_in
+    default = make_default_profile(session)
+    bulk_devices(session, 3, default)
+    user = make_end_user(session, username="jane.doe", display_name="Jane Doe")
+    sales = make_profile(session, name="Sales", end_user_id=user.id)
+    (one,) = bulk_devices(session, 1, sales)
+    operation = unassign_devices(session, [one], "admin@example.com")
+    session.commit()
+    assert operation.label == "Unassign 1 device"
+    page.goto(f"{live_server}/profiles/{sales.id}?op={operation.id}")
+    expect(page.locator(f"#op-status-{operation.id}")).to_contain_text("Unassign 1 device")
+    expect(page.locator(f"#op-status-{operation.id}")).not_to_contain_text("1 devices")
+    expect(page.get_by_test_id("fact-user")).to_contain_text("Jane Doe")
+
+    page.goto(f"{live_server}/profiles/")
+    row = page.get_by_test_id("profile-row").filter(has_text="Sales")
+    expect(row.get_by_role("cell", name="Jane Doe")).to_be_visible()
+
+    page.goto(f"{live_server}/profiles/{default.id}")
+    expect(page.get_by_text("Pending Registration Devices")).to_have_count(0)
+    expect(page.get_by_test_id("fact-registration")).to_contain_text("No device registers")
+
+    icon = page.request.get(f"{live_server}/favicon.ico")
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/")
+
+
+def test_the_self_maintained_form_does_not_talk_about_kme(signed_in, live_server):
+    page = signed_in
+    page.goto(f"{live_server}/profiles/new?kind=self_maintained")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Self-Maintained")
+    expect(page.locator("#profile-form")).not_to_contain_text("KME")
+    expect(page.locator("#profile-form")).not_to_contain_text("Knox")
+
+
+def test_the_audit_log_shows_imeis_and_names(signed_in, live_server, session):
+    page = signed_in
+    make_default_profile(session)
+    sales = make_profile(session, name="Field Sales")
+    ids = bulk_devices(session, 7, sales)
+    imeis = dict(session.execute(select(Device.id, Device.imei).where(Device.id.in_(ids))).all())
+    unassign_devices(session, ids, "admin@example.com")
+    session.commit()
+    page.goto(f"{live_server}/audit/?action=device.unassign")
+    details = page.get_by_test_id("audit-details").first
+    expect(details).to_contain_text(f"IMEIs: {imeis[ids[0]]}")
+    expect(details).to_contain_text("and 2 more")
+    expect(details).to_contain_text("From: Field Sales: 7")
+    expect(details).not_to_contain_text("{")
+    expect(details).not_to_contain_text(f"'first': [{ids[0]}")
+    expect(page.get_by_test_id("audit-target").first).to_contain_text("Samsung KME Default Profile")
+
+
+def test_the_uploads_behind_the_approval_dialog_follow_it(signed_in, live_server, session):
+    """Item 12: while Approve All Devices runs in its dialog, the Uploads table behind it
+    already shows the upload approved (local first), not pending until Close."""
+    page = signed_in
+    make_default_profile(session)
+    reseller = make_reseller(session, name="Demo Reseller Ltd")
+    upload = make_upload(session, pending=12, reseller_id=reseller.id)
+    page.goto(f"{live_server}/integration/uploads")
+    row = page.locator(f"#upload-row-{upload.id}")
+    expect(row.get_by_test_id("pending")).to_have_text("12")
+    row.get_by_role("link", name="Approve All Devices").click()
+    dialog = page.locator("#approve-dialog")
+    dialog.get_by_role("button", name="Approve", exact=True).click()
+    expect(dialog.get_by_role("heading")).to_contain_text("Approving upload")
+    expect(row.get_by_test_id("pending")).to_have_text("0")  # the dialog is still open
+    expect(row.locator(".badge")).to_have_text("approved")
+    expect(dialog).to_be_visible()
+
+
+def test_the_integration_status_follows_sync_now(
+    signed_in, live_server, session, integration, worker_processes
+):
+    """Item 12: after Sync now the Status card shows the pull once it is done, no reload."""
+    page = signed_in
+    page.goto(f"{live_server}/integration/")
+    last_pull = page.get_by_test_id("last-pull")
+    expect(last_pull).to_have_text("—")  # no worker yet: nothing pulled
+    page.get_by_role("button", name="Sync now").click()
+    expect(page.locator("#sync-operation").get_by_test_id("op-status")).to_be_visible()
+    worker_processes.start("i19b-sync-worker", scheduler=False)
+    expect(page.locator("#sync-operation").get_by_test_id("op-status")).to_have_text(
+        "done", timeout=60_000
+    )
+    expect(last_pull).not_to_have_text("—")
