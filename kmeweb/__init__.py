@@ -75,6 +75,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     # First, so every request is counted and timed, including those answered by a check below.
     ops_metrics.init_app(app)
+    # Browsers ask for /favicon.ico whatever the page links: the same icon, not a 404.
+    app.add_url_rule(
+        "/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"), methods=["GET"]
+    )
 
     from kmeweb.alerts.views import bp as alerts_bp
     from kmeweb.audit.views import bp as audit_bp

@@ -79,15 +79,16 @@ def submit(
 
 def attach(form: Form, err: DomainError, fields: Mapping[str, str]) -> None:
     """Like kmeweb.forms.attach_error, and into FieldList rows ("custom_keys.2.value")."""
-    parts = (err.field or "").split(".")
-    if len(parts) == 3 and parts[1].isdigit() and parts[0] in form._fields:
-        rows = form[parts[0]].entries
-        index = int(parts[1])
-        if index < len(rows) and parts[2] in rows[index].form._fields:
-            sub = rows[index].form[parts[2]]
-            sub.errors = [*sub.errors, err.message]
-            return
-    attach_error(form, err, fields)
+    for one in err.each():
+        parts = (one.field or "").split(".")
+        if len(parts) == 3 and parts[1].isdigit() and parts[0] in form._fields:
+            rows = form[parts[0]].entries
+            index = int(parts[1])
+            if index < len(rows) and parts[2] in rows[index].form._fields:
+                sub = rows[index].form[parts[2]]
+                sub.errors = [*sub.errors, one.message]
+                continue
+        attach_error(form, one, fields)
 
 
 def to_profile(profile_id: int, operation: Operation | None = None, anchor: str = "") -> Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -14,6 +16,7 @@ from kmeweb.extensions import db
 from kmeweb.htmx import flash_fragment, is_htmx
 
 log = logging.getLogger("kmeweb")
+T = TypeVar("T")
 
 
 class DomainError(Exception):
@@ -26,9 +29,62 @@ class DomainError(Exception):
         self.message = message
         self.field = field
 
+    def each(self) -> list[DomainError]:
+        """Every refusal this error carries (one, except for ValidationErrors)."""
+        return [self]
+
 
 class ValidationError(DomainError):
     status = 422
+
+
+class ValidationErrors(ValidationError):
+    """Several fields refused at once, so that a form shows every message in one answer.
+    `message` and `field` are the first one's; `each()` lists them all."""
+
+    def __init__(self, errors: Sequence[ValidationError]) -> None:
+        super().__init__(errors[0].message, errors[0].field)
+        self.errors = list(errors)
+
+    def each(self) -> list[DomainError]:
+        return list(self.errors)
+
+
+class ErrorCollector:
+    """Runs independent checks and keeps every ValidationError instead of stopping at the
+    first; `raise_any()` raises them together (the first message per field only)::
+
+        errors = ErrorCollector()
+        name = errors.check(validate_name, session, raw_name)  # None when refused
+        days = errors.check(parse_expiry_days, raw_days)
+        errors.raise_any()
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[ValidationError] = []
+
+    def check(self, rule: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        try:
+            return rule(*args, **kwargs)
+        except ValidationError as err:
+            self.errors.extend(e for e in err.each() if isinstance(e, ValidationError))
+            return None
+
+    def add(self, message: str, field: str | None = None) -> None:
+        self.errors.append(ValidationError(message, field))
+
+    def raise_any(self) -> None:
+        """Raise what was found: the error itself when one, ValidationErrors when more."""
+        seen: set[str | None] = set()
+        found = []
+        for err in self.errors:
+            if err.field is None or err.field not in seen:
+                seen.add(err.field)
+                found.append(err)
+        if len(found) == 1:
+            raise found[0]
+        if found:
+            raise ValidationErrors(found)
 
 
 class NotFound(DomainError):

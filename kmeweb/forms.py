@@ -18,24 +18,25 @@ from flask_wtf import FlaskForm
 from wtforms import Form
 from wtforms.fields.choices import SelectChoice
 
-from kmeweb.errors import ValidationError
+from kmeweb.errors import DomainError, ValidationError
 from kmeweb.extensions import db
 from kmeweb.htmx import render
 
 T = TypeVar("T")
 
 
-def attach_error(form: Form, err: ValidationError, fields: Mapping[str, str] | None = None) -> None:
-    """Put a service's message on the form field it names, or on the form itself.
-
-    `fields` maps a service's field name to the form's where they differ.
+def attach_error(form: Form, err: DomainError, fields: Mapping[str, str] | None = None) -> None:
+    """Put a service's message on the form field it names, or on the form itself (each of
+    them for ValidationErrors). `fields` maps a service's field name to the form's where they
+    differ.
     """
-    name = (fields or {}).get(err.field or "", err.field)
-    field = form._fields.get(name) if name else None
-    if field is not None:
-        field.errors = [*field.errors, err.message]
-    else:
-        form.form_errors.append(err.message)
+    for one in err.each():
+        name = (fields or {}).get(one.field or "", one.field)
+        field = form._fields.get(name) if name else None
+        if field is not None:
+            field.errors = [*field.errors, one.message]
+        else:
+            form.form_errors.append(one.message)
 
 
 def submit(

@@ -22,6 +22,7 @@ PUBLIC_ENDPOINTS = {
     "auth.login",
     "auth.login_post",
     "static",
+    "favicon",
     "ops.healthz",
     "ops.readyz",
     "ops.metrics",

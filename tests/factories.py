@@ -49,8 +49,9 @@ def next_imei() -> str:
     return body + str(luhn_check_digit(body))
 
 
-def make_profile(session: Session, **over: Any) -> Profile:
-    """A committed "kme" profile (synced, valid config, token expiring in 30 days)."""
+def make_profile(session: Session, waiting_devices: int = 0, **over: Any) -> Profile:
+    """A committed "kme" profile (synced, valid config, token expiring in 30 days), with
+    `waiting_devices` devices that have not registered yet (they still need its token)."""
     n = next(_seq)
     kind = over.get("kind", "kme")
     values: dict[str, Any] = {
@@ -68,6 +69,8 @@ def make_profile(session: Session, **over: Any) -> Profile:
     profile = Profile(**values)
     session.add(profile)
     session.commit()
+    for _ in range(waiting_devices):
+        make_device(session, profile)
     return profile
 
 

@@ -7,7 +7,17 @@ from wtforms import BooleanField, PasswordField, SelectMultipleField, StringFiel
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from kmeweb.alerts.models import EVENT_LABELS
+from kmeweb.alerts.models import EVENT_LABELS, TOKEN_DAYS_ALERT_DEFAULT
+from kmeweb.profiles.services import TOKEN_DAYS_DEFAULT
+
+# Admin › Alerts says how the threshold meets the token life of a new profile.
+TOKEN_DAYS_HELP = (
+    f"Token expiring: alert this many days before (1 to 365). A new profile's token lasts "
+    f"{TOKEN_DAYS_DEFAULT} days, so with {TOKEN_DAYS_ALERT_DEFAULT} the alert comes "
+    f"{TOKEN_DAYS_DEFAULT - TOKEN_DAYS_ALERT_DEFAULT} days after the profile was made unless "
+    "its token is extended. Only tokens that devices still need alert: profiles with devices "
+    "not registered yet, not using registration without token."
+)
 
 
 class DestinationForm(FlaskForm):
@@ -27,7 +37,12 @@ class DestinationForm(FlaskForm):
         validate_choice=False,
         validators=[Optional()],
     )
-    token_days = StringField("Days before expiry", default="14", render_kw={"inputmode": "numeric"})
+    token_days = StringField(
+        "Days before expiry",
+        default=str(TOKEN_DAYS_ALERT_DEFAULT),
+        description=TOKEN_DAYS_HELP,
+        render_kw={"inputmode": "numeric"},
+    )
     upload_hours = StringField("Hours waiting", default="24", render_kw={"inputmode": "numeric"})
     enabled = BooleanField("Send alerts to this destination", default=True)
 

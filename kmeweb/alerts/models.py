@@ -11,6 +11,10 @@ from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
 from kmeweb.redact import MASK, mask_url
 
+# Days before a token expires that a destination warns, unless set: shorter than a new
+# profile's token life (profiles.services.TOKEN_DAYS_DEFAULT), see Admin › Alerts.
+TOKEN_DAYS_ALERT_DEFAULT = 14
+
 
 class AlertEvent(Choice):
     """What an alert is about (`alert_delivery.event`, and the events a destination takes)."""
@@ -49,7 +53,7 @@ class AlertDestination(db.Model):
     url: Mapped[str] = mapped_column(String(2000))
     secret_enc: Mapped[str | None] = mapped_column(Text)
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
-    token_days: Mapped[int] = mapped_column(Integer, default=14)
+    token_days: Mapped[int] = mapped_column(Integer, default=TOKEN_DAYS_ALERT_DEFAULT)
     upload_hours: Mapped[int] = mapped_column(Integer, default=24)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # Set when a delivery used up every attempt; cleared by the next successful one.

@@ -33,9 +33,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from kmeweb import crypto
+from kmeweb import crypto, text
 from kmeweb.alerts.models import (
     EVENT_LABELS,
+    TOKEN_DAYS_ALERT_DEFAULT,
     AlertDelivery,
     AlertDestination,
     AlertEvent,
@@ -46,7 +47,8 @@ from kmeweb.errors import NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Integration, Reseller, Upload, UploadStatus
 from kmeweb.operations.models import Operation, OperationStatus
-from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.profiles.models import Profile
+from kmeweb.profiles.services import token_needed
 
 SIGNATURE_HEADER = "X-Kmeweb-Signature"
 EVENT_HEADER = "X-Kmeweb-Event"
@@ -149,7 +151,10 @@ def _validate(
         "url": url,
         "events": events,
         "token_days": _bounded_int(
-            data.get("token_days", 14), "token_days", "Days before expiry", TOKEN_DAYS_RANGE
+            data.get("token_days", TOKEN_DAYS_ALERT_DEFAULT),
+            "token_days",
+            "Days before expiry",
+            TOKEN_DAYS_RANGE,
         ),
         "upload_hours": _bounded_int(
             data.get("upload_hours", 24), "upload_hours", "Hours waiting", UPLOAD_HOURS_RANGE
@@ -278,14 +283,14 @@ def current_events(
     session: Session, now: datetime, token_days: int, upload_hours: int
 ) -> list[Event]:
     """What is alert-worthy now, for the widest thresholds of the destinations (each
-    destination then keeps those within its own). Reads a few indexed rows, never devices."""
+    destination then keeps those within its own). Tokens count only while devices still need
+    them (profiles.services.token_needed). Reads indexed rows, never loads devices."""
     events: list[Event] = []
     horizon = now + timedelta(days=token_days)
     profiles = session.execute(
         select(Profile.id, Profile.name, Profile.token_expires_at)
         .where(
-            Profile.kind != ProfileKind.KME_DEFAULT,
-            Profile.token.is_not(None),
+            token_needed(),
             Profile.token_expires_at.is_not(None),
             Profile.token_expires_at <= horizon,
         )
@@ -388,7 +393,8 @@ def current_events(
                 AlertEvent.UPLOAD_WAITING,
                 f"upload_waiting:{uid}",
                 f"Upload waiting for approval: {kme_id}",
-                f"Upload {kme_id}{source} ({count:,} devices) has been waiting for approval for "
+                f"Upload {kme_id}{source} ({text.count(count, 'device')}) has been waiting for "
+                "approval for "
                 f"{int(hours)} hours. Approve it on Admin › Knox Integration › Uploads.",
                 "warning",
                 {"type": "upload", "id": uid, "kme_upload_id": kme_id, "reseller": reseller},

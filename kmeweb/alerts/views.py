@@ -7,11 +7,12 @@ from flask_login import current_user
 
 from kmeweb.alerts import jobs, services
 from kmeweb.alerts.forms import ActionForm, DestinationForm
-from kmeweb.alerts.models import EVENT_LABELS, AlertEvent
+from kmeweb.alerts.models import EVENT_LABELS, TOKEN_DAYS_ALERT_DEFAULT, AlertEvent
 from kmeweb.extensions import db
 from kmeweb.forms import submit
 from kmeweb.htmx import redirect, render
 from kmeweb.operations.commit import on_commit
+from kmeweb.profiles.services import TOKEN_DAYS_DEFAULT
 
 bp = Blueprint("alerts", __name__, url_prefix="/admin/alerts")
 
@@ -42,6 +43,8 @@ def index():
         deliveries=services.recent_deliveries(db.session),
         labels=AlertEvent.labels(),
         action_form=ActionForm(),
+        token_life=TOKEN_DAYS_DEFAULT,
+        alert_days=TOKEN_DAYS_ALERT_DEFAULT,
     )
 
 

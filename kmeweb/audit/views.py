@@ -4,6 +4,7 @@ from flask import Blueprint
 
 from kmeweb.audit import services
 from kmeweb.audit.forms import AuditFilterForm
+from kmeweb.audit.readable import readable
 from kmeweb.extensions import db
 from kmeweb.htmx import render
 from kmeweb.pagination import page_args, paginate
@@ -37,5 +38,6 @@ def index():
         "audit/_content.html",
         code=200 if valid else 422,
         events=events,
+        shown=readable(db.session, events.items),
         form=form,
     )

@@ -40,6 +40,7 @@ from kmeweb.profiles.services import (
     ensure_default_profile,
 )
 from kmeweb.sqlutil import chunks, id_filters
+from kmeweb.text import count
 
 CHUNK = 900  # ids per IN (...) list, below SQLite's variable limit
 PASSWORD_MAX_BYTES = 245  # Samsung's RSA encryption takes at most 245 bytes of plaintext
@@ -290,9 +291,13 @@ def move_devices(
     from_profiles = Counter(r[2] for r in rows if r[2] != target.id)
 
     unassign = target.kind == DEFAULT_KIND
-    kind = "device.unassign" if unassign else "device.move"
+    kind = ChangeKind.DEVICE_UNASSIGN if unassign else ChangeKind.DEVICE_MOVE
     n = len(moving)
-    label = f"Unassign {n:,} devices" if unassign else f"Move {n:,} devices to {target.name}"
+    label = (
+        f"Unassign {count(n, 'device')}"
+        if unassign
+        else f"Move {count(n, 'device')} to {target.name}"
+    )
     operation = operations.start_operation(session, kind, label, n, actor)
     outbox.mark_devices_pending(session, moving, profile_id=target.id)
     outbox.record_device_change(session, kind, moving, operation, actor, profile_id=target.id)
@@ -341,7 +346,7 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
     if identifiers:
         n = len(identifiers)
         operation = operations.start_operation(
-            session, ChangeKind.DEVICE_DELETE, f"Delete {n:,} devices", n, actor
+            session, ChangeKind.DEVICE_DELETE, f"Delete {count(n, 'device')}", n, actor
         )
         outbox.record_device_delete(session, identifiers, operation, actor)
     for where in id_filters(session, Device.id, ids):
@@ -413,7 +418,11 @@ def set_device_user(
     operation = None
     if in_knox:
         n = len(in_knox)
-        label = f"Set user of {n:,} devices" if username else f"Clear user of {n:,} devices"
+        label = (
+            f"Set user of {count(n, 'device')}"
+            if username
+            else f"Clear user of {count(n, 'device')}"
+        )
         operation = operations.start_operation(session, ChangeKind.DEVICE_USER, label, n, actor)
         outbox.mark_devices_pending(session, in_knox, **values)
         outbox.record_device_change(session, ChangeKind.DEVICE_USER, in_knox, operation, actor)

@@ -22,6 +22,7 @@ from kmeweb.extensions import csrf, db
 from kmeweb.operations.models import Operation
 from kmeweb.profiles import services as profiles
 from kmeweb.profiles.models import Profile
+from kmeweb.text import count
 
 bp = Blueprint("devices", __name__, url_prefix="/profiles")
 
@@ -118,7 +119,9 @@ def delete_devices(profile_id: int):
 
     def done(result: tuple[Operation | None, int]) -> Response:
         operation, n = result
-        return _started(profile, operation, f"{n:,} devices were deleted.")
+        return _started(
+            profile, operation, f"{count(n, 'device')} {'was' if n == 1 else 'were'} deleted."
+        )
 
     return dialogs.submit(
         form,
@@ -187,7 +190,7 @@ def attributes(profile_id: int):
         return devices.edit_selected_attributes(db.session, selection, rows, current_user)
 
     def done(n: int) -> Response:
-        flash(f"Attributes of {n:,} devices were saved.", "success")
+        flash(f"Attributes of {count(n, 'device')} were saved.", "success")
         return dialogs.to_profile(profile.id)
 
     return dialogs.submit(

@@ -29,6 +29,7 @@ from kmeweb.outbox.models import ChangeKind
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, KME_KINDS, ensure_default_profile
 from kmeweb.sqlutil import id_filters
+from kmeweb.text import count
 
 
 def _target_profile(session: Session, reseller_id: int | None) -> Profile:
@@ -123,13 +124,14 @@ def approve_upload(
     n = len(device_ids)
     if expected_pending is not None and expected_pending != n:
         raise Conflict(
-            f"Upload {upload.kme_upload_id} changed since the page was loaded: {n:,} devices "
-            f"are waiting now, not {expected_pending:,}. Reload the page and try again."
+            f"Upload {upload.kme_upload_id} changed since the page was loaded: "
+            f"{count(n, 'device')} {'is' if n == 1 else 'are'} waiting now, not "
+            f"{expected_pending:,}. Reload the page and try again."
         )
     operation = operations.start_operation(
         session,
         ChangeKind.UPLOAD_APPROVE,
-        f"Approve {n:,} devices of upload {upload.kme_upload_id}",
+        f"Approve {count(n, 'device')} of upload {upload.kme_upload_id}",
         n,
         actor,
     )
@@ -186,7 +188,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
 
     n = len(ids)
     operation = operations.start_operation(
-        session, ChangeKind.DEVICE_APPROVE, f"Approve {n:,} devices", n, actor
+        session, ChangeKind.DEVICE_APPROVE, f"Approve {count(n, 'device')}", n, actor
     )
     uploads = []
     for upload_id, group in by_upload.items():

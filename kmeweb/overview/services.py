@@ -25,6 +25,7 @@ from kmeweb.integration.uploads import pending_counts
 from kmeweb.operations.models import Operation, OperationStatus
 from kmeweb.outbox.models import Change, SyncState
 from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.profiles.services import token_needed
 
 TOKEN_WARNING_DAYS = 14
 LIST_LIMIT = 5
@@ -172,15 +173,15 @@ def needs_attention(
     integration_error: str | None = None,
     integration_error_at: datetime | None = None,
 ) -> Attention:
-    """Uploads waiting for approval, tokens expiring within 14 days or expired, failed
+    """Uploads waiting for approval, tokens that devices still need expiring within 14 days
+    or expired (profiles.services.token_needed), failed
     operations, devices whose push failed, the integration's last error (given: the page
     has it from the sync status), failing alert destinations."""
     out = Attention()
     waiting = (UploadStatus.PENDING, UploadStatus.PARTIAL)
     soon = now + timedelta(days=TOKEN_WARNING_DAYS)
     token_where = (
-        Profile.kind != ProfileKind.KME_DEFAULT,
-        Profile.token.is_not(None),
+        token_needed(),
         Profile.token_expires_at.is_not(None),
         Profile.token_expires_at <= soon,
     )

@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from kmeweb.errors import ValidationError
+from kmeweb.errors import ErrorCollector, ValidationError
 from kmeweb.profiles.models import ProfileKind
 
 CUSTOM_KEY_TYPES = ("string", "integer", "boolean")
@@ -206,7 +206,10 @@ SYSTEM_EXTRA_FIELDS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-def _section(raw: Any, fields: Mapping[str, Callable], name: str) -> dict[str, Any]:
+def _section(
+    raw: Any, fields: Mapping[str, Callable], name: str, errors: ErrorCollector
+) -> dict[str, Any]:
+    """The section's valid values; each refused one goes to `errors`."""
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -216,7 +219,7 @@ def _section(raw: Any, fields: Mapping[str, Callable], name: str) -> dict[str, A
         raise ValidationError(f"Unknown setting {unknown[0]!r}.", field=f"{name}.{unknown[0]}")
     out: dict[str, Any] = {}
     for key, check in fields.items():
-        value = check(raw.get(key), f"{name}.{key}")
+        value = errors.check(check, raw.get(key), f"{name}.{key}")
         if value is not None:
             out[key] = value
     return out
@@ -245,7 +248,8 @@ def parse_custom_value(type_: str, value: Any, field: str) -> str | int | bool:
     return text
 
 
-def _custom_keys(raw: Any) -> list[dict[str, Any]]:
+def _custom_keys(raw: Any, errors: ErrorCollector) -> list[dict[str, Any]]:
+    """The valid rows; each refused one goes to `errors`."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -253,34 +257,41 @@ def _custom_keys(raw: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, row in enumerate(raw):
-        if not isinstance(row, Mapping):
-            raise ValidationError("Invalid custom key row.", field=f"custom_keys.{i}")
-        key = str(row.get("key") or "").strip()
-        value = row.get("value")
-        if not key and _unset(value):
-            continue  # a blank form row
-        if not _CUSTOM_KEY.match(key):
-            raise ValidationError(
-                "A key starts with a letter and has at most 100 letters, digits, _ . or -.",
-                field=f"custom_keys.{i}.key",
-            )
-        if key in RESERVED_BUNDLE_KEYS or key in SYSTEM_EXTRA_NAMES.values():
-            raise ValidationError(
-                f"{key!r} is set by kmeweb; choose another key.", field=f"custom_keys.{i}.key"
-            )
-        if key in seen:
-            raise ValidationError(f"{key!r} appears twice.", field=f"custom_keys.{i}.key")
-        seen.add(key)
-        type_ = str(row.get("type") or "string").strip().lower()
-        if type_ not in CUSTOM_KEY_TYPES:
-            raise ValidationError(
-                f"Choose one of {', '.join(CUSTOM_KEY_TYPES)}.", field=f"custom_keys.{i}.type"
-            )
-        parsed = parse_custom_value(type_, value, f"custom_keys.{i}.value")
-        out.append({"key": key, "type": type_, "value": parsed})
+        parsed = errors.check(_custom_key, row, i, seen)
+        if parsed is not None:
+            out.append(parsed)
     if len(out) > MAX_CUSTOM_KEYS:
         raise ValidationError(f"At most {MAX_CUSTOM_KEYS} custom keys.", field="custom_keys")
     return out
+
+
+def _custom_key(row: Any, i: int, seen: set[str]) -> dict[str, Any] | None:
+    """One Custom Android System Keys row (None for a blank one); adds its key to `seen`."""
+    if not isinstance(row, Mapping):
+        raise ValidationError("Invalid custom key row.", field=f"custom_keys.{i}")
+    key = str(row.get("key") or "").strip()
+    value = row.get("value")
+    if not key and _unset(value):
+        return None  # a blank form row
+    if not _CUSTOM_KEY.match(key):
+        raise ValidationError(
+            "A key starts with a letter and has at most 100 letters, digits, _ . or -.",
+            field=f"custom_keys.{i}.key",
+        )
+    if key in RESERVED_BUNDLE_KEYS or key in SYSTEM_EXTRA_NAMES.values():
+        raise ValidationError(
+            f"{key!r} is set by kmeweb; choose another key.", field=f"custom_keys.{i}.key"
+        )
+    if key in seen:
+        raise ValidationError(f"{key!r} appears twice.", field=f"custom_keys.{i}.key")
+    seen.add(key)
+    type_ = str(row.get("type") or "string").strip().lower()
+    if type_ not in CUSTOM_KEY_TYPES:
+        raise ValidationError(
+            f"Choose one of {', '.join(CUSTOM_KEY_TYPES)}.", field=f"custom_keys.{i}.type"
+        )
+    parsed = parse_custom_value(type_, value, f"custom_keys.{i}.value")
+    return {"key": key, "type": type_, "value": parsed}
 
 
 def normalize_config(raw: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
@@ -290,7 +301,8 @@ def normalize_config(raw: Mapping[str, Any] | None, kind: str) -> dict[str, Any]
     aeEnabled, skip setup wizard must be on (default on), supported MDM is required and allow
     user cancel must be off (default off); without Device Owner, support phone and email are
     required; MDM "Other" needs the agent APK URL. Other kinds keep no "kme" section.
-    Raises ValidationError whose field is the dotted path of the offending value.
+    Raises ValidationError whose field is the dotted path of the offending value, or
+    ValidationErrors naming every one (a form shows them all at once).
     """
     raw = raw or {}
     if not isinstance(raw, Mapping):
@@ -298,18 +310,20 @@ def normalize_config(raw: Mapping[str, Any] | None, kind: str) -> dict[str, Any]
     unknown = sorted(set(raw) - {"agent", "kme", "system_extras", "custom_keys"})
     if unknown:
         raise ValidationError(f"Unknown configuration section {unknown[0]!r}.", field=unknown[0])
-    agent = _section(raw.get("agent"), AGENT_FIELDS, "agent")
-    kme = _section(raw.get("kme"), KME_FIELDS, "kme") if kind == ProfileKind.KME else {}
-    extras = _section(raw.get("system_extras"), SYSTEM_EXTRA_FIELDS, "system_extras")
-    custom = _custom_keys(raw.get("custom_keys"))
+    errors = ErrorCollector()
+    agent = _section(raw.get("agent"), AGENT_FIELDS, "agent", errors)
+    kme = _section(raw.get("kme"), KME_FIELDS, "kme", errors) if kind == ProfileKind.KME else {}
+    extras = _section(raw.get("system_extras"), SYSTEM_EXTRA_FIELDS, "system_extras", errors)
+    custom = _custom_keys(raw.get("custom_keys"), errors)
 
     if kind == ProfileKind.KME:
-        _check_kme_rules(agent, kme)
-    _check_wifi(extras)
+        _check_kme_rules(agent, kme, errors)
+    _check_wifi(extras, errors)
+    errors.raise_any()  # a value refused above and a rule about it: its first message only
     return {"agent": agent, "kme": kme, "system_extras": extras, "custom_keys": custom}
 
 
-def _check_kme_rules(agent: dict[str, Any], kme: dict[str, Any]) -> None:
+def _check_kme_rules(agent: dict[str, Any], kme: dict[str, Any], errors: ErrorCollector) -> None:
     kme.setdefault("do_enabled", True)
     kme.setdefault("ae_enabled", False)
     owner = kme["do_enabled"] or kme["ae_enabled"]
@@ -317,42 +331,40 @@ def _check_kme_rules(agent: dict[str, Any], kme: dict[str, Any]) -> None:
         agent.setdefault("skip_setup_wizard", True)
         agent.setdefault("allow_user_cancel", False)
         if not agent["skip_setup_wizard"]:
-            raise ValidationError(
+            errors.add(
                 "With Device Owner or work profile enrollment, Skip setup wizard must be on.",
                 field="agent.skip_setup_wizard",
             )
         if agent["allow_user_cancel"]:
-            raise ValidationError(
+            errors.add(
                 "With Device Owner or work profile enrollment, the user may not cancel.",
                 field="agent.allow_user_cancel",
             )
         if not kme.get("supported_mdm"):
-            raise ValidationError("Choose the MDM (EMM).", field="kme.supported_mdm")
+            errors.add("Choose the MDM (EMM).", field="kme.supported_mdm")
     if not kme["do_enabled"]:
         if not agent.get("support_phone"):
-            raise ValidationError(
+            errors.add(
                 "A support phone number is required without Device Owner.",
                 field="agent.support_phone",
             )
         if not agent.get("support_email"):
-            raise ValidationError(
+            errors.add(
                 "A support email address is required without Device Owner.",
                 field="agent.support_email",
             )
     if (kme.get("supported_mdm") or "").lower() == "other" and not kme.get("mdm_apk_url"):
-        raise ValidationError("With MDM Other, enter the agent APK URL.", field="kme.mdm_apk_url")
+        errors.add("With MDM Other, enter the agent APK URL.", field="kme.mdm_apk_url")
 
 
-def _check_wifi(extras: dict[str, Any]) -> None:
+def _check_wifi(extras: dict[str, Any], errors: ErrorCollector) -> None:
     has_other = any(k in extras for k in ("wifi_security_type", "wifi_password", "wifi_hidden"))
     if has_other and "wifi_ssid" not in extras:
-        raise ValidationError(
+        errors.add(
             "Enter the Wi-Fi SSID for the other Wi-Fi settings.", field="system_extras.wifi_ssid"
         )
     if extras.get("wifi_password") and extras.get("wifi_security_type") == "NONE":
-        raise ValidationError(
-            "An open network (NONE) takes no password.", field="system_extras.wifi_password"
-        )
+        errors.add("An open network (NONE) takes no password.", field="system_extras.wifi_password")
 
 
 def bundle_value(value: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    Field,
     FieldList,
     Form,
     FormField,
@@ -25,12 +26,17 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import InputRequired, Length, NumberRange, Optional
+from wtforms.validators import InputRequired, Length, Optional
 
 from kmeweb.forms import FilterForm, choices
 from kmeweb.profiles.config import CUSTOM_KEY_TYPES, WIFI_SECURITY_TYPES
 from kmeweb.profiles.models import ProfileKind
-from kmeweb.profiles.services import TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX, TOKEN_DAYS_MIN
+from kmeweb.profiles.services import (
+    NAME_MAX,
+    TOKEN_DAYS_DEFAULT,
+    TOKEN_DAYS_MAX,
+    TOKEN_DAYS_MIN,
+)
 
 TRI_STATE = choices([("", "Not set"), ("true", "Yes"), ("false", "No")])
 PROFILE_SORTS = {"name": "Profile Name", "modified": "Last modified", "type": "Type"}
@@ -185,26 +191,30 @@ def form_data_from_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _expiry_days() -> IntegerField:
+    # The range is the services' rule (their message lands here); a form-only refusal would
+    # hide the other fields' errors behind it.
     return IntegerField(
         "Extend Upto (days)",
         default=TOKEN_DAYS_DEFAULT,
-        validators=[
-            Optional(),
-            NumberRange(
-                TOKEN_DAYS_MIN,
-                TOKEN_DAYS_MAX,
-                f"Choose {TOKEN_DAYS_MIN} to {TOKEN_DAYS_MAX} days, or never expires.",
-            ),
-        ],
+        validators=[Optional()],
+        render_kw={"min": TOKEN_DAYS_MIN, "max": TOKEN_DAYS_MAX},
     )
+
+
+PROFILE_FORM_ORDER = ("name", "description", "without_token", "end_user_id", "expiry_days")
 
 
 class ProfileForm(ConfigFields):
     """Add and Edit of a KME or Self-Maintained profile."""
 
-    name = StringField("Profile Name", validators=[InputRequired("Enter a profile name.")])
+    # Required, and checked by the services with the other fields (every error at once).
+    name = StringField("Profile Name", render_kw={"maxlength": NAME_MAX})
     description = TextAreaField("Description", validators=[Optional(), Length(max=200)])
-    without_token = BooleanField("Device registration without token")
+    # Ticked, the token fields hide and a note says how devices enroll (static/js/app.js).
+    without_token = BooleanField(
+        "Device registration without token",
+        render_kw={"data-hides": "#token-fields", "data-shows": "#without-token-note"},
+    )
     end_user_id = SelectField(
         "Select User", choices=choices([("", "No user")]), validate_choice=False
     )
@@ -213,6 +223,12 @@ class ProfileForm(ConfigFields):
     never_expires = BooleanField("Never expires", render_kw={"data-disables": "expiry_days"})
     version = HiddenField()
     original = HiddenField()
+
+    def refused_fields(self) -> list[Field]:
+        """The fields with an error, in the order the page shows them (the error summary)."""
+        names = [*PROFILE_FORM_ORDER, *(name for name, _s, _k in KME_FIELDS + AGENT_FIELDS)]
+        names += [name for name, _s, _k in EXTRA_FIELDS] + ["custom_keys"]
+        return [self[name] for name in names if self[name].errors]
 
     def expiry(self) -> int | str:
         """What the services take as token_expiry_days."""

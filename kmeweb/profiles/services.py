@@ -23,7 +23,7 @@ Only set values are stored. Validation errors name dotted fields ("kme.supported
 
 The `data` mapping of create_profile/update_profile takes: name, description, kind,
 without_token, end_user_id, token_expiry_days (7..999, or None / "never" for never expires;
-default 7 on create) and config (the layout above; on update it replaces the stored config).
+default 30 on create) and config (the layout above; on update it replaces the stored config).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -46,7 +46,7 @@ from kmeweb import crypto
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
-from kmeweb.errors import Conflict, NotFound, ValidationError
+from kmeweb.errors import Conflict, ErrorCollector, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.ids import optional_id
 from kmeweb.operations import services as operations
@@ -56,6 +56,7 @@ from kmeweb.profiles import bundle as device_bundle
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sqlutil import chunks, id_filters
+from kmeweb.text import count
 
 DEFAULT_PROFILE_NAME = "Samsung KME Default Profile"
 DEFAULT_KIND = ProfileKind.KME_DEFAULT
@@ -63,8 +64,13 @@ KME_KINDS = (ProfileKind.KME, ProfileKind.KME_DEFAULT)
 CREATABLE_KINDS = (ProfileKind.KME, ProfileKind.SELF_MAINTAINED)
 NAME_MAX = 100
 DESCRIPTION_MAX = 200
-FORBIDDEN_NAME_CHARS = set("\\#/$*%^&()+?{}[]")
-TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 7
+NAME_REFUSED = "\\#/$*%^&()+?{}[]"  # characters KME refuses in a profile name
+FORBIDDEN_NAME_CHARS = set(NAME_REFUSED)
+# The name rule as the form shows it before Done.
+NAME_RULE = f"Up to {NAME_MAX} characters; it cannot contain {' '.join(NAME_REFUSED)}"
+# A new token lasts 30 days: longer than the 14 days ahead that alerts and the Overview warn
+# (kmeweb.alerts, kmeweb.overview), so a new profile does not start with a warning.
+TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 30
 TOKEN_BYTES = 24  # 192 bits, 32 URL-safe characters
 TOKEN_MASK = "••••••••"
 TOKEN_SHOWN = 4  # last characters of a masked token, to tell a refreshed token from the old
@@ -249,6 +255,18 @@ def reveal_token(session: Session, profile_id: int, actor: Any) -> str:
     )
     session.flush()
     return profile.token
+
+
+def token_needed() -> ColumnElement[bool]:
+    """SQL condition: devices still need this profile's token. It has one, devices enroll
+    with it (not "without token"), and at least one of its devices has not registered yet.
+    Alerts and the Overview warn about an expiring token only then."""
+    return and_(
+        Profile.kind != ProfileKind.KME_DEFAULT,
+        Profile.token.is_not(None),
+        Profile.without_token.is_(False),
+        exists().where(Device.profile_id == Profile.id, Device.registered_at.is_(None)),
+    )
 
 
 def token_matches(given: str | None, stored: str | None) -> bool:
@@ -448,17 +466,20 @@ def create_profile(session: Session, data: Mapping[str, Any], actor: Any) -> Pro
 
     A KME profile also gets a profile.create outbox row (and its operation); a self-maintained
     one is local only. Records audit "profile.create". Flushes.
-    Raises ValidationError (field set) for any invalid value.
+    Raises ValidationError (field set) for an invalid value, ValidationErrors for several.
     """
     kind = str(data.get("kind") or ProfileKind.KME)
     if kind not in CREATABLE_KINDS:
         raise ValidationError("Choose Samsung Knox Mobile Enrollment or Self-Maintained.", "kind")
-    name = validate_name(session, data.get("name"))
-    description = _description(data.get("description"))
-    days = parse_expiry_days(data.get("token_expiry_days", TOKEN_DAYS_DEFAULT))
-    without_token = bool(parse_bool(data.get("without_token"), "without_token"))
-    end_user_id = _end_user_id(session, data.get("end_user_id"))
-    config, profile_secrets = _config_and_secrets(data.get("config"), kind, data.get("secrets"), {})
+    errors = ErrorCollector()  # every field's refusal in one answer
+    name = errors.check(validate_name, session, data.get("name"))
+    description = errors.check(_description, data.get("description"))
+    days = errors.check(parse_expiry_days, data.get("token_expiry_days", TOKEN_DAYS_DEFAULT))
+    without_token = bool(errors.check(parse_bool, data.get("without_token"), "without_token"))
+    end_user_id = errors.check(_end_user_id, session, data.get("end_user_id"))
+    checked = errors.check(_config_and_secrets, data.get("config"), kind, data.get("secrets"), {})
+    errors.raise_any()
+    config, profile_secrets = checked  # type: ignore[misc]  # set: raise_any raised otherwise
 
     profile = Profile(
         name=name,
@@ -509,53 +530,58 @@ def update_profile(
     The Default Profile keeps its name and takes only a description. A changed KME profile
     gets a profile.update outbox row (a token expiry alone stays local, KME does not see it).
     Records audit "profile.update". Flushes.
-    Raises NotFound, Conflict (stale version) or ValidationError (field set).
+    Raises NotFound, Conflict (stale version), ValidationError (field set) or
+    ValidationErrors (every refused field at once; nothing flushed then).
     """
     profile = get_profile_or_404(session, profile_id)
     _check_version(profile, expected_version)
     changed: dict[str, Any] = {}
+    # Every field is checked before anything is flushed; the caller rolls back on a refusal.
+    errors = ErrorCollector()
 
     if "name" in data:
         if profile.kind == DEFAULT_KIND:
             if str(data["name"] or "").strip() != profile.name:
-                raise ValidationError(f"The {DEFAULT_PROFILE_NAME} cannot be renamed.", "name")
+                errors.add(f"The {DEFAULT_PROFILE_NAME} cannot be renamed.", "name")
         else:
-            name = validate_name(session, data["name"], exclude_id=profile.id)
-            if name != profile.name:
+            name = errors.check(validate_name, session, data["name"], exclude_id=profile.id)
+            if name is not None and name != profile.name:
                 changed["name"] = (profile.name, name)
                 profile.name = name
     if "description" in data:
-        description = _description(data["description"])
-        if description != profile.description:
+        description = errors.check(_description, data["description"])
+        if description is not None and description != profile.description:
             changed["description"] = (profile.description, description)
             profile.description = description
 
     if profile.kind != DEFAULT_KIND:
         if "without_token" in data:
-            without = bool(parse_bool(data["without_token"], "without_token"))
+            without = bool(errors.check(parse_bool, data["without_token"], "without_token"))
             if without != profile.without_token:
                 changed["without_token"] = (profile.without_token, without)
                 profile.without_token = without
         if "end_user_id" in data:
-            user_id = _end_user_id(session, data["end_user_id"])
+            user_id = errors.check(_end_user_id, session, data["end_user_id"])
             if user_id != profile.end_user_id:
                 changed["end_user_id"] = (profile.end_user_id, user_id)
                 profile.end_user_id = user_id
         if "config" in data:
             stored = profile.secrets()
-            config, new_secrets = _config_and_secrets(
-                data["config"], profile.kind, data.get("secrets"), stored
+            checked = errors.check(
+                _config_and_secrets, data["config"], profile.kind, data.get("secrets"), stored
             )
+            config, new_secrets = checked or (profile.config or {}, stored)
             if config != (profile.config or {}) or new_secrets != stored:
                 changed["config"] = None
                 profile.config = config
                 if new_secrets != stored:
                     profile.secrets_enc = _encrypt_secrets(new_secrets)
         if "token_expiry_days" in data:
-            days = parse_expiry_days(data["token_expiry_days"])
+            days = errors.check(parse_expiry_days, data["token_expiry_days"])
             profile.token_expires_at = _expiry(days)
             changed["token_expiry_days"] = (None, days)
 
+    errors.raise_any()
     if not changed:
         return profile
     kme_visible = bool(set(changed) - {"token_expiry_days"})
@@ -605,7 +631,7 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
     if profile.kind == ProfileKind.KME:
         label = f"Delete profile {name}"
         if n:
-            label += f" ({n:,} devices to the Default Profile)"
+            label += f" ({count(n, 'device')} to the Default Profile)"
         operation = operations.start_operation(
             session, ChangeKind.PROFILE_DELETE, label, n + 1, actor
         )

@@ -27,6 +27,7 @@ from kmeweb.profiles import forms as f
 from kmeweb.profiles import services
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync.status import profile_statuses
+from kmeweb.text import count
 
 bp = Blueprint("profiles", __name__, url_prefix="/profiles")
 bp.add_app_template_filter(services.mask_token, "mask_token")
@@ -104,7 +105,7 @@ def index():
     ids = [p.id for p in profiles.items]
     counts = services.profile_counts(db.session, ids)
     statuses = profile_statuses(db.session, ids)
-    users = directory.usernames(db.session, [p.end_user_id for p in profiles.items])
+    users = directory.display_names(db.session, [p.end_user_id for p in profiles.items])
     return render(
         "profiles/index.html",
         "profiles/_list.html",
@@ -146,7 +147,12 @@ def users():
 
 
 def _profile_form_context(kind: str, profile: Profile | None = None) -> dict[str, Any]:
-    return {"kind": kind, "profile": profile, "kinds": ProfileKind.labels()}
+    return {
+        "kind": kind,
+        "profile": profile,
+        "kinds": ProfileKind.labels(),
+        "name_rule": services.NAME_RULE,
+    }
 
 
 @bp.get("/new")
@@ -315,7 +321,11 @@ def delete(profile_id: int):
     name = profile.name
     moved = services.delete_profile(db.session, profile_id, current_user)
     db.session.commit()
-    note = f" {moved:,} devices went back to the {services.DEFAULT_PROFILE_NAME}." if moved else ""
+    note = (
+        f" {count(moved, 'device')} went back to the {services.DEFAULT_PROFILE_NAME}."
+        if moved
+        else ""
+    )
     flash(f"Profile “{name}” was deleted.{note}", "success")
     return redirect(url_for("profiles.index"))
 

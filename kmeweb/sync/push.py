@@ -44,6 +44,7 @@ from kmeweb.outbox.services import DEVICE_SYNC_KINDS
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sqlutil import id_filters
 from kmeweb.sync.mapping import to_knox_profile
+from kmeweb.text import count
 
 log = logging.getLogger("kmeweb.sync")
 
@@ -366,7 +367,7 @@ def _apply_device_results(
             bad,
         )
     if bad:
-        return f"{len(bad)} of {len(results)} devices not applied: {bad[0]['err']}"
+        return f"{len(bad)} of {count(len(results), 'device')} not applied: {bad[0]['err']}"
     return None
 
 
@@ -376,10 +377,14 @@ def _delete_devices(session: Session, client: KnoxClient, change: Change) -> str
     failed = [i for i in result.failed if i in identifiers]
     if failed:
         raise KnoxRejectedError(
-            f"KME could not delete {len(failed)} devices: {result.reason(failed[0])}"
+            f"KME could not delete {count(len(failed), 'device')}: {result.reason(failed[0])}"
         )
     missing = len(result.not_found)
-    return f"{missing} devices were already gone from KME" if missing else None
+    return (
+        f"{count(missing, 'device')} {'was' if missing == 1 else 'were'} already gone from KME"
+        if missing
+        else None
+    )
 
 
 def _approve_upload(session: Session, client: KnoxClient, change: Change) -> str | None:

@@ -15,6 +15,7 @@ from kmeweb.integration.models import get_integration
 from kmeweb.outbox.models import UNFINISHED, Change, ChangeStatus, SyncState
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.schedule import last_run_key
+from kmeweb.text import count
 
 
 @dataclass
@@ -73,7 +74,7 @@ def profile_statuses(
             status = SyncStatus(SyncState.ERROR, p.sync_error, p.sync_error_at)
         elif errors:
             status = SyncStatus(
-                SyncState.ERROR, f"{errors} devices: {first_device_error.get(p.id)}"
+                SyncState.ERROR, f"{count(errors, 'device')}: {first_device_error.get(p.id)}"
             )
         elif p.id in running:
             status = SyncStatus(SyncState.SYNCING)

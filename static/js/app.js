@@ -265,3 +265,87 @@ document.addEventListener("keydown", (event) => {
     if ([...target.options].some((option) => option.value === value)) target.value = value;
   });
 })();
+
+// A checkbox with data-hides="#id" hides that element while it is ticked (a <fieldset> is
+// disabled too, so what it holds is neither reachable nor sent); data-shows="#id" shows one
+// only then (a note saying what happens instead). The server renders the same state, so this
+// only follows the ticks, and a state the browser restores on Back.
+(() => {
+  const follow = (box) => {
+    const apply = (selector, hide) => {
+      if (!selector) return;
+      document.querySelectorAll(selector).forEach((el) => {
+        el.hidden = hide;
+        if (el instanceof HTMLFieldSetElement) el.disabled = hide;
+      });
+    };
+    apply(box.dataset.hides, box.checked);
+    apply(box.dataset.shows, !box.checked);
+  };
+  const followAll = (root) => root.querySelectorAll("[data-hides], [data-shows]").forEach(follow);
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("[data-hides], [data-shows]")) follow(event.target);
+  });
+  document.addEventListener("DOMContentLoaded", () => followAll(document));
+  window.addEventListener("pageshow", () => followAll(document));
+  document.addEventListener("htmx:afterSwap", (event) => followAll(event.detail.target));
+})();
+
+// Form dialogs give focus back to the control that opened them when they close (Escape,
+// Close, Cancel): Bootstrap does so only for its own data-bs-toggle triggers, and these
+// open from htmx. Requests from inside the open dialog do not count as its opener.
+(() => {
+  let opener = null;
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const target = event.detail.target;
+    const dialog = document.getElementById("form-dialog");
+    if (!target || target.id !== "form-dialog-content" || !dialog) return;
+    if (!dialog.classList.contains("show")) opener = event.detail.elt;
+  });
+  document.addEventListener("hidden.bs.modal", (event) => {
+    if (event.target.id !== "form-dialog" || !opener) return;
+    const back = opener;
+    opener = null;
+    if (back.isConnected) back.focus();
+  });
+})();
+
+// A table's scroll box (.table-responsive role=region) is a tab stop only while it scrolls
+// sideways, so that a keyboard can scroll it (at phone width); a table that fits would be
+// a stop that does nothing. The server renders tabindex="0" for a browser without scripts.
+(() => {
+  const boxes = () => document.querySelectorAll(".table-responsive[role=region]");
+  const update = (box) => {
+    if (box.scrollWidth > box.clientWidth + 1) box.setAttribute("tabindex", "0");
+    else if (document.activeElement !== box) box.removeAttribute("tabindex");
+  };
+  const watcher = "ResizeObserver" in window
+    ? new ResizeObserver((entries) => entries.forEach((entry) => update(entry.target)))
+    : null;
+  const watch = () => boxes().forEach((box) => {
+    update(box);
+    if (watcher) watcher.observe(box);
+  });
+  document.addEventListener("DOMContentLoaded", watch);
+  document.addEventListener("htmx:afterSettle", watch);
+})();
+
+// Operations: a self-polling status (templates/operations/_status.html, data-op-status) that
+// appears or changes state announces kme:operation-changed on <body>, so the parts of the page
+// behind that show what the operation changes reload themselves (hx-trigger="kme:operation-
+// changed from:body"): the Uploads table while Approve All Devices runs, the Integration
+// status after Sync now. Statuses on the page as it loads are known already.
+(() => {
+  const seen = new Map();
+  const scan = (announce) => {
+    let changed = false;
+    document.querySelectorAll(".op-status[data-op-status]").forEach((el) => {
+      const status = el.dataset.opStatus;
+      if (seen.get(el.id) !== status) changed = true;
+      seen.set(el.id, status);
+    });
+    if (changed && announce) document.body.dispatchEvent(new Event("kme:operation-changed"));
+  };
+  document.addEventListener("DOMContentLoaded", () => scan(false));
+  document.addEventListener("htmx:afterSettle", () => scan(true));
+})();

@@ -47,10 +47,19 @@ def _failed_operation(session, label: str, finished_at, error: str = "KME refuse
 
 def test_token_expiring_fires_within_the_destinations_days_only(session):
     now = utcnow()
-    inside = make_profile(session, name="Inside", token_expires_at=now + timedelta(days=3))
-    edge = make_profile(session, name="Edge", token_expires_at=now + timedelta(days=6, hours=23))
-    make_profile(session, name="Outside", token_expires_at=now + timedelta(days=7, hours=1))
-    make_profile(session, name="Never", token_expires_at=None)
+    inside = make_profile(
+        session, name="Inside", token_expires_at=now + timedelta(days=3), waiting_devices=1
+    )
+    edge = make_profile(
+        session, name="Edge", token_expires_at=now + timedelta(days=6, hours=23), waiting_devices=1
+    )
+    make_profile(
+        session,
+        name="Outside",
+        token_expires_at=now + timedelta(days=7, hours=1),
+        waiting_devices=1,
+    )
+    make_profile(session, name="Never", token_expires_at=None, waiting_devices=1)
     make_default_profile(session)  # the Default Profile has no token of its own
     _destination(session, token_days=7)
 
@@ -68,8 +77,10 @@ def test_token_expiring_fires_within_the_destinations_days_only(session):
 
 def test_token_expired_fires_whatever_the_days_and_only_for_subscribers(session):
     now = utcnow()
-    gone = make_profile(session, name="Gone", token_expires_at=now - timedelta(minutes=5))
-    make_profile(session, name="Fine", token_expires_at=now + timedelta(days=90))
+    gone = make_profile(
+        session, name="Gone", token_expires_at=now - timedelta(minutes=5), waiting_devices=1
+    )
+    make_profile(session, name="Fine", token_expires_at=now + timedelta(days=90), waiting_devices=1)
     short = _destination(session, "Short", token_days=1)
     _destination(session, "Uploads only", events=["upload_waiting"])
 
@@ -178,7 +189,7 @@ def test_upload_waiting_fires_after_the_destinations_hours_for_unapproved_upload
 
 def test_a_paused_destination_gets_nothing_until_it_is_resumed(session):
     now = utcnow()
-    make_profile(session, name="Gone", token_expires_at=now - timedelta(hours=1))
+    make_profile(session, name="Gone", token_expires_at=now - timedelta(hours=1), waiting_devices=1)
     paused = _destination(session, enabled=False)
     assert _evaluate(session, now) == []
     paused.enabled = True
@@ -188,7 +199,9 @@ def test_a_paused_destination_gets_nothing_until_it_is_resumed(session):
 
 def test_a_cleared_condition_sends_nothing_and_a_new_expiry_alerts_again(session):
     now = utcnow()
-    profile = make_profile(session, name="Sales", token_expires_at=now + timedelta(days=2))
+    profile = make_profile(
+        session, name="Sales", token_expires_at=now + timedelta(days=2), waiting_devices=1
+    )
     upload = make_upload(session, uploaded_at=now - timedelta(days=2))
     destination = _destination(session, token_days=7)
     assert sorted(d.event for d in _evaluate(session, now)) == ["token_expiring", "upload_waiting"]
@@ -216,7 +229,7 @@ def test_a_cleared_condition_sends_nothing_and_a_new_expiry_alerts_again(session
 
 def test_each_destination_gets_its_own_copy_once(session):
     now = utcnow()
-    make_profile(session, name="Gone", token_expires_at=now - timedelta(hours=1))
+    make_profile(session, name="Gone", token_expires_at=now - timedelta(hours=1), waiting_devices=1)
     first, second = _destination(session, "First"), _destination(session, "Second")
     added = _evaluate(session, now)
     assert sorted(d.destination_id for d in added) == [first.id, second.id]
@@ -228,7 +241,9 @@ def test_each_destination_gets_its_own_copy_once(session):
 
 def test_the_alert_links_to_the_console_page_when_the_public_url_is_known(session):
     now = utcnow()
-    profile = make_profile(session, name="Gone", token_expires_at=now - timedelta(hours=1))
+    profile = make_profile(
+        session, name="Gone", token_expires_at=now - timedelta(hours=1), waiting_devices=1
+    )
     _destination(session, "Linked")
     [linked] = _evaluate(session, now, "https://console.example.com")
     assert linked.payload["url"] == f"https://console.example.com/profiles/{profile.id}"

@@ -33,7 +33,12 @@ def _destination(session, url: str, **over) -> AlertDestination:
 
 def _expired_alert(session, destination: AlertDestination) -> AlertDelivery:
     """One pending delivery (a token that expired an hour ago) for `destination`."""
-    make_profile(session, name="Field Sales", token_expires_at=utcnow() - timedelta(hours=1))
+    make_profile(
+        session,
+        name="Field Sales",
+        token_expires_at=utcnow() - timedelta(hours=1),
+        waiting_devices=1,
+    )
     [delivery_id] = services.evaluate(session, utcnow())
     session.commit()
     return session.get(AlertDelivery, delivery_id)
@@ -51,7 +56,10 @@ def test_a_real_event_reaches_the_webhook_signed_with_the_documented_body(
     app.config["PUBLIC_URL"] = "https://console.example.com"
     destination = _destination(session, receiver.url, secret=SECRET, token_days=7)
     profile = make_profile(
-        session, name="Field Sales", token_expires_at=utcnow() + timedelta(days=3)
+        session,
+        name="Field Sales",
+        token_expires_at=utcnow() + timedelta(days=3),
+        waiting_devices=1,
     )
     queue.enqueue("kmeweb.alerts.jobs.evaluate_alerts_job", queue="maintenance")
     work()

@@ -94,8 +94,10 @@ def test_destination_form_validates_and_keeps_the_secret_write_only(
 
 def test_each_destination_gets_its_events_once(session):
     now = utcnow()
-    soon = make_profile(session, name="Soon", token_expires_at=now + timedelta(days=10))
-    make_profile(session, name="Gone", token_expires_at=now - timedelta(hours=1))
+    soon = make_profile(
+        session, name="Soon", token_expires_at=now + timedelta(days=10), waiting_devices=1
+    )
+    make_profile(session, name="Gone", token_expires_at=now - timedelta(hours=1), waiting_devices=1)
     make_upload(session, pending=2, uploaded_at=now - timedelta(hours=5))
     week = _destination(session, "https://a.example.com/", name="Week", token_days=7)
     month = _destination(session, "https://b.example.com/", name="Month", token_days=30,
@@ -145,7 +147,9 @@ def test_one_alert_per_event_across_two_ticks_and_two_workers(
 ):
     now = utcnow()
     destination = _destination(session, receiver.url)
-    make_profile(session, name="Expired", token_expires_at=now - timedelta(hours=2))
+    make_profile(
+        session, name="Expired", token_expires_at=now - timedelta(hours=2), waiting_devices=1
+    )
     failed = operations.create_operation(session, "device.move", "Move 3 devices", 3)
     failed.status, failed.error = "failed", "KME refused it"
     failed.finished_at = now + timedelta(seconds=1)  # after the destination was added

@@ -1,7 +1,8 @@
 """Chromium (Debian's, never a downloaded build) against a live server in a thread.
 
 Every test's `page` is checked by tests/browser/checks.py: axe-core on each page it visits
-and no Content-Security-Policy violation, or the test fails.
+and no Content-Security-Policy violation, or the test fails. Every action waits for the load
+of the page it acts on (`actions_wait_for_the_page_load`), so no test needs its own wait.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Keyboard, Locator, Mouse, Page, expect
 from werkzeug.serving import make_server
 
 from tests.browser.checks import BrowserChecks
@@ -42,6 +43,59 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
             "--no-first-run",
         ],
     }
+
+
+# Every action a test takes on a page element, the keyboard or the mouse.
+LOCATOR_ACTIONS = (
+    "check", "clear", "click", "dblclick", "dispatch_event", "drag_to", "fill", "focus",
+    "hover", "press", "press_sequentially", "select_option", "select_text", "set_checked",
+    "set_input_files", "tap", "type", "uncheck",
+)  # fmt: skip
+
+
+def _after_load(action):
+    def act(self: Locator, *args, **kwargs):
+        self.page.wait_for_load_state("load")
+        return action(self, *args, **kwargs)
+
+    return act
+
+
+class _InputAfterLoad:
+    """page.keyboard or page.mouse whose every call first waits for the page's load."""
+
+    def __init__(self, device: Keyboard | Mouse, page: Page) -> None:
+        self._device, self._page = device, page
+
+    def __getattr__(self, name: str):
+        call = getattr(self._device, name)
+
+        def act(*args, **kwargs):
+            self._page.wait_for_load_state("load")
+            return call(*args, **kwargs)
+
+        return act
+
+
+@pytest.fixture(autouse=True)
+def actions_wait_for_the_page_load(monkeypatch) -> None:
+    """Every action of a browser test waits until the page it acts on has loaded.
+
+    A click that navigates, an htmx redirect or `goto(wait_until="commit")` hands the test a
+    page whose deferred scripts (htmx, Bootstrap) may not have run yet: a click then does
+    nothing, or follows a link htmx has not taken over yet. Waiting for the load event before
+    each action, here and nowhere else, closes that family of races for every test. It
+    returns at once on a page that has loaded, and an htmx swap is not a new page.
+    """
+    for name in LOCATOR_ACTIONS:
+        monkeypatch.setattr(Locator, name, _after_load(getattr(Locator, name)))
+    for name in ("keyboard", "mouse"):
+        device = getattr(Page, name)
+        monkeypatch.setattr(
+            Page,
+            name,
+            property(lambda page, device=device: _InputAfterLoad(device.fget(page), page)),
+        )
 
 
 @pytest.fixture

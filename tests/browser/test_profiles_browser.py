@@ -100,7 +100,7 @@ def test_kme_profile_from_add_to_delete(
 
     expect(page.locator("#flash-area")).to_contain_text("Profile “Field Sales” was created.")
     row = page.get_by_test_id("profile-row").filter(has_text="Field Sales")
-    expect(row).to_contain_text("jane.doe")
+    expect(row).to_contain_text("Jane Doe")  # the name, not the username
     profile = session.scalar(select(Profile).where(Profile.name == "Field Sales"))
     # no worker yet: the profile waits in the outbox; its badge polls itself until synced
     expect(row.get_by_test_id("sync-status")).to_have_text("pending")
@@ -171,7 +171,7 @@ def test_kme_profile_from_add_to_delete(
     expect(dialog.get_by_label("Associated user").locator("option")).to_have_count(3)
     dialog.get_by_label("Associated user").select_option(label="Bob Smith (bob.smith)")
     dialog.get_by_role("button", name="Apply").click()
-    expect(page.get_by_test_id("fact-user")).to_have_text("bob.smith")
+    expect(page.get_by_test_id("fact-user")).to_have_text("Bob Smith (bob.smith)")
 
     # Edit attributes on 2 devices
     ids = _ids_on_page(page)

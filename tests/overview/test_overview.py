@@ -95,9 +95,11 @@ def test_needs_attention_lists_what_waits_with_its_actions(client, login, action
     from kmeweb.integration.models import Integration
 
     now = utcnow()
-    make_profile(session, name="Soon", token_expires_at=now + timedelta(days=3))
-    make_profile(session, name="Gone", token_expires_at=now - timedelta(days=1))
-    make_profile(session, name="Later", token_expires_at=now + timedelta(days=40))
+    make_profile(session, name="Soon", token_expires_at=now + timedelta(days=3), waiting_devices=1)
+    make_profile(session, name="Gone", token_expires_at=now - timedelta(days=1), waiting_devices=1)
+    make_profile(
+        session, name="Later", token_expires_at=now + timedelta(days=40), waiting_devices=1
+    )
     failed = operations.create_operation(session, "device.move", "Move 5 devices to Field", 5)
     failed.status, failed.error, failed.finished_at = "failed", "KME refused it (4001700)", now
     bulk_devices(session, 2, tenant["field"], sync_state="error", sync_error="refused")

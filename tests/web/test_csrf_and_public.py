@@ -15,6 +15,7 @@ PUBLIC = {
     "auth.login",
     "auth.login_post",
     "static",
+    "favicon",  # /favicon.ico: the icon browsers ask for on every page
     "ops.healthz",
     "ops.readyz",
     "ops.metrics",

@@ -32,6 +32,7 @@ from kmeweb.operations.models import Operation, OperationKind, OperationStatus
 from kmeweb.outbox.models import SyncState
 from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import chunks
+from kmeweb.text import count
 
 PROGRESS_S = 0.5  # seconds between two progress commits
 STALE = "The devices changed since the preview"
@@ -55,7 +56,7 @@ def start_import(session: Session, profile_id: int, token: str, actor: Any) -> O
     operation = operations.create_operation(
         session,
         OperationKind.DEVICE_IMPORT,
-        f"Import {n:,} devices into {profile.name}",
+        f"Import {count(n, 'device')} into {profile.name}",
         n,
         actor,
         dedup_key=dedup,
