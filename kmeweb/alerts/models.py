@@ -13,7 +13,7 @@ from kmeweb.redact import MASK, mask_url
 
 # Days before a token expires that a destination warns, unless set: shorter than a new
 # profile's token life (profiles.services.TOKEN_DAYS_DEFAULT), see Admin › Alerts.
-TOKEN_DAYS_ALERT_DEFAULT = 14
+TOKEN_DAYS_ALERT_DEFAULT = 3
 
 
 class AlertEvent(Choice):

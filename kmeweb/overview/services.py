@@ -27,7 +27,7 @@ from kmeweb.outbox.models import Change, SyncState
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import token_needed
 
-TOKEN_WARNING_DAYS = 14
+TOKEN_WARNING_DAYS = 3
 LIST_LIMIT = 5
 STAGES = (
     ("uploaded", "Uploaded by resellers"),

@@ -70,7 +70,7 @@ FORBIDDEN_NAME_CHARS = set(NAME_REFUSED)
 NAME_RULE = f"Up to {NAME_MAX} characters; it cannot contain {' '.join(NAME_REFUSED)}"
 # A new token lasts 30 days: longer than the 14 days ahead that alerts and the Overview warn
 # (kmeweb.alerts, kmeweb.overview), so a new profile does not start with a warning.
-TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 30
+TOKEN_DAYS_MIN, TOKEN_DAYS_MAX, TOKEN_DAYS_DEFAULT = 7, 999, 7
 TOKEN_BYTES = 24  # 192 bits, 32 URL-safe characters
 TOKEN_MASK = "••••••••"
 TOKEN_SHOWN = 4  # last characters of a masked token, to tell a refreshed token from the old

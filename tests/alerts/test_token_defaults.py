@@ -15,8 +15,8 @@ from tests.factories import make_device, make_profile
 NEW_PROFILE = {"kind": "kme", "name": "Field Sales", "config": {"kme": {"supported_mdm": "m"}}}
 
 
-def _token_events(session, now) -> set[str]:
-    events = alerts.current_events(session, now, token_days=14, upload_hours=24)
+def _token_events(session, now, token_days: int = 3) -> set[str]:
+    events = alerts.current_events(session, now, token_days=token_days, upload_hours=24)
     kinds = {AlertEvent.TOKEN_EXPIRING, AlertEvent.TOKEN_EXPIRED}
     return {e.subject["name"] for e in events if e.kind in kinds}
 
@@ -33,14 +33,15 @@ def test_a_new_profile_with_default_settings_warns_nobody(session):
     make_device(session, profile)  # a device waits to enroll with the new token
     assert destination.token_days < profiles.TOKEN_DAYS_DEFAULT
     now = utcnow()
-    assert _token_events(session, now) == set()
+    days = destination.token_days
+    assert _token_events(session, now, days) == set()
     assert needs_attention(session, now).tokens == []
-    later = profile.token_expires_at - timedelta(days=destination.token_days - 1)
-    assert _token_events(session, later) == {"Field Sales"}  # it warns in time, later
+    later = profile.token_expires_at - timedelta(days=days - 1)
+    assert _token_events(session, later, days) == {"Field Sales"}  # it warns in time, later
 
 
 def test_only_tokens_that_devices_still_need_warn(session):
-    soon = utcnow() + timedelta(days=3)
+    soon = utcnow() + timedelta(days=2)
     make_profile(session, name="Empty", token_expires_at=soon)
     done = make_profile(session, name="All registered", token_expires_at=soon)
     make_device(session, done, registered_at=utcnow())
@@ -59,8 +60,8 @@ def test_only_tokens_that_devices_still_need_warn(session):
 def test_admin_alerts_says_how_the_threshold_meets_the_token_life(client, login):
     login("admin")
     page = client.get("/admin/alerts/").get_data(as_text=True)
-    assert "A new profile's enrollment token lasts 30 days" in page
-    assert "quiet for its first 16 days" in page
+    assert "A new profile's enrollment token lasts 7 days" in page
+    assert "quiet for its first 4 days" in page
     assert "devices that have not registered yet" in page
     form = client.get("/admin/alerts/new").get_data(as_text=True)
-    assert "token lasts 30 days, so with 14 the alert comes 16 days after" in form
+    assert "token lasts 7 days, so with 3 the alert comes 4 days after" in form

@@ -42,7 +42,7 @@ def test_create_kme_profile_writes_profile_change_and_audit(session, admin):
     assert len(profile.token) >= 32
     assert profile.token_expires_at is not None
     days = (profile.token_expires_at - utcnow()).days
-    assert 29 <= days <= 30  # TOKEN_DAYS_DEFAULT
+    assert 6 <= days <= 7
     change = session.scalars(select(Change)).one()
     assert change.kind == "profile.create" and change.profile_id == profile.id
     operation = session.get(Operation, change.operation_id)
