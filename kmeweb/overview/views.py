@@ -69,4 +69,5 @@ def _health(redis: Any) -> dict[str, Any]:
         ),
         "status": status,
         "spark": services.sparkline(services.changes_per_hour(db.session, now)),
+        "token_days": services.TOKEN_WARNING_DAYS,
     }

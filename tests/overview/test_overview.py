@@ -120,7 +120,7 @@ def test_needs_attention_lists_what_waits_with_its_actions(client, login, action
     section = body[body.index('data-testid="needs-attention"') : body.index("Enrollment funnel")]
     assert "1 upload waiting for approval" in section and "10 devices pending" in section
     assert "View<span" in section
-    assert "2 enrollment tokens expired or expiring within 14 days" in section
+    assert "2 enrollment tokens expired or expiring within 3 days" in section
     assert "Soon</a>:" in section and "expires in 3 days" in section and "Later" not in section
     assert section.index("Gone") < section.index("Soon")  # expired first
     assert section.count("Extend<span") == 2
