@@ -257,9 +257,10 @@ def upload(upload_id: int):
     valid = form.validate_query()
     stmt = upload_devices_query(upload_id, None if form.q.errors else form.q.data)
     page, per_page = page_args()
+    summary = request.args.get("part") == "summary"  # htmx: the facts, after an operation
     return render(
         "integration/upload.html",
-        "integration/_upload_devices.html",
+        "integration/_upload_summary.html" if summary else "integration/_upload_devices.html",
         code=200 if valid else 422,
         form=form,
         devices=paginate(db.session, stmt, page, per_page),

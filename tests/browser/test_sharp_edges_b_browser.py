@@ -324,3 +324,24 @@ def test_the_integration_status_follows_sync_now(
         "done", timeout=60_000
     )
     expect(last_pull).not_to_have_text("—")
+
+
+def test_the_upload_view_behind_the_approval_dialog_follows_it(signed_in, live_server, session):
+    """Item 12: on an upload's View, the facts and the waiting devices behind the Approve All
+    Devices dialog show the approval while the dialog is still open, not at Close."""
+    page = signed_in
+    make_default_profile(session)
+    reseller = make_reseller(session, name="Demo Reseller Ltd")
+    upload = make_upload(session, pending=12, reseller_id=reseller.id)
+    page.goto(f"{live_server}/integration/uploads/{upload.id}")
+    expect(page.get_by_test_id("upload-pending")).to_have_text("12")
+    page.get_by_role("link", name="Approve All Devices").click()
+    dialog = page.locator("#approve-dialog")
+    dialog.get_by_role("button", name="Approve", exact=True).click()
+    expect(dialog.get_by_role("heading")).to_contain_text("Approving upload")
+    expect(page.get_by_test_id("upload-pending")).to_have_text("0")  # the dialog is still open
+    expect(page.get_by_test_id("upload-status")).to_have_text("approved")
+    expect(page.locator("#upload-devices")).to_contain_text(
+        "No devices of this upload wait for approval."
+    )
+    expect(dialog).to_be_visible()
