@@ -18,15 +18,11 @@ from kmeweb.devices.models import Registration
 from kmeweb.ids import parse_id
 from kmeweb.outbox.models import SyncState
 
+#: The sync states the device table filters by.
+SYNC_FILTER_STATES = (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR)
 #: The device table's filters with their labels ("" = any).
 REGISTRATION_FILTERS = {"": "Any", **Registration.labels()}
-SYNC_FILTERS = {
-    "": "Any",
-    **{
-        s.value: s.label.capitalize()
-        for s in (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR)
-    },
-}
+SYNC_FILTERS = {"": "Any", **{s.value: s.label.capitalize() for s in SYNC_FILTER_STATES}}
 
 
 class Values(Protocol):

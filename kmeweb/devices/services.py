@@ -23,7 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Approval, Device, Registration
-from kmeweb.devices.selection import DeviceSelection
+from kmeweb.devices.selection import SYNC_FILTER_STATES, DeviceSelection
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
@@ -31,7 +31,7 @@ from kmeweb.ids import parse_id
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.outbox import services as outbox
-from kmeweb.outbox.models import ChangeKind, SyncState
+from kmeweb.outbox.models import ChangeKind
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import (
     DEFAULT_KIND,
@@ -106,8 +106,6 @@ def _search_clause(search: str) -> Any:
     )
 
 
-REGISTRATION_FILTERS = tuple(Registration)
-SYNC_FILTERS = (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR)
 DEVICE_SORTS = {
     "imei": Device.imei,
     "serial": Device.serial,
@@ -132,7 +130,7 @@ def _filtered(
         stmt = stmt.where(Device.registered_at.is_not(None))
     elif registration == Registration.PENDING:
         stmt = stmt.where(Device.registered_at.is_(None))
-    if sync_state in SYNC_FILTERS:
+    if sync_state in SYNC_FILTER_STATES:
         stmt = stmt.where(Device.sync_state == sync_state)
     return stmt
 
@@ -147,7 +145,7 @@ def devices_query(
 ) -> Select:
     """Devices of a profile for paging; `search` matches IMEI, serial, model or the user's
     username (case-insensitive substring; 6 or more digits match the start of the IMEI);
-    `registration` is "registered" or "pending", `sync_state` one of SYNC_FILTERS; `sort` a
+    `registration` is "registered" or "pending", `sync_state` one of SYNC_FILTER_STATES; `sort` a
     DEVICE_SORTS key (by id when None), ties by id.
     """
     stmt = _filtered(select(Device), profile_id, search, registration, sync_state)
