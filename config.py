@@ -173,6 +173,8 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         "ENROLL_MAX_BYTES": int(env.get("KMEWEB_ENROLL_MAX_BYTES", "8192")),
         "ENROLL_IP_RATE_LIMIT": env.get("KMEWEB_ENROLL_IP_RATE_LIMIT", "600 per minute"),
         "ENROLL_DEVICE_RATE_LIMIT": env.get("KMEWEB_ENROLL_DEVICE_RATE_LIMIT", "10 per minute"),
+        # Requests per API token (kmeweb.api): over it, 429 with Retry-After.
+        "API_RATE_LIMIT": env.get("KMEWEB_API_RATE_LIMIT", "600 per minute"),
         "PAGE_SIZE": int(env.get("KMEWEB_PAGE_SIZE", "50")),
         "RQ_QUEUE_PREFIX": env.get("KMEWEB_RQ_PREFIX", ""),
         "KNOX_PATHS": _json_object(env, "KMEWEB_KNOX_PATHS"),

@@ -38,6 +38,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Admin", "Knox Integration", "integration.index"),
     ("Admin", "Users", "directory.index"),
     ("Admin", "Alerts", "alerts.index"),
+    ("Admin", "API tokens", "apitokens.index"),
 ]
 
 
@@ -80,7 +81,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         "/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"), methods=["GET"]
     )
 
+    from kmeweb import api
     from kmeweb.alerts.views import bp as alerts_bp
+    from kmeweb.apitokens.views import bp as api_tokens_bp
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
     from kmeweb.devices.views import bp as devices_bp
@@ -103,6 +106,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(devices_bp)
     app.register_blueprint(directory_bp)
     app.register_blueprint(enroll_bp)
+    app.register_blueprint(api_tokens_bp)
+    api.init_app(app)
 
     from kmeweb.integration.approvals import auto_approve_uploads
     from kmeweb.sync.hooks import register_uploads_hook

@@ -6,6 +6,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -23,11 +24,14 @@ class DomainError(Exception):
     """A rule of the domain refused the request; `status` is the HTTP answer."""
 
     status = 422
+    code = "invalid"  # the API's stable name of this kind of refusal (problem+json `code`)
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        if code is not None:
+            self.code = code
 
     def each(self) -> list[DomainError]:
         """Every refusal this error carries (one, except for ValidationErrors)."""
@@ -89,16 +93,96 @@ class ErrorCollector:
 
 class NotFound(DomainError):
     status = 404
+    code = "not_found"
 
 
 class Conflict(DomainError):
     """A stale version or a rule that the current state forbids."""
 
     status = 409
+    code = "conflict"
 
 
 class PermissionDenied(DomainError):
     status = 403
+    code = "forbidden"
+
+
+class ApiProblem(Exception):
+    """An API answer that is not a rule of the domain: a missing or unknown token (401), a
+    missing scope (403), a stale If-Match (412), too many requests (429), a body that does not
+    match its schema (422). Rendered as problem+json (`problem`)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers or {}
+
+
+# The API's stable `code` of each HTTP refusal that is not a DomainError.
+HTTP_PROBLEM_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    500: "internal_error",
+}
+PROBLEM_MIMETYPE = "application/problem+json"
+API_PREFIX = "/api/"
+
+
+def is_api_request() -> bool:
+    """A request to the JSON API: every refusal is answered as problem+json."""
+    return request.path.startswith(API_PREFIX)
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An RFC 9457 problem: `type` points at the code's entry in the API reference, `code` is
+    stable for scripts, `errors` name the fields at fault."""
+    body: dict[str, Any] = {
+        "type": f"/api/v1/docs#problem-{code}",
+        "title": HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else code,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "request_id": request_id(),
+    }
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_MIMETYPE
+    response.headers.update(headers or {})
+    return response
+
+
+def domain_problem(err: DomainError) -> Response:
+    errors = [{"field": e.field, "message": e.message} for e in err.each() if e.field]
+    return problem(err.status, err.code, err.message, errors)
 
 
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -164,6 +248,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(err: DomainError):
         db.session.rollback()
+        if is_api_request():
+            return domain_problem(err)
         if _wants_json():
             return jsonify(error=err.message), err.status
         if is_htmx():
@@ -172,8 +258,19 @@ def register_error_handlers(app: Flask) -> None:
             "errors/error.html", status=err.status, message=err.message
         ), err.status
 
+    @app.errorhandler(ApiProblem)
+    def _api_problem(err: ApiProblem):
+        db.session.rollback()
+        return problem(err.status, err.code, err.detail, err.errors, err.headers)
+
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
+        if is_api_request():
+            status = err.code or 500
+            kept = {"Retry-After", "Allow", "WWW-Authenticate"}
+            headers = {key: value for key, value in err.get_headers() if key in kept}
+            detail = CSRF_MESSAGE if isinstance(err, CSRFError) else str(err.description)
+            return problem(status, HTTP_PROBLEM_CODES.get(status, "error"), detail, None, headers)
         if _wants_json():
             return jsonify(error=err.name), err.code
         if is_htmx():
@@ -188,6 +285,8 @@ def register_error_handlers(app: Flask) -> None:
             return _http_error(err)
         db.session.rollback()
         log.exception("unhandled error request_id=%s path=%s", request_id(), request.path)
+        if is_api_request():
+            return problem(500, "internal_error", "Something went wrong and was logged.")
         if _wants_json():
             return jsonify(error="internal error", request_id=request_id()), 500
         if is_htmx():

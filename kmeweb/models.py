@@ -1,6 +1,7 @@
 """Imports every model so metadata (and Alembic autogenerate) sees all tables."""
 
 from kmeweb.alerts.models import AlertDelivery, AlertDestination
+from kmeweb.apitokens.models import ApiToken, IdempotencyKey
 from kmeweb.audit.models import AuditEvent
 from kmeweb.auth.models import AdminUser
 from kmeweb.devices.models import Device
@@ -15,10 +16,12 @@ __all__ = [
     "AlertDelivery",
     "AlertDestination",
     "AdminUser",
+    "ApiToken",
     "AuditEvent",
     "Change",
     "Device",
     "EndUser",
+    "IdempotencyKey",
     "Installation",
     "Integration",
     "Operation",

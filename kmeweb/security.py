@@ -28,6 +28,9 @@ PUBLIC_ENDPOINTS = {
     "ops.metrics",
 }
 PUBLIC_BLUEPRINTS = {"enroll"}
+# Blueprints that check a bearer token of their own (kmeweb.api.auth) instead of a session:
+# a console session cookie never authorises them.
+TOKEN_BLUEPRINTS = {"api"}
 # State changes a viewer may still make (its own session).
 VIEWER_WRITABLE = {"auth.logout"}
 
@@ -108,6 +111,8 @@ def _require_login_and_role():
     if endpoint is None:
         return None  # unknown URL: the 404 handler answers
     if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+        return None
+    if request.blueprint in TOKEN_BLUEPRINTS:
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()

@@ -1,0 +1,3 @@
+"""Profiles: routes of the JSON API (to be written)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""API tokens: who may call the JSON API (kmeweb.api), with which scopes, until when."""
