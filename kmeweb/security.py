@@ -31,8 +31,9 @@ PUBLIC_BLUEPRINTS = {"enroll"}
 # Blueprints that check a bearer token of their own (kmeweb.api.auth) instead of a session:
 # a console session cookie never authorises them.
 TOKEN_BLUEPRINTS = {"api"}
-# State changes a viewer may still make (its own session).
-VIEWER_WRITABLE = {"auth.logout"}
+# State changes a viewer may still make: its own session, and API tokens of its own (the
+# apitokens services hold a viewer to read scopes, to personal tokens and to its own tokens).
+VIEWER_WRITABLE = {"auth.logout", "apitokens.create", "apitokens.revoke"}
 
 FORM_MIMETYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 

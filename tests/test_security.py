@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from kmeweb.security import PUBLIC_BLUEPRINTS, PUBLIC_ENDPOINTS
+from kmeweb.security import PUBLIC_BLUEPRINTS, PUBLIC_ENDPOINTS, TOKEN_BLUEPRINTS, VIEWER_WRITABLE
 
 
 def _protected_rules(app):
+    """Every URL rule behind the console's sign-in (the API checks its own bearer token:
+    tests/api/test_api_auth.py)."""
     for rule in app.url_map.iter_rules():
         blueprint = rule.endpoint.rsplit(".", 1)[0] if "." in rule.endpoint else None
-        if rule.endpoint in PUBLIC_ENDPOINTS or blueprint in PUBLIC_BLUEPRINTS:
+        if rule.endpoint in PUBLIC_ENDPOINTS or blueprint in PUBLIC_BLUEPRINTS | TOKEN_BLUEPRINTS:
             continue
         path = rule.rule
         for arg in rule.arguments:
@@ -64,10 +66,10 @@ def test_viewer_gets_403_on_state_changes_but_reads_pages(app, client, login, ac
     # A state-changing route added for the check: every non-GET is refused for viewers.
     for rule in app.url_map.iter_rules():
         methods = rule.methods - {"GET", "HEAD", "OPTIONS"}
-        if not methods or rule.endpoint in PUBLIC_ENDPOINTS or rule.endpoint == "auth.logout":
-            continue
-        if rule.endpoint.split(".")[0] in PUBLIC_BLUEPRINTS:
-            continue  # the device side (POST /enroll): no accounts, so no roles
+        if not methods or rule.endpoint in PUBLIC_ENDPOINTS | VIEWER_WRITABLE:
+            continue  # a viewer's own session and tokens: tests/apitokens
+        if rule.endpoint.split(".")[0] in PUBLIC_BLUEPRINTS | TOKEN_BLUEPRINTS:
+            continue  # the device side (POST /enroll): no accounts; the API: scopes decide
         path = rule.rule
         for arg in rule.arguments:
             path = path.replace(f"<int:{arg}>", "1").replace(f"<{arg}>", "1")

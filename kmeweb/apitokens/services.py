@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from kmeweb.apitokens.models import READ_SCOPES, ApiToken, IdempotencyKey, Scope, TokenKind
 from kmeweb.audit import services as audit
 from kmeweb.auth.models import AdminUser
+from kmeweb.enums import Choice
 from kmeweb.errors import ErrorCollector, NotFound, PermissionDenied, ValidationError
 from kmeweb.extensions import utcnow
 
@@ -33,6 +34,15 @@ NAME_MAX = 80
 # token at most, not one per request).
 TOUCH_EVERY = timedelta(seconds=60)
 IDEMPOTENCY_KEEP = timedelta(hours=24)
+
+
+class TokenState(Choice):
+    """Whether a token works now: worked out from its dates, never stored (so it is no
+    column's value, and lives here rather than in models.py)."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
 
 
 def hash_secret(secret: str) -> str:
@@ -134,13 +144,42 @@ def create_token(
     return NewToken(token, secret)
 
 
-def visible_tokens_query(viewer: AdminUser) -> Select:
+def visible_tokens_query(viewer: AdminUser, search: str | None = None) -> Select:
     """The tokens `viewer` may see and revoke: an admin sees every token, anyone else their
-    own. Newest first."""
+    own; `search` keeps those whose name contains it (case-insensitive). Newest first."""
     stmt = select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
     if not viewer.can_write:
         stmt = stmt.where(ApiToken.owner_id == viewer.id)
+    q = (search or "").strip()
+    if q:
+        stmt = stmt.where(ApiToken.name.icontains(q, autoescape=True))
     return stmt
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """A token as the list shows it: its state now, and the emails of its owner (a personal
+    token) and of the admin who created it (None once that account is gone)."""
+
+    token: ApiToken
+    state: TokenState
+    owner: str | None
+    creator: str | None
+
+
+def describe_tokens(session: Session, tokens: Iterable[ApiToken]) -> list[TokenRow]:
+    """The rows of the token list, with the people they name read in one query."""
+    tokens = list(tokens)
+    ids = {i for t in tokens for i in (t.owner_id, t.created_by) if i is not None}
+    emails: dict[int, str] = {}
+    if ids:
+        stmt = select(AdminUser.id, AdminUser.email).where(AdminUser.id.in_(ids))
+        emails = {row.id: row.email for row in session.execute(stmt)}
+    now = utcnow()
+    return [
+        TokenRow(t, token_state(t, now), emails.get(t.owner_id or 0), emails.get(t.created_by or 0))
+        for t in tokens
+    ]
 
 
 def get_visible_token(session: Session, viewer: AdminUser, token_id: int) -> ApiToken:
@@ -161,14 +200,14 @@ def revoke_token(session: Session, actor: AdminUser, token_id: int) -> ApiToken:
     return token
 
 
-def token_state(token: ApiToken, now: datetime | None = None) -> str:
-    """ "active", "revoked" or "expired", as the token list shows it."""
+def token_state(token: ApiToken, now: datetime | None = None) -> TokenState:
+    """Active, revoked or expired, as the token list shows it."""
     now = now or utcnow()
     if token.revoked_at is not None:
-        return "revoked"
+        return TokenState.REVOKED
     if token.expires_at <= now:
-        return "expired"
-    return "active"
+        return TokenState.EXPIRED
+    return TokenState.ACTIVE
 
 
 @dataclass(frozen=True)
@@ -195,7 +234,7 @@ def authenticate(session: Session, secret: str, ip: str | None) -> Caller | None
         return None
     token = session.scalar(select(ApiToken).where(ApiToken.secret_hash == hash_secret(secret)))
     now = utcnow()
-    if token is None or token_state(token, now) != "active":
+    if token is None or token_state(token, now) != TokenState.ACTIVE:
         return None
     owner = (
         session.get(AdminUser, token.owner_id or token.created_by)

@@ -13,6 +13,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from kmeweb.apitokens import services as api_tokens
 from kmeweb.audit import services as audit
 from kmeweb.extensions import db, utcnow
 from kmeweb.integration.models import get_integration
@@ -166,7 +167,8 @@ def scheduled_full_pull() -> int | None:
 
 
 def sweep_job() -> dict[str, int]:
-    """Put back changes whose worker died, and re-enqueue due work whose job is gone.
+    """Put back changes whose worker died, and re-enqueue due work whose job is gone; forget
+    the API's idempotency keys older than a day.
 
     The database, not Redis, is the record of what must still happen: after a Redis
     flush or a killed worker this brings everything back.
@@ -192,6 +194,7 @@ def sweep_job() -> dict[str, int]:
                 stale += 1
         elif not unfinished:
             push.maybe_finish_operation(session, operation.id)
+    forgotten = api_tokens.forget_old_idempotency_keys(session)
     session.commit()
     due = session.execute(
         select(Change.operation_id, Operation.kind)
@@ -215,7 +218,12 @@ def sweep_job() -> dict[str, int]:
     if released or stale:
         log.warning("sweeper released %s changes and closed %s stale pulls", released, stale)
     _refresh_inventory_metrics(session)
-    return {"released": released, "enqueued": enqueued, "stale_pulls": stale}
+    return {
+        "released": released,
+        "enqueued": enqueued,
+        "stale_pulls": stale,
+        "idempotency_keys_forgotten": forgotten,
+    }
 
 
 def _refresh_inventory_metrics(session: Session) -> None:

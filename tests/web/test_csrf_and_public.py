@@ -7,6 +7,7 @@ import re
 
 from flask.testing import FlaskClient
 
+from kmeweb.security import TOKEN_BLUEPRINTS
 from tests.conftest import PASSWORD, csrf_token_from
 
 # Every endpoint that answers without sign-in. Adding one is a decision: change this list.
@@ -23,6 +24,12 @@ PUBLIC = {
 }
 # State changes without a CSRF token: the device side, which has no session or cookie to ride.
 CSRF_EXEMPT = {"enroll.enroll"}
+
+
+def _token_checked(rule) -> bool:
+    """A rule of the JSON API: a bearer token, never a session, authorises it, so it needs no
+    CSRF token and answers 401 rather than the sign-in page (tests/api/test_api_auth.py)."""
+    return rule.endpoint.split(".")[0] in TOKEN_BLUEPRINTS
 
 
 def _path(rule) -> str:
@@ -57,7 +64,7 @@ def test_every_state_change_refuses_a_missing_or_foreign_csrf_token(app, make_ad
     for rule, method, path in _state_changing(app):
         if rule.endpoint == "auth.login_post":
             continue  # checked below without a session
-        if rule.endpoint in CSRF_EXEMPT:
+        if rule.endpoint in CSRF_EXEMPT or _token_checked(rule):
             continue
         for data, headers in (
             ({}, {}),
@@ -88,6 +95,9 @@ def test_only_the_listed_endpoints_answer_without_sign_in(app, client):
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             data = None if method == "GET" else {"csrf_token": token}
             response = client.open(path, method=method, data=data)
+            if _token_checked(rule):
+                assert response.status_code == 401, (method, path)
+                continue
             location = response.headers.get("Location", "")
             if not (response.status_code == 302 and location.startswith("/auth/login")):
                 public.add(rule.endpoint)
