@@ -8,13 +8,15 @@ from datetime import datetime
 from flask import url_for
 from pydantic import BaseModel, Field
 
-from kmeweb.api.paging import PageQuery, keyset
+from kmeweb.api.paging import PageQuery, decode, encode, keyset
 from kmeweb.api.routing import api, caller
 from kmeweb.api.schemas import Out
 from kmeweb.apitokens.models import Scope
 from kmeweb.extensions import db
 from kmeweb.operations import services
 from kmeweb.operations.models import Operation, OperationStatus
+from kmeweb.outbox import services as outbox
+from kmeweb.outbox.models import DeviceResult
 
 TAG = "operations"
 
@@ -88,3 +90,50 @@ def retry_operation(operation_id: int):
     operation = services.retry_operation(db.session, operation_id, caller())
     db.session.commit()
     return OperationOut.of(operation), 202, {"Location": OperationOut.of(operation).url}
+
+
+class OperationResultOut(Out):
+    """What an operation did to one device."""
+
+    device_id: int | None = Field(description="None for a deletion: the device is gone")
+    identifier: str | None = Field(
+        description="For a deletion: what KME knows the device by (KME id, IMEI or serial)"
+    )
+    imei: str | None
+    serial: str | None
+    result: DeviceResult
+    error: str | None = Field(description="Why it failed: Samsung's code and message")
+
+
+class OperationResultPage(BaseModel):
+    items: list[OperationResultOut]
+    next_cursor: str | None
+
+
+def _position(cursor: str | None) -> tuple[int, int] | None:
+    """Where a results page starts: the (change, index) a `next_cursor` names."""
+    if cursor is None:
+        return None
+    after = decode(cursor)
+    if not (isinstance(after, list) and len(after) == 2 and all(type(n) is int for n in after)):
+        decode("!")  # raises the invalid_cursor problem
+    return after[0], after[1]
+
+
+@api.get(
+    "/operations/<int:operation_id>/results",
+    scope=Scope.OPERATIONS_READ,
+    tag=TAG,
+    query=PageQuery,
+    answers={200: OperationResultPage, 404: None},
+)
+def operation_results(operation_id: int, query: PageQuery) -> OperationResultPage:
+    """The operation's result per device: succeeded, failed (with Samsung's code and
+    message) or pending, in the order the devices were sent."""
+    rows, after = outbox.device_results(
+        db.session, operation_id, _position(query.cursor), query.limit
+    )
+    return OperationResultPage(
+        items=[OperationResultOut.model_validate(row) for row in rows],
+        next_cursor=encode(list(after)) if after else None,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -75,8 +76,16 @@ def query_events(
     action: str | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
+    *,
+    at_from: datetime | None = None,
+    at_to: datetime | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
 ) -> Select:
-    """Events newest first, filtered by actor (substring), action and inclusive date range."""
+    """Events newest first, filtered by actor (substring), action (exact), the inclusive date
+    range `date_from`..`date_to` (whole UTC days), the time range `at_from` (inclusive) to
+    `at_to` (exclusive; a time without a zone is UTC), and the object: `target_type` and
+    `target_id` (exact)."""
     stmt = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if actor:
         # autoescape: a typed % or _ matches itself, not any text.
@@ -88,7 +97,36 @@ def query_events(
     if date_to:
         end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC)
         stmt = stmt.where(AuditEvent.at < end)
+    if at_from is not None:
+        stmt = stmt.where(AuditEvent.at >= _utc(at_from))
+    if at_to is not None:
+        stmt = stmt.where(AuditEvent.at < _utc(at_to))
+    if target_type:
+        stmt = stmt.where(AuditEvent.target_type == target_type)
+    if target_id:
+        stmt = stmt.where(AuditEvent.target_id == target_id)
     return stmt
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def iter_events(session: Session, stmt: Select, chunk: int = 1000) -> Iterator[AuditEvent]:
+    """The events of `stmt` (a query_events select), newest id first, read `chunk` at a time
+    by id (WHERE id < last LIMIT chunk): an export of millions of events holds one chunk in
+    memory, never the whole log."""
+    stmt = stmt.order_by(None).order_by(AuditEvent.id.desc()).limit(chunk)
+    last: int | None = None
+    while True:
+        page = stmt if last is None else stmt.where(AuditEvent.id < last)
+        rows = list(session.scalars(page))
+        yield from rows
+        if len(rows) < chunk:
+            return
+        last = rows[-1].id
 
 
 def known_actions(session: Session) -> list[str]:

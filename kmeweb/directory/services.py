@@ -248,6 +248,15 @@ def update_user(session: Session, user_id: int, data: Mapping[str, Any], actor: 
     return user
 
 
+def patch_user(session: Session, user_id: int, changes: Mapping[str, Any], actor: Any) -> EndUser:
+    """update_user with only the fields in `changes` (username, email, display_name; None
+    clears email or display name); the others keep their value. Raises what update_user
+    raises."""
+    user = get_user_or_404(session, user_id)
+    current = {"username": user.username, "email": user.email, "display_name": user.display_name}
+    return update_user(session, user.id, {**current, **changes}, actor)
+
+
 def _push_rename(session: Session, user: EndUser, actor: Any) -> None:
     profiles = list(
         session.scalars(

@@ -222,6 +222,19 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
     return operation
 
 
+def upload_facts(session: Session, upload_id: int) -> dict[str, Any]:
+    """What an upload's View page and its Approve All Devices dialog say about it: `upload`,
+    its `reseller` (or None), `pending_count` (devices waiting for approval) and
+    `target_profile` (the name of the profile they land in when approved). Raises NotFound."""
+    upload = get_upload_or_404(session, upload_id)
+    return {
+        "upload": upload,
+        "reseller": session.get(Reseller, upload.reseller_id) if upload.reseller_id else None,
+        "pending_count": pending_count(session, upload.id),
+        "target_profile": approval_target_name(session, upload),
+    }
+
+
 def approval_target_name(session: Session, upload: Upload) -> str:
     """The name of the profile the upload's devices land in when approved (reads only)."""
     if upload.reseller_id is not None:

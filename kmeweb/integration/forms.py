@@ -24,24 +24,11 @@ from wtforms.validators import ValidationError as WTFormsValidationError
 from kmeweb.forms import FilterForm
 from kmeweb.ids import parse_id, parse_number
 from kmeweb.integration.models import AuthMode, Integration
+from kmeweb.integration.settings import REGIONS, region_of
 from kmeweb.knox.config import DEFAULT_TOKEN_URL
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME
 
-#: Region choices of the Settings tab and the API base each stands for (kme-api.md 1a/1b).
-REGIONS: dict[str, tuple[str, str | None]] = {
-    "us": ("Americas (us-kcs-api.samsungknox.com)", "https://us-kcs-api.samsungknox.com"),
-    "eu": ("Europe and Asia (eu-kcs-api.samsungknox.com)", "https://eu-kcs-api.samsungknox.com"),
-    "global": ("Global (api.samsungknox.com)", "https://api.samsungknox.com"),
-    "custom": ("Custom URL", None),
-}
 KEYS_JSON_MAX_BYTES = 20_000
-
-
-def region_of(base_url: str | None) -> str:
-    for key, (_label, url) in REGIONS.items():
-        if url and base_url and base_url.rstrip("/") == url:
-            return key
-    return "custom" if base_url else "global"
 
 
 class SettingsForm(FlaskForm):

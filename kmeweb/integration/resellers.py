@@ -6,7 +6,7 @@ kmeweb.errors DomainError subclasses. Preferences are local only: the pull appli
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -62,6 +62,35 @@ def set_reseller_preferences(
     return reseller
 
 
+def patch_reseller_preferences(
+    session: Session, reseller_id: int, changes: Mapping[str, Any], actor: Any
+) -> Reseller:
+    """set_reseller_preferences with only the preferences in `changes` (auto_approve,
+    default_profile_id: None is the Default Profile); the others keep their value. A None
+    auto_approve keeps it too. Raises what set_reseller_preferences raises."""
+    reseller = get_reseller_or_404(session, reseller_id)
+    auto_approve = changes.get("auto_approve")
+    return set_reseller_preferences(
+        session,
+        reseller.id,
+        reseller.auto_approve if auto_approve is None else auto_approve,
+        changes.get("default_profile_id", reseller.default_profile_id),
+        actor,
+    )
+
+
+def _searched(stmt: Select, search: str | None) -> Select:
+    search = (search or "").strip()
+    if not search:
+        return stmt
+    return stmt.where(
+        or_(
+            Reseller.name.icontains(search, autoescape=True),
+            Reseller.kme_reseller_id.icontains(search, autoescape=True),
+        )
+    )
+
+
 def list_resellers_query(search: str | None = None) -> Select:
     """Rows (Reseller, default profile name) for the Resellers tab, by name; `search` matches
     the name or the Knox reseller id."""
@@ -70,15 +99,27 @@ def list_resellers_query(search: str | None = None) -> Select:
         .outerjoin(Profile, Reseller.default_profile_id == Profile.id)
         .order_by(func.lower(Reseller.name), Reseller.id)
     )
-    search = (search or "").strip()
-    if search:
-        stmt = stmt.where(
-            or_(
-                Reseller.name.icontains(search, autoescape=True),
-                Reseller.kme_reseller_id.icontains(search, autoescape=True),
-            )
-        )
-    return stmt
+    return _searched(stmt, search)
+
+
+def reseller_rows(search: str | None = None) -> Select:
+    """Rows (reseller id, Reseller, default profile name) matching `search` as the Resellers
+    tab's search does, for a list paged by reseller id (the JSON API)."""
+    stmt = select(Reseller.id, Reseller, Profile.name.label("profile_name")).outerjoin(
+        Profile, Reseller.default_profile_id == Profile.id
+    )
+    return _searched(stmt, search)
+
+
+def reseller_with_profile(session: Session, reseller_id: int) -> tuple[Reseller, str | None]:
+    """The reseller and the name of its default profile (None: the Default Profile).
+    Raises NotFound."""
+    reseller = get_reseller_or_404(session, reseller_id)
+    if reseller.default_profile_id is None:
+        return reseller, None
+    return reseller, profile_names(session, [reseller.default_profile_id]).get(
+        reseller.default_profile_id
+    )
 
 
 def get_reseller_or_404(session: Session, reseller_id: int) -> Reseller:

@@ -21,6 +21,24 @@ from kmeweb.integration.models import AuthMode, Integration, get_integration
 from kmeweb.knox.config import DEFAULT_BASE_URL, keys_json_identifier
 
 AUTH_MODES = ("oauth", "legacy")
+
+#: Region choices of the Settings tab and the API base each stands for (kme-api.md 1a/1b).
+REGIONS: dict[str, tuple[str, str | None]] = {
+    "us": ("Americas (us-kcs-api.samsungknox.com)", "https://us-kcs-api.samsungknox.com"),
+    "eu": ("Europe and Asia (eu-kcs-api.samsungknox.com)", "https://eu-kcs-api.samsungknox.com"),
+    "global": ("Global (api.samsungknox.com)", "https://api.samsungknox.com"),
+    "custom": ("Custom URL", None),
+}
+
+
+def region_of(base_url: str | None) -> str:
+    """The region (a key of REGIONS) a saved Knox API URL stands for."""
+    for key, (_label, url) in REGIONS.items():
+        if url and base_url and base_url.rstrip("/") == url:
+            return key
+    return "custom" if base_url else "global"
+
+
 SYNC_INTERVAL_MIN, SYNC_INTERVAL_MAX, SYNC_INTERVAL_DEFAULT = 300, 86400, 900
 DESCRIPTION_MAX = 200
 _URL = re.compile(r"^https?://[^\s/]+\S*$")

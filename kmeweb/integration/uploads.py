@@ -52,19 +52,12 @@ def list_uploads_query(
     """Rows (Upload, reseller name) for the Uploads tab. `search` matches the upload id, the
     reseller's name or Knox id, or the order number; `sort` is one of UPLOAD_SORTS. Pending
     counts come from `pending_counts` for the page shown (except when sorting by them)."""
-    stmt = select(Upload, Reseller.name.label("reseller_name")).outerjoin(
-        Reseller, Upload.reseller_id == Reseller.id
+    stmt = _searched(
+        select(Upload, Reseller.name.label("reseller_name")).outerjoin(
+            Reseller, Upload.reseller_id == Reseller.id
+        ),
+        search,
     )
-    search = (search or "").strip()
-    if search:
-        stmt = stmt.where(
-            or_(
-                Upload.kme_upload_id.icontains(search, autoescape=True),
-                Upload.order_number.icontains(search, autoescape=True),
-                Reseller.name.icontains(search, autoescape=True),
-                Reseller.kme_reseller_id.icontains(search, autoescape=True),
-            )
-        )
     column = {
         "upload_id": Upload.kme_upload_id,
         "reseller": func.lower(func.coalesce(Reseller.name, "")),
@@ -77,6 +70,33 @@ def list_uploads_query(
     key = column.desc() if descending else column.asc()
     tie = Upload.id.desc() if descending else Upload.id.asc()
     return stmt.order_by(key, tie)
+
+
+def _searched(stmt: Select, search: str | None) -> Select:
+    """`stmt` (joined to Reseller) narrowed to uploads whose upload id, order number, reseller
+    name or Knox reseller id contains `search`."""
+    search = (search or "").strip()
+    if not search:
+        return stmt
+    return stmt.where(
+        or_(
+            Upload.kme_upload_id.icontains(search, autoescape=True),
+            Upload.order_number.icontains(search, autoescape=True),
+            Reseller.name.icontains(search, autoescape=True),
+            Reseller.kme_reseller_id.icontains(search, autoescape=True),
+        )
+    )
+
+
+def upload_rows(search: str | None = None) -> Select:
+    """Rows (upload id, Upload, reseller name) matching `search` as the Uploads tab's search
+    does, for a list paged by upload id (the JSON API); pending counts from `pending_counts`."""
+    return _searched(
+        select(Upload.id, Upload, Reseller.name.label("reseller_name")).outerjoin(
+            Reseller, Upload.reseller_id == Reseller.id
+        ),
+        search,
+    )
 
 
 def pending_counts(session: Session, upload_ids: Sequence[int]) -> dict[int, int]:

@@ -15,7 +15,7 @@ from kmeweb.extensions import db
 from kmeweb.forms import attach_error, invalid, submit
 from kmeweb.htmx import current_page_path, is_htmx, redirect, render, retarget, with_flash
 from kmeweb.integration.activation import activate_with_test, deactivate_integration, sync_now
-from kmeweb.integration.approvals import approval_operation, approval_target_name, approve_upload
+from kmeweb.integration.approvals import approval_operation, approve_upload, upload_facts
 from kmeweb.integration.connection import check_connection, connection_config
 from kmeweb.integration.forms import (
     KEYS_JSON_MAX_BYTES,
@@ -36,16 +36,15 @@ from kmeweb.integration.resellers import (
     set_reseller_preferences,
 )
 from kmeweb.integration.settings import save_settings
+from kmeweb.integration.status import status_redis
 from kmeweb.integration.uploads import (
     PENDING_CSV_HEADER,
     get_upload_or_404,
     list_uploads_query,
-    pending_count,
     pending_counts,
     pending_devices_rows,
     upload_devices_query,
 )
-from kmeweb.operations.queue import redis_connection
 from kmeweb.pagination import page_args, paginate
 from kmeweb.sync.jobs import running_pull
 from kmeweb.sync.status import integration_status
@@ -56,21 +55,11 @@ SETTINGS_PAGE = "integration/index.html"
 SETTINGS_FORM = "integration/_settings_form.html"
 
 
-def _redis():
-    """Redis for the next scheduled pull; the page still works without it."""
-    try:
-        redis = redis_connection()
-        redis.ping()
-    except Exception:  # noqa: BLE001 - status without the schedule rather than an error page
-        return None
-    return redis
-
-
 def _settings_context() -> dict[str, Any]:
     integration = get_integration(db.session)
     return {
         "integration": integration,
-        "status": integration_status(db.session, _redis()),
+        "status": integration_status(db.session, status_redis()),
         "pull": running_pull(db.session),
         "action_form": ActionForm(formdata=None),  # for the buttons: never reads the body
     }
@@ -238,15 +227,7 @@ def _reseller_names(ids) -> dict[int, str]:
 
 
 def _upload_context(upload_id: int) -> dict[str, Any]:
-    upload = get_upload_or_404(db.session, upload_id)
-    reseller = db.session.get(Reseller, upload.reseller_id) if upload.reseller_id else None
-    return {
-        "upload": upload,
-        "reseller": reseller,
-        "pending_count": pending_count(db.session, upload.id),
-        "target_profile": approval_target_name(db.session, upload),
-        "back": current_page_path(),
-    }
+    return {**upload_facts(db.session, upload_id), "back": current_page_path()}
 
 
 @bp.get("/uploads/<int:upload_id>")

@@ -450,7 +450,9 @@ class KnoxClient:
                             if exc.code == BULK_ENROLL_DEVICE_INVALID
                             else "failed"
                         )
-                        reason = str(exc.data or exc.knox_message or exc)
+                        # Samsung's message and its detail, as a per-device entry has them.
+                        said = dict.fromkeys(str(p) for p in (exc.knox_message, exc.data) if p)
+                        reason = ": ".join(said) or str(exc)
                         result.set(key(chunk[0]), outcome, reason, exc.code)
                         result.batches += 1
                     else:

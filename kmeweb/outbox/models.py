@@ -47,6 +47,15 @@ class SyncState(Choice):
     ERROR = "error"
 
 
+class DeviceResult(Choice):
+    """What an operation did to one of its devices (its per-device results; not stored, read
+    from the change and the device)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PENDING = "pending"
+
+
 CHANGE_STATUSES = tuple(ChangeStatus)
 
 

@@ -10,17 +10,25 @@ crash loses at most one batch of progress and several workers can share a move.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Device
 from kmeweb.extensions import utcnow
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
-from kmeweb.outbox.models import Change, ChangeKind, SyncState
+from kmeweb.outbox.models import (
+    UNFINISHED,
+    Change,
+    ChangeKind,
+    ChangeStatus,
+    DeviceResult,
+    SyncState,
+)
 from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import chunks, id_filters
 
@@ -175,3 +183,97 @@ def record_upload_approval(
     change = _add_change(session, ChangeKind.UPLOAD_APPROVE, payload, operation, actor, profile_id)
     session.flush()
     return change
+
+
+@dataclass
+class OperationDeviceResult:
+    """One device of an operation and what became of it: `device_id` (None for a deletion:
+    the row is gone), `identifier` (what KME knows a deleted device by), `imei` and `serial`
+    (None once the device is gone), `result`, and `error`: Samsung's code and message as the
+    push recorded them (kmeweb.sync.push)."""
+
+    device_id: int | None
+    identifier: str | None
+    imei: str | None
+    serial: str | None
+    result: DeviceResult
+    error: str | None
+
+
+#: Where a device result page starts: after (change id, index in its payload), or None.
+ResultPosition = tuple[int, int] | None
+
+
+def device_results(
+    session: Session, operation_id: int, after: ResultPosition, limit: int
+) -> tuple[list[OperationDeviceResult], ResultPosition]:
+    """One page of the operation's per-device results: each device its device changes name
+    (payload "device_ids", or "identifiers" for a deletion), in change order, after `after`.
+    Returns the results and where the next page starts (None on the last page).
+
+    A device is pending while its change is; failed when its change failed (the change's
+    error) or when the change went through but KME did not apply it to this device (the
+    device's error); succeeded otherwise. Raises NotFound for an unknown operation.
+    """
+    operations.get_operation(session, operation_id)
+    stmt = (
+        select(Change)
+        .where(Change.operation_id == operation_id, Change.kind.in_(DEVICE_KINDS))
+        .order_by(Change.id)
+        .execution_options(yield_per=20)
+    )
+    if after is not None:
+        stmt = stmt.where(Change.id >= after[0])
+    picked: list[tuple[Change, int, Any]] = []
+    result = session.scalars(stmt)
+    try:
+        for change in result:
+            items = change.payload.get(_payload_key(change), [])
+            start = after[1] + 1 if after is not None and change.id == after[0] else 0
+            picked.extend((change, i, items[i]) for i in range(start, len(items)))
+            if len(picked) > limit:
+                break
+    finally:
+        result.close()
+    more = len(picked) > limit
+    picked = picked[:limit]
+    devices = _devices(session, [item for change, _i, item in picked if _by_id(change)])
+    out = [_outcome(change, item, devices) for change, _i, item in picked]
+    return out, ((picked[-1][0].id, picked[-1][1]) if more else None)
+
+
+def _by_id(change: Change) -> bool:
+    return change.kind != ChangeKind.DEVICE_DELETE
+
+
+def _payload_key(change: Change) -> str:
+    return "device_ids" if _by_id(change) else "identifiers"
+
+
+def _devices(session: Session, device_ids: list[int]) -> dict[int, Any]:
+    rows = {}
+    columns = (Device.id, Device.imei, Device.serial, Device.sync_state, Device.sync_error)
+    for where in id_filters(session, Device.id, device_ids):
+        rows.update((row.id, row) for row in session.execute(select(*columns).where(where)))
+    return rows
+
+
+def _outcome(change: Change, item: Any, devices: dict[int, Any]) -> OperationDeviceResult:
+    device = devices.get(item) if _by_id(change) else None
+    if change.status in UNFINISHED:
+        result, error = DeviceResult.PENDING, None
+    elif change.status == ChangeStatus.FAILED:
+        result, error = DeviceResult.FAILED, change.last_error
+    elif change.last_error and device is not None and device.sync_state == SyncState.ERROR:
+        # The change went through with a note ("1 of 5 devices not applied"): this device.
+        result, error = DeviceResult.FAILED, device.sync_error
+    else:
+        result, error = DeviceResult.SUCCEEDED, None
+    return OperationDeviceResult(
+        device_id=item if _by_id(change) else None,
+        identifier=None if _by_id(change) else str(item),
+        imei=device.imei if device is not None else None,
+        serial=device.serial if device is not None else None,
+        result=result,
+        error=error,
+    )

@@ -29,6 +29,7 @@ from kmeweb.integration.models import Integration
 from kmeweb.knox import (
     BatchResult,
     DeviceAssignment,
+    DeviceOutcome,
     KnoxClient,
     KnoxError,
     KnoxRejectedError,
@@ -143,6 +144,19 @@ def readable(exc: BaseException) -> str:
         detail = f": {exc.data}" if exc.data and str(exc.data) != exc.knox_message else ""
         return f"KME refused it ({exc.code} {exc.knox_message or ''}{detail})".replace(" )", ")")
     return str(exc) or exc.__class__.__name__
+
+
+DEVICE_LABELS = {"not_found": "KME does not know this device", "invalid": "invalid id"}
+
+
+def device_error(outcome: DeviceOutcome) -> str:
+    """What a device's `sync_error` says when KME did not apply a change to it: what went
+    wrong, then Samsung's code and message as KME gave them, e.g. "invalid id (4001703
+    BULK_ENROLL_DEVICE_INVALID: ...)", or the reason alone when KME gave no code."""
+    label = DEVICE_LABELS.get(outcome.outcome, "KME could not apply it")
+    reason = outcome.reason or outcome.outcome.replace("_", " ")
+    said = f"{outcome.code} {reason}" if outcome.code is not None else reason
+    return f"{label} ({said})"[:500]
 
 
 def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None:
@@ -296,19 +310,24 @@ def _upload_approved(session: Session, change: Change) -> bool:
     """Whether KME approved the uploads of this approval (the operation's upload.approve rows
     for the same profile): False when there are none (approving devices without an upload),
     RetryLater while one is unfinished, KnoxRejectedError when one failed."""
-    statuses = list(
-        session.scalars(
-            select(Change.status).where(
-                Change.operation_id == change.operation_id,
-                Change.kind == ChangeKind.UPLOAD_APPROVE,
-                Change.profile_id == change.profile_id,
-            )
+    rows = session.execute(
+        select(Change.status, Change.last_error)
+        .where(
+            Change.operation_id == change.operation_id,
+            Change.kind == ChangeKind.UPLOAD_APPROVE,
+            Change.profile_id == change.profile_id,
         )
-    )
+        .order_by(Change.id)
+    ).all()
+    statuses = [status for status, _error in rows]
     if change.operation_id is None or not statuses:
         return False
-    if ChangeStatus.FAILED in statuses:
-        raise KnoxRejectedError("KME did not approve the upload, so its devices stay pending there")
+    failed = [error for status, error in rows if status == ChangeStatus.FAILED]
+    if failed:
+        # Samsung's code and message on each device: why the approval was refused.
+        raise KnoxRejectedError(
+            f"KME did not approve the upload, so its devices stay pending there: {failed[0]}"
+        )
     if any(status in UNFINISHED for status in statuses):
         raise RetryLater("the upload approval has not reached KME yet")
     return True
@@ -341,11 +360,7 @@ def _apply_device_results(
         if outcome is None or outcome.outcome == "succeeded":
             ok.append({"did": row.id, "v": row.version})
         else:
-            reason = outcome.reason or outcome.outcome.replace("_", " ")
-            label = {"not_found": "KME does not know this device", "invalid": "invalid id"}.get(
-                outcome.outcome, "KME could not apply it"
-            )
-            bad.append({"did": row.id, "v": row.version, "err": f"{label}: {reason}"[:500]})
+            bad.append({"did": row.id, "v": row.version, "err": device_error(outcome)})
     table = Device.__table__
     # Devices of one push mostly share a version: one set-based UPDATE per version and chunk
     # (each only where the device is still at the version sent) instead of one per device.
