@@ -9,7 +9,10 @@ from flask import jsonify
 from kmeweb.api.routing import bp, spec
 
 # Answers that are not JSON: their media type in the document (route name -> media type).
-RAW_MEDIA: dict[str, str] = {"export_audit": "application/x-ndjson"}
+RAW_MEDIA: dict[str, str] = {
+    "export_audit": "application/x-ndjson",
+    "profile_inventory": "text/csv",
+}
 
 
 def document() -> dict[str, Any]:

@@ -38,6 +38,7 @@ from kmeweb.profiles.services import (
     DEFAULT_PROFILE_NAME,
     KME_KINDS,
     ensure_default_profile,
+    get_profile_or_404,
 )
 from kmeweb.sqlutil import chunks, id_filters
 from kmeweb.text import count
@@ -228,6 +229,15 @@ def inventory_rows(session: Session, profile_id: int) -> Iterator[tuple]:
         )
         yield (r.imei, r.serial, r.model, r.username, attributes, registered, r.sync_state)
     session.rollback()
+
+
+def inventory_download(session: Session, profile_id: int) -> tuple[str, Iterator[tuple]]:
+    """Download Existing Inventory, as the profile page and the API give it: the file name
+    (inventory-<profile name>-<date>.csv) and the rows (`inventory_rows`, INVENTORY_HEADER).
+    Raises NotFound at once (before any row is read)."""
+    profile = get_profile_or_404(session, profile_id)
+    name = csvexport.dated_filename(f"inventory-{profile.name}")
+    return name, inventory_rows(session, profile.id)
 
 
 def attribute_summary(session: Session, device_ids: Sequence[int]) -> list[dict[str, str]]:

@@ -204,9 +204,7 @@ def attributes(profile_id: int):
 @bp.get("/<int:profile_id>/inventory.csv")
 def inventory(profile_id: int):
     """Download Existing Inventory: every device of the profile, streamed."""
-    profile = profiles.get_profile_or_404(db.session, profile_id)
-    rows = devices.inventory_rows(db.session, profile.id)
-    name = csvexport.dated_filename(f"inventory-{profile.name}")
+    name, rows = devices.inventory_download(db.session, profile_id)
     return csvexport.csv_response(name, devices.INVENTORY_HEADER, rows)
 
 

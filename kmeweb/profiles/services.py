@@ -517,6 +517,10 @@ def _check_version(profile: Profile, expected_version: Any) -> None:
         raise Conflict(STALE_MESSAGE)
 
 
+# What update_profile refuses to set on the Default Profile (it keeps only a description).
+DEFAULT_REFUSES = ("without_token", "end_user_id", "config", "token_expiry_days")
+
+
 def update_profile(
     session: Session,
     profile_id: int,
@@ -527,7 +531,8 @@ def update_profile(
     """Change the keys present in `data` (name, description, without_token, end_user_id,
     token_expiry_days, config) of a profile last seen at `expected_version`.
 
-    The Default Profile keeps its name and takes only a description. A changed KME profile
+    The Default Profile keeps its name and takes only a description (a token expiry, user,
+    configuration or without-token for it is refused with its field). A changed KME profile
     gets a profile.update outbox row (a token expiry alone stays local, KME does not see it).
     Records audit "profile.update". Flushes.
     Raises NotFound, Conflict (stale version), ValidationError (field set) or
@@ -554,7 +559,12 @@ def update_profile(
             changed["description"] = (profile.description, description)
             profile.description = description
 
-    if profile.kind != DEFAULT_KIND:
+    if profile.kind == DEFAULT_KIND:
+        # It has no token, user or configuration: a value for one is refused, not dropped.
+        for key in DEFAULT_REFUSES:
+            if data.get(key):
+                errors.add(f"The {DEFAULT_PROFILE_NAME} takes a description only.", key)
+    else:
         if "without_token" in data:
             without = bool(errors.check(parse_bool, data["without_token"], "without_token"))
             if without != profile.without_token:

@@ -311,3 +311,14 @@ def test_delete_profile_rollback_leaves_everything(session, admin):
     assert session.get(Profile, profile.id) is not None
     assert count_rows(session, Device, Device.profile_id == profile.id, Device.version == 1) == 20
     assert count_rows(session, Change) == 0 and count_rows(session, Operation) == 0
+
+
+def test_the_default_profile_refuses_a_token_user_or_configuration(session, admin):
+    default = make_default_profile(session)
+    data = {"token_expiry_days": 30, "config": {"agent": {"user": "x"}}, "without_token": True}
+    with pytest.raises(ValidationError) as err:
+        services.update_profile(session, default.id, data, default.version, admin)
+    assert sorted(e.field for e in err.value.each()) == sorted(data)
+    session.rollback()
+    unchanged = {"token_expiry_days": None, "config": {}, "end_user_id": None}
+    services.update_profile(session, default.id, unchanged, default.version, admin)
