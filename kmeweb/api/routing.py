@@ -59,8 +59,9 @@ spec = SpecTree(
     title="kmeweb API",
     version=API_VERSION,
     description=DESCRIPTION,
-    path="api/v1",
-    filename="openapi.json",
+    # spectree leaves every rule under /<path> out of the document (its own pages would live
+    # there; kmeweb serves none): a path no route has, or /api/v1/... would all be left out.
+    path="_spectree",
     mode="strict",
     page_templates={},
     before=_validation_problem,
