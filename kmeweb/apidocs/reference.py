@@ -135,6 +135,7 @@ def _operation(path: str, method: str, raw: dict[str, Any], components: dict) ->
 def _parameter(raw: dict[str, Any]) -> Field:
     schema = raw.get("schema", {})
     kind, model = describe(schema)
+    kind = kind.removesuffix(" or null")  # a parameter is given or left out, never null
     return Field(
         name=raw.get("name", ""),
         type=kind,
@@ -222,17 +223,19 @@ def describe(schema: dict[str, Any]) -> tuple[str, str | None]:
     return kind, None
 
 
-# JSON Schema keywords as the page says them.
+# JSON Schema keywords as the page says them (the second form for a count of 1).
 CONSTRAINTS = (
-    ("minimum", "≥ {}"),
-    ("exclusiveMinimum", "> {}"),
-    ("maximum", "≤ {}"),
-    ("exclusiveMaximum", "< {}"),
-    ("minLength", "at least {} characters"),
-    ("maxLength", "at most {} characters"),
-    ("pattern", "matches {}"),
-    ("minItems", "at least {} items"),
-    ("maxItems", "at most {} items"),
+    ("minimum", "≥ {}", None),
+    ("exclusiveMinimum", "> {}", None),
+    ("maximum", "≤ {}", None),
+    ("exclusiveMaximum", "< {}", None),
+    ("minLength", "at least {} characters", "at least 1 character"),
+    ("maxLength", "at most {} characters", "at most 1 character"),
+    ("pattern", "matches {}", None),
+    ("minItems", "at least {} items", "at least 1 item"),
+    ("maxItems", "at most {} items", "at most 1 item"),
+    ("minProperties", "at least {} entries", "at least 1 entry"),
+    ("maxProperties", "at most {} entries", "at most 1 entry"),
 )
 
 
@@ -240,14 +243,22 @@ def constraints(schema: dict[str, Any]) -> list[str]:
     """What a value must be, in words: bounds, lengths, pattern, allowed values, default."""
     found = []
     for variant in [schema, *schema.get("anyOf", []), *schema.get("oneOf", [])]:
-        for key, words in CONSTRAINTS:
+        for key, words, one in CONSTRAINTS:
             if key in variant:
-                found.append(words.format(variant[key]))
+                value = variant[key]
+                found.append(one if one and value == 1 else words.format(_number(value)))
         if "enum" in variant:
             found.append("one of " + ", ".join(str(v) for v in variant["enum"]))
     if schema.get("default") is not None:
         found.append(f"default {json.dumps(schema['default'], ensure_ascii=False)}")
     return list(dict.fromkeys(found))
+
+
+def _number(value: Any) -> Any:
+    """1,000 and 2,147,483,647 as people read them; anything else as it is."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return value
 
 
 def _models(document: dict[str, Any], components: dict) -> list[Model]:

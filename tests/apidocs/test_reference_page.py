@@ -52,7 +52,12 @@ BODY_DOC = {
                     "target_profile_id": {"type": "integer", "minimum": 1},
                     "device_ids": {
                         "anyOf": [
-                            {"type": "array", "items": {"type": "integer"}, "maxItems": 1000},
+                            {
+                                "type": "array",
+                                "items": {"type": "integer"},
+                                "minItems": 1,
+                                "maxItems": 100000,
+                            },
                             {"type": "null"},
                         ]
                     },
@@ -114,7 +119,7 @@ def test_a_body_shows_its_fields_and_those_of_a_nested_object(client, login, mon
     page = html.unescape(client.get("/api-docs").get_data(as_text=True))
     assert "filter.profile_id" in page and "filter.q" in page
     assert "The profile's devices" in page
-    assert "at most 1000 items" in page and "≥ 1" in page
+    assert "at least 1 item;" in page and "at most 100,000 items" in page and "≥ 1" in page
     assert "<code>expected_count</code>" in page  # a code span of the description
     assert 'href="#model-DeviceFilter"' in page
 
@@ -131,6 +136,25 @@ def test_a_body_shows_its_fields_and_those_of_a_nested_object(client, login, mon
 )
 def test_types_in_words(schema, words, model):
     assert reference.describe(schema) == (words, model)
+
+
+def test_a_parameter_is_given_or_left_out_never_null():
+    doc = {
+        "paths": {
+            "/x": {
+                "get": {
+                    "parameters": [
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "schema": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    assert reference.build(doc, {}).operations[0].parameters[0].type == "string"
 
 
 def test_the_body_fields_nest_one_level():
