@@ -14,6 +14,7 @@ device): a 404, 409 or 422 problem is a fine answer, a 5xx never is.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -26,6 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from kmeweb.api import paging
+from kmeweb.ids import MAX_DB_INT
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import OperationKind
 from kmeweb.outbox.models import ChangeKind
@@ -119,4 +122,16 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_every_operation_answers_as_documented(
     case: schemathesis.Case, http: requests.Session
 ) -> None:
+    cursor_names_an_id(case)
     case.call_and_validate(session=http, checks=CHECKS)
+
+
+def cursor_names_an_id(case: schemathesis.Case) -> None:
+    """A drawn string is almost never a cursor this API gave out, and the coverage phase
+    sends one with every list request: each would stop at invalid_cursor, a 422 before the
+    query runs. The cursor names an id instead, drawn from the string (repeatably): 0 to one
+    past the largest id, so the pages start anywhere and, now and then, past the range."""
+    cursor = (case.query or {}).get("cursor")
+    if isinstance(cursor, str):
+        digest = hashlib.sha256(cursor.encode()).digest()
+        case.query["cursor"] = paging.encode(int.from_bytes(digest[:4]) % (MAX_DB_INT + 2))
