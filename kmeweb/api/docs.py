@@ -12,7 +12,6 @@ from kmeweb.ids import MAX_DB_INT
 
 # Answers that are not JSON: their media type in the document (route name -> media type).
 RAW_MEDIA: dict[str, str] = {}
-PROBLEM_REF = "#/components/schemas/Problem"
 
 
 def document() -> dict[str, Any]:
@@ -33,6 +32,9 @@ def document() -> dict[str, Any]:
             if media and ok is not None:
                 ok["content"] = {media: {"schema": {"type": "string"}}}
     return doc
+
+
+PROBLEM_REF = "#/components/schemas/Problem"
 
 
 def _problem_media(answer: dict[str, Any]) -> None:
