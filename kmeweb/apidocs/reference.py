@@ -74,6 +74,7 @@ class Reference:
     tags: list[tuple[str, list[Operation]]]
     models: list[Model]
     problems: list[tuple[str, str]]
+    common_answers: list[Answer]  # every operation's (the refusals); left out of each one's
 
     @property
     def operations(self) -> list[Operation]:
@@ -94,6 +95,7 @@ def build(document: dict[str, Any], problem_codes: dict[str, str]) -> Reference:
     order = [t["name"] for t in document.get("tags", []) if t.get("name") in tagged]
     order += sorted(t for t in tagged if t not in order)
     info = document.get("info", {})
+    common = _common_answers([op for ops in tagged.values() for op in ops])
     return Reference(
         title=info.get("title", "API"),
         version=info.get("version", ""),
@@ -101,7 +103,24 @@ def build(document: dict[str, Any], problem_codes: dict[str, str]) -> Reference:
         tags=[(tag, tagged[tag]) for tag in order],
         models=_models(document, components),
         problems=sorted(problem_codes.items()),
+        common_answers=common,
     )
+
+
+def _common_answers(operations: list[Operation]) -> list[Answer]:
+    """The answers every operation has alike (the refusals any route may give: no token, a
+    missing scope, ...), said once for all; each operation keeps only its own."""
+    if len(operations) < 2:
+        return []
+    keyed = [{_answer_key(a): a for a in op.answers} for op in operations]
+    shared = set.intersection(*(set(answers) for answers in keyed))
+    for op in operations:
+        op.answers = [a for a in op.answers if _answer_key(a) not in shared]
+    return sorted((keyed[0][key] for key in shared), key=lambda a: a.status)
+
+
+def _answer_key(answer: Answer) -> tuple[str, str | None, str]:
+    return answer.status, answer.media, answer.type
 
 
 def _method_rank(method: str) -> int:
@@ -262,10 +281,20 @@ def _number(value: Any) -> Any:
 
 
 def _models(document: dict[str, Any], components: dict) -> list[Model]:
-    """Every component an operation names (in its answers, body or parameters), and the
-    components those name, in name order."""
+    """Every component an operation's answers or parameters name, and the components those
+    name, in name order. A request body's own model is not repeated (its fields are on its
+    operation), but the models its fields name are here."""
+    operations = [op for item in document.get("paths", {}).values() for op in item.values()]
+    bodies = _refs([op.get("requestBody", {}) for op in operations if isinstance(op, dict)])
+    named = _refs(
+        [
+            {k: v for k, v in op.items() if k != "requestBody"}
+            for op in operations
+            if isinstance(op, dict)
+        ]
+    )
     seen: set[str] = set()
-    todo = _refs(document.get("paths", {}))
+    todo = named | set().union(*(_refs(components.get(b, {})) for b in bodies))
     while todo:
         name = todo.pop()
         if name in seen or name not in components:
@@ -294,10 +323,12 @@ def _refs(node: Any) -> set[str]:
     return set()
 
 
+def inline(text: str) -> Markup:
+    """Plain text with `code` spans, on one line."""
+    return Markup(CODE_SPAN.sub(r"<code>\1</code>", str(escape(" ".join((text or "").split())))))
+
+
 def prose(text: str) -> Markup:
     """Plain text with `code` spans, as paragraphs (a blank line between two)."""
     paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text or "") if p.strip()]
-    return Markup("").join(
-        Markup("<p>{}</p>").format(Markup(CODE_SPAN.sub(r"<code>\1</code>", str(escape(p)))))
-        for p in paragraphs
-    )
+    return Markup("").join(Markup("<p>{}</p>").format(inline(p)) for p in paragraphs)

@@ -18,6 +18,7 @@ def index():
         "apidocs/index.html",
         ref=reference.build(document(), PROBLEM_CODES),
         prose=reference.prose,
+        inline=reference.inline,
         rate_limit=current_app.config.get("API_RATE_LIMIT"),
     )
 
