@@ -39,6 +39,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Admin", "Users", "directory.index"),
     ("Admin", "Alerts", "alerts.index"),
     ("Admin", "API tokens", "apitokens.index"),
+    ("Admin", "API reference", "apidocs.index"),
 ]
 
 
@@ -83,6 +84,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from kmeweb import api
     from kmeweb.alerts.views import bp as alerts_bp
+    from kmeweb.apidocs.views import bp as apidocs_bp
     from kmeweb.apitokens.views import bp as api_tokens_bp
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.views import bp as auth_bp
@@ -107,6 +109,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(directory_bp)
     app.register_blueprint(enroll_bp)
     app.register_blueprint(api_tokens_bp)
+    app.register_blueprint(apidocs_bp)
     api.init_app(app)
 
     from kmeweb.integration.approvals import auto_approve_uploads

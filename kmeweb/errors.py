@@ -145,6 +145,49 @@ HTTP_PROBLEM_CODES = {
     429: "rate_limited",
     500: "internal_error",
 }
+# Every problem `code` the API answers, with what it means: the API reference's "Problem
+# codes" (a problem's `type` links to its entry there). tests/api/test_openapi.py fails on a
+# code used in kmeweb/ that is not listed here.
+PROBLEM_CODES: dict[str, str] = {
+    "bad_request": "The request could not be read, e.g. text with NUL characters (400).",
+    "unauthorized": "No token was sent: send `Authorization: Bearer <token>` (401).",
+    "invalid_token": (
+        "The token is unknown, revoked or expired, or its owner's account is deactivated (401)."
+    ),
+    "forbidden": "The token's owner may not do this, e.g. a viewer's token and a write (403).",
+    "insufficient_scope": (
+        "The token lacks the scope the route needs; the route's reference names it (403)."
+    ),
+    "not_found": "No such item, or no such path (404).",
+    "method_not_allowed": "The path exists but not with this method; see Allow (405).",
+    "not_acceptable": "The answer cannot be given in a media type the request accepts (406).",
+    "conflict": "The current state forbids the change, e.g. the item changed meanwhile (409).",
+    "count_mismatch": (
+        "An action by filter matched another number of devices than `expected_count`: "
+        "nothing was done (409)."
+    ),
+    "idempotency_in_progress": (
+        "A request with the same Idempotency-Key is still being answered; retry shortly (409)."
+    ),
+    "precondition_failed": (
+        "The item changed since it was read (If-Match names an old ETag): read it again (412)."
+    ),
+    "too_large": "The request body is larger than the server accepts (413).",
+    "unsupported_media_type": "The body's media type is not one the route reads (415).",
+    "invalid": (
+        "The request does not match its schema, or a rule refused it; `errors` names each "
+        "field at fault (422)."
+    ),
+    "invalid_cursor": (
+        "The cursor is not one this API gave out: use the previous page's `next_cursor` (422)."
+    ),
+    "idempotency_key_reused": (
+        "This Idempotency-Key was used with another request: send a new key (422)."
+    ),
+    "rate_limited": "Too many requests for this token: wait for Retry-After seconds (429).",
+    "internal_error": "Something went wrong on the server; it was logged with `request_id` (500).",
+    "error": "Any other HTTP refusal: see `status` and `detail`.",
+}
 PROBLEM_MIMETYPE = "application/problem+json"
 API_PREFIX = "/api/"
 
@@ -164,7 +207,7 @@ def problem(
     """An RFC 9457 problem: `type` points at the code's entry in the API reference, `code` is
     stable for scripts, `errors` name the fields at fault."""
     body: dict[str, Any] = {
-        "type": f"/api/v1/docs#problem-{code}",
+        "type": f"/api-docs#problem-{code}",
         "title": HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else code,
         "status": status,
         "code": code,

@@ -7,6 +7,8 @@ from typing import Any
 from flask import jsonify
 
 from kmeweb.api.routing import bp, spec
+from kmeweb.errors import PROBLEM_MIMETYPE
+from kmeweb.ids import MAX_DB_INT
 
 # Answers that are not JSON: their media type in the document (route name -> media type).
 RAW_MEDIA: dict[str, str] = {
@@ -16,15 +18,39 @@ RAW_MEDIA: dict[str, str] = {
 
 
 def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route (needs an app context)."""
+    """The OpenAPI 3.1 document of every route (needs an app context).
+
+    spectree's document, told three things it cannot know: refusals are served as
+    application/problem+json, an `<int:...>` path id is 0 to MAX_DB_INT (anything else is no
+    match, a 404), and the media type of each answer that is not JSON."""
     doc = spec.spec
     for path in doc.get("paths", {}).values():
         for operation in path.values():
+            for answer in operation.get("responses", {}).values():
+                _problem_media(answer)
+            for parameter in operation.get("parameters", []):
+                _bounded_id(parameter)
             media = RAW_MEDIA.get(operation.get("operationId", ""))
             ok = operation.get("responses", {}).get("200")
             if media and ok is not None:
                 ok["content"] = {media: {"schema": {"type": "string"}}}
     return doc
+
+
+PROBLEM_REF = "#/components/schemas/Problem"
+
+
+def _problem_media(answer: dict[str, Any]) -> None:
+    content = answer.get("content", {})
+    schema = content.get("application/json", {}).get("schema", {})
+    if schema.get("$ref") == PROBLEM_REF:
+        answer["content"] = {PROBLEM_MIMETYPE: {"schema": schema}}
+
+
+def _bounded_id(parameter: dict[str, Any]) -> None:
+    schema = parameter.get("schema", {})
+    if parameter.get("in") == "path" and schema.get("type") == "integer":
+        schema.update(minimum=0, maximum=MAX_DB_INT)
 
 
 @bp.get("/openapi.json")

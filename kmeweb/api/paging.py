@@ -13,6 +13,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from kmeweb.errors import ApiProblem
+from kmeweb.ids import MAX_DB_INT
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 1000
@@ -55,7 +56,9 @@ def keyset(
     the last page)."""
     if query.cursor:
         after = decode(query.cursor)
-        if not isinstance(after, int) or isinstance(after, bool):
+        # Only an id can be a cursor: anything past the integer columns' range (a forged
+        # cursor) would be a database error, a 500, instead of the invalid_cursor problem.
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_DB_INT:
             decode("!")  # raises the invalid_cursor problem
         stmt = stmt.where(column < after if descending else column > after)
     stmt = stmt.order_by(None).order_by(column.desc() if descending else column)

@@ -13,6 +13,7 @@ the field) and puts the route in the OpenAPI document; the common refusals (401,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -59,8 +60,9 @@ spec = SpecTree(
     title="kmeweb API",
     version=API_VERSION,
     description=DESCRIPTION,
-    path="api/v1",
-    filename="openapi.json",
+    # spectree leaves every rule under /<path> out of the document (its own pages would live
+    # there; kmeweb serves none): a path no route has, or /api/v1/... would all be left out.
+    path="_spectree",
     mode="strict",
     page_templates={},
     before=_validation_problem,
@@ -77,8 +79,48 @@ spec = SpecTree(
     ],
 )
 
+# Text no database column holds: a NUL (PostgreSQL refuses it) or a lone UTF-16 surrogate
+# (no encoding writes it), which a JSON body can carry as an escape ("\u0000", "\ud800").
+NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(value: Any, where: str) -> str | None:
+    """The dotted field of the first string in `value` (keys too) that is not text."""
+    if isinstance(value, str):
+        return (where or "body") if NOT_TEXT.search(value) else None
+    if isinstance(value, dict):
+        pairs: Any = value.items()
+    elif isinstance(value, list):
+        pairs = enumerate(value)
+    else:
+        return None
+    for key, item in pairs:
+        field = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and NOT_TEXT.search(key):
+            return field
+        if found := _unstorable(item, field):
+            return found
+    return None
+
+
+def refuse_unstorable_text() -> None:
+    """before_request of the API, after the token: a JSON body with text no column can hold
+    is a 400 naming the field, never a database error (query strings: kmeweb.security)."""
+    if request.method in ("GET", "HEAD", "DELETE") or not request.is_json:
+        return
+    field = _unstorable(request.get_json(silent=True), "")
+    if field is not None:
+        raise ApiProblem(
+            400,
+            "bad_request",
+            "Text may not contain NUL characters or lone surrogates.",
+            [{"field": field, "message": "Not text a database can store."}],
+        )
+
+
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.before_request(authenticate)
+bp.before_request(refuse_unstorable_text)
 limiter.limit(
     lambda: current_app.config.get("API_RATE_LIMIT", "600 per minute"),
     key_func=rate_key,
@@ -87,6 +129,7 @@ limiter.limit(
 
 # Refusals every authenticated route may answer.
 COMMON_ANSWERS: dict[int, str] = {
+    400: "Text no database can store (a NUL character or a lone surrogate)",
     401: "No token, or one that is unknown, revoked or expired",
     403: "The token lacks the route's scope",
     422: "The request does not match its schema, or a rule refused it",

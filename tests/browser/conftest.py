@@ -8,13 +8,10 @@ of the page it acts on (`actions_wait_for_the_page_load`), so no test needs its 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Keyboard, Locator, Mouse, Page, expect
-from werkzeug.serving import make_server
 
 from tests.browser.checks import BrowserChecks
 
@@ -111,19 +108,6 @@ def page(page, browser_checks: BrowserChecks):
     browser_checks.watch(page)
     yield page
     browser_checks.finish(page)
-
-
-@pytest.fixture
-def live_server(app) -> Iterator[str]:
-    """Serve the test app on a free port; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
