@@ -52,7 +52,7 @@ class ImportRejected(ValidationError):
     for a file that could not be read at all). `status` is 422, or 413 for a file too large."""
 
     def __init__(self, message: str, errors: list[RowError] | None = None, status: int = 422):
-        super().__init__(message, field="file")
+        super().__init__(message, field="file", code="too_large" if status == 413 else None)
         self.errors = errors or []
         self.status = status
 

@@ -51,9 +51,9 @@ def keyset(
     query: PageQuery,
     descending: bool = False,
 ) -> tuple[list[Any], str | None]:
-    """One page of `stmt` (a select of ORM rows or of tuples) ordered by the unique integer
-    `column`, starting after the cursor's key. Returns the rows and the next cursor (None on
-    the last page)."""
+    """One page of `stmt` (a select of ORM rows, of tuples or of the key alone) ordered by the
+    unique integer `column`, starting after the cursor's key. Returns the rows and the next
+    cursor (None on the last page)."""
     if query.cursor:
         after = decode(query.cursor)
         # Only an id can be a cursor: anything past the integer columns' range (a forged
@@ -69,5 +69,7 @@ def keyset(
     if not more or not items:
         return items, None
     last = items[-1]
+    if isinstance(last, int):  # a select of the key alone
+        return items, encode(last)
     key = getattr(last, column.key) if hasattr(last, column.key) else last[0]
     return items, encode(key)

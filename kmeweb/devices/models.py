@@ -38,6 +38,10 @@ class Device(db.Model):
         # A profile's devices: by IMEI (the profile page), counted (the lists).
         Index("ix_device_profile_imei", "profile_id", "imei"),
         Index("ix_device_profile_registered", "profile_id", "registered_at"),
+        # A profile's devices by id: the API's device list pages a profile by keyset on id.
+        Index("ix_device_profile_keyset", "profile_id", "id"),
+        # A user's devices (the API's search by user; SET NULL when a user is deleted).
+        Index("ix_device_end_user_id", "end_user_id"),
         # Only the devices KME still has to learn about: sync status reads these, not all.
         Index(
             "ix_device_unsynced",

@@ -1,9 +1,11 @@
 """The devices an admin selected on a profile's page, as one value.
 
 A selection is explicit ids, or "all N matching" the device table's filter; either way within
-one profile. The pages parse it once from the request (`DeviceSelection.from_values`), dialogs
-carry it in hidden fields, and `kmeweb.devices.services.resolve_selection` turns it into ids
-when the action runs, so "all matching" is read again then, never limited to one page.
+one profile on the pages. The JSON API also selects explicit ids from anywhere (`profile_id`
+None: a script found them by searching across profiles). The pages parse it once from the
+request (`DeviceSelection.from_values`), dialogs carry it in hidden fields, and
+`kmeweb.devices.services.resolve_selection` turns it into ids when the action runs, so "all
+matching" is read again then, never limited to one page.
 
 The filter has one set of names everywhere a request carries it: `q`, `registration`, `sync`.
 """
@@ -78,9 +80,12 @@ class DeviceFilter:
 
 @dataclass(frozen=True)
 class DeviceSelection:
-    """Explicit device ids, or all devices matching `filter`, in the profile `profile_id`."""
+    """Explicit device ids, or all devices matching `filter`, in the profile `profile_id`.
 
-    profile_id: int
+    `profile_id` None: explicit ids wherever their devices are (the API's `device_ids`); "all
+    matching" always names its profile."""
+
+    profile_id: int | None
     ids: tuple[int, ...] = ()
     all_matching: bool = False
     filter: DeviceFilter = field(default_factory=DeviceFilter)

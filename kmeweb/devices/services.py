@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Select, String, and_, bindparam, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -27,7 +27,9 @@ from kmeweb.devices.selection import SYNC_FILTER_STATES, DeviceSelection
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
+from kmeweb.identifiers import normalize_serial
 from kmeweb.ids import parse_id
+from kmeweb.integration.models import Reseller, Upload
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.outbox import services as outbox
@@ -116,6 +118,17 @@ DEVICE_SORTS = {
 }
 
 
+def _state_filters(stmt: Select, registration: str | None, sync_state: str | None) -> Select:
+    """The device table's Registration and Sync state filters (anything else: any)."""
+    if registration == Registration.REGISTERED:
+        stmt = stmt.where(Device.registered_at.is_not(None))
+    elif registration == Registration.PENDING:
+        stmt = stmt.where(Device.registered_at.is_(None))
+    if sync_state in SYNC_FILTER_STATES:
+        stmt = stmt.where(Device.sync_state == sync_state)
+    return stmt
+
+
 def _filtered(
     stmt: Select,
     profile_id: int,
@@ -127,13 +140,7 @@ def _filtered(
     search = (search or "").strip()
     if search:
         stmt = stmt.where(_search_clause(search))
-    if registration == Registration.REGISTERED:
-        stmt = stmt.where(Device.registered_at.is_not(None))
-    elif registration == Registration.PENDING:
-        stmt = stmt.where(Device.registered_at.is_(None))
-    if sync_state in SYNC_FILTER_STATES:
-        stmt = stmt.where(Device.sync_state == sync_state)
-    return stmt
+    return _state_filters(stmt, registration, sync_state)
 
 
 def devices_query(
@@ -167,6 +174,118 @@ def select_device_ids(
     """Ids of every device `devices_query` matches (the "all N matching" selection)."""
     stmt = _filtered(select(Device.id), profile_id, search, registration, sync_state)
     return list(session.scalars(stmt.order_by(Device.id)))
+
+
+def search_devices(
+    *,
+    q: str | None = None,
+    imei: str | None = None,
+    serial: str | None = None,
+    model: str | None = None,
+    username: str | None = None,
+    profile_id: int | None = None,
+    registration: str | None = None,
+    sync_state: str | None = None,
+    attribute: tuple[str, str] | None = None,
+) -> Select:
+    """The ids of devices across profiles (pending approval ones too), unordered: page it by
+    Device.id (kmeweb.api.paging.keyset) and read each page with device_rows.
+
+    Ids alone, so that a page is an index range whatever the planner guesses about where a
+    profile's devices are: the primary key unfiltered, ix_device_profile_keyset for one
+    profile (index only on PostgreSQL); page 500 costs what page 1 does.
+
+    `q` searches as the profile page does (IMEI, serial, model or username; 6 or more digits
+    match the start of the IMEI); `imei`, `serial` and `model` are exact (any case), `username`
+    the user's exact username (any case), `registration` and `sync_state` the device table's
+    filters, `attribute` a (key, value) pair matching the custom attribute's value as text.
+    """
+    stmt = select(Device.id)
+    if profile_id is not None:
+        stmt = stmt.where(Device.profile_id == profile_id)
+    if q and q.strip():
+        stmt = stmt.where(_search_clause(q.strip()))
+    if imei and imei.strip():
+        stmt = stmt.where(Device.imei == imei.strip().upper())
+    if serial and serial.strip():
+        stmt = stmt.where(Device.serial == normalize_serial(serial))
+    if model and model.strip():
+        stmt = stmt.where(func.upper(Device.model) == model.strip().upper())
+    if username and username.strip():
+        users = select(EndUser.id).where(func.lower(EndUser.username) == username.strip().lower())
+        stmt = stmt.where(Device.end_user_id.in_(users))
+    if attribute is not None:
+        key, value = attribute
+        stmt = stmt.where(cast(Device.attributes[key].as_string(), String) == value)
+    return _state_filters(stmt, registration, sync_state)
+
+
+#: What a list of devices shows of each (never the enrollment password).
+DEVICE_COLUMNS = (
+    Device.id,
+    Device.imei,
+    Device.serial,
+    Device.model,
+    Device.profile_id,
+    Device.approval,
+    Device.end_user_id,
+    Device.attributes,
+    Device.registered_at,
+    Device.agent_version,
+    Device.kme_device_id,
+    Device.kme_status,
+    Device.sync_state,
+    Device.sync_error,
+    Device.upload_id,
+    Device.version,
+    Device.created_at,
+    Device.updated_at,
+)
+
+
+def device_rows(session: Session, device_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """A page of devices in id order, as {column: value} (DEVICE_COLUMNS) with the names a list
+    shows beside them: `profile_name`, `end_user` (the username), `reseller_id`,
+    `reseller_name`. Reads by primary key: the devices, then their profiles', users' and
+    uploads' names, one query each for the whole page; no ORM object is built. Devices gone
+    meanwhile are left out."""
+    keys = [column.key for column in DEVICE_COLUMNS]
+    found = [
+        dict(zip(keys, row, strict=True))  # (Row._asdict costs ten times more per row)
+        for where in id_filters(session, Device.id, sorted(set(device_ids)))
+        for row in session.execute(select(*DEVICE_COLUMNS).where(where).order_by(Device.id))
+    ]
+
+    def names(stmt: Select, column: Any, key: str) -> dict[int, Any]:
+        keys = sorted({value for d in found if (value := d[key]) is not None})
+        return {
+            row[0]: row[1:]
+            for where in id_filters(session, column, keys)
+            for row in session.execute(stmt.where(where))
+        }
+
+    profiles = names(select(Profile.id, Profile.name), Profile.id, "profile_id")
+    users = names(select(EndUser.id, EndUser.username), EndUser.id, "end_user_id")
+    resellers = names(
+        select(Upload.id, Upload.reseller_id, Reseller.name).outerjoin(
+            Reseller, Reseller.id == Upload.reseller_id
+        ),
+        Upload.id,
+        "upload_id",
+    )
+    for d in found:
+        d["profile_name"] = profiles.get(d["profile_id"], (None,))[0]
+        d["end_user"] = users.get(d["end_user_id"], (None,))[0]
+        d["reseller_id"], d["reseller_name"] = resellers.get(d["upload_id"], (None, None))
+    return found
+
+
+def get_device_row(session: Session, device_id: int) -> dict[str, Any]:
+    """One device as device_rows reads it. Raises NotFound."""
+    rows = device_rows(session, [device_id])
+    if not rows:
+        raise NotFound("No such device.")
+    return rows[0]
 
 
 def check_still_in(session: Session, device_ids: Sequence[int], profile_id: int) -> None:
@@ -601,18 +720,45 @@ def resolve_selection(
     explicit ids (ticked on an earlier view of the page) must all still be in the profile.
 
     `check=False` only shows a selection (a dialog as it opens): explicit ids are returned
-    unchecked, since the action checks them again.
+    unchecked, since the action checks them again. Explicit ids without a profile (the API's)
+    are returned as they are: each action refuses ids that name no device.
     Raises ValidationError (field "device_ids": none selected) or Conflict (some left the
     profile meanwhile, named); an empty "all matching" is refused by the action's service.
     """
     if selection.all_matching:
+        if selection.profile_id is None:
+            raise ValidationError("Choose the profile whose devices match.", field="profile_id")
         flt = selection.filter
         return select_device_ids(
             session, selection.profile_id, flt.q or None, flt.registration or None, flt.sync or None
         )
-    if check:
+    if check and selection.profile_id is not None:
         check_still_in(session, selection.ids, selection.profile_id)
     return list(selection.ids)
+
+
+def resolve_expected(
+    session: Session, selection: DeviceSelection, expected_count: int | None = None
+) -> list[int]:
+    """resolve_selection, guarded by the count the caller expects (a script sends how many
+    devices it means to act on): when the selection names another number of devices now,
+    nothing is done. None expects any number (the pages, where the admin saw the count).
+
+    Raises NotFound ("all matching" in a profile that does not exist), Conflict with code
+    "count_mismatch" (field "expected_count"), and what resolve_selection raises.
+    """
+    if selection.all_matching and session.get(Profile, selection.profile_id) is None:
+        raise NotFound("No such profile.")
+    ids = resolve_selection(session, selection)
+    if expected_count is not None and len(ids) != expected_count:
+        n = len(ids)
+        raise Conflict(
+            f"{count(n, 'device')} {'matches' if n == 1 else 'match'} now, not the "
+            f"{expected_count:,} the request expected; nothing was changed.",
+            field="expected_count",
+            code="count_mismatch",
+        )
+    return ids
 
 
 def first_identifiers(session: Session, device_ids: Sequence[int], limit: int = 3) -> list[str]:
@@ -629,19 +775,23 @@ def first_identifiers(session: Session, device_ids: Sequence[int], limit: int = 
 
 
 def move_selection(
-    session: Session, selection: DeviceSelection, target_profile_id: Any, actor: Any
+    session: Session,
+    selection: DeviceSelection,
+    target_profile_id: Any,
+    actor: Any,
+    expected_count: int | None = None,
 ) -> Operation:
-    """Move Devices from a profile's page: the selection goes to another profile, a KME one
-    (`target_profile_id` as a request carries it; anything not an id is no profile).
+    """Move Devices from a profile's page (or the API): the selection goes to another profile,
+    a KME one (`target_profile_id` as a request carries it; anything not an id is no profile).
 
     See move_devices for what it writes. Flushes.
-    Raises what resolve_selection and move_devices raise, and ValidationError (field
+    Raises what resolve_expected and move_devices raise, and ValidationError (field
     "profile_id") for the profile the devices are selected in and for the Samsung KME Default
     Profile: sending devices back there is Unassign, never a Move chosen from a list.
     """
-    ids = resolve_selection(session, selection)
+    ids = resolve_expected(session, selection, expected_count)
     target_id = parse_id(target_profile_id)
-    if target_id == selection.profile_id:
+    if selection.profile_id is not None and target_id == selection.profile_id:
         raise ValidationError("Choose another profile.", field="profile_id")
     target = session.get(Profile, target_id) if target_id is not None else None
     if target is not None and target.kind == DEFAULT_KIND:
@@ -652,47 +802,111 @@ def move_selection(
     return move_devices(session, ids, target_id, actor)
 
 
+def unassign_selection(
+    session: Session,
+    selection: DeviceSelection,
+    actor: Any,
+    expected_count: int | None = None,
+) -> Operation:
+    """Unassign from a profile's page (or the API): the selection goes back to the Samsung KME
+    Default Profile (unassign_devices). Flushes.
+    Raises what resolve_expected and move_devices raise."""
+    ids = resolve_expected(session, selection, expected_count)
+    return unassign_devices(session, ids, actor)
+
+
+DELETE_RULE = "Devices are deleted from the Samsung KME Default Profile; unassign first."
+
+
 def check_delete_from(profile: Profile) -> None:
     """Devices are deleted from the Samsung KME Default Profile only; elsewhere they are
     unassigned first. Raises Conflict."""
     if profile.kind != DEFAULT_KIND:
-        raise Conflict("Devices are deleted from the Samsung KME Default Profile; unassign first.")
+        raise Conflict(DELETE_RULE)
+
+
+def check_delete_devices(session: Session, device_ids: Sequence[int]) -> None:
+    """check_delete_from for ids selected anywhere (the API's): every one must be in the
+    Samsung KME Default Profile. Raises ValidationError (none), NotFound (some are gone) or
+    Conflict (how many are elsewhere)."""
+    rows = _rows(session, _selection(device_ids))
+    elsewhere = sum(1 for r in rows if r[3] != DEFAULT_KIND)
+    if elsewhere:
+        raise Conflict(
+            f"{elsewhere:,} of the selected devices are not in the Samsung KME Default Profile. "
+            + DELETE_RULE
+        )
 
 
 def delete_selection(
-    session: Session, selection: DeviceSelection, actor: Any
+    session: Session,
+    selection: DeviceSelection,
+    actor: Any,
+    expected_count: int | None = None,
 ) -> tuple[Operation | None, int]:
     """Delete (Default Profile): the selected devices, from kmeweb and KME (delete_devices).
     Flushes. Returns the operation (None when no device was in Knox) and how many went.
-    Raises NotFound (no such profile), Conflict (check_delete_from), and what
-    resolve_selection and delete_devices raise.
+    Raises NotFound (no such profile), Conflict (check_delete_from, or check_delete_devices
+    for ids selected without a profile), and what resolve_expected and delete_devices raise.
     """
-    profile = session.get(Profile, selection.profile_id)
-    if profile is None:
-        raise NotFound("No such profile.")
-    check_delete_from(profile)
-    ids = resolve_selection(session, selection)
+    if selection.profile_id is not None:
+        profile = session.get(Profile, selection.profile_id)
+        if profile is None:
+            raise NotFound("No such profile.")
+        check_delete_from(profile)
+    ids = resolve_expected(session, selection, expected_count)
+    if selection.profile_id is None:
+        check_delete_devices(session, ids)
     return delete_devices(session, ids, actor), len(ids)
 
 
-def remove_selection(session: Session, selection: DeviceSelection, actor: Any) -> int:
+REMOVE_RULE = (
+    "Remove is for Self-Maintained profiles: devices of a Knox profile are unassigned, "
+    "then deleted from the Samsung KME Default Profile."
+)
+
+
+def remove_selection(
+    session: Session,
+    selection: DeviceSelection,
+    actor: Any,
+    expected_count: int | None = None,
+) -> int:
     """Remove (Self-Maintained profile): the selected devices leave kmeweb. They are not in
     Knox, so nothing goes to KME; importing them again brings them back. Records one audit
-    "device.remove" on the profile (how many, their first identifiers). Flushes. Returns how
-    many were removed.
+    "device.remove" per profile (how many, their first identifiers). Flushes. Returns how
+    many were removed. Ids selected without a profile must all be in Self-Maintained
+    profiles.
     Raises NotFound (no such profile), Conflict (not a self-maintained profile), and what
-    resolve_selection raises; ValidationError (field "device_ids") when nothing is selected.
+    resolve_expected raises; ValidationError (field "device_ids") when nothing is selected.
     """
-    profile = session.get(Profile, selection.profile_id)
-    if profile is None:
-        raise NotFound("No such profile.")
-    if profile.kind != ProfileKind.SELF_MAINTAINED:
-        raise Conflict(
-            "Remove is for Self-Maintained profiles: devices of a Knox profile are unassigned, "
-            "then deleted from the Samsung KME Default Profile."
-        )
-    ids = _selection(resolve_selection(session, selection))
+    if selection.profile_id is not None:
+        profile = session.get(Profile, selection.profile_id)
+        if profile is None:
+            raise NotFound("No such profile.")
+        if profile.kind != ProfileKind.SELF_MAINTAINED:
+            raise Conflict(REMOVE_RULE)
+    ids = _selection(resolve_expected(session, selection, expected_count))
     rows = _rows(session, ids, Device.imei, Device.serial)
+    elsewhere = sum(1 for r in rows if r[3] != ProfileKind.SELF_MAINTAINED)
+    if elsewhere:
+        raise Conflict(
+            f"{elsewhere:,} of the selected devices are not in a Self-Maintained profile. "
+            + REMOVE_RULE
+        )
+    by_profile: dict[int, list[tuple]] = {}
+    for r in rows:
+        by_profile.setdefault(r[2], []).append(r)
+    for profile_id, group in by_profile.items():
+        _remove(session, session.get(Profile, profile_id), group, actor)
+    session.flush()
+    return len(ids)
+
+
+def _remove(session: Session, profile: Any, rows: list[tuple], actor: Any) -> None:
+    """Delete a self-maintained profile's devices (rows of _rows with imei, serial) and
+    record "device.remove" on the profile."""
+    ids = [r[0] for r in rows]
     for where in id_filters(session, Device.id, ids):
         session.execute(
             delete(Device)
@@ -712,8 +926,42 @@ def remove_selection(session: Session, selection: DeviceSelection, actor: Any) -
             "identifiers": [r[4] or r[5] for r in rows[:20]],
         },
     )
-    session.flush()
-    return len(ids)
+
+
+def set_selection_user(
+    session: Session,
+    selection: DeviceSelection,
+    end_user_id: int | None,
+    password: str | None,
+    actor: Any,
+    expected_count: int | None = None,
+) -> tuple[Operation | None, int]:
+    """set_device_user on a selection. Flushes. Returns the operation (None when no device is
+    in Knox) and how many devices the selection holds.
+    Raises what resolve_expected and set_device_user raise."""
+    ids = resolve_expected(session, selection, expected_count)
+    return set_device_user(session, ids, end_user_id, password, actor), len(ids)
+
+
+def set_selection_attributes(
+    session: Session,
+    selection: DeviceSelection,
+    changes: Mapping[str, Any],
+    actor: Any,
+    expected_count: int | None = None,
+) -> int:
+    """edit_attributes on a selection: each key of `changes` set to its value, a None value
+    removes it. Flushes. Returns how many devices changed.
+    Raises what resolve_expected and edit_attributes raise, with the fields named after
+    `changes` ("changes", "changes.<name>")."""
+    ids = resolve_expected(session, selection, expected_count)
+    try:
+        return edit_attributes(session, ids, changes, actor)
+    except ValidationError as err:
+        field = err.field
+        if field and field.split(".", 1)[0] == "attributes":
+            field = "changes" + field[len("attributes") :]
+        raise ValidationError(err.message, field=field) from None
 
 
 def attribute_changes(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

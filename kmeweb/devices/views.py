@@ -89,14 +89,9 @@ def unassign(profile_id: int):
     """Unassign the selected devices (back to the Samsung KME Default Profile)."""
     profile, selection = _selected(profile_id, request.form)
     form = forms.DeleteDevicesForm()
-
-    def action() -> Operation:
-        ids = devices.resolve_selection(db.session, selection)
-        return devices.unassign_devices(db.session, ids, current_user)
-
     return dialogs.submit(
         form,
-        action,
+        lambda: devices.unassign_selection(db.session, selection, current_user),
         lambda operation: _started(profile, operation),
         lambda code: dialogs.selection_dialog(UNASSIGN, profile, form, selection, code),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, literal, select, update
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from kmeweb import crypto, gcpause
 from kmeweb.audit import services as audit
 from kmeweb.auth.models import AdminUser
+from kmeweb.csvimport import ImportRejected, RowError
 from kmeweb.devices.importer.check import ACTIONS, CHUNK, Plan, get_profile, plan_import
 from kmeweb.devices.importer.parse import ParsedRow
 from kmeweb.devices.importer.preview import forget_preview, load_preview, read_preview
@@ -42,12 +44,16 @@ def start_import(session: Session, profile_id: int, token: str, actor: Any) -> O
     """Confirm import: the operation whose job applies the preview (enqueued after the commit).
 
     Confirming the same preview twice gives the same operation. Records audit
-    "device.import.start". Raises NotFound (expired) or Conflict (the preview has errors).
+    "device.import.start". Raises NotFound (expired) or ImportRejected (422: the preview has
+    errors, listed by row, or no rows).
     """
     profile = get_profile(session, profile_id)
     data = load_preview(token, profile.id, actor)
     if data["errors"] or not data["rows"]:
-        raise Conflict("This file has errors; correct it and upload it again.")
+        raise ImportRejected(
+            "This file has errors; correct it and upload it again.",
+            [RowError(*e) for e in data["errors"]],
+        )
     dedup = f"import:{token}"[:100]
     existing = session.scalar(select(Operation).where(Operation.dedup_key == dedup).limit(1))
     if existing is not None:
@@ -242,6 +248,21 @@ def run_import(
     return counts
 
 
+@dataclass(frozen=True)
+class ImportActor:
+    """Who an import job records as its actor: the admin who previewed it, named as then (an
+    API token's calls read "owner (API token name)")."""
+
+    id: int
+    email: str
+
+
+def _actor(admin: AdminUser | None, data: dict[str, Any]) -> Any:
+    if admin is None:
+        return "system"
+    return ImportActor(admin.id, data.get("actor") or admin.email)
+
+
 def import_job(operation_id: int) -> dict[str, int] | None:
     """Apply a confirmed preview (RQ job on the default queue). All or nothing: the devices,
     the audit event and the operation's "done" commit together; on any failure the operation
@@ -253,7 +274,7 @@ def import_job(operation_id: int) -> dict[str, int] | None:
         session.rollback()
         return None
     token = (operation.dedup_key or "").removeprefix("import:")
-    actor = session.get(AdminUser, operation.created_by) if operation.created_by else None
+    admin = session.get(AdminUser, operation.created_by) if operation.created_by else None
     operations.mark_running(session, operation_id)
     session.commit()
     try:
@@ -261,7 +282,8 @@ def import_job(operation_id: int) -> dict[str, int] | None:
             data = read_preview(token)
             if data is None:
                 raise NotFound("The preview expired before the import ran; upload the file again.")
-            counts = run_import(session, data["profile_id"], data, actor or "system", operation_id)
+            actor = _actor(admin, data)
+            counts = run_import(session, data["profile_id"], data, actor, operation_id)
             operations.finish(session, operation_id)
             session.commit()
     except Exception as exc:

@@ -129,6 +129,7 @@ def _preview(
         token,
         {
             "admin_id": operations.actor_id(actor),
+            "actor": getattr(actor, "email", None),  # how the import job's audit names it
             "profile_id": profile.id,
             "filename": name,
             "counts": counts,
