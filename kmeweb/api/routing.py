@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
+from flask import Response as FlaskResponse
 from pydantic import BaseModel
 from spectree import Response, SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
@@ -137,6 +139,21 @@ COMMON_ANSWERS: dict[int, str] = {
 }
 
 
+def _streamed(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A raw route's Response (CSV, NDJSON) handed to spectree as its body iterable, status and
+    headers: spectree reads a Response's whole body (get_data) to validate it, which would
+    build a 100,000-row download in memory instead of streaming it."""
+
+    @wraps(view)
+    def unwrapped(*args: Any, **kwargs: Any) -> Any:
+        result = view(*args, **kwargs)
+        if isinstance(result, FlaskResponse) and result.is_streamed:
+            return result.response, result.status_code, list(result.headers.items())
+        return result
+
+    return unwrapped
+
+
 class ApiRoutes:
     """The decorators route modules declare their routes with (see the module docstring)."""
 
@@ -167,7 +184,7 @@ class ApiRoutes:
                 security={"bearer": [scope.value]} if scope else {"bearer": []},
                 operation_id=view.__name__,
                 skip_validation=raw and query is None and body is None,
-            )(view)
+            )(_streamed(view) if raw else view)
             handler = require_scope(scope)(validated)
             if method == "POST":
                 handler = idempotent(handler)

@@ -235,6 +235,7 @@ def test_inventory_is_the_pages_csv(api, client, login, session):
     make_device(session, profile, model="=HYPERLINK(1)")
     r = api.get(f"/profiles/{profile.id}/inventory")
     assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert r.is_streamed  # written as it is read, never built in memory (design.md 6.4)
     body = r.get_data(as_text=True)
     assert body.splitlines()[0].lstrip("\ufeff").startswith("IMEI,Serial,Model")
     assert "'=HYPERLINK(1)" in body
