@@ -10,14 +10,19 @@ redis://127.0.0.1:6379/7, flushed) and, for PostgreSQL, a server at BENCH_DATABA
 Prints on stdout (suffix _postgresql / _sqlite):
   api_devices_page_p95_ms: GET /api/v1/devices?limit=1000, page 1 (p95; goal < 100 ms on
     PostgreSQL at 1,000,000 devices)
-  api_devices_deep_page_p95_ms: the same for page 500, reached by its cursor
+  api_devices_deep_page_p95_ms: the same for page 500, reached by its cursor (the last full
+    page with fewer than 500,000 devices)
   api_deep_page_ratio: page 500 over page 1 (goal < 1.5)
   api_move_100k_accept_ms: POST /api/v1/devices/move with a filter matching the --big devices
-    and its expected_count, to the 202 (median of --rounds; goal < 1,000 ms)
+    and its expected_count, to the 202 (median of --rounds; goal < 1,000 ms): the operation is
+    queued, its job moves the devices
   page_move_100k_ms: the same move through the service the page's Move Devices calls
     (devices.services.move_selection, "all N matching"), to the committed operation
-  api_move_vs_page_ratio: the two above, divided (goal < 1.2). Both end at the committed
-    operation: what follows (the push of the same outbox rows) is the same work either way.
+  api_move_100k_ms: the API's whole move to that same point: the 202, then its job
+    (devices.jobs.move_selection_job, run in this process right after) to its committed
+    devices and outbox rows
+  api_move_vs_page_ratio: api_move_100k_ms over page_move_100k_ms (goal < 1.2). What follows
+    either way (the push of the same outbox rows) is the same work.
 """
 
 from __future__ import annotations
@@ -93,8 +98,9 @@ def measure(app, args: argparse.Namespace, suffix: str) -> None:
     # Device pages: page 1, and page 500 by the cursor a walk would reach (the id of the
     # 499,000th device, as next_cursor encodes it).
     first = _page_times(client, "/api/v1/devices?limit=1000", headers, args.requests)
+    deep_offset = min(499 * 1000, args.devices - 1000)  # a smaller tenant: its last page
     deep_after = session.scalar(
-        select(Device.id).order_by(Device.id).offset(499 * 1000 - 1).limit(1)
+        select(Device.id).order_by(Device.id).offset(deep_offset - 1).limit(1)
     )
     session.rollback()
     deep = _page_times(
@@ -112,7 +118,9 @@ def measure(app, args: argparse.Namespace, suffix: str) -> None:
     )
     _empty(target, kme[2])
     n = session.scalar(select(func.count()).where(Device.profile_id == big))
-    page_ms, api_ms = [], []
+    from kmeweb.devices.jobs import move_selection_job
+
+    page_ms, api_ms, whole_ms = [], [], []
     for _ in range(args.rounds):
         started = time.perf_counter()
         selection = DeviceSelection(big, all_matching=True)
@@ -125,12 +133,17 @@ def measure(app, args: argparse.Namespace, suffix: str) -> None:
         api_ms.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 202, response.get_data(as_text=True)[:2000]
         assert response.get_json()["devices"] == n
+        session.commit()  # end the bench's read transaction: the job sees the 202's commit
+        assert move_selection_job(response.get_json()["operation_id"]) == n
+        whole_ms.append((time.perf_counter() - started) * 1000)
         session.expire_all()
     accept, page = statistics.median(api_ms), statistics.median(page_ms)
-    _log(f"moves of {n:,} devices: page service {page_ms}, API {api_ms}")
+    whole = statistics.median(whole_ms)
+    _log(f"moves of {n:,} devices: page service {page_ms}, API accept {api_ms}, API {whole_ms}")
     print(f"api_move_100k_accept_ms_{suffix}: {accept:.0f} ms", flush=True)
     print(f"page_move_100k_ms_{suffix}: {page:.0f} ms", flush=True)
-    print(f"api_move_vs_page_ratio_{suffix}: {accept / page:.2f}", flush=True)
+    print(f"api_move_100k_ms_{suffix}: {whole:.0f} ms", flush=True)
+    print(f"api_move_vs_page_ratio_{suffix}: {whole / page:.2f}", flush=True)
 
 
 def run(database: str, args: argparse.Namespace, redis_url: str) -> None:

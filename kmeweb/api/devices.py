@@ -340,11 +340,17 @@ def move_devices(query: DeviceDryRun, json: DeviceMoveIn):
     """Move devices to a Samsung KME profile
 
     Back to the Samsung KME Default Profile is Unassign. 202: the operation sends the move to
-    KME; `devices` counts the devices not already in the profile.
+    KME; `devices` counts the devices not already in the profile. A `filter` is checked and
+    counted at once and moved by the operation (queued; the devices move when it runs, taking
+    what matches then); explicit `device_ids` are moved (pending) before the answer.
     """
-    selection = json.selection()
     operation = devices.move_selection(
-        db.session, selection, json.profile_id, caller(), json.expected_count
+        db.session,
+        json.selection(),
+        json.profile_id,
+        caller(),
+        json.expected_count,
+        later=not query.dry_run,
     )
     return _done(operation, operation.total, query.dry_run)
 

@@ -23,17 +23,18 @@ from sqlalchemy.orm.exc import StaleDataError
 from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Approval, Device, Registration
-from kmeweb.devices.selection import SYNC_FILTER_STATES, DeviceSelection
+from kmeweb.devices.selection import SYNC_FILTER_STATES, DeviceFilter, DeviceSelection
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.identifiers import normalize_serial
 from kmeweb.ids import parse_id
 from kmeweb.integration.models import Reseller, Upload
+from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
-from kmeweb.operations.models import Operation
+from kmeweb.operations.models import Operation, OperationKind
 from kmeweb.outbox import services as outbox
-from kmeweb.outbox.models import ChangeKind
+from kmeweb.outbox.models import Change, ChangeKind
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import (
     DEFAULT_KIND,
@@ -385,14 +386,21 @@ def get_device_or_404(session: Session, device_id: int) -> Device:
 
 
 def move_devices(
-    session: Session, device_ids: Sequence[int], target_profile_id: int, actor: Any
+    session: Session,
+    device_ids: Sequence[int],
+    target_profile_id: int,
+    actor: Any,
+    operation: Operation | None = None,
 ) -> Operation:
     """Move Devices: assign approved devices to a KME profile (or, for the Default Profile,
     unassign them in KME: kind "device.unassign", else "device.move").
 
     Devices already in the target are left alone. The rest are marked pending with the new
     profile and get outbox rows of at most KNOX_BATCH_SIZE devices under one operation
-    ("Move 20,000 devices to Sales"). Records one audit event of the kind. Flushes.
+    ("Move 20,000 devices to Sales"): a new one whose push is enqueued after the commit, or
+    `operation` (a move started earlier, whose job runs this: its label and total become
+    what moves now; its job hands the changes to the push). Records one audit event of the
+    kind. Flushes.
     Raises ValidationError (field "device_ids" or "profile_id"), NotFound (a device is gone),
     ValidationError (field "device_ids") also when a device is pending approval or
     self-maintained; Conflict when all are already there.
@@ -425,7 +433,10 @@ def move_devices(
         if unassign
         else f"Move {count(n, 'device')} to {target.name}"
     )
-    operation = operations.start_operation(session, kind, label, n, actor)
+    if operation is None:
+        operation = operations.start_operation(session, kind, label, n, actor)
+    else:
+        operation.label, operation.total = label[:200], n
     outbox.mark_devices_pending(session, moving, profile_id=target.id)
     outbox.record_device_change(session, kind, moving, operation, actor, profile_id=target.id)
     audit.record(
@@ -750,15 +761,38 @@ def resolve_expected(
     if selection.all_matching and session.get(Profile, selection.profile_id) is None:
         raise NotFound("No such profile.")
     ids = resolve_selection(session, selection)
-    if expected_count is not None and len(ids) != expected_count:
-        n = len(ids)
+    _check_count(len(ids), expected_count)
+    return ids
+
+
+def _check_count(n: int, expected_count: int | None) -> None:
+    """The expected-count guard: Conflict "count_mismatch" unless `n` is what was expected."""
+    if expected_count is not None and n != expected_count:
         raise Conflict(
             f"{count(n, 'device')} {'matches' if n == 1 else 'match'} now, not the "
             f"{expected_count:,} the request expected; nothing was changed.",
             field="expected_count",
             code="count_mismatch",
         )
-    return ids
+
+
+def count_matching(session: Session, selection: DeviceSelection) -> int:
+    """How many devices an "all matching" selection names now: a count, no id list (on
+    PostgreSQL an index-only scan of (profile_id, id) for an unsearched profile).
+    Raises NotFound (no such profile) or ValidationError (no profile named)."""
+    if selection.profile_id is None:
+        raise ValidationError("Choose the profile whose devices match.", field="profile_id")
+    if session.get(Profile, selection.profile_id) is None:
+        raise NotFound("No such profile.")
+    flt = selection.filter
+    stmt = _filtered(
+        select(func.count(Device.id)),
+        selection.profile_id,
+        flt.q or None,
+        flt.registration or None,
+        flt.sync or None,
+    )
+    return session.scalar(stmt) or 0
 
 
 def first_identifiers(session: Session, device_ids: Sequence[int], limit: int = 3) -> list[str]:
@@ -780,16 +814,27 @@ def move_selection(
     target_profile_id: Any,
     actor: Any,
     expected_count: int | None = None,
+    later: bool = False,
 ) -> Operation:
     """Move Devices from a profile's page (or the API): the selection goes to another profile,
     a KME one (`target_profile_id` as a request carries it; anything not an id is no profile).
 
-    See move_devices for what it writes. Flushes.
+    See move_devices for what it writes. `later=True` (the API's move of a filter): an "all
+    matching" selection is checked and counted now and moved by its job
+    (start_selection_move); explicit ids move now either way. Flushes.
     Raises what resolve_expected and move_devices raise, and ValidationError (field
     "profile_id") for the profile the devices are selected in and for the Samsung KME Default
     Profile: sending devices back there is Unassign, never a Move chosen from a list.
     """
+    if later and selection.all_matching:
+        return start_selection_move(session, selection, target_profile_id, actor, expected_count)
     ids = resolve_expected(session, selection, expected_count)
+    target_id = _move_target_id(session, selection, target_profile_id)
+    return move_devices(session, ids, target_id, actor)
+
+
+def _move_target_id(session: Session, selection: DeviceSelection, target_profile_id: Any) -> Any:
+    """The target's id, refusing the selection's own profile and the Default Profile."""
     target_id = parse_id(target_profile_id)
     if selection.profile_id is not None and target_id == selection.profile_id:
         raise ValidationError("Choose another profile.", field="profile_id")
@@ -799,7 +844,106 @@ def move_selection(
             f"Devices go back to the {DEFAULT_PROFILE_NAME} with Unassign, not Move.",
             field="profile_id",
         )
-    return move_devices(session, ids, target_id, actor)
+    return target_id
+
+
+def start_selection_move(
+    session: Session,
+    selection: DeviceSelection,
+    target_profile_id: Any,
+    actor: Any,
+    expected_count: int | None = None,
+) -> Operation:
+    """Move "all N matching" later: check now what is cheap to check, with move_selection's
+    rules (the expected count, on a count; the target a KME profile, not the selection's own,
+    not the Default Profile; a self-maintained profile's devices are not in Knox; an empty
+    selection), then add the queued operation ("Move N devices to X", total N, kind
+    device.move.selection) with the selection, target and actor in its `params`, and record
+    audit "device.move.start". Its job (kmeweb.devices.jobs.move_selection_job, enqueued after
+    the commit) runs run_selection_move. Flushes.
+    Raises NotFound (no such profile), Conflict ("count_mismatch") and ValidationError (fields
+    "profile_id", "device_ids").
+    """
+    n = count_matching(session, selection)
+    _check_count(n, expected_count)
+    target_id = _move_target_id(session, selection, target_profile_id)
+    target = session.get(Profile, target_id) if target_id is not None else None
+    if target is None or target.kind not in KME_KINDS:
+        raise ValidationError(
+            "Choose a Samsung Knox Mobile Enrollment profile.", field="profile_id"
+        )
+    source = session.get(Profile, selection.profile_id)
+    if source.kind == ProfileKind.SELF_MAINTAINED:
+        raise ValidationError(
+            f"{n:,} of the selected devices belong to a self-maintained profile "
+            "and are not in Knox.",
+            field="device_ids",
+        )
+    if not n:
+        raise ValidationError("Select at least one device.", field="device_ids")
+    flt = selection.filter
+    params = {
+        "profile_id": selection.profile_id,
+        "filter": {"q": flt.q, "registration": flt.registration, "sync": flt.sync},
+        "target_profile_id": target.id,
+        "expected_count": expected_count,
+        "actor": actor if isinstance(actor, str) else actor.email,  # as the job's audit names it
+    }
+    operation = operations.create_operation(
+        session,
+        OperationKind.DEVICE_MOVE_SELECTION,
+        f"Move {count(n, 'device')} to {target.name}",
+        n,
+        actor,
+    )
+    operation.params = params
+    audit.record(
+        session,
+        actor,
+        "device.move.start",
+        "profile",
+        target.id,
+        {
+            "devices": n,
+            "to_profile": target.name,
+            "from_profile": source.name,
+            "filter": params["filter"],
+            "operation_id": operation.id,
+        },
+    )
+    session.flush()
+    dispatch.after_commit(session, operation)
+    return operation
+
+
+def run_selection_move(session: Session, operation: Operation, actor: Any) -> int:
+    """The move start_selection_move accepted, as its job runs it: the selection of the
+    operation's `params` is resolved NOW and moved by move_devices under `operation` (same
+    rules, same writes: devices pending with the target, outbox rows, audit "device.move").
+
+    Devices that changed since the request are taken as they are now: the expected-count
+    guard held when the request was accepted, and the move takes what matches when it runs
+    (a device that left the profile meanwhile stays where it went; the operation's total
+    becomes what moves). Returns how many devices moved; 0 when the operation already has its
+    outbox changes (a second run: nothing moves twice). Flushes.
+    Raises what move_devices raises (e.g. Conflict when none is left to move), and
+    ValidationError when nothing matches any more.
+    """
+    if session.scalar(select(Change.id).where(Change.operation_id == operation.id).limit(1)):
+        return 0
+    params = operation.params or {}
+    flt = params.get("filter") or {}
+    selection = DeviceSelection(
+        params.get("profile_id"),
+        all_matching=True,
+        filter=DeviceFilter(flt.get("q", ""), flt.get("registration", ""), flt.get("sync", "")),
+    )
+    if session.get(Profile, selection.profile_id) is None:
+        raise NotFound("The profile the devices were selected in no longer exists.")
+    ids = resolve_selection(session, selection)
+    target_id = _move_target_id(session, selection, params.get("target_profile_id"))
+    move_devices(session, ids, target_id, actor, operation=operation)
+    return operation.total
 
 
 def unassign_selection(

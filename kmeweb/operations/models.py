@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kmeweb.enums import Choice
@@ -28,6 +29,9 @@ class OperationKind(Choice):
     PULL = "pull"
     PULL_FULL = "pull.full"
     DEVICE_IMPORT = "device.import"
+    #: Move "all N matching" a filter (the API's): its job resolves the selection and writes
+    #: the outbox changes of a device.move, which are then pushed under the same operation.
+    DEVICE_MOVE_SELECTION = "device.move.selection", "Move devices (all matching)"
 
 
 OPERATION_STATUSES = tuple(OperationStatus)
@@ -55,6 +59,8 @@ class Operation(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     dedup_key: Mapped[str | None] = mapped_column(String(100))
+    #: What the operation's job needs to run it (ids and values only, never a secret).
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     @property
     def job_id(self) -> str:

@@ -35,6 +35,7 @@ JobTimeout = JobTimeoutException
 PUSH_JOB = "kmeweb.sync.jobs.push_job"
 PULL_JOB = "kmeweb.sync.jobs.pull_job"
 IMPORT_JOB = "kmeweb.devices.importer.import_job"
+MOVE_SELECTION_JOB = "kmeweb.devices.jobs.move_selection_job"
 #: Short bookkeeping jobs (sweeper, token expiry, the scheduled pull starters): RQ's own default.
 SHORT_JOB_TIMEOUT_S = 180
 
@@ -52,7 +53,7 @@ def job_options(func: str, config: Mapping[str, Any] | None = None) -> dict[str,
         timeout = float(cfg["PUSH_BUDGET_S"]) + float(cfg["CHANGE_LEASE_S"])
     elif func == PULL_JOB:
         timeout = float(cfg["PULL_TIMEOUT_S"])
-    elif func == IMPORT_JOB:
+    elif func in (IMPORT_JOB, MOVE_SELECTION_JOB):  # bulk writes of up to a million devices
         timeout = float(cfg["IMPORT_TIMEOUT_S"])
     else:
         timeout = SHORT_JOB_TIMEOUT_S

@@ -188,7 +188,8 @@ def sweep_job() -> dict[str, int]:
             .select_from(Change)
             .where(Change.operation_id == operation.id, Change.status.in_(push.UNFINISHED))
         )
-        if operation.kind in dispatch.JOBS:  # a job of its own (pull, import), not a push
+        if operation.kind in dispatch.JOBS and not _is_push(session, operation):
+            # a job of its own (pull, import, a move not yet materialised), not a push
             if _pull_vanished(operation, now):
                 operations.finish(session, operation.id, "The worker running it stopped.")
                 stale += 1
@@ -224,6 +225,17 @@ def sweep_job() -> dict[str, int]:
         "stale_pulls": stale,
         "idempotency_keys_forgotten": forgotten,
     }
+
+
+def _is_push(session: Session, operation: Operation) -> bool:
+    """True for an operation whose job wrote its outbox changes (dispatch.PREPARES_CHANGES):
+    from then on it is a push, finished when its changes are done."""
+    if operation.kind not in dispatch.PREPARES_CHANGES:
+        return False
+    return (
+        session.scalar(select(Change.id).where(Change.operation_id == operation.id).limit(1))
+        is not None
+    )
 
 
 def _refresh_inventory_metrics(session: Session) -> None:
