@@ -46,7 +46,7 @@ pids=()
 run() {  # run LOG REDIS_URL DB PYTEST_ARGS...: one pytest process in the background
   local log=$1 redis=$2 db=$3
   shift 3
-  KMEWEB_TEST_DB=$db TEST_REDIS_URL=$redis $PY -m pytest --durations=10 "$@" > "$log" 2>  KMEWEB_TEST_DB=$db TEST_REDIS_URL=$redis $PY -m pytest "$@" > "$log" 2>&1 &1 &
+  KMEWEB_TEST_DB=$db TEST_REDIS_URL=$redis $PY -m pytest --durations=10 "$@" > "$log" 2>&1 &
   pids+=($!)
   logs+=("$log")
 }
