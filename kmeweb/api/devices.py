@@ -272,10 +272,7 @@ def _done(operation: Operation | None, n: int, dry_run: bool = False) -> Any:
         return Counted(devices=n)
     operation_id = operation.id if operation is not None else None
     db.session.commit()
-    if operation_id is None:
-        return Accepted(operation_id=None, operation_url=None, devices=n), 202
-    url = url_for("api.get_operation", operation_id=operation_id)
-    return Accepted(operation_id=operation_id, operation_url=url, devices=n), 202, {"Location": url}
+    return Accepted.answer(operation_id, n)
 
 
 def _refused(err: ImportRejected) -> ApiProblem:

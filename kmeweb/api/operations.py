@@ -8,7 +8,7 @@ from datetime import datetime
 from flask import url_for
 from pydantic import BaseModel, Field
 
-from kmeweb.api.paging import PageQuery, decode, encode, keyset
+from kmeweb.api.paging import PageQuery, decode, encode, invalid_cursor, keyset
 from kmeweb.api.routing import api, caller
 from kmeweb.api.schemas import Out
 from kmeweb.apitokens.models import Scope
@@ -89,7 +89,8 @@ def retry_operation(operation_id: int):
     """Queue a failed operation's failed changes again."""
     operation = services.retry_operation(db.session, operation_id, caller())
     db.session.commit()
-    return OperationOut.of(operation), 202, {"Location": OperationOut.of(operation).url}
+    out = OperationOut.of(operation)
+    return out, 202, {"Location": out.url}
 
 
 class OperationResultOut(Out):
@@ -116,7 +117,7 @@ def _position(cursor: str | None) -> tuple[int, int] | None:
         return None
     after = decode(cursor)
     if not (isinstance(after, list) and len(after) == 2 and all(type(n) is int for n in after)):
-        decode("!")  # raises the invalid_cursor problem
+        raise invalid_cursor()
     return after[0], after[1]
 
 

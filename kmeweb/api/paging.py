@@ -32,16 +32,21 @@ def encode(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
+def invalid_cursor() -> ApiProblem:
+    """The problem of a cursor this API did not give out."""
+    return ApiProblem(
+        422,
+        "invalid_cursor",
+        "The cursor is not one this API gave out.",
+        [{"field": "cursor", "message": "Use the next_cursor of the previous page."}],
+    )
+
+
 def decode(cursor: str) -> Any:
     try:
         return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError:
-        raise ApiProblem(
-            422,
-            "invalid_cursor",
-            "The cursor is not one this API gave out.",
-            [{"field": "cursor", "message": "Use the next_cursor of the previous page."}],
-        ) from None
+        raise invalid_cursor() from None
 
 
 def keyset(
@@ -59,7 +64,7 @@ def keyset(
         # Only an id can be a cursor: anything past the integer columns' range (a forged
         # cursor) would be a database error, a 500, instead of the invalid_cursor problem.
         if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_DB_INT:
-            decode("!")  # raises the invalid_cursor problem
+            raise invalid_cursor()
         stmt = stmt.where(column < after if descending else column > after)
     stmt = stmt.order_by(None).order_by(column.desc() if descending else column)
     rows = list(session.execute(stmt.limit(query.limit + 1)))

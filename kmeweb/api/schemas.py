@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask import url_for
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -34,6 +37,15 @@ class Accepted(BaseModel):
     operation_id: int | None = Field(description="None when nothing had to go to KME")
     operation_url: str | None
     devices: int = Field(description="How many devices the action covers")
+
+    @classmethod
+    def answer(cls, operation_id: int | None, devices: int) -> tuple[Any, ...]:
+        """The 202: this body, with `Location` when there is an operation to follow."""
+        if operation_id is None:
+            return cls(operation_id=None, operation_url=None, devices=devices), 202
+        url = url_for("api.get_operation", operation_id=operation_id)
+        body = cls(operation_id=operation_id, operation_url=url, devices=devices)
+        return body, 202, {"Location": url}
 
 
 class Counted(BaseModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import url_for
 from pydantic import BaseModel, Field, StrictBool
 
 from kmeweb.api.operations import OperationOut
@@ -17,7 +16,6 @@ from kmeweb.devices.models import Device
 from kmeweb.extensions import db
 from kmeweb.integration import approvals, resellers, uploads
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
-from kmeweb.operations.models import Operation
 
 TAG = "uploads"
 
@@ -138,13 +136,6 @@ class ResellerPatch(BaseModel):
     )
 
 
-def accepted(operation: Operation):
-    """The 202 of an action that runs as `operation`."""
-    url = url_for("api.get_operation", operation_id=operation.id)
-    body = Accepted(operation_id=operation.id, operation_url=url, devices=operation.total)
-    return body, 202, {"Location": url}
-
-
 @api.get(
     "/uploads", scope=Scope.UPLOADS_READ, tag=TAG, query=UploadQuery, answers={200: UploadPage}
 )
@@ -206,7 +197,7 @@ def approve_upload(upload_id: int, json: ApproveIn):
     approval of it runs, when nothing is pending, or when `expected_pending` differs."""
     operation = approvals.approve_upload(db.session, upload_id, caller(), json.expected_pending)
     db.session.commit()
-    return accepted(operation)
+    return Accepted.answer(operation.id, operation.total)
 
 
 @api.get(

@@ -236,11 +236,9 @@ def authenticate(session: Session, secret: str, ip: str | None) -> Caller | None
     now = utcnow()
     if token is None or token_state(token, now) != TokenState.ACTIVE:
         return None
-    owner = (
-        session.get(AdminUser, token.owner_id or token.created_by)
-        if (token.owner_id or token.created_by)
-        else None
-    )
+    # A personal token's owner; for a service client, the admin who created it (if still here).
+    owner_id = token.owner_id or token.created_by
+    owner = session.get(AdminUser, owner_id) if owner_id is not None else None
     if token.owner_id is not None and (owner is None or not owner.active):
         return None
     scopes = set(token.scopes)
