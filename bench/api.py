@@ -36,7 +36,6 @@ import time
 import pages  # noqa: I001  (bench/pages.py: the tenant, the throwaway database)
 import redis
 
-from kmeweb import create_app
 from kmeweb.extensions import db
 
 
@@ -146,33 +145,6 @@ def measure(app, args: argparse.Namespace, suffix: str) -> None:
     print(f"api_move_vs_page_ratio_{suffix}: {whole / page:.2f}", flush=True)
 
 
-def run(database: str, args: argparse.Namespace, redis_url: str) -> None:
-    from flask_migrate import upgrade
-
-    drop = None
-    if database == "postgresql":
-        url, drop = pages._pg_database()
-    else:
-        url = f"sqlite:///{pages._TMP.name}/bench-api.sqlite"
-    try:
-        app = create_app(
-            {
-                "SQLALCHEMY_DATABASE_URI": url,
-                "REDIS_URL": redis_url,
-                "RATELIMIT_STORAGE_URI": redis_url,
-                "API_RATE_LIMIT": "1000000 per minute",
-            }
-        )
-        with app.app_context():
-            upgrade()
-            measure(app, args, database)
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        if drop is not None:
-            drop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="postgresql")
@@ -186,7 +158,7 @@ def main() -> None:
     redis.Redis.from_url(redis_url).flushdb()
     for database in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
         _log(f"--- {database}")
-        run(database, args, redis_url)
+        pages.run(database, args, redis_url, measure, {"API_RATE_LIMIT": "1000000 per minute"})
 
 
 if __name__ == "__main__":

@@ -269,7 +269,16 @@ def measure_metrics_scrape(app, args: argparse.Namespace, suffix: str) -> None:
     print(f"metrics_inventory_count_ms_{suffix}: {count_ms:.0f} ms", flush=True)
 
 
-def run(database: str, args: argparse.Namespace, redis_url: str) -> None:
+def run(
+    database: str,
+    args: argparse.Namespace,
+    redis_url: str,
+    measure_with=None,
+    config: dict | None = None,
+) -> None:
+    """A fresh database (PostgreSQL: a throwaway one; SQLite: a file), migrated, an app on it,
+    and `measure_with(app, args, database)` (this script's `measure` by default) inside its
+    context. bench/api.py runs its own measure through here too."""
     from flask_migrate import upgrade
 
     drop = None
@@ -284,11 +293,12 @@ def run(database: str, args: argparse.Namespace, redis_url: str) -> None:
                 "REDIS_URL": redis_url,
                 "RATELIMIT_STORAGE_URI": redis_url,
                 "WTF_CSRF_ENABLED": False,
+                **(config or {}),
             }
         )
         with app.app_context():
             upgrade()
-            measure(app, args, database)
+            (measure_with or measure)(app, args, database)
             db.session.remove()
             db.engine.dispose()
     finally:
