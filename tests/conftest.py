@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,10 +24,10 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from flask import g, request_started  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
+from tests.servers import serving, wsgi_server  # noqa: E402
 
 pytest_plugins = ("tests.sync_fixtures",)
 
@@ -83,11 +82,23 @@ def database_url() -> Iterator[str]:
 
 
 def _empty_tables() -> None:
+    """Delete every row and restart the ids at 1, in one round trip on PostgreSQL.
+
+    (TRUNCATE ... RESTART IDENTITY costs ~60 ms for the schema's tables even when they hold a
+    few rows; DELETE and ALTER SEQUENCE ... RESTART cost ~12 ms.)
+    """
     tables = list(reversed(db.metadata.sorted_tables))
     with db.engine.begin() as conn:
         if db.engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            sequences = conn.exec_driver_sql(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
+            ).scalars()
+            conn.exec_driver_sql(
+                ";".join(
+                    [f'DELETE FROM "{t.name}"' for t in tables]
+                    + [f'ALTER SEQUENCE "{name}" RESTART' for name in sequences]
+                )
+            )
         else:
             for table in tables:
                 conn.execute(table.delete())
@@ -133,14 +144,8 @@ def app(app_config: dict, redis_url: str):
 def live_server(app) -> Iterator[str]:
     """Serve the test app on a free loopback port in a thread; yields its base URL (the
     browser tests, and the API's property-based run)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(wsgi_server(app)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from kmeweb import crypto
 from kmeweb.extensions import db
@@ -28,6 +26,7 @@ from kmeweb.knox.crypto import generate_private_key, private_key_b64
 from kmeweb.knox.simulator import create_simulator, get_state
 from kmeweb.knox.simulator.demo import seed_demo
 from kmeweb.operations.queue import run_worker
+from tests.servers import serving, wsgi_server
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,14 +106,8 @@ def sim(rsa_keys) -> Iterator[Sim]:
     )
     state = get_state(app)
     creds = seed_demo(state, legacy_private_key=rsa_keys["legacy"])
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Sim(f"http://127.0.0.1:{server.server_port}", state, creds)
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(wsgi_server(app)) as url:
+        yield Sim(url, state, creds)
 
 
 def with_sync_config(app_config: dict) -> dict:

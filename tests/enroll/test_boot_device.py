@@ -4,12 +4,9 @@ the device and its agent with the bundle the simulator's own profile carries."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Device
@@ -19,20 +16,15 @@ from kmeweb.integration.models import Upload
 from kmeweb.knox.simulator.cli import kme_sim
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.jobs import start_pull
+from tests.servers import serving, wsgi_server
 from tests.sync_fixtures import kme_profile
 
 
 @pytest.fixture
 def kmeweb_url(app):
     """kmeweb itself on a free port (the agent's side of the network)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(wsgi_server(app)) as url:
+        yield url
 
 
 def _boot(sim, kmeweb_url: str, ident: str) -> tuple[int, str]:

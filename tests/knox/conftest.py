@@ -6,19 +6,18 @@ Self-contained: nothing here depends on tests/conftest.py.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from kmeweb.knox import KnoxClient, KnoxConfig, Profile, RetryPolicy
 from kmeweb.knox.simulator import create_simulator, get_state
 from kmeweb.knox.simulator.state import SimState
 from tests.knox_config import client_config
+from tests.servers import start_serving, wsgi_server
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
@@ -86,11 +85,11 @@ def make_sim(rsa_keys: dict[str, str]) -> Iterator[Callable[..., Sim]]:
         kw.setdefault("encryption_private_key", rsa_keys["encryption"])
         kw.setdefault("demo_legacy_private_key", rsa_keys["legacy"])
         app = create_simulator(**kw)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+        server = wsgi_server(app)
+        url = start_serving(server)
         state = get_state(app)
         sim = Sim(
-            url=f"http://127.0.0.1:{server.server_port}",
+            url=url,
             state=state,
             creds=dict(state.demo or {}),
             server=server,

@@ -7,11 +7,11 @@ import time
 
 import redis
 from flask import Flask
-from werkzeug.serving import make_server
 
 from kmeweb.operations import queue
 from kmeweb.sync.knox import KnoxSemaphore, ThrottledSession
 from kmeweb.sync.schedule import PERIODIC, Periodic, Scheduler
+from tests.servers import start_serving, wsgi_server
 from tests.threads import run_in_threads
 
 
@@ -85,9 +85,8 @@ def test_knox_calls_never_exceed_the_configured_concurrency(redis_url):
             in_flight -= 1
         return {"totalCount": 0, "deviceList": []}
 
-    server = make_server("127.0.0.1", 0, slow, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/kcs/v1/kme/devices/list"
+    server = wsgi_server(slow)
+    url = f"{start_serving(server)}/kcs/v1/kme/devices/list"
     conn = redis.Redis.from_url(redis_url)
 
     def worker() -> None:
