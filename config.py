@@ -103,6 +103,57 @@ def _json_object(env: dict[str, str], name: str) -> dict:
     return value
 
 
+OIDC_ROLES = ("admin", "viewer")
+
+
+def _csv(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _oidc(env: dict[str, str]) -> dict:
+    """Sign-in with an OpenID Connect provider: off unless KMEWEB_OIDC_ISSUER is set.
+
+    KMEWEB_OIDC_ROLE_MAP maps the provider's groups to console roles as `group=role` pairs
+    separated by commas (`kme-admins=admin,kme-viewers=viewer`); KMEWEB_OIDC_CLIENT_SECRET is
+    the client secret encrypted with KMEWEB_ENCRYPTION_KEY (`flask oidc-encrypt-secret`).
+    """
+    issuer = env.get("KMEWEB_OIDC_ISSUER", "").strip().rstrip("/")
+    role_map: dict[str, str] = {}
+    for pair in _csv(env.get("KMEWEB_OIDC_ROLE_MAP")):
+        group, sep, role = pair.rpartition("=")
+        if not sep or not group.strip() or role.strip() not in OIDC_ROLES:
+            raise ConfigError(
+                "KMEWEB_OIDC_ROLE_MAP takes group=role pairs separated by commas, each role "
+                f"admin or viewer (for example kme-admins=admin,kme-viewers=viewer), not {pair!r}"
+            )
+        role_map[group.strip()] = role.strip()
+    if issuer:
+        for name in ("KMEWEB_OIDC_CLIENT_ID", "KMEWEB_OIDC_CLIENT_SECRET"):
+            if not env.get(name, "").strip():
+                raise ConfigError(f"{name} is required when KMEWEB_OIDC_ISSUER is set")
+        if not role_map:
+            raise ConfigError(
+                "KMEWEB_OIDC_ROLE_MAP is required when KMEWEB_OIDC_ISSUER is set: without it "
+                "no group of the provider may use the console"
+            )
+    return {
+        "OIDC_ISSUER": issuer,
+        "OIDC_NAME": env.get("KMEWEB_OIDC_NAME", "").strip() or "your identity provider",
+        "OIDC_DISCOVERY_URL": env.get("KMEWEB_OIDC_DISCOVERY_URL", "").strip(),
+        "OIDC_CLIENT_ID": env.get("KMEWEB_OIDC_CLIENT_ID", "").strip(),
+        "OIDC_CLIENT_SECRET": env.get("KMEWEB_OIDC_CLIENT_SECRET", "").strip(),
+        "OIDC_SCOPES": env.get("KMEWEB_OIDC_SCOPES", "").strip() or "openid email profile",
+        "OIDC_GROUPS_CLAIM": env.get("KMEWEB_OIDC_GROUPS_CLAIM", "").strip() or "groups",
+        "OIDC_ROLE_MAP": role_map,
+        "OIDC_ALLOWED_DOMAINS": [
+            d.lower().lstrip("@") for d in _csv(env.get("KMEWEB_OIDC_ALLOWED_DOMAINS"))
+        ],
+        "OIDC_CREATE_ACCOUNTS": _bool(env.get("KMEWEB_OIDC_CREATE_ACCOUNTS"), default=True),
+        "OIDC_ONLY": _bool(env.get("KMEWEB_OIDC_ONLY"), default=False),
+        "OIDC_TIMEOUT_S": float(env.get("KMEWEB_OIDC_TIMEOUT_S", "5") or "5"),
+    }
+
+
 def from_env(environ: dict[str, str] | None = None) -> dict:
     """Build the Flask config mapping from environment variables.
 
@@ -181,5 +232,6 @@ def from_env(environ: dict[str, str] | None = None) -> dict:
         # The console's address as admins reach it, for links in alerts (none when empty).
         "PUBLIC_URL": env.get("KMEWEB_PUBLIC_URL", "").rstrip("/"),
         "KNOX_CHANGED_AFTER_FORMAT": env.get("KMEWEB_KNOX_CHANGED_AFTER_FORMAT", "epoch_ms"),
+        **_oidc(env),
         **{key: kind(env.get(f"KMEWEB_{key}", default)) for key, (kind, default) in TUNING.items()},
     }

@@ -14,6 +14,7 @@ from werkzeug.routing import IntegerConverter, Map
 import config
 import kmeweb.models  # noqa: F401  (every table registered before use)
 from kmeweb import logs, security
+from kmeweb.auth import oidc
 from kmeweb.cli import register_cli
 from kmeweb.csvimport import size_text
 from kmeweb.enroll.lane import EnrollLane
@@ -74,6 +75,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     htmx_ext.init_app(app)
     limiter.init_app(app)
     security.init_sign_in(app)
+    oidc.init_app(app)
 
     # First, so every request is counted and timed, including those answered by a check below.
     ops_metrics.init_app(app)

@@ -351,7 +351,25 @@ def seed_scale_command(uploads: int, devices: int, profiles: int, users: int | N
     )
 
 
+@click.command("oidc-encrypt-secret")
+@with_appcontext
+def oidc_encrypt_secret_command() -> None:
+    """Encrypt the identity provider's client secret (read from standard input, or prompted
+    for) with KMEWEB_ENCRYPTION_KEY; put what it prints in KMEWEB_OIDC_CLIENT_SECRET."""
+    from kmeweb import crypto
+
+    stdin = click.get_text_stream("stdin")
+    if stdin.isatty():
+        secret = click.prompt("Client secret", hide_input=True)
+    else:
+        secret = stdin.read().strip()
+    if not secret:
+        raise click.ClickException("no client secret given")
+    click.echo(crypto.encrypt(secret))
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(oidc_encrypt_secret_command)
     app.cli.add_command(seed_scale_command)
     app.cli.add_command(seed_demo_command)
     from kmeweb.knox.simulator.cli import kme_sim

@@ -21,6 +21,8 @@ from kmeweb.ids import parse_id
 PUBLIC_ENDPOINTS = {
     "auth.login",
     "auth.login_post",
+    "auth.oidc_start",
+    "auth.oidc_callback",
     "static",
     "favicon",
     "ops.healthz",

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
+from redis.exceptions import RedisError
 
 from kmeweb.alerts import services
 from kmeweb.extensions import db, utcnow
@@ -57,3 +58,16 @@ def deliver_job(delivery_id: int) -> str:
     if attempt.outcome == "retry":
         raise services.DeliveryFailed(attempt.error)
     return attempt.outcome
+
+
+EVALUATE_JOB = "kmeweb.alerts.jobs.evaluate_alerts_job"
+
+
+def evaluate_soon() -> None:
+    """Evaluate the alerts now rather than at the next tick (an event that must not wait, such
+    as a break-glass sign-in). Best effort: the scheduled evaluation catches up if Redis is
+    down."""
+    try:
+        rq_queue.enqueue_unique(EVALUATE_JOB, job_id="alerts-now", queue="maintenance")
+    except RedisError:  # Redis unavailable: the next scheduled tick sends it
+        log.warning("could not enqueue an alert evaluation now", exc_info=True)

@@ -24,13 +24,20 @@ class AlertEvent(Choice):
     OPERATION_FAILED = "operation_failed", "Operation failed"
     INTEGRATION_ERROR = "integration_error", "Integration error"
     UPLOAD_WAITING = "upload_waiting", "Upload waiting for approval"
+    BREAK_GLASS = "break_glass_sign_in", "Break-glass sign-in"
     TEST = "test", "Test alert"
 
 
-#: The events a destination can subscribe to (every one but the test), with their labels on
-#: Admin › Alerts.
+#: Events every enabled destination receives, whatever it subscribed to: a break-glass account
+#: signing in is something every watcher of the console must hear about.
+ALWAYS_SENT = frozenset({AlertEvent.BREAK_GLASS.value})
+
+#: The events a destination can subscribe to (every one but the test and those always sent),
+#: with their labels on Admin › Alerts.
 EVENT_LABELS: dict[str, str] = {
-    event.value: event.label for event in AlertEvent if event is not AlertEvent.TEST
+    event.value: event.label
+    for event in AlertEvent
+    if event is not AlertEvent.TEST and event.value not in ALWAYS_SENT
 }
 
 

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from kmeweb import crypto, text
 from kmeweb.alerts.models import (
+    ALWAYS_SENT,
     EVENT_LABELS,
     TOKEN_DAYS_ALERT_DEFAULT,
     AlertDelivery,
@@ -43,6 +44,8 @@ from kmeweb.alerts.models import (
     DeliveryStatus,
 )
 from kmeweb.audit import services as audit
+from kmeweb.audit.models import AuditEvent
+from kmeweb.auth.services import BREAK_GLASS_ACTION
 from kmeweb.errors import NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Integration, Reseller, Upload, UploadStatus
@@ -402,10 +405,40 @@ def current_events(
                 amount=hours,
             )
         )
+    events.extend(_break_glass_sign_ins(session, now))
     return events
 
 
+def _break_glass_sign_ins(session: Session, now: datetime) -> list[Event]:
+    """Each sign-in of a break-glass account (audit action BREAK_GLASS_ACTION) of the last day."""
+    rows = session.execute(
+        select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.actor_id, AuditEvent.ip)
+        .where(
+            AuditEvent.action == BREAK_GLASS_ACTION,
+            AuditEvent.at >= now - OPERATION_LOOKBACK,
+        )
+        .order_by(AuditEvent.id)
+    ).all()
+    return [
+        Event(
+            AlertEvent.BREAK_GLASS,
+            f"break_glass:{audit_id}",
+            f"Break-glass sign-in: {actor}",
+            f"The break-glass account {actor} signed in with its password on {_when(at)}"
+            f"{f' from {ip}' if ip else ''}. If nobody expected it, deactivate the account on "
+            "Admin › Accounts and check the audit log.",
+            "critical",
+            {"type": "admin_user", "id": actor_id, "email": actor, "ip": ip},
+            "/audit/?action=auth.break_glass",
+            at=at,
+        )
+        for audit_id, at, actor, actor_id, ip in rows
+    ]
+
+
 def _wanted(destination: AlertDestination, event: Event) -> bool:
+    if event.kind in ALWAYS_SENT:
+        return event.at is not None and event.at >= destination.created_at
     if event.kind not in (destination.events or []):
         return False
     if event.kind == AlertEvent.TOKEN_EXPIRING:

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kmeweb.audit import services as audit
-from kmeweb.auth.models import ROLES, AdminUser, hash_method
-from kmeweb.errors import Conflict, ValidationError
+from kmeweb.auth.models import ROLES, AdminUser, SignIn, hash_method
+from kmeweb.errors import Conflict, DomainError, ValidationError
 from kmeweb.extensions import utcnow
 
 MIN_PASSWORD_LENGTH = 12
@@ -99,11 +99,32 @@ def create_admin(
     return user, password
 
 
-def authenticate(session: Session, email: str, password: str, ip: str | None) -> AdminUser | None:
+class PasswordSignInOff(DomainError):
+    """The password was right, but this account may not sign in with one (it signs in with
+    the identity provider, or the console is "identity provider only")."""
+
+    status = 403
+    code = "forbidden"
+
+
+BREAK_GLASS_ACTION = "auth.break_glass"
+
+
+def authenticate(
+    session: Session,
+    email: str,
+    password: str,
+    ip: str | None,
+    idp_only: bool = False,
+    idp_name: str = "your identity provider",
+) -> AdminUser | None:
     """Check credentials; records `auth.login` or `auth.login_failed`. Flushes.
 
     An unknown account is checked against a dummy hash, so the answer takes as long as
-    for a wrong password and timing does not tell which accounts exist.
+    for a wrong password and timing does not tell which accounts exist. With `idp_only` (the
+    console is "identity provider only") a right password is refused with PasswordSignInOff,
+    except for a break-glass account; every sign-in of a break-glass account is also recorded
+    as BREAK_GLASS_ACTION, which raises an alert (kmeweb.alerts).
     """
     user = get_by_email(session, email)
     if user is None:
@@ -119,8 +140,23 @@ def authenticate(session: Session, email: str, password: str, ip: str | None) ->
             ip=ip,
         )
         return None
+    if user.sign_in == SignIn.OIDC or (idp_only and not user.break_glass):
+        audit.record(
+            session,
+            user,
+            "auth.login_failed",
+            "admin_user",
+            user.id,
+            {"reason": "password sign-in is off for this account"},
+            ip=ip,
+        )
+        raise PasswordSignInOff(
+            f"Password sign-in is turned off for this account: sign in with {idp_name}."
+        )
     user.last_login_at = utcnow()
     audit.record(session, user, "auth.login", "admin_user", user.id, {}, ip=ip)
+    if user.break_glass:
+        audit.record(session, user, BREAK_GLASS_ACTION, "admin_user", user.id, {}, ip=ip)
     return user
 
 
