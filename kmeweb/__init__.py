@@ -165,9 +165,17 @@ def _configure_sqlite(app: Flask) -> None:
         database = engine.url.database
         if database and database != ":memory:" and not database.startswith("file:"):
             # Created owner-only before SQLite makes it (its -wal and -shm files copy the mode).
+            # Only when it does not exist yet: closing any descriptor of a file drops every POSIX
+            # lock this process holds on it, SQLite's included, so opening and closing an
+            # existing database here, beside a live connection (a second app in the process:
+            # each test builds one), let another process write under its feet and corrupted it.
             path = Path(database)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                except FileExistsError:  # another process made it first
+                    pass
             path.chmod(0o600)
 
         @event.listens_for(engine, "connect")
