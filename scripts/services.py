@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Make sure Redis, PostgreSQL and Chromium are there for `make run` / `make test`.
+"""Make sure Redis, PostgreSQL, Chromium and node are there for `make run` / `make test`.
 
-Each command prints the URL to use on stdout (diagnostics go to stderr) and
+Each command prints the URL (or path) to use on stdout (diagnostics go to stderr) and
 exits non-zero with a one-line reason when the service cannot be had.
 Private servers it starts live under .run/ and are stopped by `stop`.
 Standard library only: it runs before the virtualenv exists.
@@ -10,6 +10,7 @@ Standard library only: it runs before the virtualenv exists.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import socket
@@ -163,6 +164,48 @@ def ensure_chromium(path: str) -> str:
     return path
 
 
+# The OpenID provider the tests run (tests/oidc): node's oidc-provider 8.x, which runs on
+# Debian's node 18 as well as on 20 and 22.
+OIDC_DIR = ROOT / "tests" / "oidc"
+NODE_MAJOR_MIN = 18
+
+
+def _node_major(node: str) -> int:
+    out = subprocess.run([node, "--version"], capture_output=True, text=True).stdout
+    try:
+        return int(out.strip().lstrip("v").split(".")[0])
+    except ValueError:
+        return 0
+
+
+def ensure_node() -> str:
+    """node on PATH (apt-installed with npm when missing) and the test provider's packages
+    installed from tests/oidc/package-lock.json: `npm ci` runs only when the lock changed."""
+    node = shutil.which("node")
+    if node is None and not (apt_install("nodejs") and (node := shutil.which("node"))):
+        raise SystemExit("node is missing; install Debian's nodejs and npm packages")
+    if _node_major(node) < NODE_MAJOR_MIN:
+        raise SystemExit(f"{node} is older than node {NODE_MAJOR_MIN}; install a newer nodejs")
+    lock = OIDC_DIR / "package-lock.json"
+    stamp = OIDC_DIR / "node_modules" / ".kmeweb-installed"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        return node
+    npm = shutil.which("npm")
+    if npm is None and not (apt_install("npm") and (npm := shutil.which("npm"))):
+        raise SystemExit("npm is missing; install Debian's npm package")
+    say(f"installing the test OpenID provider's packages (npm ci in {OIDC_DIR}) ...")
+    result = subprocess.run(
+        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=OIDC_DIR,
+        stdout=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"npm ci failed in {OIDC_DIR}")
+    stamp.write_text(digest + "\n")
+    return node
+
+
 def stop() -> None:
     pid_file = RUN / "redis.pid"
     if pid_file.exists():
@@ -195,6 +238,7 @@ def main() -> None:
     p.add_argument("--private-port", type=int, default=6432)
     c = sub.add_parser("chromium")
     c.add_argument("--path", default="/usr/bin/chromium")
+    sub.add_parser("node", help="node, and npm ci of tests/oidc when its lock changed")
     sub.add_parser("stop")
     args = parser.parse_args()
     if args.command == "redis":
@@ -203,6 +247,8 @@ def main() -> None:
         print(ensure_postgres(args.url, args.private_port))
     elif args.command == "chromium":
         print(ensure_chromium(args.path))
+    elif args.command == "node":
+        print(ensure_node())
     else:
         stop()
 

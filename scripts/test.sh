@@ -15,6 +15,9 @@ export TEST_DATABASE_URL
 TEST_DATABASE_URL=$(python3 scripts/services.py postgres --url "${TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/postgres}")
 export KMEWEB_CHROMIUM
 KMEWEB_CHROMIUM=$(python3 scripts/services.py chromium --path "${KMEWEB_CHROMIUM:-/usr/bin/chromium}")
+# node and the OpenID provider the sign-in tests run (npm ci in tests/oidc when its lock changed)
+export KMEWEB_NODE
+KMEWEB_NODE=$(python3 scripts/services.py node)
 
 # The suite runs in three processes side by side, each with its own Redis database: the
 # browser tests (SQLite, then PostgreSQL), the rest on SQLite, and the rest on PostgreSQL.
@@ -53,8 +56,9 @@ run() {  # run LOG REDIS_URL DB PYTEST_ARGS...: one pytest process in the backgr
 if [ $# -eq 0 ]; then
   # One process runs the browser tests on SQLite and then on PostgreSQL (never two Chromiums
   # at once), next to the rest on each database; tests/knox (the KME client against the
-  # simulator) touches no database and runs once, with SQLite.
-  rest=($(ls -d tests/*/ | grep -v -e '^tests/browser/$'))
+  # simulator) touches no database and runs once, with SQLite; so does tests/oidc (the test
+  # OpenID provider in Chromium), in the browser process.
+  rest=($(ls -d tests/*/ | grep -v -e '^tests/browser/$' -e '^tests/oidc/$'))
   # Browser tests of how pages look and what the HTTP layer answers (layout and axe at two
   # widths, the CSP, sign-in, htmx refusals, upload limits, the API reference) read no data a
   # database could answer differently: they run on SQLite only. Every procedure in Chromium
@@ -64,7 +68,7 @@ if [ $# -eq 0 ]; then
     tests/browser/test_upload_limits_browser.py tests/browser/test_apidocs_browser.py)
   browsers() {  # the browser tests on SQLite, then on PostgreSQL: one Chromium at a time
     local first=0
-    KMEWEB_TEST_DB=sqlite TEST_REDIS_URL=$TEST_REDIS_URL $PY -m pytest tests/browser \
+    KMEWEB_TEST_DB=sqlite TEST_REDIS_URL=$TEST_REDIS_URL $PY -m pytest tests/browser tests/oidc \
       > .run/test-sqlite-browser.log 2>&1 || first=$?
     KMEWEB_TEST_DB=postgresql TEST_REDIS_URL=$PG_BROWSER_REDIS_URL $PY -m pytest tests/browser \
       "${look_only[@]/#/--ignore=}" > .run/test-postgresql-browser.log 2>&1 && [ $first -eq 0 ]

@@ -29,7 +29,7 @@ from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
 from tests.servers import serving, wsgi_server  # noqa: E402
 
-pytest_plugins = ("tests.sync_fixtures",)
+pytest_plugins = ("tests.sync_fixtures", "tests.oidc_fixtures")
 
 TEST_DB = os.environ.get("KMEWEB_TEST_DB", "sqlite")
 PG_SERVER_URL = os.environ.get(
