@@ -18,7 +18,7 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
 from flask import Flask, current_app, session
-from joserfc.errors import JoseError
+from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
 from werkzeug.wrappers import Response
 
 from kmeweb import crypto
@@ -145,21 +145,25 @@ def claims_from_callback() -> tuple[dict[str, Any], str]:
 
 def _why(exc: Exception) -> str:
     """A one-line reason for the audit log and the page (no token contents)."""
+    if isinstance(exc, ExpiredTokenError):
+        return "the ID token has expired (its exp claim is in the past)"
+    if isinstance(exc, ClaimError):
+        return f"the ID token's {exc.claim} claim is not valid for this console"
+    if isinstance(exc, BadSignatureError):
+        return "the ID token's signature does not match the provider's keys"
+    if isinstance(exc, JoseError):
+        return f"the ID token was refused ({exc.error or type(exc).__name__})"
     error = getattr(exc, "error", None)
-    description = getattr(exc, "description", None)
     if error == "mismatching_state":
         return "the sign-in answer does not belong to this browser session (state)"
     if error == "access_denied":
         return "the identity provider refused the sign-in"
     if error:
+        description = getattr(exc, "description", None)
         return f"the identity provider answered {error}" + (
             f": {description}" if description else ""
         )
-    name = type(exc).__name__
-    claim = getattr(exc, "claim", None)
-    if claim:
-        return f"the ID token's {claim} claim is not valid ({name})"
-    return f"the ID token was refused ({name}: {exc})"[:300]
+    return f"the ID token was refused ({type(exc).__name__})"
 
 
 def logout_url(post_logout_redirect_uri: str) -> str | None:
