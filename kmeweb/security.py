@@ -7,7 +7,21 @@ answer, the enrollment lane's included (kmeweb.enroll.lane), carries the securit
 
 from __future__ import annotations
 
-from flask import Flask, Response, abort, flash, redirect, request, url_for
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    has_app_context,
+    redirect,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
 from kmeweb.auth.models import AdminUser
@@ -87,12 +101,30 @@ def init_app(app: Flask) -> None:
     app.after_request(security_headers)
 
 
+def content_security_policy(config: Mapping[str, Any]) -> str:
+    """The CSP of this console: with an identity provider, `form-action` also allows its
+    origin, because Sign out (a form POST) ends in a redirect to the provider's end-session
+    page and browsers hold redirects of a form to `form-action` too."""
+    issuer = config.get("OIDC_ISSUER")
+    if not issuer:
+        return CONTENT_SECURITY_POLICY
+    parts = urlsplit(issuer)
+    return CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}"
+    )
+
+
 def security_headers(response: Response) -> Response:
     """The headers every answer carries (after_request, and the enrollment lane's)."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    policy = (
+        content_security_policy(current_app.config)
+        if has_app_context()
+        else CONTENT_SECURITY_POLICY
+    )
+    response.headers.setdefault("Content-Security-Policy", policy)
     return response
 
 

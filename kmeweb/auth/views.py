@@ -164,7 +164,5 @@ def logout():
     db.session.commit()
     logout_user()
     session.pop(oidc.ID_TOKEN_KEY, None)
-    if provider_logout:
-        return redirect(provider_logout, code=303)
     flash("You have been signed out.", "info")
-    return redirect(url_for("auth.login"), code=303)
+    return redirect(provider_logout or url_for("auth.login"), code=303)
