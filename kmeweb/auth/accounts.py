@@ -217,7 +217,7 @@ def add_account(
         "admin.create",
         "admin_user",
         account.id,
-        {**details, "sign_in": how.value, "credential": kind.value if kind else None},
+        {**details, "sign_in": how.value, "delivery": kind.value if kind else None},
     )
     return NewAccount(account, secret)
 
@@ -335,7 +335,7 @@ def reset_password(
         "admin.password_reset",
         "admin_user",
         account.id,
-        {"email": account.email, "credential": kind.value},
+        {"email": account.email, "delivery": kind.value},
     )
     return secret
 
