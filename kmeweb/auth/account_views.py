@@ -14,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, flash, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    make_response,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
@@ -32,6 +41,7 @@ from kmeweb.auth.account_forms import (
 )
 from kmeweb.auth.accounts import AccountStatus, Credential
 from kmeweb.auth.models import AdminUser, SignIn
+from kmeweb.errors import NotFound
 from kmeweb.extensions import db, limiter
 from kmeweb.forms import submit
 from kmeweb.htmx import is_htmx, redirect, render
@@ -332,10 +342,19 @@ def _link_page(response: Response) -> Response:
     return response
 
 
+def _dead_link(err: NotFound) -> Response:
+    """A link that does not work: why, and the way to sign-in (404)."""
+    page = make_response(render_template(SET_PASSWORD_PAGE, dead=err.message), 404)
+    return _link_page(page)
+
+
 @bp.get("/auth/set-password/<token>")
 def set_password(token: str):
     """The set-password link: choose a password (public; a dead link says why)."""
-    account = accounts.account_for_link(db.session, token)
+    try:
+        account = accounts.account_for_link(db.session, token)
+    except NotFound as err:
+        return _dead_link(err)
     form = SetPasswordForm(formdata=None)
     page = render(SET_PASSWORD_PAGE, SET_PASSWORD_PAGE, form=form, account=account, token=token)
     return _link_page(page)
@@ -346,15 +365,15 @@ def set_password(token: str):
 @limiter.limit(_ip_limit, key_func=_link_ip_key, scope="set-password-ip")
 def set_password_post(token: str):
     """Save the password, use the link up, end the account's sessions, go to sign-in."""
-    account = accounts.account_for_link(db.session, token)
     form = SetPasswordForm()
 
     def done(_account: AdminUser) -> Response:
         flash("Your password is set: sign in with it.", "success")
         return redirect(url_for("auth.login"))
 
-    return _link_page(
-        submit(
+    try:
+        account = accounts.account_for_link(db.session, token)
+        answer = submit(
             form,
             lambda: accounts.set_password_with_link(
                 db.session, token, form.password.data or "", form.confirm.data or ""
@@ -365,4 +384,7 @@ def set_password_post(token: str):
             account=account,
             token=token,
         )
-    )
+    except NotFound as err:  # dead, or used by another request a moment ago
+        db.session.rollback()
+        return _dead_link(err)
+    return _link_page(answer)

@@ -375,10 +375,7 @@ def set_break_glass(session: Session, actor: Actor, account: AdminUser, on: bool
     return True
 
 
-LINK_UNKNOWN = (
-    "This link does not work: it was used already, or a newer link replaced it. "
-    "Ask an admin for a new one."
-)
+LINK_UNKNOWN = "It was used already, or a newer link replaced it. Ask an admin for a new one."
 
 
 def account_for_link(session: Session, token: str) -> AdminUser:
@@ -392,14 +389,14 @@ def account_for_link(session: Session, token: str) -> AdminUser:
     if account is None:
         raise NotFound(LINK_UNKNOWN)
     if not account.active:
-        raise NotFound("This account is deactivated, so the link does not work.")
+        raise NotFound("The account is deactivated. Ask an admin to reactivate it.")
     expires = account.password_link_expires_at
     if expires is None:
         raise NotFound(LINK_UNKNOWN)
     if expires <= utcnow():
         hours = int(LINK_VALID.total_seconds() // 3600)
         raise NotFound(
-            f"This link expired on {expires:%Y-%m-%d %H:%M} UTC (a link works for {hours} "
+            f"It expired on {expires:%Y-%m-%d %H:%M} UTC (a link works for {hours} "
             "hours). Ask an admin for a new one."
         )
     return account
