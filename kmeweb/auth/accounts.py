@@ -9,8 +9,8 @@ kmeweb/cli.py), and the one-time set-password link.
   part) links it to the provider's subject. Only a password account can be break-glass.
 - The **last active admin** is never demoted or deactivated (Conflict): someone must be left
   who can manage accounts. Only the shell, which can always `create-admin` again, may pass
-  `allow_no_admin`. The check locks the active admins' rows (FOR UPDATE on PostgreSQL; SQLite
-  writes one at a time), so two admins demoting each other at once cannot both succeed.
+  `allow_no_admin`. The check holds a lock to the end of the transaction, so two admins
+  demoting each other at once cannot both succeed (`_keep_an_admin`).
 - A reset password, a used link, deactivation and "end sessions" each end every session of
   the account (AdminUser.end_sessions: its cookies, remember-me included, stop working).
 
@@ -229,10 +229,20 @@ def _is_actor(account: AdminUser, actor: Actor) -> bool:
 def _keep_an_admin(
     session: Session, account: AdminUser, actor: Actor, doing: str, field: str | None = None
 ) -> None:
-    """Conflict when `account` is the last active admin (locking the active admins' rows in
-    id order, so concurrent checks take turns instead of both passing)."""
+    """Conflict when `account` is the last active admin. Two admins demoting each other at
+    once must not both pass, so the check holds a lock until the transaction ends: FOR UPDATE
+    on the active admins' rows, in id order (PostgreSQL: the second check waits, then sees
+    the first one's change); SQLite's reads take no lock, so a write comes first there, which
+    makes this transaction the database's only writer until it ends."""
     if not (account.active and account.role == ADMIN):
         return
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(AdminUser)
+            .where(AdminUser.id == account.id)
+            .values(role=AdminUser.role)
+            .execution_options(synchronize_session=False)
+        )
     admins = session.scalars(
         select(AdminUser.id)
         .where(AdminUser.active.is_(True), AdminUser.role == ADMIN)

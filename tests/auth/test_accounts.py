@@ -4,6 +4,7 @@ active admin kept, reset, sessions, break-glass, and an audit event for each cha
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from kmeweb.auth import accounts, services
 from kmeweb.auth.accounts import AccountStatus, Credential
 from kmeweb.auth.models import AdminUser, SignIn
 from kmeweb.errors import Conflict, NotFound, ValidationError
-from kmeweb.extensions import utcnow
+from kmeweb.extensions import db, utcnow
 from kmeweb.pagination import paginate
 
 NEW_PASSWORD = "a long new passphrase"
@@ -205,6 +206,42 @@ def test_the_last_active_admin_is_never_demoted_or_deactivated(session, boss, ma
         accounts.deactivate(session, boss, viewer)
     assert last_again.value.message.startswith("viewer@example.com is the last active admin")
     assert accounts.active_admins(session) == 1
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(app, session, boss, make_admin):
+    """The first demotion holds its lock until it commits; the second, started meanwhile in
+    another session, waits for it and then sees that the other admin is gone."""
+    other = make_admin("other@example.com", "admin")
+    boss_id, other_id = boss.id, other.id
+    assert accounts.change_role(session, boss, other, "viewer") is True  # not committed yet
+    outcome: list[str] = []
+    started = threading.Event()
+
+    def the_other_admin_demotes_boss() -> None:
+        with app.app_context():
+            theirs = db.session
+            actor = theirs.get(AdminUser, other_id)
+            target = theirs.get(AdminUser, boss_id)
+            started.set()
+            try:
+                accounts.change_role(theirs, actor, target, "viewer")
+                theirs.commit()
+                outcome.append("demoted")
+            except Conflict as err:
+                theirs.rollback()
+                outcome.append(err.message)
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=the_other_admin_demotes_boss)
+    thread.start()
+    assert started.wait(30)
+    session.commit()  # the first demotion ends; the second goes on from here
+    thread.join(60)
+    assert outcome == ["boss@example.com is the last active admin: make another account an "
+                       "admin before you demote it."]  # fmt: skip
+    session.expire_all()
+    assert accounts.active_admins(session) == 1 and session.get(AdminUser, boss_id).can_write
 
 
 def test_role_changes_are_audited_with_from_and_to(session, boss, make_admin):
