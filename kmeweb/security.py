@@ -21,14 +21,14 @@ from kmeweb.ids import parse_id
 PUBLIC_ENDPOINTS = {
     "auth.login",
     "auth.login_post",
-    # The one-time set-password link (kmeweb.auth.account_views): its token is the credential.
-    "accounts.set_password",
-    "accounts.set_password_post",
     "static",
     "favicon",
     "ops.healthz",
     "ops.readyz",
     "ops.metrics",
+    # The one-time set-password link (kmeweb.auth.account_views): its token is the credential.
+    "accounts.set_password",
+    "accounts.set_password_post",
 }
 PUBLIC_BLUEPRINTS = {"enroll"}
 # Blueprints only admins may reach, reading included (their menu entries are hidden from

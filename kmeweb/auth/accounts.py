@@ -207,7 +207,8 @@ def add_account(
     errors.raise_any()
     if get_by_email(session, clean_email) is not None:
         raise Conflict(f"An account for {clean_email} already exists.", field="email")
-    account = new_account(session, clean_email, clean_name, clean_role, how)
+    account = new_account(session, clean_email, clean_name, clean_role)
+    account.sign_in = how
     secret = _issue(account, kind, password) if kind is not None else None
     session.flush()
     details = {"email": account.email, "name": account.name, "role": account.role}

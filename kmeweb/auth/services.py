@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kmeweb.audit import services as audit
-from kmeweb.auth.models import ROLES, AdminUser, SignIn, hash_method
+from kmeweb.auth.models import ROLES, AdminUser, hash_method
 from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import utcnow
 
@@ -69,20 +69,16 @@ def get_by_email(session: Session, email: str) -> AdminUser | None:
     return session.scalar(select(AdminUser).where(AdminUser.email == normalize_email(email)))
 
 
-def new_account(
-    session: Session, email: str, name: str, role: str, sign_in: str = SignIn.PASSWORD
-) -> AdminUser:
-    """An active account without a password yet, added to the session (not audited: the
-    caller records how it was created). Flushes; raises ValidationError for a bad role or
-    email, Conflict (field "email") for a taken email."""
+def new_account(session: Session, email: str, name: str, role: str) -> AdminUser:
+    """An active account that signs in with a password and has none yet, added to the session
+    (not audited: the caller records how it was created). Flushes; raises ValidationError for
+    a bad role or email, Conflict (field "email") for a taken email."""
     if role not in ROLES:
         raise ValidationError(f"role must be one of {', '.join(ROLES)}", field="role")
     email = valid_email(email)
     if get_by_email(session, email) is not None:
         raise Conflict(f"an account for {email} already exists", field="email")
-    user = AdminUser(
-        email=email, name=name, role=role, active=True, sign_in=sign_in, password_hash=""
-    )
+    user = AdminUser(email=email, name=name, role=role, active=True, password_hash="")
     session.add(user)
     session.flush()
     return user
