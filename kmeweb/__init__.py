@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask_login import current_user
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
@@ -39,6 +40,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Admin", "Knox Integration", "integration.index"),
     ("Admin", "Users", "directory.index"),
     ("Admin", "Alerts", "alerts.index"),
+    ("Admin", "Accounts", "accounts.index"),
     ("Admin", "API tokens", "apitokens.index"),
     ("Admin", "API reference", "apidocs.index"),
 ]
@@ -89,6 +91,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from kmeweb.apidocs.views import bp as apidocs_bp
     from kmeweb.apitokens.views import bp as api_tokens_bp
     from kmeweb.audit.views import bp as audit_bp
+    from kmeweb.auth.account_views import bp as accounts_bp
     from kmeweb.auth.views import bp as auth_bp
     from kmeweb.devices.views import bp as devices_bp
     from kmeweb.directory.views import bp as directory_bp
@@ -110,6 +113,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(devices_bp)
     app.register_blueprint(directory_bp)
     app.register_blueprint(enroll_bp)
+    app.register_blueprint(accounts_bp)
     app.register_blueprint(api_tokens_bp)
     app.register_blueprint(apidocs_bp)
     api.init_app(app)
@@ -198,7 +202,13 @@ def _register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def _nav() -> dict[str, Any]:
-        entries = [(s, label, ep) for s, label, ep in NAV if ep in app.view_functions]
+        admin = current_user.is_authenticated and current_user.can_write
+        entries = [
+            (s, label, ep)
+            for s, label, ep in NAV
+            if ep in app.view_functions
+            and (admin or ep.partition(".")[0] not in security.ADMIN_ONLY_BLUEPRINTS)
+        ]
         # [(section, [(label, endpoint), ...]), ...] in order; a section of one is a plain link.
         groups: list[tuple[str, list[tuple[str, str]]]] = []
         for section, label, endpoint in entries:

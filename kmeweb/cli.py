@@ -25,20 +25,39 @@ from kmeweb.extensions import db
 def create_admin_command(
     email: str, role: str, name: str, password: str | None, generate: bool
 ) -> None:
-    """Create an admin account and print its password if one was generated."""
-    from kmeweb.auth import services
-    from kmeweb.errors import DomainError
+    """Create an account that signs in with a password, and print the password if one was
+    generated (Admin › Accounts adds accounts too, and can send a set-password link)."""
+    from kmeweb.auth import accounts
+    from kmeweb.auth.models import SignIn
 
     if password is None and not generate and click.get_text_stream("stdin").isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    added = _or_fail(
+        lambda: accounts.add_account(
+            db.session,
+            "cli",
+            email,
+            name,
+            role,
+            SignIn.PASSWORD,
+            accounts.Credential.PASSWORD,
+            password,
+        )
+    )
+    db.session.commit()
+    click.echo(f"created {added.account.role} {added.account.email}")
+    if password is None and added.secret is not None:
+        click.echo(f"password: {added.secret.value}")
+
+
+def _or_fail(action):
+    """Run a service call; a refusal (DomainError) becomes a one-line ClickException."""
+    from kmeweb.errors import DomainError
+
     try:
-        user, password_used = services.create_admin(db.session, email, password, role, name)
+        return action()
     except DomainError as err:
         raise click.ClickException(err.message) from err
-    db.session.commit()
-    click.echo(f"created {user.role} {user.email}")
-    if password is None:
-        click.echo(f"password: {password_used}")
 
 
 def _account_or_fail(email: str):
@@ -56,35 +75,43 @@ def _account_or_fail(email: str):
 @click.option("--generate", is_flag=True, help="Generate a password instead of prompting.")
 def set_password_command(email: str, generate: bool) -> None:
     """Give an account a new password; every session it has ends."""
-    from kmeweb.auth import services
-    from kmeweb.errors import DomainError
+    from kmeweb.auth import accounts
 
     user = _account_or_fail(email)
-    if generate:
-        password = services.generate_password()
-    else:
+    password = None
+    if not generate:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-    try:
-        services.change_password(db.session, user, password, "cli")
-    except DomainError as err:
-        raise click.ClickException(err.message) from err
+    secret = _or_fail(
+        lambda: accounts.reset_password(
+            db.session, "cli", user, accounts.Credential.PASSWORD, password
+        )
+    )
     db.session.commit()
     click.echo(f"password changed for {user.email}; its sessions have ended")
     if generate:
-        click.echo(f"password: {password}")
+        click.echo(f"password: {secret.value}")
 
 
 @click.command("deactivate-admin")
 @click.argument("email")
 @click.option("--activate", is_flag=True, help="Activate the account again instead.")
 def deactivate_admin_command(email: str, activate: bool) -> None:
-    """Deactivate an account (its sessions end at once), or activate it again."""
-    from kmeweb.auth import services
+    """Deactivate an account (its sessions end at once), or activate it again.
+
+    Unlike Admin › Accounts, the shell may deactivate the last active admin (it can always
+    create another): it says so.
+    """
+    from kmeweb.auth import accounts
 
     user = _account_or_fail(email)
-    services.set_active(db.session, user, activate, "cli")
+    if activate:
+        accounts.activate(db.session, "cli", user)
+    else:
+        accounts.deactivate(db.session, "cli", user, allow_no_admin=True)
     db.session.commit()
     click.echo(f"{user.email} is {'active' if activate else 'deactivated'}")
+    if not activate and not accounts.active_admins(db.session):
+        click.echo("no active admin is left: `flask create-admin EMAIL` adds one", err=True)
 
 
 @click.command("ensure-demo-admin")

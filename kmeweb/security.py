@@ -42,8 +42,14 @@ PUBLIC_ENDPOINTS = {
     "ops.healthz",
     "ops.readyz",
     "ops.metrics",
+    # The one-time set-password link (kmeweb.auth.account_views): its token is the credential.
+    "accounts.set_password",
+    "accounts.set_password_post",
 }
 PUBLIC_BLUEPRINTS = {"enroll"}
+# Blueprints only admins may reach, reading included (their menu entries are hidden from
+# viewers too): Admin › Accounts lists every account and how it signs in.
+ADMIN_ONLY_BLUEPRINTS = {"accounts"}
 # Blueprints that check a bearer token of their own (kmeweb.api.auth) instead of a session:
 # a console session cookie never authorises them.
 TOKEN_BLUEPRINTS = {"api"}
@@ -151,6 +157,8 @@ def _require_login_and_role():
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    if request.blueprint in ADMIN_ONLY_BLUEPRINTS and not current_user.can_write:
+        abort(403, "Only an admin can see or change this.")
     if request.method not in ("GET", "HEAD", "OPTIONS") and endpoint not in VIEWER_WRITABLE:
         if not current_user.can_write:
             abort(403, "Your role can look but not change anything.")

@@ -136,6 +136,9 @@ def main() -> None:
         "audit": "/audit/",
         "audit-page2": "/audit/?per_page=10&page=2",
         "audit-error": "/audit/?date_from=yesterday&actor=sync",
+        "accounts": "/admin/accounts/",
+        "accounts-new": "/admin/accounts/new",
+        "account": "/admin/accounts/1",
         "404": "/no/such/page",
     }
     axe = Axe()

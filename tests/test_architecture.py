@@ -91,12 +91,17 @@ def room(module: str) -> str:
 
 
 def is_web(module: str) -> bool:
-    """An entry point: a room's views or forms, the dialog helpers the views share, or the
-    enrollment's own WSGI lane (which answers with the enrollment view's code)."""
+    """An entry point: a room's views or forms (or `<x>_views`, `<x>_forms`), the dialog
+    helpers the views share, or the enrollment's own WSGI lane (which answers with the
+    enrollment view's code)."""
     last = module.split(".")[-1]
     if module == "kmeweb.api" or module.startswith("kmeweb.api."):
         return True  # the JSON API is an entry point throughout, like a room's views
-    return module in {"kmeweb.dialogs", "kmeweb.enroll.lane"} or last in {"views", "forms"}
+    return (
+        module in {"kmeweb.dialogs", "kmeweb.enroll.lane"}
+        or last in {"views", "forms"}
+        or last.endswith(("_views", "_forms"))  # a room's second set of pages (auth's accounts)
+    )
 
 
 def node(module: str) -> str:

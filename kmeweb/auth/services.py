@@ -69,6 +69,21 @@ def get_by_email(session: Session, email: str) -> AdminUser | None:
     return session.scalar(select(AdminUser).where(AdminUser.email == normalize_email(email)))
 
 
+def new_account(session: Session, email: str, name: str, role: str) -> AdminUser:
+    """An active account that signs in with a password and has none yet, added to the session
+    (not audited: the caller records how it was created). Flushes; raises ValidationError for
+    a bad role or email, Conflict (field "email") for a taken email."""
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}", field="role")
+    email = valid_email(email)
+    if get_by_email(session, email) is not None:
+        raise Conflict(f"an account for {email} already exists", field="email")
+    user = AdminUser(email=email, name=name, role=role, active=True, password_hash="")
+    session.add(user)
+    session.flush()
+    return user
+
+
 def create_admin(
     session: Session,
     email: str,
@@ -81,20 +96,14 @@ def create_admin(
 
     Flushes; raises ValidationError for a bad role/password, Conflict for a taken email.
     """
-    if role not in ROLES:
-        raise ValidationError(f"role must be one of {', '.join(ROLES)}", field="role")
-    email = valid_email(email)
-    if get_by_email(session, email) is not None:
-        raise Conflict(f"an account for {email} already exists", field="email")
+    user = new_account(session, email, name, role)
     if password is None:
         password = generate_password()
     validate_password(password)
-    user = AdminUser(email=email, name=name, role=role, active=True)
     user.set_password(password)
-    session.add(user)
     session.flush()
     audit.record(
-        session, actor, "admin.create", "admin_user", user.id, {"email": email, "role": role}
+        session, actor, "admin.create", "admin_user", user.id, {"email": user.email, "role": role}
     )
     return user, password
 

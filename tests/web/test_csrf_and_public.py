@@ -15,6 +15,9 @@ from tests.conftest import PASSWORD, csrf_token_from
 PUBLIC = {
     "auth.login",
     "auth.login_post",
+    # The one-time set-password link: the token in its URL is the credential.
+    "accounts.set_password",
+    "accounts.set_password_post",
     "static",
     "favicon",  # /favicon.ico: the icon browsers ask for on every page
     "ops.healthz",
