@@ -15,6 +15,9 @@ from tests.conftest import PASSWORD, csrf_token_from
 PUBLIC = {
     "auth.login",
     "auth.login_post",
+    # Sign-in with the identity provider: the redirect there, and its answer (state-checked).
+    "auth.oidc_start",
+    "auth.oidc_callback",
     # The one-time set-password link: the token in its URL is the credential.
     "accounts.set_password",
     "accounts.set_password_post",
