@@ -5,6 +5,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     g,
@@ -126,7 +127,9 @@ def login_post():
 @bp.get("/oidc")
 @limiter.limit(_ip_limit, key_func=_login_ip_key, scope="login-ip")
 def oidc_start():
-    """Send the browser to the identity provider's sign-in page."""
+    """Send the browser to the identity provider's sign-in page (404 when none is set up)."""
+    if not oidc.settings().enabled:
+        abort(404)
     try:
         return oidc.redirect_to_provider(url_for("auth.oidc_callback", _external=True))
     except oidc.ProviderUnavailable:
@@ -139,6 +142,8 @@ def oidc_start():
 def oidc_callback():
     """The provider's answer: sign in with the account its checked claims name, or say why not."""
     provider, email = oidc.settings(), ""
+    if not provider.enabled:
+        abort(404)
     try:
         claims, id_token = oidc.claims_from_callback()
         email = str(claims.get("email") or "")
