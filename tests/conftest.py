@@ -27,7 +27,10 @@ from flask import g, request_started  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
+from tests import appcache  # noqa: E402
 from tests.servers import serving, wsgi_server  # noqa: E402
+
+appcache.install()
 
 pytest_plugins = ("tests.sync_fixtures", "tests.oidc_fixtures")
 
@@ -131,6 +134,7 @@ def _fresh_g(sender, **extra) -> None:
 @pytest.fixture
 def app(app_config: dict, redis_url: str):
     app = create_app(app_config)
+    appcache.share_templates(app)
     redis.Redis.from_url(redis_url).flushdb()
     request_started.connect(_fresh_g, app)
     with app.app_context():
