@@ -101,7 +101,8 @@ def check_a11y(page: Page) -> None:
 class BrowserChecks:
     """Collects axe and CSP findings of one test's page; `finish` fails the test on any."""
 
-    def __init__(self) -> None:
+    def __init__(self, axe: bool = True) -> None:
+        self.axe = axe  # off: CSP only (the PostgreSQL browser run: same pages, same markup)
         self.a11y: list[str] = []
         self.csp: list[dict[str, Any]] = []
         self.pages_checked: list[str] = []
@@ -113,8 +114,10 @@ class BrowserChecks:
         page.expose_function("kmewebAxeStarted", self._on_axe_started)
         page.expose_function("kmewebAxeDone", self._on_axe_done)
         page.add_init_script(_CSP_RECORDER)
-        page.add_init_script(AXE_SCRIPT + _RUNNER + _ON_LOAD)
         page.on("console", self._on_console)
+        if not self.axe:
+            return
+        page.add_init_script(AXE_SCRIPT + _RUNNER + _ON_LOAD)
         page.on("framenavigated", self._on_navigated)
         page.route(lambda url: "/static/" not in url, self._on_request)
 
@@ -156,7 +159,7 @@ class BrowserChecks:
         route.fallback()
 
     def finish(self, page: Page) -> None:
-        if not page.is_closed() and page.url.startswith("http"):
+        if self.axe and not page.is_closed() and page.url.startswith("http"):
             try:
                 if page.evaluate("() => document.contentType") == "text/html":
                     self.a11y.extend(axe_violations(page))  # the page as the test left it
