@@ -19,11 +19,10 @@ KMEWEB_CHROMIUM=$(python3 scripts/services.py chromium --path "${KMEWEB_CHROMIUM
 export KMEWEB_NODE
 KMEWEB_NODE=$(python3 scripts/services.py node)
 
-# The suite runs in three processes side by side, each with its own Redis database: the
-# browser tests (SQLite, then PostgreSQL), the rest on SQLite, and the rest on PostgreSQL.
-# Much of a test's time is spent waiting (workers, Chromium, the simulator), so three
-# processes keep two cores busy; KMEWEB_TEST_SERIAL=1 runs the two databases one after the
-# other with live output instead.
+# The suite runs in four processes side by side, each with its own Redis database: the
+# browser tests and the rest, each on SQLite and on PostgreSQL. Much of a test's time is spent
+# waiting (workers, Chromium, the simulator), so four processes keep two cores busy;
+# KMEWEB_TEST_SERIAL=1 runs the two databases one after the other with live output instead.
 other_db() {  # the Redis URL $1 with database number ($db + $2) % 16
   python3 - "$1" "$2" <<'PYEOF'
 import sys
@@ -55,38 +54,28 @@ run() {  # run LOG REDIS_URL DB PYTEST_ARGS...: one pytest process in the backgr
   logs+=("$log")
 }
 if [ $# -eq 0 ]; then
-  # One process runs the browser tests on SQLite and then on PostgreSQL (never two Chromiums
-  # at once), next to the rest on each database; tests/knox (the KME client against the
-  # simulator) touches no database and runs once, with SQLite; so does tests/oidc (the test
-  # OpenID provider in Chromium), in the browser process.
+  # Four processes: the browser tests on each database, and the rest on each database.
+  # tests/knox (the KME client against the simulator) touches no database and runs once, with
+  # SQLite; so does tests/oidc (the test OpenID provider in Chromium), with the browser tests.
   rest=($(ls -d tests/*/ | grep -v -e '^tests/browser/$' -e '^tests/oidc/$'))
   # Browser tests of how pages look and what the HTTP layer answers (layout and axe at two
   # widths, the CSP, sign-in, htmx refusals, upload limits, the API reference) read no data a
   # database could answer differently: they run on SQLite only. Every procedure in Chromium
-  # (profiles, integration, import, operations, tokens, ...) runs on both databases.
+  # (profiles, integration, import, operations, tokens, ...) runs on both databases; on
+  # PostgreSQL with the CSP check only, as axe-core checked the same pages' markup on SQLite
+  # (and holds each navigation while it runs).
   look_only=(tests/browser/test_ui_browser.py tests/browser/test_templates_csp.py
     tests/browser/test_login_browser.py tests/browser/test_htmx_errors_browser.py
     tests/browser/test_upload_limits_browser.py tests/browser/test_apidocs_browser.py)
-  browsers() {  # the browser tests on SQLite, then on PostgreSQL: one Chromium at a time
-    local first=0
-    KMEWEB_TEST_DB=sqlite TEST_REDIS_URL=$TEST_REDIS_URL $PY -m pytest tests/browser tests/oidc \
-      --junitxml=.run/test-sqlite-browser.xml > .run/test-sqlite-browser.log 2>&1 || first=$?
-    # axe-core checked these pages' markup in the SQLite run; here the procedures run again
-    # on PostgreSQL data with the CSP check only (axe holds each navigation while it runs).
-    KMEWEB_BROWSER_AXE=0 KMEWEB_TEST_DB=postgresql TEST_REDIS_URL=$PG_BROWSER_REDIS_URL \
-      $PY -m pytest tests/browser "${look_only[@]/#/--ignore=}" \
-      --junitxml=.run/test-postgresql-browser.xml > .run/test-postgresql-browser.log 2>&1 \
-      && [ $first -eq 0 ]
-  }
   # Tests that read no database (the import rules, identifier checks, the thread and GC
   # guards, the SQLite file sharing, the OpenAPI document, the API reference page) answer the
   # same on both: the PostgreSQL process skips them. (The API's property-based run stays on
   # both: PostgreSQL refuses text SQLite stores, such as a value longer than its column.)
   no_database=(tests/test_architecture.py tests/test_identifiers.py tests/test_gcpause.py
     tests/test_threads.py tests/test_sqlite_sharing.py tests/api/test_openapi.py tests/apidocs)
-  browsers &
-  pids+=($!)
-  logs+=(.run/test-sqlite-browser.log .run/test-postgresql-browser.log)
+  run .run/test-sqlite-browser.log "$TEST_REDIS_URL" sqlite tests/browser tests/oidc
+  KMEWEB_BROWSER_AXE=0 run .run/test-postgresql-browser.log "$PG_BROWSER_REDIS_URL" postgresql \
+    tests/browser "${look_only[@]/#/--ignore=}"
   run .run/test-sqlite.log "$REST_REDIS_URL" sqlite "${rest[@]}" tests/*.py
   run .run/test-postgresql.log "$PG_REDIS_URL" postgresql \
     $(printf '%s\n' "${rest[@]}" | grep -v '^tests/knox/$') tests/*.py "${no_database[@]/#/--ignore=}"
