@@ -19,9 +19,10 @@ KMEWEB_CHROMIUM=$(python3 scripts/services.py chromium --path "${KMEWEB_CHROMIUM
 export KMEWEB_NODE
 KMEWEB_NODE=$(python3 scripts/services.py node)
 
-# The suite runs in four processes side by side, each with its own Redis database: the
-# browser tests and the rest, each on SQLite and on PostgreSQL. Much of a test's time is spent
-# waiting (workers, Chromium, the simulator), so four processes keep two cores busy;
+# The suite runs in three processes side by side, each with its own Redis database: the
+# browser tests (SQLite, then PostgreSQL), the rest on SQLite, and the rest on PostgreSQL.
+# Much of a test's time is spent waiting (workers, Chromium, the simulator), so three
+# processes keep two cores busy (four measured no faster: the cores are then the limit);
 # KMEWEB_TEST_SERIAL=1 runs the two databases one after the other with live output instead.
 other_db() {  # the Redis URL $1 with database number ($db + $2) % 16
   python3 - "$1" "$2" <<'PYEOF'
@@ -54,8 +55,8 @@ run() {  # run LOG REDIS_URL DB PYTEST_ARGS...: one pytest process in the backgr
   logs+=("$log")
 }
 if [ $# -eq 0 ]; then
-  # Four processes: the browser tests on each database, and the rest on each database.
-  # tests/knox (the KME client against the simulator) touches no database and runs once, with
+  # Three processes: the browser tests (SQLite, then PostgreSQL: one Chromium at a time),
+  # and the rest on each database. tests/knox (the KME client against the simulator) touches no database and runs once, with
   # SQLite; so does tests/oidc (the test OpenID provider in Chromium), with the browser tests.
   rest=($(ls -d tests/*/ | grep -v -e '^tests/browser/$' -e '^tests/oidc/$'))
   # Browser tests of how pages look and what the HTTP layer answers (layout and axe at two
@@ -73,9 +74,18 @@ if [ $# -eq 0 ]; then
   # both: PostgreSQL refuses text SQLite stores, such as a value longer than its column.)
   no_database=(tests/test_architecture.py tests/test_identifiers.py tests/test_gcpause.py
     tests/test_threads.py tests/test_sqlite_sharing.py tests/api/test_openapi.py tests/apidocs)
-  run .run/test-sqlite-browser.log "$TEST_REDIS_URL" sqlite tests/browser tests/oidc
-  KMEWEB_BROWSER_AXE=0 run .run/test-postgresql-browser.log "$PG_BROWSER_REDIS_URL" postgresql \
-    tests/browser "${look_only[@]/#/--ignore=}"
+  browsers() {  # the browser tests on SQLite, then on PostgreSQL: one Chromium at a time
+    local first=0
+    KMEWEB_TEST_DB=sqlite TEST_REDIS_URL=$TEST_REDIS_URL $PY -m pytest tests/browser tests/oidc \
+      --junitxml=.run/test-sqlite-browser.xml > .run/test-sqlite-browser.log 2>&1 || first=$?
+    KMEWEB_BROWSER_AXE=0 KMEWEB_TEST_DB=postgresql TEST_REDIS_URL=$PG_BROWSER_REDIS_URL \
+      $PY -m pytest tests/browser "${look_only[@]/#/--ignore=}" \
+      --junitxml=.run/test-postgresql-browser.xml > .run/test-postgresql-browser.log 2>&1 \
+      && [ $first -eq 0 ]
+  }
+  browsers &
+  pids+=($!)
+  logs+=(.run/test-sqlite-browser.log .run/test-postgresql-browser.log)
   run .run/test-sqlite.log "$REST_REDIS_URL" sqlite "${rest[@]}" tests/*.py
   run .run/test-postgresql.log "$PG_REDIS_URL" postgresql \
     $(printf '%s\n' "${rest[@]}" | grep -v '^tests/knox/$') tests/*.py "${no_database[@]/#/--ignore=}"

@@ -139,7 +139,9 @@ def test_needs_attention_lists_what_waits_with_its_actions(client, login, action
 
 
 def test_sync_health_counts_changes_per_hour(client, login, session):
-    now = utcnow()
+    # Half past the hour: the window starts at a whole hour 23 hours back, so "23 hours and a
+    # minute ago" fell outside it when the test ran in the first minute of an hour.
+    now = utcnow().replace(minute=30, second=0, microsecond=0)
     for hours_ago, n in ((0, 3), (5, 1), (23, 2), (30, 4)):  # the last one is too old
         for _ in range(n):
             session.add(Change(kind="device.move", payload={}, status="done",
