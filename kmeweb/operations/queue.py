@@ -26,6 +26,8 @@ from rq.timeouts import JobTimeoutException
 
 from kmeweb.extensions import db
 
+log = logging.getLogger("kmeweb.queue")
+
 QUEUES: tuple[str, ...] = ("knox", "default", "maintenance")
 
 #: What RQ raises inside a job that ran past its job_timeout. Job code must let it through
@@ -121,6 +123,27 @@ def monitoring_interval(config: Mapping[str, Any]) -> int:
     """How often a worker heartbeats a running job: often enough that a live pull is seen
     several times within PULL_STALE_S (RQ's default is 30 s)."""
     return max(1, min(30, int(float(config["PULL_STALE_S"]) / 4)))
+
+
+def forget_dead_job(
+    job_id: str, config: Mapping[str, Any], connection: Redis | None = None
+) -> bool:
+    """Delete a job RQ still calls "started" whose work horse stopped heartbeating for three
+    monitoring intervals (its worker was killed with -9; RQ notices only at a maintenance pass,
+    10 to 15 minutes later), so that the same id can be enqueued again. True when it did."""
+    connection = connection or redis_connection()
+    if job_status(job_id, connection) != "started":
+        return False
+    seen = job_last_seen(job_id, connection)
+    limit = timedelta(seconds=3 * monitoring_interval(config))
+    if seen is not None and datetime.now(UTC) - seen <= limit:
+        return False
+    try:
+        Job.fetch(job_id, connection=connection).delete()
+    except NoSuchJobError:
+        return False
+    log.warning("job %s was started by a worker that stopped: enqueued again", job_id)
+    return True
 
 
 def enqueue_unique(

@@ -152,8 +152,11 @@ class Scheduler:
             if last is not None and now - float(last) < every:
                 continue
             self.redis.hset(self.last_run_key, job.name, now)
+            job_id = f"periodic-{job.name}"
             with self.app.app_context():
-                queue.enqueue_unique(job.func, job_id=f"periodic-{job.name}", queue=job.queue)
+                # A sweep whose worker was killed mid-run would block every later one.
+                queue.forget_dead_job(job_id, self.app.config, self.redis)
+                queue.enqueue_unique(job.func, job_id=job_id, queue=job.queue)
             fired.append(job.name)
         return fired
 

@@ -64,6 +64,9 @@ def _env_file(path: Path, database_url: str, redis_url: str, bind: str) -> Path:
         "KMEWEB_CHANGE_RETRY_BASE_S": "0.1",
         "KMEWEB_CHANGE_RETRY_MAX_S": "0.5",
         "KMEWEB_SWEEP_INTERVAL_S": "1",
+        # Heartbeats every 5 s: a periodic job left "started" by the killed worker is enqueued
+        # again after 15 s (production: 90 s).
+        "KMEWEB_PULL_STALE_S": "20",
         "KMEWEB_PULL_CURSOR_SKEW_S": "0",
         "KMEWEB_KNOX_BATCH_SIZE": "250",
     }
@@ -268,7 +271,7 @@ def test_two_host_rehearsal(app, session, database_url, sim, make_admin, tmp_pat
         # Device counts come from the sweeper (every second here) through Redis.
         wait_until(
             lambda: value(console.metrics(), "kmeweb_devices", state="in_kme_profile") == DEVICES,
-            timeout=30,
+            timeout=60,
             what="kmeweb_devices{state=in_kme_profile} to count the moved devices",
         )
         # Web counters add up over both gunicorn processes (prometheus-client multiprocess).

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import Flask
+from rq.job import JobStatus
 
 from kmeweb.operations import queue
 from kmeweb.sync.knox import KnoxSemaphore, ThrottledSession
@@ -120,3 +122,29 @@ def test_sync_now_command_starts_one_pull(runner, session, integration):
     assert first.exit_code == 0 and "operation 1: Sync from KME (queued)" in first.output
     assert "operation 1:" in second.output  # already queued: not started twice
     assert queue.job_status("op-1") == "queued"
+
+
+def _left_started(job_id: str, heartbeat_age_s: float) -> None:
+    """The periodic job as a worker killed with -9 while running it leaves it in RQ: "started",
+    its last heartbeat `heartbeat_age_s` ago."""
+    job = queue.get_queue("maintenance").fetch_job(job_id)
+    job.set_status(JobStatus.STARTED)
+    job.last_heartbeat = job.started_at = datetime.now(UTC) - timedelta(seconds=heartbeat_age_s)
+    job.save()
+    queue.get_queue("maintenance").remove(job)
+
+
+def test_a_periodic_job_whose_worker_was_killed_runs_again(app, redis_url):
+    app.config["SWEEP_INTERVAL_S"] = 1
+    only_sweep = tuple(p for p in PERIODIC if p.name == "sweep")
+    scheduler = Scheduler(app, redis.Redis.from_url(redis_url), periodic=only_sweep)
+    stale = 3 * queue.monitoring_interval(app.config)
+    assert scheduler.tick(now=1000.0) == ["sweep"]
+    # a live sweep that heartbeats is left alone: no second one at the next tick
+    _left_started("periodic-sweep", heartbeat_age_s=1)
+    assert scheduler.tick(now=1002.0) == ["sweep"]
+    assert queue.job_status("periodic-sweep") == "started"
+    # silent for three heartbeat intervals: its worker is gone, the sweep is enqueued again
+    _left_started("periodic-sweep", heartbeat_age_s=stale + 5)
+    assert scheduler.tick(now=1004.0) == ["sweep"]
+    assert queue.job_status("periodic-sweep") == "queued"
