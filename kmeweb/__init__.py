@@ -118,11 +118,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(apidocs_bp)
     api.init_app(app)
 
-    from kmeweb.integration.approvals import auto_approve_uploads
+    from kmeweb.integration.routing import route_uploads
     from kmeweb.sync.hooks import register_uploads_hook
 
     # The pull (here and in the worker, which builds its app here too) calls it after each pull.
-    register_uploads_hook(app, auto_approve_uploads)
+    register_uploads_hook(app, route_uploads)
 
     register_error_handlers(app)
     security.init_app(app)

@@ -11,6 +11,7 @@ from kmeweb.integration.models import Integration, Reseller, Upload
 from kmeweb.operations.models import Operation
 from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
+from kmeweb.rules.models import RoutingRule
 
 __all__ = [
     "AlertDelivery",
@@ -27,5 +28,6 @@ __all__ = [
     "Operation",
     "Profile",
     "Reseller",
+    "RoutingRule",
     "Upload",
 ]

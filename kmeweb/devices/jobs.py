@@ -3,6 +3,7 @@ that the API accepted (kmeweb.devices.services.start_selection_move)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,15 +38,25 @@ def _actor(session: Any, operation: Operation) -> Any:
 
 def move_selection_job(operation_id: int) -> int | None:
     """Run a move of "all N matching" (RQ job on the default queue): resolve the selection
-    now and write the move's changes under the operation (services.run_selection_move), all
-    in one transaction, then hand them to the push, which finishes the operation when they
-    are done. Returns how many devices moved.
+    now and write the move's changes under the operation (services.run_selection_move), then
+    hand them to the push, which finishes the operation when they are done. Returns how many
+    devices moved. See run_preparing_job."""
+    return run_preparing_job(operation_id, services.run_selection_move, "The move failed")
+
+
+def run_preparing_job(
+    operation_id: int, write: Callable[[Any, Operation, Any], int], failed: str
+) -> int | None:
+    """The body of a job that writes an operation's outbox changes (dispatch.PREPARES_CHANGES)
+    and hands them to the push: `write(session, operation, actor)` in one transaction, then
+    the push is enqueued. Returns what `write` returned.
 
     Safe to run again (a retry, the sweeper): an operation no longer active is left alone;
-    one that already has its outbox changes moves nothing again and only gets its push
-    enqueued. The operation row is locked while the move is written (PostgreSQL), so two
-    runs at once do not both move. A move refused now (devices gone, none left to move) marks
-    the operation failed with the reason, nothing written.
+    `write` must change nothing when the operation already has its outbox changes, and the
+    push is enqueued again. The operation row is locked while `write` runs (PostgreSQL), so
+    two runs at once do not both write. A refusal (NotFound, Conflict, ValidationError: the
+    devices are gone, nothing left to do) marks the operation failed with its message, nothing
+    written; `failed` starts the message of any other error.
     """
     session = db.session
     operation = session.scalar(
@@ -57,18 +68,18 @@ def move_selection_job(operation_id: int) -> int | None:
     try:
         with gcpause.paused():
             operations.mark_running(session, operation_id)
-            moved = services.run_selection_move(session, operation, _actor(session, operation))
+            done = write(session, operation, _actor(session, operation))
             session.commit()
     except Exception as exc:
         session.rollback()
-        message = getattr(exc, "message", None) or f"The move failed: {exc}"
+        message = getattr(exc, "message", None) or f"{failed}: {exc}"
         operations.finish(session, operation_id, message)
         session.commit()
         if isinstance(exc, NotFound | Conflict | ValidationError):
             return None
         raise
     push_changes(operation_id)
-    return moved
+    return done
 
 
 def push_changes(operation_id: int) -> None:

@@ -42,6 +42,8 @@ class Device(db.Model):
         Index("ix_device_profile_keyset", "profile_id", "id"),
         # A user's devices (the API's search by user; SET NULL when a user is deleted).
         Index("ix_device_end_user_id", "end_user_id"),
+        # A profile's devices placed by one rule (the device table's "Placed by rule" filter).
+        Index("ix_device_profile_rule", "profile_id", "rule_id"),
         # Only the devices KME still has to learn about: sync status reads these, not all.
         Index(
             "ix_device_unsynced",
@@ -60,6 +62,11 @@ class Device(db.Model):
     approval: Mapped[str] = mapped_column(String(16), default=Approval.PENDING)
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profile.id"))
     end_user_id: Mapped[int | None] = mapped_column(ForeignKey("end_user.id", ondelete="SET NULL"))
+    # The routing rule (and its version) that placed the device, and why it is not where that
+    # rule says when it could not be followed (kmeweb.rules).
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("routing_rule.id", ondelete="SET NULL"))
+    rule_version: Mapped[int | None] = mapped_column(Integer)
+    rule_note: Mapped[str | None] = mapped_column(String(200))
     enrollment_password_enc: Mapped[str | None] = mapped_column(Text)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # First successful enrollment (POST /enroll) and the agent version it last enrolled with.

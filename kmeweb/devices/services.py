@@ -391,9 +391,13 @@ def move_devices(
     target_profile_id: int,
     actor: Any,
     operation: Operation | None = None,
+    placed: Mapping[str, Any] | None = None,
 ) -> Operation:
     """Move Devices: assign approved devices to a KME profile (or, for the Default Profile,
     unassign them in KME: kind "device.unassign", else "device.move").
+
+    `placed`: more values the moved devices take (a routing rule's `rule_id`, `rule_version`,
+    `rule_note`, `end_user_id`); without it a moved device no longer says a rule placed it.
 
     Devices already in the target are left alone. The rest are marked pending with the new
     profile and get outbox rows of at most KNOX_BATCH_SIZE devices under one operation
@@ -437,7 +441,8 @@ def move_devices(
         operation = operations.start_operation(session, kind, label, n, actor)
     else:
         operation.label, operation.total = label[:200], n
-    outbox.mark_devices_pending(session, moving, profile_id=target.id)
+    values = dict(placed) if placed else {"rule_id": None, "rule_version": None, "rule_note": None}
+    outbox.mark_devices_pending(session, moving, profile_id=target.id, **values)
     outbox.record_device_change(session, kind, moving, operation, actor, profile_id=target.id)
     audit.record(
         session,
@@ -590,6 +595,12 @@ def set_device_user(
     return operation
 
 
+def validate_attributes(raw: Any) -> dict[str, Any]:
+    """Custom attributes as a device keeps them: valid names, trimmed values, empty ones
+    dropped. Raises ValidationError (field "attributes" or "attributes.<name>")."""
+    return _attributes(raw)
+
+
 def _attributes(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ValidationError("Invalid attributes.", field="attributes")
@@ -654,6 +665,39 @@ def update_attributes(
     )
     session.flush()
     return device
+
+
+def merge_attributes(session: Session, device_ids: Sequence[int], values: Mapping[str, Any]) -> int:
+    """Set the attributes of `values` (already valid: validate_attributes) on each device,
+    keeping its others, where that changes something; a device keeps at most ATTRIBUTES_MAX
+    (the extra ones of `values` are left out for it). Local only, no audit: the caller (a
+    routing rule placing devices) records what it did. Flushes. Returns how many changed."""
+    if not values:
+        return 0
+    table = Device.__table__
+    updates: list[dict[str, Any]] = []
+    for where in id_filters(session, Device.id, list(device_ids)):
+        for device_id, attributes in session.execute(
+            select(Device.id, Device.attributes).where(where)
+        ):
+            old = dict(attributes or {})
+            new = {**old, **values}
+            if len(new) > ATTRIBUTES_MAX:
+                new = {**old, **{k: v for k, v in values.items() if k in old}}
+            if new != old:
+                updates.append({"b_id": device_id, "b_attributes": new})
+    if updates:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                attributes=bindparam("b_attributes"),
+                version=table.c.version + 1,
+                updated_at=utcnow(),
+            ),
+            updates,
+        )
+    return len(updates)
 
 
 def edit_attributes(

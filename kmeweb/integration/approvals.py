@@ -1,8 +1,8 @@
-"""Approvals: Approve All Devices of an upload, approve selected devices, and the pull's
-hook that auto-approves the uploads of resellers who asked for it.
+"""Approvals: Approve All Devices of an upload and approve selected devices, each device into
+the destination of the first routing rule that matches it (kmeweb.rules.engine).
 
-Functions take the session and the acting admin, flush but never commit (the pull's hook
-commits each approval, as the pull does), and raise kmeweb.errors DomainError subclasses.
+Functions take the session and the acting admin, flush but never commit, and raise
+kmeweb.errors DomainError subclasses.
 Approvals go to the outbox (kmeweb.outbox.services) in the caller's transaction and are pushed
 after the commit.
 """
@@ -13,10 +13,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
+from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Approval, Device
 from kmeweb.devices.services import ids_summary
 from kmeweb.errors import Conflict, NotFound, ValidationError
@@ -26,56 +27,112 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.outbox import services as outbox
 from kmeweb.outbox.models import ChangeKind
-from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, KME_KINDS, ensure_default_profile
+from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, ensure_default_profile
+from kmeweb.rules import engine
 from kmeweb.sqlutil import id_filters
 from kmeweb.text import count
 
 
-def _target_profile(session: Session, reseller_id: int | None) -> Profile:
-    """Where approved devices of a reseller land: its default profile, else the Default."""
-    if reseller_id is not None:
-        reseller = session.get(Reseller, reseller_id)
-        if reseller is not None and reseller.default_profile_id is not None:
-            profile = session.get(Profile, reseller.default_profile_id)
-            if profile is not None and profile.kind in KME_KINDS:
-                return profile
-    return ensure_default_profile(session)
-
-
-def _approve(
+def place_approved(
     session: Session,
     operation: Operation,
     actor: Any,
     upload: Upload | None,
-    device_ids: list[int],
-) -> Profile:
-    target = _target_profile(session, upload.reseller_id if upload else None)
-    if upload is not None:
-        outbox.record_upload_approval(
-            session, [upload.kme_upload_id], operation, actor, profile_id=target.id
+    groups: Sequence[engine.Placement],
+) -> dict[int, tuple[str, int]]:
+    """Approve the `approve` devices of each placement into its destination: the upload's
+    approval in KME once per destination (its devices' assignments wait for it), the devices
+    approved and pending with the rule that placed them (and its user and attributes), and
+    their device.approve rows. Returns {profile id: (name, devices)}."""
+    placed: dict[int, tuple[str, int]] = {}
+    for group in groups:
+        ids, dest = group.approve, group.destination
+        if not ids:
+            continue
+        if upload is not None and dest.profile_id not in placed:
+            outbox.record_upload_approval(
+                session, [upload.kme_upload_id], operation, actor, profile_id=dest.profile_id
+            )
+        outbox.mark_devices_pending(
+            session, ids, approval=Approval.APPROVED, profile_id=dest.profile_id, **group.values()
         )
-    outbox.mark_devices_pending(
-        session, device_ids, approval=Approval.APPROVED, profile_id=target.id
-    )
-    outbox.record_device_change(
-        session,
-        ChangeKind.DEVICE_APPROVE,
-        device_ids,
-        operation,
-        actor,
-        profile_id=target.id,
-        batches_per_row=(
-            outbox.APPROVAL_BATCHES_PER_ROW
-            if upload is not None and target.kind == ProfileKind.KME_DEFAULT
-            else 1
-        ),
-    )
+        device_services.merge_attributes(session, ids, group.attributes)
+        outbox.record_device_change(
+            session,
+            ChangeKind.DEVICE_APPROVE,
+            ids,
+            operation,
+            actor,
+            profile_id=dest.profile_id,
+            batches_per_row=(
+                outbox.APPROVAL_BATCHES_PER_ROW if upload is not None and dest.is_default else 1
+            ),
+        )
+        name, n = placed.get(dest.profile_id, (dest.name, 0))
+        placed[dest.profile_id] = (name, n + len(ids))
     if upload is not None:
         upload.status = (
             UploadStatus.PARTIAL if pending_count(session, upload.id) else UploadStatus.APPROVED
         )
-    return target
+    return placed
+
+
+def approve_placements(
+    session: Session,
+    upload: Upload,
+    groups: Sequence[engine.Placement],
+    n: int,
+    actor: Any,
+) -> Operation:
+    """Approve what routing rules approve at once in a new upload (the pull's hook): one
+    "Approve N devices of upload U" operation (the upload's approval dedup key), the devices
+    into their rules' destinations. Records audit "upload.approve" with the rules. Flushes."""
+    operation = operations.start_operation(
+        session,
+        ChangeKind.UPLOAD_APPROVE,
+        f"Approve {count(n, 'device')} of upload {upload.kme_upload_id}",
+        n,
+        actor,
+    )
+    operation.dedup_key = approval_key(upload.id)
+    placed = place_approved(session, operation, actor, upload, groups)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "upload.approve",
+        "upload",
+        upload.id,
+        {
+            "kme_upload_id": upload.kme_upload_id,
+            "devices": n,
+            **_placed_details(placed),
+            "rules": {g.rule.name: len(g.approve) for g in groups if g.approve},
+            "operation_id": operation.id,
+        },
+    )
+    return operation
+
+
+def _approval_groups(
+    session: Session, where: Sequence[ColumnElement[bool]]
+) -> list[engine.Placement]:
+    """The pending devices matching `where`, each under the first rule that matches it, all
+    to approve (an admin approving a held device approves it into its rule's destination)."""
+    ensure_default_profile(session)
+    rules = engine.as_approving(engine.load_rules(session))
+    return engine.placements(session, rules, [Device.approval == Approval.PENDING, *where])
+
+
+def _placed_details(placed: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    """Audit details of where approved devices went: the first (or only) profile as before,
+    and every profile with its count."""
+    first = next(iter(placed.items()), None)
+    return {
+        "profile_id": first[0] if first else None,
+        "profile": first[1][0] if first else None,
+        "profiles": {name: n for name, n in placed.values()},
+    }
 
 
 def approval_key(upload_id: int) -> str:
@@ -98,9 +155,10 @@ def approve_upload(
 ) -> Operation:
     """Approve All Devices: approve every pending device of the upload, in KME and locally.
 
-    One "upload.approve" operation (dedup key `approval_key`) holds the upload approval
-    (profile_id = target) and the device.approve rows; the devices become approved and move
-    to the reseller's default profile, else the Default Profile (pending sync); the upload
+    One "upload.approve" operation (dedup key `approval_key`) holds the upload approval (one
+    per destination) and the device.approve rows; each device becomes approved in the
+    destination of the first routing rule that matches it (the Default Profile when that rule
+    points at a deleted profile, with the reason on the device), pending sync; the upload
     becomes "approved". `expected_pending` is the pending count the admin's page showed: a
     different count means the page is stale. Records audit "upload.approve". Flushes.
     Raises NotFound; Conflict when an approval of it is still running, nothing is pending
@@ -128,31 +186,8 @@ def approve_upload(
             f"{count(n, 'device')} {'is' if n == 1 else 'are'} waiting now, not "
             f"{expected_pending:,}. Reload the page and try again."
         )
-    operation = operations.start_operation(
-        session,
-        ChangeKind.UPLOAD_APPROVE,
-        f"Approve {count(n, 'device')} of upload {upload.kme_upload_id}",
-        n,
-        actor,
-    )
-    operation.dedup_key = approval_key(upload.id)
-    target = _approve(session, operation, actor, upload, device_ids)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "upload.approve",
-        "upload",
-        upload.id,
-        {
-            "kme_upload_id": upload.kme_upload_id,
-            "devices": n,
-            "profile_id": target.id,
-            "profile": target.name,
-            "operation_id": operation.id,
-        },
-    )
-    return operation
+    groups = _approval_groups(session, _pending_where(upload.id))
+    return approve_placements(session, upload, groups, n, actor)
 
 
 def _pending_where(upload_id: int) -> tuple:
@@ -193,7 +228,13 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
     uploads = []
     for upload_id, group in by_upload.items():
         upload = session.get(Upload, upload_id) if upload_id is not None else None
-        target = _approve(session, operation, actor, upload, group)
+        groups: dict[int, engine.Placement] = {}
+        for where in id_filters(session, Device.id, group):
+            for placement in _approval_groups(session, [where]):
+                merged = groups.setdefault(placement.rule.key, placement)
+                if merged is not placement:
+                    merged.approve.extend(placement.approve)
+        placed = place_approved(session, operation, actor, upload, list(groups.values()))
         if upload is not None:
             uploads.append(
                 {
@@ -204,7 +245,7 @@ def approve_devices(session: Session, device_ids: Sequence[int], actor: Any) -> 
             )
         else:
             uploads.append({"kme_upload_id": None, "devices": len(group), "status": None})
-        uploads[-1]["profile_id"] = target.id
+        uploads[-1].update(_placed_details(placed))
     session.flush()
     audit.record(
         session,
@@ -236,46 +277,14 @@ def upload_facts(session: Session, upload_id: int) -> dict[str, Any]:
 
 
 def approval_target_name(session: Session, upload: Upload) -> str:
-    """The name of the profile the upload's devices land in when approved (reads only)."""
-    if upload.reseller_id is not None:
-        reseller = session.get(Reseller, upload.reseller_id)
-        if reseller is not None and reseller.default_profile_id is not None:
-            profile = session.get(Profile, reseller.default_profile_id)
-            if profile is not None and profile.kind in KME_KINDS:
-                return profile.name
-    return DEFAULT_PROFILE_NAME
-
-
-def auto_approve_uploads(session: Session, upload_ids: Sequence[int]) -> dict[str, int]:
-    """The pull's uploads hook (kmeweb.sync.hooks): Approve All Devices, as actor "sync", for
-    each of `upload_ids` whose reseller has Auto-approve uploads on and that still has pending
-    devices; they land in the reseller's default profile (else the Default Profile).
-
-    Commits after each upload, as the pull commits as it goes: each approval is pushed at once
-    and a failure keeps the ones before. Returns {"uploads_auto_approved": n}. Raises what
-    approve_upload raises.
-    """
-    wanted = set(upload_ids)
-    rows = session.scalars(
-        select(Upload)
-        .join(Reseller, Upload.reseller_id == Reseller.id)
-        .where(
-            Reseller.auto_approve.is_(True),
-            Upload.status.in_((UploadStatus.PENDING, UploadStatus.PARTIAL)),
-        )
-    ).all()
-    approved = 0
-    for upload in rows:
-        if upload.id not in wanted:
-            continue
-        has_pending = session.scalar(
-            select(Device.id)
-            .where(Device.upload_id == upload.id, Device.approval == Approval.PENDING)
-            .limit(1)
-        )
-        if has_pending is None:
-            continue
-        approve_upload(session, upload.id, "sync")
-        session.commit()
-        approved += 1
-    return {"uploads_auto_approved": approved}
+    """Where the upload's pending devices land when approved, by the routing rules (reads
+    only): the profile's name, or "Sales (120 devices), Kiosk (30 devices)" when the rules
+    split them."""
+    placed: dict[str, int] = {}
+    for group in _approval_groups(session, _pending_where(upload.id)):
+        if group.approve:
+            name = group.destination.name
+            placed[name] = placed.get(name, 0) + len(group.approve)
+    if len(placed) <= 1:
+        return next(iter(placed), DEFAULT_PROFILE_NAME)
+    return ", ".join(f"{name} ({count(n, 'device')})" for name, n in placed.items())

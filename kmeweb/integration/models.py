@@ -66,15 +66,14 @@ def get_integration(session: Session) -> Integration | None:
 
 
 class Reseller(db.Model):
+    """A reseller that uploads devices; what happens to its uploads is said by the routing
+    rules (kmeweb.rules), which replaced its own auto-approve and default profile."""
+
     __tablename__ = "reseller"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kme_reseller_id: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    auto_approve: Mapped[bool] = mapped_column(Boolean, default=False)
-    default_profile_id: Mapped[int | None] = mapped_column(
-        ForeignKey("profile.id", ondelete="SET NULL")
-    )
 
 
 class Upload(db.Model):

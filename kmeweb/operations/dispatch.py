@@ -7,7 +7,13 @@ from sqlalchemy.orm import Session
 from kmeweb.operations import queue
 from kmeweb.operations.commit import on_commit
 from kmeweb.operations.models import Operation, OperationKind
-from kmeweb.operations.queue import IMPORT_JOB, MOVE_SELECTION_JOB, PULL_JOB, PUSH_JOB
+from kmeweb.operations.queue import (
+    IMPORT_JOB,
+    MOVE_SELECTION_JOB,
+    PULL_JOB,
+    PUSH_JOB,
+    RULES_APPLY_JOB,
+)
 
 # operation kind -> (job function, queue); every other kind is a push of its outbox changes.
 JOBS: dict[str, tuple[str, str]] = {
@@ -15,11 +21,12 @@ JOBS: dict[str, tuple[str, str]] = {
     OperationKind.PULL_FULL: (PULL_JOB, "knox"),
     OperationKind.DEVICE_IMPORT: (IMPORT_JOB, "default"),
     OperationKind.DEVICE_MOVE_SELECTION: (MOVE_SELECTION_JOB, "default"),
+    OperationKind.RULES_APPLY: (RULES_APPLY_JOB, "default"),
 }
 PUSH = (PUSH_JOB, "knox")
 #: Kinds whose job writes the operation's outbox changes and then hands them to the push:
 #: once they exist, the operation is a push like any other (finished when they are done).
-PREPARES_CHANGES = frozenset({OperationKind.DEVICE_MOVE_SELECTION})
+PREPARES_CHANGES = frozenset({OperationKind.DEVICE_MOVE_SELECTION, OperationKind.RULES_APPLY})
 
 
 def job_for(kind: str) -> tuple[str, str]:

@@ -32,6 +32,8 @@ class OperationKind(Choice):
     #: Move "all N matching" a filter (the API's): its job resolves the selection and writes
     #: the outbox changes of a device.move, which are then pushed under the same operation.
     DEVICE_MOVE_SELECTION = "device.move.selection", "Move devices (all matching)"
+    #: Apply routing rules to existing devices: its job writes the approvals and moves.
+    RULES_APPLY = "rules.apply", "Apply routing rules"
 
 
 OPERATION_STATUSES = tuple(OperationStatus)

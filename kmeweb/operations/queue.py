@@ -38,6 +38,7 @@ PUSH_JOB = "kmeweb.sync.jobs.push_job"
 PULL_JOB = "kmeweb.sync.jobs.pull_job"
 IMPORT_JOB = "kmeweb.devices.importer.import_job"
 MOVE_SELECTION_JOB = "kmeweb.devices.jobs.move_selection_job"
+RULES_APPLY_JOB = "kmeweb.integration.jobs.apply_rules_job"
 #: Short bookkeeping jobs (sweeper, token expiry, the scheduled pull starters): RQ's own default.
 SHORT_JOB_TIMEOUT_S = 180
 

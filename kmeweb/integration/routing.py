@@ -1,0 +1,208 @@
+"""Routing rules acting on devices: the pull's hook for new uploads, and "Apply rules to
+existing devices" (its counts first, then an operation whose job writes the changes).
+
+Both read the rules through kmeweb.rules.engine, the same CASE the rule editor's preview
+counts with, so what an admin saw is what happens. Approvals go through
+kmeweb.integration.approvals, moves through kmeweb.devices.services.move_devices: the outbox
+carries each to KME with retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from kmeweb.audit import services as audit
+from kmeweb.devices import services as device_services
+from kmeweb.devices.models import Approval, Device
+from kmeweb.errors import Conflict
+from kmeweb.extensions import utcnow
+from kmeweb.integration import approvals
+from kmeweb.integration.models import Upload
+from kmeweb.operations import dispatch
+from kmeweb.operations import services as operations
+from kmeweb.operations.models import Operation, OperationKind
+from kmeweb.outbox.models import Change
+from kmeweb.profiles.services import ensure_default_profile
+from kmeweb.rules import engine
+from kmeweb.sqlutil import id_filters
+from kmeweb.text import count
+
+APPLY_KEY = "rules.apply"
+
+
+def mark_held(session: Session, group: engine.Placement) -> int:
+    """Record on pending devices the rule that holds them (and why it cannot be followed),
+    where it is not recorded yet. Local only: KME keeps them pending. Returns how many."""
+    values = group.values()
+    values.pop("end_user_id", None)
+    changed = 0
+    for where in id_filters(session, Device.id, group.hold):
+        result = session.execute(
+            update(Device)
+            .where(
+                where,
+                or_(
+                    Device.rule_id.is_distinct_from(values["rule_id"]),
+                    Device.rule_version.is_distinct_from(values["rule_version"]),
+                    Device.rule_note.is_distinct_from(values["rule_note"]),
+                ),
+            )
+            .values(**values, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        changed += result.rowcount or 0
+    return changed
+
+
+def route_uploads(session: Session, upload_ids: Sequence[int]) -> dict[str, int]:
+    """The pull's uploads hook (kmeweb.sync.hooks): the pending devices of each upload go
+    through the routing rules. A rule that approves at once approves its devices into its
+    destination ("Approve N devices of upload U", actor "sync"); the others wait, each
+    recording the rule that holds it. An upload whose approval is still running is left for
+    the next pull.
+
+    Commits after each upload, as the pull commits as it goes. Returns counts for the pull's
+    summary: uploads_auto_approved, devices_auto_approved, devices_held_by_rule.
+    """
+    ensure_default_profile(session)
+    rules = engine.load_rules(session)
+    stats = {"uploads_auto_approved": 0, "devices_auto_approved": 0, "devices_held_by_rule": 0}
+    for upload_id in upload_ids:
+        upload = session.get(Upload, upload_id)
+        if upload is None or operations.active_operation(
+            session, approvals.approval_key(upload_id)
+        ):
+            continue
+        groups = engine.placements(
+            session,
+            rules,
+            [Device.upload_id == upload_id, Device.approval == Approval.PENDING],
+        )
+        for group in groups:
+            stats["devices_held_by_rule"] += mark_held(session, group)
+        n = sum(len(g.approve) for g in groups)
+        if n:
+            approvals.approve_placements(session, upload, groups, n, "sync")
+            stats["uploads_auto_approved"] += 1
+            stats["devices_auto_approved"] += n
+        session.commit()
+    return stats
+
+
+def apply_plan(session: Session) -> engine.Plan:
+    """What "Apply rules to existing devices" would do now, per rule."""
+    ensure_default_profile(session)
+    return engine.plan(session, engine.load_rules(session))
+
+
+def start_apply(session: Session, actor: Any, expected_changes: int | None = None) -> Operation:
+    """Apply rules to existing devices: check that the counts the admin saw still hold, then
+    add the queued operation ("Apply routing rules", kind rules.apply) whose job
+    (kmeweb.integration.jobs.apply_rules_job, after the commit) writes the approvals and
+    moves. Records audit "rules.apply.start". Flushes.
+    Raises Conflict while an apply runs, when nothing would change, or when the number of
+    devices that would change is not `expected_changes` any more.
+    """
+    running = operations.active_operation(session, APPLY_KEY)
+    if running is not None:
+        raise Conflict(
+            f"The rules are already being applied (operation {running.id}); its progress is "
+            "on the Operations page."
+        )
+    plan = apply_plan(session)
+    n = plan.changes
+    if not n:
+        raise Conflict("The rules would change nothing: every device is where they say.")
+    if expected_changes is not None and expected_changes != n:
+        raise Conflict(
+            f"The devices changed since the counts were shown: {count(n, 'device')} would "
+            f"change now, not {expected_changes:,}. Look at the new counts and apply again.",
+            code="count_mismatch",
+        )
+    operation = operations.create_operation(
+        session,
+        OperationKind.RULES_APPLY,
+        f"Apply routing rules to {count(n, 'device')}",
+        n,
+        actor,
+        dedup_key=APPLY_KEY,
+    )
+    operation.params = {"actor": actor if isinstance(actor, str) else actor.email}
+    audit.record(
+        session,
+        actor,
+        "rules.apply.start",
+        "operation",
+        operation.id,
+        {"devices": n, "operation_id": operation.id, **_plan_details(plan)},
+    )
+    session.flush()
+    dispatch.after_commit(session, operation)
+    return operation
+
+
+def _plan_details(plan: engine.Plan) -> dict[str, Any]:
+    return {
+        "rules": {
+            line.rule: {"approve": line.approve, "move": line.move, "to": line.destination}
+            for line in plan.lines
+            if line.approve or line.move
+        }
+    }
+
+
+def run_apply(session: Session, operation: Operation, actor: Any) -> int:
+    """The apply start_apply accepted, as its job runs it: the rules are read and the devices
+    placed NOW (approvals per upload, moves per destination) under `operation`; held devices
+    record their rule. Returns how many devices changed; 0 when the operation already has its
+    outbox changes (a second run changes nothing twice). Flushes.
+    Raises Conflict when nothing is left to change.
+    """
+    if session.scalar(select(Change.id).where(Change.operation_id == operation.id).limit(1)):
+        return 0
+    ensure_default_profile(session)
+    groups = engine.placements(session, engine.load_rules(session))
+    changed = 0
+    for group in groups:
+        mark_held(session, group)
+        changed += _approve_by_upload(session, operation, actor, group)
+        if group.move:
+            device_services.move_devices(
+                session,
+                group.move,
+                group.destination.profile_id,
+                actor,
+                operation=operation,
+                placed=group.values(),
+            )
+            device_services.merge_attributes(session, group.move, group.attributes)
+            changed += len(group.move)
+    if not changed:
+        raise Conflict("The rules changed nothing: every device is already where they say.")
+    operation.total = changed
+    operation.label = f"Apply routing rules to {count(changed, 'device')}"
+    session.flush()
+    return changed
+
+
+def _approve_by_upload(
+    session: Session, operation: Operation, actor: Any, group: engine.Placement
+) -> int:
+    """Approve the group's pending devices, one upload at a time (KME approves uploads)."""
+    if not group.approve:
+        return 0
+    by_upload: dict[int | None, list[int]] = {}
+    for where in id_filters(session, Device.id, group.approve):
+        for device_id, upload_id in session.execute(
+            select(Device.id, Device.upload_id).where(where)
+        ):
+            by_upload.setdefault(upload_id, []).append(device_id)
+    for upload_id, ids in by_upload.items():
+        upload = session.get(Upload, upload_id) if upload_id is not None else None
+        part = engine.Placement(group.rule, group.destination, approve=sorted(ids))
+        approvals.place_approved(session, operation, actor, upload, [part])
+    return len(group.approve)
