@@ -38,6 +38,7 @@ NAV: list[tuple[str, str, str]] = [
     ("Operations", "Operations", "operations.index"),
     ("Audit log", "Audit log", "audit.index"),
     ("Admin", "Knox Integration", "integration.index"),
+    ("Admin", "Routing rules", "rules.index"),
     ("Admin", "Users", "directory.index"),
     ("Admin", "Alerts", "alerts.index"),
     ("Admin", "Accounts", "accounts.index"),
@@ -101,6 +102,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from kmeweb.ops import bp as ops_bp
     from kmeweb.overview.views import bp as overview_bp
     from kmeweb.profiles.views import bp as profiles_bp
+    from kmeweb.rules.views import bp as rules_bp
 
     app.register_blueprint(ops_bp)
     app.register_blueprint(auth_bp)
@@ -116,6 +118,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(api_tokens_bp)
     app.register_blueprint(apidocs_bp)
+    app.register_blueprint(rules_bp)
     api.init_app(app)
 
     from kmeweb.integration.routing import route_uploads

@@ -90,7 +90,7 @@ def make_end_user(session: Session, **over: Any) -> EndUser:
 
 def make_reseller(session: Session, **over: Any) -> Reseller:
     n = next(_seq)
-    values = {"kme_reseller_id": f"R-{n}", "name": f"Reseller {n}", "auto_approve": False}
+    values = {"kme_reseller_id": f"R-{n}", "name": f"Reseller {n}"}
     values.update(over)
     reseller = Reseller(**values)
     session.add(reseller)

@@ -1,11 +1,12 @@
 """Uploads and resellers: reseller uploads pulled from KME, their devices waiting for approval,
-Approve All Devices, and each reseller's preferences (auto-approve, default profile)."""
+Approve All Devices, and resellers with the routing rules that name them."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field
 
 from kmeweb.api.operations import OperationOut
 from kmeweb.api.paging import PageQuery, keyset
@@ -16,6 +17,7 @@ from kmeweb.devices.models import Device
 from kmeweb.extensions import db
 from kmeweb.integration import approvals, resellers, uploads
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
+from kmeweb.rules.services import rules_by_reseller, rules_naming_reseller
 
 TAG = "uploads"
 
@@ -100,21 +102,18 @@ class ResellerOut(Out):
     id: int
     kme_reseller_id: str = Field(description="The reseller's id in KME")
     name: str
-    auto_approve: bool = Field(description="Approve its uploads as they arrive")
-    default_profile_id: int | None = Field(
-        description="Where its approved devices land; None: the Samsung KME Default Profile"
+    rule_ids: list[int] = Field(
+        description="The routing rules with a condition on this reseller, in order "
+        "(/api/v1/rules): they say what happens to its uploads"
     )
-    default_profile: str | None = Field(description="That profile's name")
 
     @classmethod
-    def of(cls, reseller: Reseller, profile: str | None) -> ResellerOut:
+    def of(cls, reseller: Reseller, rules: list[Any]) -> ResellerOut:
         return cls(
             id=reseller.id,
             kme_reseller_id=reseller.kme_reseller_id,
             name=reseller.name,
-            auto_approve=reseller.auto_approve,
-            default_profile_id=reseller.default_profile_id,
-            default_profile=profile,
+            rule_ids=[r.id for r in rules],
         )
 
 
@@ -125,15 +124,6 @@ class ResellerPage(BaseModel):
 
 class ResellerQuery(PageQuery):
     q: str | None = Field(None, max_length=100, description="Name or Knox reseller id contains")
-
-
-class ResellerPatch(BaseModel):
-    """The preferences to change; the others keep their value. They apply from the next pull."""
-
-    auto_approve: StrictBool | None = None
-    default_profile_id: int | None = Field(
-        None, ge=1, description="A KME profile; null: the Samsung KME Default Profile"
-    )
 
 
 @api.get(
@@ -193,7 +183,7 @@ def list_upload_devices(upload_id: int, query: PendingDeviceQuery) -> PendingDev
 )
 def approve_upload(upload_id: int, json: ApproveIn):
     """Approve All Devices: approve every pending device of the upload, in KME and here; they
-    land in the reseller's default profile, else the Samsung KME Default Profile. 409 while an
+    land where the routing rules say (the first rule that matches each device). 409 while an
     approval of it runs, when nothing is pending, or when `expected_pending` differs."""
     operation = approvals.approve_upload(db.session, upload_id, caller(), json.expected_pending)
     db.session.commit()
@@ -208,9 +198,10 @@ def approve_upload(upload_id: int, json: ApproveIn):
     answers={200: ResellerPage},
 )
 def list_resellers(query: ResellerQuery) -> ResellerPage:
-    """Resellers with their preferences, by id."""
+    """Resellers with the routing rules that name them, by id."""
     rows, cursor = keyset(db.session, resellers.reseller_rows(query.q), Reseller.id, query)
-    items = [ResellerOut.of(reseller, profile) for _id, reseller, profile in rows]
+    rules = rules_by_reseller(db.session, [reseller.id for _id, reseller in rows])
+    items = [ResellerOut.of(reseller, rules[reseller.id]) for _id, reseller in rows]
     return ResellerPage(items=items, next_cursor=cursor)
 
 
@@ -221,21 +212,6 @@ def list_resellers(query: ResellerQuery) -> ResellerPage:
     answers={200: ResellerOut, 404: None},
 )
 def get_reseller(reseller_id: int) -> ResellerOut:
-    """One reseller with its preferences."""
-    return ResellerOut.of(*resellers.reseller_with_profile(db.session, reseller_id))
-
-
-@api.patch(
-    "/resellers/<int:reseller_id>",
-    scope=Scope.UPLOADS_WRITE,
-    tag=TAG,
-    body=ResellerPatch,
-    answers={200: ResellerOut, 404: None},
-)
-def update_reseller(reseller_id: int, json: ResellerPatch) -> ResellerOut:
-    """Change a reseller's preferences (auto-approve, default profile): local only, the next
-    pull applies them. A default profile must be a Samsung Knox Mobile Enrollment profile."""
-    changes = json.model_dump(exclude_unset=True)
-    resellers.patch_reseller_preferences(db.session, reseller_id, changes, caller())
-    db.session.commit()
-    return ResellerOut.of(*resellers.reseller_with_profile(db.session, reseller_id))
+    """One reseller with the routing rules that name it."""
+    reseller = resellers.get_reseller_or_404(db.session, reseller_id)
+    return ResellerOut.of(reseller, rules_naming_reseller(db.session, reseller.id))

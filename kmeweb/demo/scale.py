@@ -189,8 +189,6 @@ def seed_scale(
             {
                 "kme_reseller_id": f"SCALE{run.upper()}R{i:04d}",
                 "name": f"Scale Reseller {i:04d}",
-                "auto_approve": False,
-                "default_profile_id": None,
             }
             for i in range(n_resellers)
         ),

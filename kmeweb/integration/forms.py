@@ -8,7 +8,6 @@ from typing import Any
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
-    BooleanField,
     HiddenField,
     PasswordField,
     RadioField,
@@ -19,14 +18,12 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
-from wtforms.validators import ValidationError as WTFormsValidationError
 
 from kmeweb.forms import FilterForm
-from kmeweb.ids import parse_id, parse_number
+from kmeweb.ids import parse_number
 from kmeweb.integration.models import AuthMode, Integration
 from kmeweb.integration.settings import REGIONS, region_of
 from kmeweb.knox.config import DEFAULT_TOKEN_URL
-from kmeweb.profiles.services import DEFAULT_PROFILE_NAME
 
 KEYS_JSON_MAX_BYTES = 20_000
 
@@ -143,26 +140,6 @@ class ApproveForm(FlaskForm):
 
     def expected(self) -> int | None:
         return parse_number(self.expected_pending.data)
-
-
-class ResellerForm(FlaskForm):
-    auto_approve = BooleanField("Auto-approve uploads")
-    default_profile_id = SelectField("Default profile", coerce=str, validate_choice=False)
-
-    def set_profiles(self, choices: list[tuple[int, str]]) -> None:
-        """`choices`: the KME profiles other than the Default Profile, which "" stands for."""
-        self.default_profile_id.choices = [
-            SelectChoice("", DEFAULT_PROFILE_NAME),
-            *(SelectChoice(str(pid), name) for pid, name in choices),
-        ]
-
-    def validate_default_profile_id(self, field: SelectField) -> None:
-        """Empty is the Default Profile; anything else must be a profile id."""
-        if (field.data or "").strip() and parse_id(field.data) is None:
-            raise WTFormsValidationError("Choose a profile from the list.")
-
-    def profile_id(self) -> int | None:
-        return parse_id(self.default_profile_id.data)
 
 
 SORT_CHOICES = ("upload_id", "reseller", "order", "uploaded_at", "devices", "pending", "status")

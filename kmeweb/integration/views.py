@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, request, url_for
+from flask import Blueprint, abort, flash, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -21,20 +21,12 @@ from kmeweb.integration.forms import (
     KEYS_JSON_MAX_BYTES,
     ActionForm,
     ApproveForm,
-    ResellerForm,
     SearchForm,
     SettingsForm,
     UploadFilterForm,
 )
 from kmeweb.integration.models import AuthMode, Reseller, get_integration
-from kmeweb.integration.resellers import (
-    default_profile_choice,
-    get_reseller_or_404,
-    kme_profile_choices,
-    list_resellers_query,
-    profile_names,
-    set_reseller_preferences,
-)
+from kmeweb.integration.resellers import get_reseller_or_404, list_resellers_query
 from kmeweb.integration.settings import save_settings
 from kmeweb.integration.status import status_redis
 from kmeweb.integration.uploads import (
@@ -46,6 +38,7 @@ from kmeweb.integration.uploads import (
     upload_devices_query,
 )
 from kmeweb.pagination import page_args, paginate
+from kmeweb.rules.services import rules_by_reseller, rules_naming_reseller
 from kmeweb.sync.jobs import running_pull
 from kmeweb.sync.status import integration_status
 
@@ -314,59 +307,28 @@ def _pending_csv(stem: str, upload_id: int | None):
 
 @bp.get("/resellers")
 def resellers():
-    """The Resellers tab: each reseller's auto-approve and default profile."""
+    """The Resellers tab: each reseller with the routing rules that name it."""
     form = SearchForm()
     valid = form.validate_query()
     stmt = list_resellers_query(None if form.q.errors else form.q.data)
     page, per_page = page_args()
     rows = paginate(db.session, stmt, page, per_page)
-    profile_ids = {r.default_profile_id for r in rows.items if r.default_profile_id}
     return render(
         "integration/resellers.html",
         "integration/_resellers_content.html",
         code=200 if valid else 422,
         form=form,
         resellers=rows,
-        profiles=profile_names(db.session, profile_ids),
+        rules=rules_by_reseller(db.session, [r.id for r in rows.items]),
     )
-
-
-def _reseller_form_context(reseller_id: int) -> dict[str, Any]:
-    return {"reseller": get_reseller_or_404(db.session, reseller_id)}
 
 
 @bp.get("/resellers/<int:reseller_id>")
-def edit_reseller(reseller_id: int):
-    """A reseller's preferences: Auto-approve uploads and Default profile."""
-    reseller = get_reseller_or_404(db.session, reseller_id)
-    form = ResellerForm(
-        formdata=None,
-        auto_approve=reseller.auto_approve,
-        default_profile_id=default_profile_choice(db.session, reseller),
-    )
-    form.set_profiles(kme_profile_choices(db.session))
-    return render(
-        "integration/reseller.html", "integration/_reseller_form.html", form=form, reseller=reseller
-    )
-
-
-@bp.post("/resellers/<int:reseller_id>")
-def update_reseller(reseller_id: int):
-    """Save a reseller's preferences; they apply from the next pull."""
-    form = ResellerForm()
-    form.set_profiles(kme_profile_choices(db.session))
-
-    def saved(reseller):
-        flash(f"Preferences of {reseller.name or reseller.kme_reseller_id} saved.", "success")
-        return redirect(url_for("integration.resellers"))
-
-    return submit(
-        form,
-        lambda: set_reseller_preferences(
-            db.session, reseller_id, form.auto_approve.data, form.profile_id(), current_user
-        ),
-        saved,
-        page="integration/reseller.html",
-        partial="integration/_reseller_form.html",
-        context=lambda: _reseller_form_context(reseller_id),
+def reseller(reseller_id: int):
+    """A reseller: the routing rules that say what happens to its uploads."""
+    found = get_reseller_or_404(db.session, reseller_id)
+    return render_template(
+        "integration/reseller.html",
+        reseller=found,
+        rules=rules_naming_reseller(db.session, found.id),
     )

@@ -542,5 +542,18 @@ def describe(session: Session, rules: Sequence[RoutingRule]) -> list[RuleView]:
 
 
 def rules_naming_reseller(session: Session, reseller_id: int) -> list[RoutingRule]:
-    """The rules with a condition on this reseller (for its page)."""
+    """The rules with a condition on this reseller, in order (for its page)."""
     return [r for r in list_rules(session) if reseller_id in (r.reseller_ids or [])]
+
+
+def rules_by_reseller(
+    session: Session, reseller_ids: Iterable[int]
+) -> dict[int, list[RoutingRule]]:
+    """{reseller id: the rules naming it, in order} for the resellers a page shows."""
+    wanted = set(reseller_ids)
+    out: dict[int, list[RoutingRule]] = {i: [] for i in wanted}
+    for rule in list_rules(session):
+        for rid in rule.reseller_ids or []:
+            if rid in wanted:
+                out[rid].append(rule)
+    return out
