@@ -7,9 +7,11 @@ import pytest
 from flask import url_for
 from sqlalchemy import select
 
+from kmeweb.errors import ValidationError
 from kmeweb.ids import MAX_DB_INT, parse_id
-from kmeweb.integration.models import Reseller
 from kmeweb.profiles.models import Profile
+from kmeweb.rules import services as rules
+from kmeweb.rules.models import RoutingRule
 from tests.factories import (
     bulk_devices,
     make_default_profile,
@@ -26,8 +28,12 @@ BAD_IDS = [HUGE, str(MAX_DB_INT + 1), "-1", "abc", "²", "1e3"]
 # Every request field that carries an id or a number read as one.
 ID_FIELDS = (
     "end_user_id",
-    "default_profile_id",
     "profile_id",
+    "reseller_ids",
+    "rule",
+    "order",
+    "expected_order",
+    "expected_changes",
     "device_ids",
     "from_profile_id",
     "expected_pending",
@@ -73,7 +79,18 @@ def world(session):
     user = make_end_user(session)
     reseller = make_reseller(session, name="Acme Mobile")
     upload = make_upload(session, pending=2, reseller_id=reseller.id)
-    return {"sales": sales, "lab": lab, "user": user, "reseller": reseller, "upload": upload}
+    rule = rules.create_rule(
+        session, {"name": "Acme", "reseller_ids": [reseller.id], "profile_id": sales.id}, "test"
+    )
+    session.commit()
+    return {
+        "sales": sales,
+        "lab": lab,
+        "user": user,
+        "reseller": reseller,
+        "upload": upload,
+        "rule": rule,
+    }
 
 
 def test_user_picker_refuses_an_id_past_the_range(client, login, world):
@@ -106,17 +123,17 @@ def test_profile_forms_refuse_a_bad_user_id(client, login, actions, session, wor
 
 
 @pytest.mark.parametrize("bad", ["abc", HUGE, str(MAX_DB_INT + 1), "-3"])
-def test_reseller_default_profile_garbage_is_refused(client, login, actions, session, world, bad):
-    login("admin")
+def test_a_rule_with_garbage_ids_is_refused_on_each_field(session, world, bad):
     reseller, sales = world["reseller"], world["sales"]
-    path = f"/integration/resellers/{reseller.id}"
-    assert actions.post(path, {"default_profile_id": str(sales.id)}).status_code == 303
-    response = actions.post(path, {"default_profile_id": bad, "auto_approve": "y"}, headers=HX)
-    assert response.status_code == 422
-    assert 'id="default_profile_id-error"' in response.get_data(as_text=True)
-    session.expire_all()
-    kept = session.get(Reseller, reseller.id)
-    assert kept.default_profile_id == sales.id and not kept.auto_approve
+    data = {"name": "Garbage", "reseller_ids": [bad], "profile_id": bad, "end_user_id": bad}
+    with pytest.raises(ValidationError) as refused:
+        rules.create_rule(session, data, "test")
+    fields = {e.field for e in refused.value.each()}
+    assert {"reseller_ids", "profile_id", "end_user_id"} <= fields
+    session.rollback()
+    assert session.scalar(select(RoutingRule.id).where(RoutingRule.name == "Garbage")) is None
+    ok = {"name": "Fine", "reseller_ids": [reseller.id], "profile_id": str(sales.id)}
+    assert rules.create_rule(session, ok, "test").profile_id == sales.id
 
 
 def _url(app, rule, world) -> str:
@@ -125,6 +142,7 @@ def _url(app, rule, world) -> str:
         "reseller_id": world["reseller"].id,
         "upload_id": world["upload"].id,
         "user_id": world["user"].id,
+        "rule_id": world["rule"].id,
     }
     with app.test_request_context():
         return url_for(rule.endpoint, **{arg: ids.get(arg, 1) for arg in rule.arguments})

@@ -265,9 +265,8 @@ def preview(session: Session, draft: RuleSpec, rules: Sequence[RuleSpec]) -> Pre
         else:
             out.approved += n
             moves[profile_id] = moves.get(profile_id, 0) + n
-    names = dict(
-        session.execute(select(Profile.id, Profile.name).where(Profile.id.in_(list(moves))))
-    )
+    stmt = select(Profile.id, Profile.name).where(Profile.id.in_([p for p in moves if p]))
+    names = {pid: name for pid, name in session.execute(stmt)}
     out.moves = sorted(
         ((names.get(pid, "?"), n) for pid, n in moves.items()), key=lambda m: (-m[1], m[0])
     )

@@ -509,13 +509,10 @@ class RuleView:
 def describe(session: Session, rules: Sequence[RoutingRule]) -> list[RuleView]:
     """Words for each rule's conditions and destination, with the broken ones named."""
     reseller_ids = {i for r in rules for i in (r.reseller_ids or [])}
-    resellers = (
-        dict(
-            session.execute(select(Reseller.id, Reseller.name).where(Reseller.id.in_(reseller_ids)))
-        )
-        if reseller_ids
-        else {}
-    )
+    resellers: dict[int, str] = {}
+    if reseller_ids:
+        stmt = select(Reseller.id, Reseller.name).where(Reseller.id.in_(reseller_ids))
+        resellers = {rid: name for rid, name in session.execute(stmt)}
     specs = [RuleSpec.of(r) for r in rules]
     dests = engine.destinations(session, specs) if specs else {}
     out = []

@@ -9,11 +9,12 @@ from kmeweb import crypto
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
 from kmeweb.errors import Conflict, NotFound, ValidationError
-from kmeweb.integration import activation, approvals, resellers, settings, uploads
+from kmeweb.integration import activation, approvals, settings, uploads
 from kmeweb.integration.models import Integration
 from kmeweb.operations.models import Operation
 from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
+from kmeweb.rules import services as rules
 from tests.factories import (
     bulk_devices,
     count_rows,
@@ -107,20 +108,6 @@ def test_activate_creates_one_default_profile(session, admin):
     ]
 
 
-def test_reseller_preferences(session, admin):
-    reseller = make_reseller(session)
-    kme = make_profile(session)
-    own = make_profile(session, kind="self_maintained", config={})
-    resellers.set_reseller_preferences(session, reseller.id, True, kme.id, admin)
-    session.commit()
-    assert reseller.auto_approve and reseller.default_profile_id == kme.id
-    with pytest.raises(ValidationError) as err:
-        resellers.set_reseller_preferences(session, reseller.id, True, own.id, admin)
-    assert err.value.field == "default_profile_id"
-    with pytest.raises(NotFound):
-        resellers.set_reseller_preferences(session, 99999, False, None, admin)
-
-
 def test_approve_upload_to_default_profile(session, admin):
     default = make_default_profile(session)
     upload = make_upload(session, pending=1200)
@@ -157,13 +144,21 @@ def test_approve_upload_to_default_profile(session, admin):
         approvals.approve_upload(session, upload.id, admin)
 
 
-def test_approve_upload_uses_reseller_default_profile(session, admin):
+def test_approve_upload_follows_the_rule_for_its_reseller(session, admin):
+    make_default_profile(session)
     sales = make_profile(session, name="Sales")
-    reseller = make_reseller(session, default_profile_id=sales.id)
+    reseller = make_reseller(session)
+    rule = rules.create_rule(
+        session,
+        {"name": "Acme", "reseller_ids": [reseller.id], "action": "hold", "profile_id": sales.id},
+        admin,
+    )
     upload = make_upload(session, pending=3, reseller_id=reseller.id)
     approvals.approve_upload(session, upload.id, admin)
     session.commit()
-    assert count_rows(session, Device, Device.profile_id == sales.id) == 3
+    placed = session.scalars(select(Device).where(Device.profile_id == sales.id)).all()
+    assert len(placed) == 3
+    assert {(d.rule_id, d.rule_version) for d in placed} == {(rule.id, 1)}
     assert {c.profile_id for c in session.scalars(select(Change))} == {sales.id}
 
 

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from kmeweb import crypto
-from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
 from kmeweb.integration import approvals, uploads
 from kmeweb.integration.models import Integration, Reseller, Upload, get_integration
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
+from kmeweb.rules import services as rules
 from tests.factories import (
     bulk_devices,
     count_rows,
@@ -450,35 +450,29 @@ def test_download_devices_as_csv(client, login, session):
 # --- Resellers -------------------------------------------------------------------------------
 
 
-def test_reseller_preferences_are_saved_and_audited(client, login, actions, session):
+def test_resellers_link_to_the_rules_that_name_them(client, login, session, admin):
     login()
     make_default_profile(session)
-    reseller = make_reseller(session, name="Acme Mobile")
-    kme = make_profile(session, name="Warehouse")
-    own = make_profile(session, name="Own CSV", kind="self_maintained", config={})
-
-    page = text(client.get(f"/integration/resellers/{reseller.id}"))
-    assert "Warehouse" in page and "Own CSV" not in page
-
-    response = actions.post(
-        f"/integration/resellers/{reseller.id}",
-        {"auto_approve": "y", "default_profile_id": str(kme.id)},
+    acme = make_reseller(session, name="Acme Mobile")
+    other = make_reseller(session, name="Other Mobile")
+    warehouse = make_profile(session, name="Warehouse")
+    rule = rules.create_rule(
+        session,
+        {"name": "Acme to the warehouse", "reseller_ids": [acme.id], "profile_id": warehouse.id},
+        admin,
     )
-    assert response.status_code == 303
-    session.expire_all()
-    assert reseller.auto_approve and reseller.default_profile_id == kme.id
-    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "reseller.preferences"))
-    assert event.details["auto_approve"] is True
-    page = text(client.get("/integration/resellers?q=acme"))
-    assert "Warehouse" in page and "Yes" in page
+    session.commit()
 
-    response = actions.post(
-        f"/integration/resellers/{reseller.id}", {"default_profile_id": str(own.id)}
-    )
-    assert response.status_code == 422
-    assert "Choose a Samsung Knox Mobile Enrollment profile." in text(response)
-    session.expire_all()
-    assert reseller.default_profile_id == kme.id
+    listing = text(client.get("/integration/resellers"))
+    assert f'href="/admin/rules/{rule.id}"' in listing and "Acme to the warehouse" in listing
+    assert "None: the other rules apply" in listing  # Other Mobile
+
+    page = text(client.get(f"/integration/resellers/{acme.id}"))
+    assert "Acme to the warehouse" in page
+    assert f'href="/admin/rules/new?reseller_id={acme.id}"' in page
+    page = text(client.get(f"/integration/resellers/{other.id}"))
+    assert "No rule names this reseller" in page
+    assert client.get("/integration/resellers/999999").status_code == 404
 
 
 # --- Viewer ----------------------------------------------------------------------------------
@@ -499,7 +493,9 @@ def test_a_viewer_sees_every_tab_without_controls_and_cannot_post(
     view = text(client.get(f"/integration/uploads/{upload.id}"))
     assert "Approve All Devices" not in view and "Download Devices as CSV" in view
     resellers = text(client.get("/integration/resellers"))
-    assert reseller.kme_reseller_id in resellers and "Edit" not in resellers
+    assert reseller.kme_reseller_id in resellers
+    page = text(client.get(f"/integration/resellers/{reseller.id}"))
+    assert "Add a rule for this reseller" not in page
 
     for path in (
         "/integration/settings",
@@ -508,7 +504,6 @@ def test_a_viewer_sees_every_tab_without_controls_and_cannot_post(
         "/integration/deactivate",
         "/integration/sync",
         f"/integration/uploads/{upload.id}/approve",
-        f"/integration/resellers/{reseller.id}",
     ):
         assert actions.post(path, {"name": "x"}).status_code == 403, path
     assert count_rows(session, Operation) == 0

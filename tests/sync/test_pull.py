@@ -6,11 +6,13 @@ from sqlalchemy import func, select
 
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
-from kmeweb.integration import approvals, resellers
+from kmeweb.identifiers import luhn_check_digit
+from kmeweb.integration import approvals
 from kmeweb.integration.models import Reseller, Upload
 from kmeweb.operations.models import Operation
 from kmeweb.profiles import services as profile_services
 from kmeweb.profiles.models import Profile
+from kmeweb.rules import services as rules
 from kmeweb.sync.jobs import start_pull
 from tests.sync_fixtures import kme_profile
 
@@ -49,28 +51,66 @@ def test_incremental_pull_fetches_only_changes(session, integration, sim, work):
     assert _count(session) == 1480
 
 
-def test_auto_approve_assigns_the_resellers_default_profile(session, integration, sim, work):
+def _imeis(prefix: str, n: int) -> list[str]:
+    body = [f"{prefix}{i:06d}"[:14].ljust(14, "0") for i in range(n)]
+    return [b + str(luhn_check_digit(b)) for b in body]
+
+
+def test_rules_route_a_new_upload_by_model_and_order_number(session, integration, sim, work):
     _pull(session, work)
     sales = kme_profile(session, "Sales", description="field sales")
+    kiosk = kme_profile(session, "Kiosk", description="tablets")
     session.commit()
-    work()  # the profile is created in KME first
+    work()  # the profiles are created in KME first
     reseller = session.scalar(select(Reseller))
-    resellers.set_reseller_preferences(session, reseller.id, True, sales.id, "test")
+    tablets = rules.create_rule(
+        session,
+        {"name": "Tablets", "model_patterns": "SM-T*", "action": "approve", "profile_id": kiosk.id},
+        "test",
+    )
+    orders = rules.create_rule(
+        session,
+        {
+            "name": "Sales orders",
+            "reseller_ids": [reseller.id],
+            "order_patterns": "PO-SALES-*",
+            "action": "approve",
+            "profile_id": sales.id,
+        },
+        "test",
+    )
     session.commit()
-    upload = sim.upload(40, reseller=sim.creds["reseller_name"])
+    phones = [{"mei": m, "model": "SM-G991B"} for m in _imeis("3520990", 30)]
+    pads = [{"mei": m, "model": "SM-T505"} for m in _imeis("3520991", 10)]
+    sales_upload = sim.upload(
+        0, reseller=sim.creds["reseller_name"], orderNo="PO-SALES-0042", devices=phones + pads
+    )
+    other = sim.upload(5, reseller=sim.creds["reseller_name"], orderNo="PO-HQ-0001")
 
-    operation = _pull(session, work)  # pull sees the upload, approves it, pushes the assignment
+    operation = _pull(session, work)  # the pull routes the uploads, the push assigns them
     assert operation.status == "done"
     work()
-    new_upload = session.scalar(select(Upload).where(Upload.kme_upload_id == upload["uploadId"]))
-    assert new_upload.status == "approved"
-    devices = session.scalars(select(Device).where(Device.upload_id == new_upload.id)).all()
-    assert len(devices) == 40
-    assert {(d.approval, d.profile_id, d.sync_state) for d in devices} == {
-        ("approved", sales.id, "synced")
+    routed = session.scalar(select(Upload).where(Upload.kme_upload_id == sales_upload["uploadId"]))
+    assert routed.status == "approved"
+    devices = session.scalars(select(Device).where(Device.upload_id == routed.id)).all()
+    placed = {(d.model, d.approval, d.profile_id, d.rule_id, d.sync_state) for d in devices}
+    assert placed == {
+        ("SM-G991B", "approved", sales.id, orders.id, "synced"),
+        ("SM-T505", "approved", kiosk.id, tablets.id, "synced"),
     }
-    remote = sim.device(devices[0].kme_device_id)
-    assert remote["approved"] is True and remote["profileId"] == sales.kme_profile_id
+    for device in devices:
+        remote = sim.device(device.kme_device_id)
+        want = kiosk if device.model == "SM-T505" else sales
+        assert remote["approved"] is True and remote["profileId"] == want.kme_profile_id
+
+    # Everything else waits for approval, held by the last rule, in no profile yet.
+    waiting = session.scalar(select(Upload).where(Upload.kme_upload_id == other["uploadId"]))
+    assert waiting.status == "pending"
+    held = session.scalars(select(Device).where(Device.upload_id == waiting.id)).all()
+    catch_all = rules.list_rules(session)[-1]
+    assert {(d.approval, d.profile_id, d.rule_id) for d in held} == {
+        ("pending", None, catch_all.id)
+    }
 
 
 def test_portal_edit_applies_unless_a_local_change_is_pending(session, integration, sim, work):

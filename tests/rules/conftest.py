@@ -1,0 +1,3 @@
+"""Fixtures shared by the routing rules tests."""
+
+from tests.factories import admin  # noqa: F401
