@@ -1,6 +1,6 @@
 """Admin › Knox Integration in Chromium, against a live server, a real worker process and the
 KME simulator: set up and activate, approve an upload through the dialog, download the CSV,
-auto-approve a reseller's next upload; and the same approval without JavaScript."""
+a routing rule approves a reseller's next upload; and the same approval without JavaScript."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from kmeweb.devices.models import Device
-from kmeweb.integration.models import Upload
+from kmeweb.integration.models import Reseller, Upload
 from kmeweb.profiles.models import Profile
+from kmeweb.rules import services as rules
 from tests.browser.checks import check_a11y
 from tests.sync_fixtures import wait_until, with_sync_config
 
@@ -32,7 +33,7 @@ def _pending(session, upload_id: int) -> int:
     )
 
 
-def test_set_up_activate_approve_download_and_auto_approve(
+def test_set_up_activate_approve_download_and_approve_by_rule(
     signed_in, live_server, session, sim, worker_processes
 ):
     page = signed_in
@@ -136,13 +137,18 @@ def test_set_up_activate_approve_download_and_auto_approve(
     assert len(rows_csv) == 251
     assert {r[3] for r in rows_csv[1:]} == {small.kme_upload_id}
 
-    # Resellers: auto-approve; the next upload is approved by the pull, without a click.
+    # A routing rule approves the reseller's uploads at once (its editor is tested in
+    # test_rules_browser.py): the next upload is approved by the pull, without a click, and
+    # the Resellers tab names the rule.
+    reseller = session.scalar(select(Reseller).where(Reseller.name == "Demo Reseller Ltd"))
+    rules.create_rule(
+        session,
+        {"name": "Demo approved at once", "reseller_ids": [reseller.id], "action": "approve"},
+        "test",
+    )
+    session.commit()
     page.get_by_role("link", name="Resellers").click()
-    page.get_by_role("link", name=re.compile("Edit")).first.click()
-    page.get_by_label("Auto-approve uploads").check()
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator("#flash-area")).to_contain_text("Preferences of Demo Reseller Ltd saved.")
-    expect(page.get_by_test_id("auto-approve").first).to_have_text("Yes")
+    expect(page.get_by_test_id("reseller-rules").first).to_have_text("Demo approved at once")
     new = sim.upload(30, reseller="Demo Reseller Ltd")
     page.get_by_role("link", name="Settings").click()
     page.get_by_role("button", name="Sync now").click()
