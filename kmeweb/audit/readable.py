@@ -19,6 +19,7 @@ from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
 from kmeweb.profiles.models import Profile
+from kmeweb.rules.models import RoutingRule
 
 PROFILE_ID_KEYS = ("profile_id", "default_profile_id", "to_profile_id", "from_profile_id")
 LABELS = {
@@ -50,6 +51,7 @@ class _Names:
     devices: dict[int, str] = field(default_factory=dict)
     profiles: dict[int, str] = field(default_factory=dict)
     users: dict[int, str] = field(default_factory=dict)
+    rules: dict[int, str] = field(default_factory=dict)
 
 
 def _ints(values: Iterable[Any]) -> set[int]:
@@ -78,18 +80,29 @@ def _names(session: Session, events: Sequence[AuditEvent]) -> _Names:
     device_ids: set[int] = set()
     profile_ids: set[int] = set()
     user_ids: set[int] = set()
+    rule_ids: set[int] = set()
     for event in events:
         details = event.details if isinstance(event.details, Mapping) else {}
         device_ids |= _ints(_device_id_list(details.get("device_ids"))[0])
         if isinstance(details.get("from_profiles"), Mapping):
             profile_ids |= _ints(details["from_profiles"])
         profile_ids |= _ints(details.get(key) for key in PROFILE_ID_KEYS)
+        changed = details.get("changed")
+        if isinstance(changed, Mapping) and isinstance(changed.get("profile_id"), list):
+            profile_ids |= _ints(changed["profile_id"])
         user_ids |= _ints([details.get("end_user_id")])
         if event.target_type == "device":
             device_ids |= _ints([event.target_id])
         if event.target_type == "profile":
             profile_ids |= _ints([event.target_id])
+        if event.target_type == "rule":
+            rule_ids |= _ints([event.target_id])
     names = _Names()
+    if rule_ids:
+        rows = session.execute(
+            select(RoutingRule.id, RoutingRule.name).where(RoutingRule.id.in_(rule_ids))
+        )
+        names.rules = {i: name for i, name in rows}
     if device_ids:
         rows = session.execute(
             select(Device.id, Device.imei, Device.serial).where(Device.id.in_(device_ids))
@@ -143,11 +156,21 @@ def _detail(key: str, value: Any, names: _Names) -> str:
         return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "") if shown else "—"
     if key == "from_profiles" and isinstance(value, Mapping):
         return ", ".join(f"{_lookup(names.profiles, pid)}: {_text(n)}" for pid, n in value.items())
+    if key == "changed" and isinstance(value, Mapping):
+        return "; ".join(f"{_label(k)}: {_change(k, v, names)}" for k, v in value.items())
     if key in PROFILE_ID_KEYS:
         return _lookup(names.profiles, value)
     if key == "end_user_id":
         return _lookup(names.users, value)
     return _text(value)
+
+
+def _change(key: Any, value: Any, names: _Names) -> str:
+    """A field's [old, new] as "old → new" (anything else as it is)."""
+    if isinstance(value, list) and len(value) == 2:
+        old, new = (_detail(str(key), v, names) for v in value)
+        return f"{old} → {new}"
+    return _detail(str(key), value, names)
 
 
 def _target(event: AuditEvent, names: _Names) -> str:
@@ -157,7 +180,7 @@ def _target(event: AuditEvent, names: _Names) -> str:
         return event.target_type
     found = _ints([event.target_id])
     key = found.pop() if found else None
-    tables = {"device": names.devices, "profile": names.profiles}
+    tables = {"device": names.devices, "profile": names.profiles, "rule": names.rules}
     name = tables.get(event.target_type, {}).get(key) if key is not None else None
     return f"{event.target_type} {name or event.target_id}"
 

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from kmeweb.audit.models import AuditEvent
+from kmeweb.audit.readable import readable
 from kmeweb.devices.models import Device
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.integration import approvals, routing
@@ -114,6 +115,11 @@ def test_rules_are_saved_before_the_catch_all_edited_with_a_version_and_audited(
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "rule.update")).one()
     assert event.details["changed"]["action"] == ["hold", "approve"]
     assert event.details["version"] == 2
+    shown = readable(session, [event])[event.id]  # the Audit log names the rule
+    assert shown.target == "rule Tablets"
+    assert ("Changed", "Model patterns: SM-T* → SM-T*, SM-X*; Action: hold → approve") in (
+        shown.details
+    )
 
     with pytest.raises(Conflict) as stale:  # another admin saved version 2 meanwhile
         rules.update_rule(session, first.id, {"name": "Pads"}, admin, expected_version=1)
