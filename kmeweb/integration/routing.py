@@ -35,26 +35,28 @@ APPLY_KEY = "rules.apply"
 
 
 def mark_held(session: Session, group: engine.Placement) -> int:
-    """Record on pending devices the rule that holds them (and why it cannot be followed),
-    where it is not recorded yet. Local only: KME keeps them pending. Returns how many."""
-    values = group.values()
-    values.pop("end_user_id", None)
+    """Record on pending devices the rule that holds them (and why it cannot be followed), and
+    on those it approves at once that wait with their upload why they wait, where that is not
+    recorded yet. Local only: KME keeps them pending. Returns how many changed."""
     changed = 0
-    for where in id_filters(session, Device.id, group.hold):
-        result = session.execute(
-            update(Device)
-            .where(
-                where,
-                or_(
-                    Device.rule_id.is_distinct_from(values["rule_id"]),
-                    Device.rule_version.is_distinct_from(values["rule_version"]),
-                    Device.rule_note.is_distinct_from(values["rule_note"]),
-                ),
+    for ids, note in ((group.hold, None), (group.wait, engine.WAITS_NOTE)):
+        values = group.values(note)
+        values.pop("end_user_id", None)
+        for where in id_filters(session, Device.id, ids):
+            result = session.execute(
+                update(Device)
+                .where(
+                    where,
+                    or_(
+                        Device.rule_id.is_distinct_from(values["rule_id"]),
+                        Device.rule_version.is_distinct_from(values["rule_version"]),
+                        Device.rule_note.is_distinct_from(values["rule_note"]),
+                    ),
+                )
+                .values(**values, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
             )
-            .values(**values, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        changed += result.rowcount or 0
+            changed += result.rowcount or 0
     return changed
 
 
@@ -62,11 +64,15 @@ def route_uploads(session: Session, upload_ids: Sequence[int]) -> dict[str, int]
     """The pull's uploads hook (kmeweb.sync.hooks): the pending devices of each upload go
     through the routing rules. A rule that approves at once approves its devices into its
     destination ("Approve N devices of upload U", actor "sync"); the others wait, each
-    recording the rule that holds it. An upload whose approval is still running is left for
-    the next pull.
+    recording the rule that holds it. KME approves whole uploads, so when a rule holds some
+    devices of an upload, the upload waits whole: the devices another rule would approve at
+    once wait too, saying why (engine.WAITS_NOTE), and go to their rule's destination when the
+    admin approves the upload. An upload whose approval is still running is left for the next
+    pull.
 
     Commits after each upload, as the pull commits as it goes. Returns counts for the pull's
-    summary: uploads_auto_approved, devices_auto_approved, devices_held_by_rule.
+    summary: uploads_auto_approved, devices_auto_approved, devices_held_by_rule (newly held or
+    waiting).
     """
     ensure_default_profile(session)
     rules = engine.load_rules(session)

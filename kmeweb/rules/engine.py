@@ -292,6 +292,7 @@ class PlanLine:
     note: str | None
     approve: int = 0  # pending devices the rule approves into the destination
     hold: int = 0  # pending devices that stay pending (held by the rule)
+    wait: int = 0  # pending devices it approves that wait with their upload (WAITS_NOTE)
     move: int = 0  # approved devices that move into the destination
     stay: int = 0  # approved devices already there, or the catch-all's (never moved)
 
@@ -311,28 +312,51 @@ def _acts_on_approved(rule: RuleSpec, dest: Destination) -> bool:
     return not rule.catch_all and dest.note is None
 
 
+#: Why a device a rule approves at once is still pending: KME approves whole uploads only.
+WAITS_NOTE = (
+    "Waits with its upload: another rule holds some of the upload's devices for approval, "
+    "and KME approves whole uploads"
+)
+
+
+def _pending_upload() -> ColumnElement[Any]:
+    """The upload of a pending device (None for an approved one): what the approvals of
+    pending devices are grouped by."""
+    return case((Device.approval == Approval.PENDING, Device.upload_id), else_=None)
+
+
 def plan(session: Session, rules: Sequence[RuleSpec]) -> Plan:
     """What "Apply rules to existing devices" would do, per rule (its destination), from the
-    same CASE as `route`."""
+    same CASE and the same reading as `placements`, counted instead of listed."""
     dests = destinations(session, rules)
     key = first_match(rules).label("rule_key")
+    upload = _pending_upload().label("upload")
     lines = {r.key: PlanLine(r.key, r.name, dests[r.key].name, dests[r.key].note) for r in rules}
     by_key = {r.key: r for r in rules}
-    for rule_key, approval, profile_id, n in session.execute(
-        select(key, Device.approval, Device.profile_id, func.count())
+    approving: list[tuple[PlanLine, int | None, int]] = []
+    held_uploads: set[int] = set()
+    for rule_key, approval, profile_id, upload_id, n in session.execute(
+        select(key, Device.approval, Device.profile_id, upload, func.count())
         .where(placeable())
-        .group_by(key, Device.approval, Device.profile_id)
+        .group_by(key, Device.approval, Device.profile_id, upload)
     ):
         line, rule, dest = lines[rule_key], by_key[rule_key], dests[rule_key]
         if approval == Approval.PENDING:
             if rule.approves:
-                line.approve += n
+                approving.append((line, upload_id, n))
             else:
                 line.hold += n
+                if upload_id is not None:
+                    held_uploads.add(upload_id)
         elif _acts_on_approved(rule, dest) and profile_id != dest.profile_id:
             line.move += n
         else:
             line.stay += n
+    for line, upload_id, n in approving:
+        if upload_id is not None and upload_id in held_uploads:
+            line.wait += n
+        else:
+            line.approve += n
     return Plan([lines[r.key] for r in rules])
 
 
@@ -344,17 +368,19 @@ class Placement:
     destination: Destination
     approve: list[int] = field(default_factory=list)
     hold: list[int] = field(default_factory=list)
+    wait: list[int] = field(default_factory=list)  # approved at once, waiting (WAITS_NOTE)
     move: list[int] = field(default_factory=list)
 
-    def values(self) -> dict[str, Any]:
+    def values(self, note: str | None = None) -> dict[str, Any]:
         """What a device this rule places keeps: the rule and its version (none for a catch-all
-        that is not saved), why it is not where the rule says, and the rule's Associated User
-        (only in a KME profile: the Default Profile carries no user)."""
+        that is not saved), why it is not where the rule says (`note`, else the destination's),
+        and the rule's Associated User (only in a KME profile: the Default Profile carries no
+        user)."""
         saved = self.rule.key > 0
         out: dict[str, Any] = {
             "rule_id": self.rule.key if saved else None,
             "rule_version": self.rule.version if saved else None,
-            "rule_note": self.destination.note,
+            "rule_note": note or self.destination.note,
         }
         if self.rule.end_user_id is not None and not self.destination.is_default:
             out["end_user_id"] = self.rule.end_user_id
@@ -368,21 +394,34 @@ class Placement:
 def placements(
     session: Session, rules: Sequence[RuleSpec], where: Sequence[ColumnElement[bool]] = ()
 ) -> list[Placement]:
-    """Device ids per rule, as `plan` counts them: pending ones to approve or hold, approved
-    ones to move (in rule order)."""
+    """Device ids per rule, as `plan` counts them: pending ones to approve, to hold, or (a rule
+    approves them at once but another holds devices of the same upload, and KME approves whole
+    uploads) to wait; approved ones to move. In rule order."""
     dests = destinations(session, rules)
     key = first_match(rules).label("rule_key")
     out = {r.key: Placement(r, dests[r.key]) for r in rules}
-    for device_id, rule_key, approval, profile_id in session.execute(
-        select(Device.id, key, Device.approval, Device.profile_id)
+    approving: list[tuple[Placement, int, int | None]] = []
+    held_uploads: set[int] = set()
+    for device_id, rule_key, approval, profile_id, upload_id in session.execute(
+        select(Device.id, key, Device.approval, Device.profile_id, Device.upload_id)
         .where(placeable(), *where)
         .order_by(Device.id)
     ):
         p = out[rule_key]
         if approval == Approval.PENDING:
-            (p.approve if p.rule.approves else p.hold).append(device_id)
+            if p.rule.approves:
+                approving.append((p, device_id, upload_id))
+            else:
+                p.hold.append(device_id)
+                if upload_id is not None:
+                    held_uploads.add(upload_id)
         elif _acts_on_approved(p.rule, p.destination) and profile_id != p.destination.profile_id:
             p.move.append(device_id)
+    for p, device_id, upload_id in approving:
+        if upload_id is not None and upload_id in held_uploads:
+            p.wait.append(device_id)
+        else:
+            p.approve.append(device_id)
     return [out[r.key] for r in rules]
 
 

@@ -13,8 +13,6 @@ from kmeweb.devices.models import Device
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.integration import approvals, routing
 from kmeweb.integration.models import Upload
-from kmeweb.operations import services as operations
-from kmeweb.operations.models import Operation
 from kmeweb.outbox.models import Change
 from kmeweb.profiles import services as profile_services
 from kmeweb.rules import engine
@@ -166,13 +164,13 @@ def test_the_first_matching_rule_places_each_device_of_a_new_upload(session, adm
     alice = make_end_user(session, username="alice@example.com")
     a, b = make_reseller(session, name="Reseller A"), make_reseller(session, name="Reseller B")
     vip = next_imei()
-    session.add(Device(imei=vip, model="SM-S911B", approval="pending", attributes={}))
+    session.add(Device(imei=vip, model="SM-G991B", approval="pending", attributes={}))
     upload_sales = _upload_with(session, a, "PO-SALES-7", {"SM-G991B": 6, "SM-T505": 2})
     session.execute(update(Device).where(Device.imei == vip).values(upload_id=upload_sales.id))
     upload_b = _upload_with(session, b, "PO-SALES-8", {"SM-G991B": 3, "SM-T505": 1})
-    rules.create_rule(
+    vip_rule = rules.create_rule(
         session,
-        {"name": "Executives", "identifiers": vip, "action": "hold", "profile_id": execs.id},
+        {"name": "Executives", "identifiers": vip, "action": "approve", "profile_id": execs.id},
         admin,
     )
     kiosk_rule = rules.create_rule(
@@ -199,59 +197,63 @@ def test_the_first_matching_rule_places_each_device_of_a_new_upload(session, adm
         admin,
     )
     session.commit()
+    catch_all = rules.list_rules(session)[-1].id
 
     stats = routing.route_uploads(session, [upload_sales.id, upload_b.id])
     assert stats == {
-        "uploads_auto_approved": 2,
-        "devices_auto_approved": 9,  # 6 sales phones, 2 + 1 tablets
-        "devices_held_by_rule": 4,  # the VIP phone, B's 3 phones (the catch-all)
+        "uploads_auto_approved": 1,
+        "devices_auto_approved": 9,  # the VIP phone, 6 sales phones, 2 tablets
+        "devices_held_by_rule": 4,  # B's 3 phones (the last rule), and B's tablet with them
     }
     rows = session.execute(
-        select(Device.upload_id, Device.model, Device.approval, Device.profile_id, Device.rule_id)
+        select(
+            Device.upload_id,
+            Device.model,
+            Device.approval,
+            Device.profile_id,
+            Device.rule_id,
+            Device.rule_note,
+        )
     ).all()
-    catch_all = rules.list_rules(session)[-1].id
-    placed = {(u, m, ap, p, r) for u, m, ap, p, r in rows}
-    assert placed == {
-        (upload_sales.id, "SM-G991B", "approved", sales.id, sales_rule.id),
-        (upload_sales.id, "SM-T505", "approved", kiosk.id, kiosk_rule.id),
-        (
-            upload_sales.id,
-            "SM-S911B",
-            "pending",
-            None,
-            session.scalar(select(RoutingRule.id).where(RoutingRule.name == "Executives")),
-        ),
-        (upload_b.id, "SM-T505", "approved", kiosk.id, kiosk_rule.id),
-        (upload_b.id, "SM-G991B", "pending", None, catch_all),
+    assert set(rows) == {
+        (upload_sales.id, "SM-G991B", "approved", execs.id, vip_rule.id, None),
+        (upload_sales.id, "SM-G991B", "approved", sales.id, sales_rule.id, None),
+        (upload_sales.id, "SM-T505", "approved", kiosk.id, kiosk_rule.id, None),
+        # KME approves whole uploads: B's tablet waits with the phones the last rule holds.
+        (upload_b.id, "SM-T505", "pending", None, kiosk_rule.id, engine.WAITS_NOTE),
+        (upload_b.id, "SM-G991B", "pending", None, catch_all, None),
     }
     phones = session.scalars(select(Device).where(Device.rule_id == sales_rule.id)).all()
     assert {d.end_user_id for d in phones} == {alice.id}
-    tablets = session.scalars(select(Device).where(Device.rule_id == kiosk_rule.id)).all()
+    tablets = session.scalars(
+        select(Device).where(Device.rule_id == kiosk_rule.id, Device.approval == "approved")
+    ).all()
     assert {d.attributes["site"] for d in tablets} == {"Store 12"}
     session.expire_all()
-    assert session.get(Upload, upload_sales.id).status == "partial"  # the VIP phone waits
+    assert session.get(Upload, upload_sales.id).status == "approved"
+    assert session.get(Upload, upload_b.id).status == "pending"
     event = session.scalars(
         select(AuditEvent).where(
             AuditEvent.action == "upload.approve", AuditEvent.target_id == str(upload_sales.id)
         )
     ).one()
     assert event.actor == "sync"
-    assert event.details["rules"] == {"Tablets": 2, "Sales phones": 6}
+    assert event.details["rules"] == {"Executives": 1, "Tablets": 2, "Sales phones": 6}
     # KME hears of each destination: the upload approval, then the devices' assignments.
     kinds = {(c.kind, c.profile_id) for c in session.scalars(select(Change))}
     assert ("upload.approve", sales.id) in kinds and ("device.approve", kiosk.id) in kinds
+    assert routing.route_uploads(session, [upload_b.id])["devices_held_by_rule"] == 0
 
-    # KME took the approvals (their pushes finished); the admin approves what waits: the VIP
-    # phone goes where its rule says.
-    for operation in session.scalars(select(Operation)):
-        operations.finish(session, operation.id)
-    approvals.approve_upload(session, upload_sales.id, admin)
-    session.commit()
-    assert session.scalar(select(Device.profile_id).where(Device.imei == vip)) == execs.id
-    assert session.get(Upload, upload_sales.id).status == "approved"
+    # The admin approves what waits: each device goes where its rule says.
     approvals.approve_upload(session, upload_b.id, admin)
     session.commit()
-    assert count_rows(session, Device, Device.profile_id == default.id) == 3
+    placed = session.execute(
+        select(Device.model, Device.profile_id, Device.rule_note).where(
+            Device.upload_id == upload_b.id
+        )
+    ).all()
+    assert set(placed) == {("SM-T505", kiosk.id, None), ("SM-G991B", default.id, None)}
+    assert session.get(Upload, upload_b.id).status == "approved"
 
 
 def test_a_deleted_profile_breaks_its_rule_and_its_devices_wait_in_the_default(session, admin):
