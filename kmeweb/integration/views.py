@@ -38,7 +38,7 @@ from kmeweb.integration.uploads import (
     upload_devices_query,
 )
 from kmeweb.pagination import page_args, paginate
-from kmeweb.rules.services import rules_by_reseller, rules_naming_reseller
+from kmeweb.rules.services import rule_names, rules_by_reseller, rules_naming_reseller
 from kmeweb.sync.jobs import running_pull
 from kmeweb.sync.status import integration_status
 
@@ -232,12 +232,14 @@ def upload(upload_id: int):
     stmt = upload_devices_query(upload_id, None if form.q.errors else form.q.data)
     page, per_page = page_args()
     summary = request.args.get("part") == "summary"  # htmx: the facts, after an operation
+    devices = paginate(db.session, stmt, page, per_page)
     return render(
         "integration/upload.html",
         "integration/_upload_summary.html" if summary else "integration/_upload_devices.html",
         code=200 if valid else 422,
         form=form,
-        devices=paginate(db.session, stmt, page, per_page),
+        devices=devices,
+        rule_names=rule_names(db.session, [d.rule_id for d in devices.items]),
         approval=approval_operation(db.session, upload_id),
         **context,
     )

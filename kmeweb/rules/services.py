@@ -538,6 +538,15 @@ def describe(session: Session, rules: Sequence[RoutingRule]) -> list[RuleView]:
     return out
 
 
+def rule_names(session: Session, rule_ids: Iterable[int | None]) -> dict[int, str]:
+    """{rule id: name} for the rules a page names (devices' "placed by")."""
+    ids = {i for i in rule_ids if i is not None}
+    if not ids:
+        return {}
+    rows = session.execute(select(RoutingRule.id, RoutingRule.name).where(RoutingRule.id.in_(ids)))
+    return {rule_id: name for rule_id, name in rows}
+
+
 def rules_naming_reseller(session: Session, reseller_id: int) -> list[RoutingRule]:
     """The rules with a condition on this reseller, in order (for its page)."""
     return [r for r in list_rules(session) if reseller_id in (r.reseller_ids or [])]

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from kmeweb import crypto
 from kmeweb.devices.models import Device
-from kmeweb.integration import approvals, uploads
+from kmeweb.integration import approvals, routing, uploads
 from kmeweb.integration.models import Integration, Reseller, Upload, get_integration
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
@@ -508,3 +508,26 @@ def test_a_viewer_sees_every_tab_without_controls_and_cannot_post(
         assert actions.post(path, {"name": "x"}).status_code == 403, path
     assert count_rows(session, Operation) == 0
     assert session.get(Upload, upload.id).status == "pending"
+
+
+def test_an_uploads_waiting_devices_show_the_rule_that_holds_them(client, login, session, admin):
+    login()
+    make_default_profile(session)
+    kiosk = make_profile(session, name="Kiosk")
+    reseller = make_reseller(session)
+    upload = make_upload(session, pending=2, reseller_id=reseller.id)
+    tablet = session.scalars(select(Device).where(Device.upload_id == upload.id)).first()
+    tablet.model = "SM-T505"
+    rules.create_rule(
+        session,
+        {"name": "Tablets", "model_patterns": "SM-T*", "action": "approve", "profile_id": kiosk.id},
+        admin,
+    )
+    session.commit()
+    routing.route_uploads(session, [upload.id])  # the phone is held, so the upload waits
+
+    page = text(client.get(f"/integration/uploads/{upload.id}"))
+    assert "Everything else" in page and "Tablets" in page
+    assert "Waits with its upload: another rule holds some of the upload" in page
+    dialog = text(client.get(f"/integration/uploads/{upload.id}/approve"))
+    assert "land in <strong>Kiosk (1 device), Samsung KME Default Profile (1 device)" in dialog
