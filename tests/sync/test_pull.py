@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device
 from kmeweb.identifiers import luhn_check_digit
-from kmeweb.integration import approvals
+from kmeweb.integration import approvals, routing
 from kmeweb.integration.models import Reseller, Upload
 from kmeweb.operations.models import Operation
 from kmeweb.profiles import services as profile_services
@@ -111,6 +111,41 @@ def test_rules_route_a_new_upload_by_model_and_order_number(session, integration
     assert {(d.approval, d.profile_id, d.rule_id) for d in held} == {
         ("pending", None, catch_all.id)
     }
+
+
+def test_apply_rules_to_existing_devices_reaches_kme_through_a_worker(
+    session, integration, sim, work
+):
+    _pull(session, work)
+    small = session.scalar(select(Upload).where(Upload.device_count == 250))
+    approvals.approve_upload(session, small.id, "test")  # 250 devices in the Default Profile
+    kiosk = kme_profile(session, "Kiosk")
+    session.commit()
+    work()
+    models = session.execute(
+        select(Device.model, func.count())
+        .where(Device.upload_id == small.id)
+        .group_by(Device.model)
+    ).all()
+    model, n = max(models, key=lambda row: row[1])
+    rules.create_rule(
+        session,
+        {"name": "By model", "model_patterns": model, "action": "approve", "profile_id": kiosk.id},
+        "test",
+    )
+    session.commit()
+    assert _count(session, Device.profile_id == kiosk.id) == 0  # saving moves nothing
+
+    plan = routing.apply_plan(session)
+    assert plan.changes == n  # the 1,200 still pending wait: the last rule holds them
+    operation = routing.start_apply(session, "test", expected_changes=n)
+    session.commit()
+    work()  # the apply job writes the moves, the push sends them
+    operation = session.get(Operation, operation.id)
+    assert (operation.status, operation.total, operation.done) == ("done", n, n)
+    moved = session.scalars(select(Device).where(Device.profile_id == kiosk.id)).all()
+    assert len(moved) == n and {d.sync_state for d in moved} == {"synced"}
+    assert {sim.device(d.kme_device_id)["profileId"] for d in moved} == {kiosk.kme_profile_id}
 
 
 def test_portal_edit_applies_unless_a_local_change_is_pending(session, integration, sim, work):
