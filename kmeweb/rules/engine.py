@@ -22,13 +22,11 @@ from sqlalchemy.orm import Session
 from kmeweb.devices.models import Approval, Device
 from kmeweb.integration.models import Upload
 from kmeweb.profiles.models import Profile, ProfileKind
+from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, KME_KINDS
 from kmeweb.rules.models import RoutingRule, RuleAction
 
 #: The key of a rule being edited that is not saved yet (saved rules use their id).
 DRAFT_KEY = 0
-#: Every device of a KME profile or pending approval: what rules may place (a self-maintained
-#: profile's devices are not in Knox and never moved by a rule).
-_KME_KINDS = (ProfileKind.KME, ProfileKind.KME_DEFAULT)
 LIKE_ESCAPE = "\\"
 
 
@@ -168,7 +166,7 @@ def first_match(rules: Sequence[RuleSpec]) -> ColumnElement[int]:
 
 def placeable() -> ColumnElement[bool]:
     """Devices rules may place: pending approval, or in a KME profile."""
-    kme = select(Profile.id).where(Profile.kind.in_(_KME_KINDS))
+    kme = select(Profile.id).where(Profile.kind.in_(KME_KINDS))
     return or_(Device.approval == Approval.PENDING, Device.profile_id.in_(kme))
 
 
@@ -194,15 +192,16 @@ def destinations(session: Session, rules: Sequence[RuleSpec]) -> dict[int, Desti
         )
     }
     default = next((p for p in profiles.values() if p.kind == ProfileKind.KME_DEFAULT), None)
-    if default is None:
-        raise LookupError("the Samsung KME Default Profile does not exist yet")
+    # Before the first activation there is no Default Profile yet: counts still read (id 0);
+    # whatever places devices creates it first (profiles.services.ensure_default_profile).
+    default_id, default_name = (default.id, default.name) if default else (0, DEFAULT_PROFILE_NAME)
     out = {}
     for r in rules:
         target = None if r.to_default else profiles.get(r.profile_id or -1)
         if r.to_default:
-            out[r.key] = Destination(default.id, default.name, is_default=True)
+            out[r.key] = Destination(default_id, default_name, is_default=True)
         elif target is None or target.kind != ProfileKind.KME:
-            out[r.key] = Destination(default.id, default.name, broken_note(r), is_default=True)
+            out[r.key] = Destination(default_id, default_name, broken_note(r), is_default=True)
         else:
             out[r.key] = Destination(target.id, target.name)
     return out
