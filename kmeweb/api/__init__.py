@@ -8,7 +8,8 @@
 - Errors: RFC 9457 problem+json with a stable `code` (kmeweb.errors.problem).
 - Lists page by an opaque cursor (kmeweb.api.paging); bulk actions answer 202 with their
   operation; a POST with an Idempotency-Key answers a retry with the first answer
-  (kmeweb.api.idempotency); profiles carry an ETag and honour If-Match (kmeweb.api.etag).
+  (kmeweb.api.idempotency); profiles and routing rules carry an ETag and honour If-Match
+  (kmeweb.api.etag).
 
 The route modules import `api` from kmeweb.api.routing; `init_app` registers them.
 """
@@ -24,6 +25,7 @@ from kmeweb.api import (  # noqa: F401  (each module adds its routes to the blue
     integration,
     operations,
     profiles,
+    rules,
     uploads,
     users,
 )

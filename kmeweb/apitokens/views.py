@@ -33,6 +33,7 @@ EXAMPLE_CALLS = {
     Scope.DEVICES_READ: "/devices?limit=10",
     Scope.PROFILES_READ: "/profiles",
     Scope.UPLOADS_READ: "/uploads",
+    Scope.RULES_READ: "/rules",
     Scope.INTEGRATION_READ: "/integration",
     Scope.USERS_READ: "/users",
     Scope.AUDIT_READ: "/audit",

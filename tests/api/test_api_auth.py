@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from kmeweb.apitokens import services as tokens
-from kmeweb.apitokens.models import ApiToken, IdempotencyKey, Scope
+from kmeweb.apitokens.models import READ_SCOPES, ApiToken, IdempotencyKey, Scope
+from kmeweb.apitokens.views import EXAMPLE_CALLS
 from kmeweb.audit.models import AuditEvent
 from kmeweb.auth.models import AdminUser
 from kmeweb.errors import PROBLEM_MIMETYPE, ValidationError
@@ -252,3 +253,13 @@ def test_the_sweeper_forgets_keys_after_24_hours(api, session):
     assert jobs.sweep_job()["idempotency_keys_forgotten"] == 1
     session.expire_all()
     assert [k.key for k in session.scalars(select(IdempotencyKey))] == ["new"]
+
+
+def test_the_example_call_of_each_read_scope_answers_to_that_scope_alone(api_as):
+    """The curl example shown with a new token (Admin › API tokens) works for every read
+    scope, a scope added later included."""
+    assert set(EXAMPLE_CALLS) == set(READ_SCOPES)
+    for scope, path in EXAMPLE_CALLS.items():
+        only = api_as(scopes=[scope.value], email=f"{scope.name.lower()}@example.com")
+        r = only.get(path)
+        assert r.status_code == 200, (scope, r.get_data(as_text=True))

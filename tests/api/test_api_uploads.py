@@ -1,5 +1,6 @@
 """Uploads and resellers as a script calls them: lists by cursor, one upload and its pending
-devices, Approve All Devices through the real worker and simulator, reseller preferences."""
+devices, Approve All Devices through the real worker and simulator, resellers with the routing
+rules that name them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from sqlalchemy import select
 
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Approval, Device
-from kmeweb.integration.models import Reseller, Upload
+from kmeweb.integration.models import Upload
 from kmeweb.operations.models import Operation, OperationStatus
 from kmeweb.outbox.models import ChangeKind, SyncState
-from kmeweb.profiles.models import ProfileKind
 from kmeweb.sync.jobs import start_pull
 from tests.factories import (
     bulk_devices,
@@ -137,78 +137,59 @@ def test_approve_refuses_a_stale_count_and_writes_nothing(api, session):
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "expected_pending"
 
 
-def test_resellers_list_one_and_preferences(api, session):
+def test_resellers_list_and_one_show_the_rules_naming_them(api, session):
     make_default_profile(session)
     acme = make_reseller(session, name="Acme Mobile")
     zeta = make_reseller(session, name="Zeta Phones")
-    warehouse = make_profile(session, name="Warehouse")
+
+    def add_rule(name: str, conditions: dict) -> int:
+        r = api.post("/rules", {"name": name, "conditions": conditions})
+        assert r.status_code == 201, r.get_data(as_text=True)
+        return r.get_json()["id"]
+
+    sales = add_rule("Acme sales", {"reseller_ids": [acme.id], "order_patterns": ["PO-S*"]})
+    tablets = add_rule("Tablets", {"model_patterns": ["SM-T*"]})
+    both = add_rule("Acme or Zeta", {"reseller_ids": [zeta.id, acme.id]})
 
     items = api.get("/resellers").get_json()["items"]
     assert [r["id"] for r in items] == [acme.id, zeta.id]
-    assert items[0]["auto_approve"] is False and items[0]["default_profile_id"] is None
+    assert items[0] == {
+        "id": acme.id,
+        "kme_reseller_id": acme.kme_reseller_id,
+        "name": "Acme Mobile",
+        "rule_ids": [sales, both],  # in the order the rules are tried
+    }
+    assert items[1]["rule_ids"] == [both]
     assert [r["id"] for r in api.get("/resellers?q=zeta").get_json()["items"]] == [zeta.id]
     page = api.get("/resellers?limit=1").get_json()
     assert page["next_cursor"] and len(page["items"]) == 1
 
-    r = api.patch(
-        f"/resellers/{acme.id}", {"auto_approve": True, "default_profile_id": warehouse.id}
-    )
-    assert r.status_code == 200, r.get_data(as_text=True)
-    assert r.get_json() == {
-        "id": acme.id,
-        "kme_reseller_id": acme.kme_reseller_id,
-        "name": "Acme Mobile",
-        "auto_approve": True,
-        "default_profile_id": warehouse.id,
-        "default_profile": "Warehouse",
-    }
-    # Only what is sent changes.
-    r = api.patch(f"/resellers/{acme.id}", {"auto_approve": False})
-    assert r.get_json()["auto_approve"] is False
-    assert r.get_json()["default_profile_id"] == warehouse.id
-    event = session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.action == "reseller.preferences")
-        .order_by(AuditEvent.id.desc())
-    ).first()
-    assert event.actor == ACTOR and event.details["auto_approve"] is False
-    # null: back to the Default Profile
-    r = api.patch(f"/resellers/{acme.id}", {"default_profile_id": None})
-    assert r.get_json()["default_profile_id"] is None
-    assert api.get(f"/resellers/{acme.id}").get_json()["default_profile"] is None
+    order = api.put("/rules/order", {"order": [both, tablets, sales]})
+    assert order.status_code == 200, order.get_data(as_text=True)
+    assert api.get(f"/resellers/{acme.id}").get_json()["rule_ids"] == [both, sales]
     assert api.get("/resellers/999999").status_code == 404
 
 
-@pytest.mark.parametrize("kind", ["self_maintained", "missing"])
-def test_a_default_profile_that_is_no_kme_profile_is_a_422_on_its_field(api, session, kind):
+def test_reseller_preferences_are_routing_rules_now(api, session):
+    """PATCH /resellers is gone: what it set (auto-approve, a default profile) is a rule."""
     reseller = make_reseller(session)
-    own = make_profile(session, kind=ProfileKind.SELF_MAINTAINED, config={})
-    profile_id = own.id if kind == "self_maintained" else own.id + 1000
-
-    r = api.patch(f"/resellers/{reseller.id}", {"default_profile_id": profile_id})
-    assert r.status_code == 422
-    body = r.get_json()
-    assert body["errors"] == [
-        {
-            "field": "default_profile_id",
-            "message": "Choose a Samsung Knox Mobile Enrollment profile.",
-        }
-    ]
-    session.expire_all()
-    assert session.get(Reseller, reseller.id).default_profile_id is None
+    r = api.patch(f"/resellers/{reseller.id}", {"auto_approve": True})
+    assert r.status_code == 405 and r.get_json()["code"] == "method_not_allowed"
+    assert "GET" in r.headers["Allow"]
 
 
 def test_write_routes_need_the_uploads_write_scope(api_as, session):
     make_default_profile(session)
     upload = make_upload(session, pending=2)
-    reseller = make_reseller(session)
     reader = api_as(scopes=["kme.uploads:read"])
     assert reader.get(f"/uploads/{upload.id}").status_code == 200
+    assert reader.get("/resellers").status_code == 200
 
-    approve = reader.post(f"/uploads/{upload.id}/approve")
+    approve = reader.post(f"/uploads/{upload.id}/approve", {"expected_pending": 2})
     assert approve.status_code == 403 and approve.get_json()["code"] == "insufficient_scope"
-    patch = reader.patch(f"/resellers/{reseller.id}", {"auto_approve": True})
-    assert patch.status_code == 403
+    assert "kme.uploads:write" in approve.get_json()["detail"]
     assert count_rows(session, Operation) == 0
-    session.expire_all()
-    assert session.get(Reseller, reseller.id).auto_approve is False
+    pending = count_rows(
+        session, Device, Device.upload_id == upload.id, Device.approval == Approval.PENDING
+    )
+    assert pending == 2

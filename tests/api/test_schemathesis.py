@@ -32,6 +32,7 @@ from kmeweb.ids import MAX_DB_INT
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import OperationKind
 from kmeweb.outbox.models import ChangeKind
+from kmeweb.rules import services as rules
 from tests.factories import (
     make_default_profile,
     make_device,
@@ -63,13 +64,15 @@ def node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 def tenant(session) -> None:
     """A little of everything the routes read: the Default Profile and a KME profile with
     devices, a device waiting in the default one, an end user, an upload waiting for
-    approval, a failed and a finished operation."""
+    approval, a routing rule for its reseller, a failed and a finished operation."""
     make_default_profile(session)
     kme = make_profile(session, waiting_devices=2)
     make_device(session, kme, attributes={"asset": "A-1"})
     make_device(session)
     make_end_user(session)
-    make_upload(session, pending=2)
+    upload = make_upload(session, pending=2)
+    rule = {"name": "Reseller 1", "reseller_ids": [upload.reseller_id], "profile_id": kme.id}
+    rules.create_rule(session, rule, "test")
     failed = operations.create_operation(session, ChangeKind.DEVICE_MOVE, "Move 2", total=2)
     operations.finish(session, failed.id, error="KME refused 2 devices")
     done = operations.create_operation(session, OperationKind.PULL, "Sync from KME", total=1)
