@@ -213,6 +213,10 @@ class RulePlanLine(BaseModel):
     broken: str | None
     approve: int = Field(description="Pending devices it would approve into `destination`")
     hold: int = Field(description="Pending devices that would stay pending (held by the rule)")
+    wait: int = Field(
+        description="Pending devices the rule would approve at once that wait with their upload: "
+        "another rule holds some of the upload's devices, and KME approves whole uploads"
+    )
     move: int = Field(description="Approved devices it would move into `destination`")
     stay: int = Field(
         description="Approved devices that stay: already there, or matched by the catch-all "
@@ -239,6 +243,7 @@ class RulePlanOut(BaseModel):
                 broken=line.note,
                 approve=line.approve,
                 hold=line.hold,
+                wait=line.wait,
                 move=line.move,
                 stay=line.stay,
             )

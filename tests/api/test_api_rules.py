@@ -390,6 +390,7 @@ def test_the_apply_plan_then_202_with_an_operation_to_follow(api, session, tenan
         "broken": None,
         "approve": 0,
         "hold": 0,
+        "wait": 0,
         "move": 4,
         "stay": 2,
     }
