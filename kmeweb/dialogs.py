@@ -122,7 +122,9 @@ def selection_dialog(
         names=devices.first_identifiers(db.session, ids, NAMED_DEVICES),
         all_matching=selection.all_matching,
         filters=selection.filter,
-        filter_words=selection.filter.words(),
+        filter_words=selection.filter.words(
+            devices.rule_names(db.session, [selection.filter.rule_id])
+        ),
         **context,
     )
 

@@ -24,6 +24,7 @@ from kmeweb.devices.selection import (
     SYNC_FILTERS,
     DeviceFilter,
     DeviceSelection,
+    rule_value,
 )
 from kmeweb.forms import FilterForm, choices
 from kmeweb.profiles.models import Profile
@@ -51,6 +52,11 @@ class DeviceFilterForm(FilterForm):
         choices=choices(SYNC_FILTERS.items()),
         default="",
     )
+    # Its choices are the rules that placed devices in the profile (with_rules); another id
+    # filters too (the table then says no device matches), anything else filters nothing.
+    rule = SelectField(
+        "Placed by rule", choices=choices([("", "Any")]), default="", validate_choice=False
+    )
     sort = SelectField("Sort by", choices=choices(DEVICE_SORTS.items()), default="imei")
     order = SelectField(
         "Order", choices=choices([("asc", "Ascending"), ("desc", "Descending")]), default="asc"
@@ -66,7 +72,19 @@ class DeviceFilterForm(FilterForm):
             q=self._value("q") or "",
             registration=self._value("registration") or "",
             sync=self._value("sync") or "",
+            rule=rule_value(self._value("rule")),
         )
+
+    def with_rules(self, rules: Iterable[tuple[int, str]]) -> DeviceFilterForm:
+        """The "Placed by rule" choices: Any, then `rules` ((id, name) pairs), and the rule
+        filtered by now when it is not among them."""
+        pairs = [(str(rule_id), name) for rule_id, name in rules]
+        chosen = rule_value(self.rule.data)
+        if chosen and chosen not in {value for value, _name in pairs}:
+            pairs.append((chosen, f"Rule #{chosen}"))
+        self.rule.choices = choices([("", "Any"), *pairs])
+        self.rule.data = chosen
+        return self
 
     def ordering(self) -> tuple[str, bool]:
         """(DEVICE_SORTS key, descending)."""
@@ -82,6 +100,7 @@ class SelectionForm(FlaskForm):
     q = HiddenField()
     registration = HiddenField()
     sync = HiddenField()
+    rule = HiddenField()
     from_profile_id = HiddenField()
 
     def carry(self, selection: DeviceSelection) -> None:
@@ -92,6 +111,7 @@ class SelectionForm(FlaskForm):
             self.q.data = selection.filter.q
             self.registration.data = selection.filter.registration
             self.sync.data = selection.filter.sync
+            self.rule.data = selection.filter.rule
 
 
 class MoveForm(SelectionForm):

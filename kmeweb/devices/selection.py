@@ -7,12 +7,13 @@ request (`DeviceSelection.from_values`), dialogs carry it in hidden fields, and
 `kmeweb.devices.services.resolve_selection` turns it into ids when the action runs, so "all
 matching" is read again then, never limited to one page.
 
-The filter has one set of names everywhere a request carries it: `q`, `registration`, `sync`.
+The filter has one set of names everywhere a request carries it: `q`, `registration`, `sync`,
+`rule` (the routing rule that placed the device).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,11 +38,13 @@ class Values(Protocol):
 
 @dataclass(frozen=True)
 class DeviceFilter:
-    """The device table's search and filters ("" = any)."""
+    """The device table's search and filters ("" = any). `rule` is the id (as text) of the
+    routing rule that placed the device."""
 
     q: str = ""
     registration: str = ""
     sync: str = ""
+    rule: str = ""
 
     @classmethod
     def from_values(cls, values: Values) -> DeviceFilter:
@@ -49,17 +52,23 @@ class DeviceFilter:
             q=values.get("q") or "",
             registration=values.get("registration") or "",
             sync=values.get("sync") or "",
+            rule=rule_value(values.get("rule")),
         )
 
     @property
     def active(self) -> bool:
         """True when the table shows only some of the profile's devices."""
-        return bool(self.q or self.registration or self.sync)
+        return bool(self.q or self.registration or self.sync or self.rule)
+
+    @property
+    def rule_id(self) -> int | None:
+        """The rule filtered by, or None (any)."""
+        return parse_id(self.rule) if self.rule else None
 
     def known_total(self, counts: tuple[int, int, int]) -> int | None:
         """The table's total from the profile's (total, registered, pending) counts, when they
-        say it: unless it is searched or filtered by sync state."""
-        if self.q or self.sync:
+        say it: unless it is searched or filtered by sync state or rule."""
+        if self.q or self.sync or self.rule:
             return None
         return {
             "": counts[0],
@@ -67,15 +76,26 @@ class DeviceFilter:
             Registration.PENDING: counts[2],
         }.get(self.registration)
 
-    def words(self) -> str:
+    def words(self, rule_names: Mapping[int, str] | None = None) -> str:
         """The filter in the words of the table's fields, for "All N devices matching ...":
-        'the search “x”, Registration: Not registered' ("" when nothing filters)."""
+        'the search “x”, Registration: Not registered, Placed by rule: Sales' ("" when nothing
+        filters); `rule_names` ({rule id: name}) names the rule, else its number does."""
         words = [f"the search “{self.q}”"] if self.q else []
         if self.registration:
             words.append(f"Registration: {REGISTRATION_FILTERS.get(self.registration, '?')}")
         if self.sync:
             words.append(f"Sync state: {SYNC_FILTERS.get(self.sync, '?')}")
+        if self.rule_id is not None:
+            name = (rule_names or {}).get(self.rule_id) or f"#{self.rule_id}"
+            words.append(f"Placed by rule: {name}")
         return ", ".join(words)
+
+
+def rule_value(raw: str | None) -> str:
+    """The `rule` filter as a request carries it, normalised: a rule id as text, or "" (any;
+    anything that is no id filters nothing, as the table's form ignores a refused field)."""
+    rule_id = parse_id(raw) if raw else None
+    return str(rule_id) if rule_id is not None else ""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, String, and_, bindparam, cast, delete, func, or_, select, update
@@ -23,7 +23,12 @@ from sqlalchemy.orm.exc import StaleDataError
 from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Approval, Device, Registration
-from kmeweb.devices.selection import SYNC_FILTER_STATES, DeviceFilter, DeviceSelection
+from kmeweb.devices.selection import (
+    SYNC_FILTER_STATES,
+    DeviceFilter,
+    DeviceSelection,
+    rule_value,
+)
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
@@ -43,6 +48,7 @@ from kmeweb.profiles.services import (
     ensure_default_profile,
     get_profile_or_404,
 )
+from kmeweb.rules.models import RoutingRule
 from kmeweb.sqlutil import chunks, id_filters
 from kmeweb.text import count
 
@@ -136,8 +142,11 @@ def _filtered(
     search: str | None,
     registration: str | None,
     sync_state: str | None,
+    rule_id: int | None = None,
 ) -> Select:
     stmt = stmt.where(Device.profile_id == profile_id)
+    if rule_id is not None:  # ix_device_profile_rule
+        stmt = stmt.where(Device.rule_id == rule_id)
     search = (search or "").strip()
     if search:
         stmt = stmt.where(_search_clause(search))
@@ -151,13 +160,15 @@ def devices_query(
     sync_state: str | None = None,
     sort: str | None = None,
     descending: bool = False,
+    rule_id: int | None = None,
 ) -> Select:
     """Devices of a profile for paging; `search` matches IMEI, serial, model or the user's
     username (case-insensitive substring; 6 or more digits match the start of the IMEI);
-    `registration` is "registered" or "pending", `sync_state` one of SYNC_FILTER_STATES; `sort` a
-    DEVICE_SORTS key (by id when None), ties by id.
+    `registration` is "registered" or "pending", `sync_state` one of SYNC_FILTER_STATES;
+    `rule_id` the routing rule that placed them; `sort` a DEVICE_SORTS key (by id when None),
+    ties by id.
     """
-    stmt = _filtered(select(Device), profile_id, search, registration, sync_state)
+    stmt = _filtered(select(Device), profile_id, search, registration, sync_state, rule_id)
     column = DEVICE_SORTS.get(sort or "")
     if column is None:
         return stmt.order_by(Device.id.desc() if descending else Device.id)
@@ -171,10 +182,32 @@ def select_device_ids(
     search: str | None = None,
     registration: str | None = None,
     sync_state: str | None = None,
+    rule_id: int | None = None,
 ) -> list[int]:
     """Ids of every device `devices_query` matches (the "all N matching" selection)."""
-    stmt = _filtered(select(Device.id), profile_id, search, registration, sync_state)
+    stmt = _filtered(select(Device.id), profile_id, search, registration, sync_state, rule_id)
     return list(session.scalars(stmt.order_by(Device.id)))
+
+
+def rules_placing(session: Session, profile_id: int) -> list[tuple[int, str]]:
+    """(id, name) of the routing rules that placed devices now in the profile, by name: the
+    "Placed by rule" filter's choices (distinct rule ids on ix_device_profile_rule, then
+    their names)."""
+    ids = session.scalars(
+        select(Device.rule_id)
+        .where(Device.profile_id == profile_id, Device.rule_id.is_not(None))
+        .distinct()
+    ).all()
+    return sorted(rule_names(session, ids).items(), key=lambda pair: pair[1].lower())
+
+
+def rule_names(session: Session, rule_ids: Iterable[int | None]) -> dict[int, str]:
+    """{rule id: name} of the routing rules named (one query; deleted ones left out)."""
+    ids = sorted({i for i in rule_ids if i is not None})
+    if not ids:
+        return {}
+    rows = session.execute(select(RoutingRule.id, RoutingRule.name).where(RoutingRule.id.in_(ids)))
+    return {rule_id: name for rule_id, name in rows}
 
 
 def search_devices(
@@ -785,7 +818,12 @@ def resolve_selection(
             raise ValidationError("Choose the profile whose devices match.", field="profile_id")
         flt = selection.filter
         return select_device_ids(
-            session, selection.profile_id, flt.q or None, flt.registration or None, flt.sync or None
+            session,
+            selection.profile_id,
+            flt.q or None,
+            flt.registration or None,
+            flt.sync or None,
+            flt.rule_id,
         )
     if check and selection.profile_id is not None:
         check_still_in(session, selection.ids, selection.profile_id)
@@ -835,6 +873,7 @@ def count_matching(session: Session, selection: DeviceSelection) -> int:
         flt.q or None,
         flt.registration or None,
         flt.sync or None,
+        flt.rule_id,
     )
     return session.scalar(stmt) or 0
 
@@ -928,7 +967,12 @@ def start_selection_move(
     flt = selection.filter
     params = {
         "profile_id": selection.profile_id,
-        "filter": {"q": flt.q, "registration": flt.registration, "sync": flt.sync},
+        "filter": {
+            "q": flt.q,
+            "registration": flt.registration,
+            "sync": flt.sync,
+            "rule": flt.rule,
+        },
         "target_profile_id": target.id,
         "expected_count": expected_count,
         "actor": actor if isinstance(actor, str) else actor.email,  # as the job's audit names it
@@ -980,7 +1024,12 @@ def run_selection_move(session: Session, operation: Operation, actor: Any) -> in
     selection = DeviceSelection(
         params.get("profile_id"),
         all_matching=True,
-        filter=DeviceFilter(flt.get("q", ""), flt.get("registration", ""), flt.get("sync", "")),
+        filter=DeviceFilter(
+            flt.get("q", ""),
+            flt.get("registration", ""),
+            flt.get("sync", ""),
+            rule_value(flt.get("rule")),
+        ),
     )
     if session.get(Profile, selection.profile_id) is None:
         raise NotFound("The profile the devices were selected in no longer exists.")

@@ -373,7 +373,9 @@ def _device_rows(profile: Profile, form: DeviceFilterForm, counts: tuple[int, in
     flt = form.device_filter()
     sort, descending = form.ordering()
     page, per_page = _per_page()
-    query = devices.devices_query(profile.id, flt.q, flt.registration, flt.sync, sort, descending)
+    query = devices.devices_query(
+        profile.id, flt.q, flt.registration, flt.sync, sort, descending, flt.rule_id
+    )
     # The summary's counts are the table's total unless it is searched: no COUNT then.
     return paginate(db.session, query, page, per_page, flt.known_total(counts))
 
@@ -388,7 +390,7 @@ def _shown_operation(raw: str) -> Operation | None:
 def detail(profile_id: int):
     """View: the profile's details, then its devices (search, filter, sort, select)."""
     profile = services.get_profile_or_404(db.session, profile_id)
-    form = DeviceFilterForm()
+    form = DeviceFilterForm().with_rules(devices.rules_placing(db.session, profile.id))
     valid = form.validate_query()
     counts = services.profile_counts(db.session, [profile.id])[profile.id]
     rows = _device_rows(profile, form, counts)
@@ -397,6 +399,7 @@ def detail(profile_id: int):
         "form": form,
         "rows": rows,
         "users": directory.usernames(db.session, [d.end_user_id for d in rows.items]),
+        "placed_by": devices.rule_names(db.session, [d.rule_id for d in rows.items]),
         "filtered": form.device_filter().active,
         "kinds": ProfileKind.labels(),
     }

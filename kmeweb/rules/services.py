@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -21,12 +22,12 @@ from sqlalchemy.orm import Session
 from kmeweb.audit import services as audit
 from kmeweb.devices.services import validate_attributes
 from kmeweb.directory.models import EndUser
-from kmeweb.errors import Conflict, ErrorCollector, NotFound, ValidationError
+from kmeweb.errors import Conflict, ErrorCollector, NotFound, ValidationError, ValidationErrors
 from kmeweb.identifiers import classify_id
 from kmeweb.ids import parse_id
 from kmeweb.integration.models import Reseller
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.profiles.services import DEFAULT_PROFILE_NAME
+from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, ensure_default_profile
 from kmeweb.rules import engine
 from kmeweb.rules.engine import CATCH_ALL_NAME, DRAFT_KEY, RuleSpec
 from kmeweb.rules.models import RoutingRule, RuleAction
@@ -562,4 +563,93 @@ def rules_by_reseller(
         for rid in rule.reseller_ids or []:
             if rid in wanted:
                 out[rid].append(rule)
+    return out
+
+
+# --- what the rule editor offers and previews --------------------------------------------
+
+#: The largest CSV file whose identifiers the rule editor adds to a rule's list (5,000
+#: identifiers with a few columns each fit many times over).
+IDENTIFIERS_FILE_MAX = 1024 * 1024
+_IMEI_COLUMNS = ("imei", "mei", "meid", "imei/meid", "imei1")
+_SERIAL_COLUMNS = ("serial", "serial number", "serial_number", "serialnumber", "sn")
+
+
+def list_described(session: Session) -> list[RuleView]:
+    """Every rule in order with its words (describe), for Admin › Routing rules; the catch-all
+    and the Samsung KME Default Profile are created when missing (local only). Flushes."""
+    ensure_default_profile(session)
+    return describe(session, list_rules(session))
+
+
+def reseller_choices(session: Session) -> list[tuple[int, str]]:
+    """(id, name) of every reseller kmeweb knows, by name: what a reseller condition names."""
+    rows = session.execute(
+        select(Reseller.id, func.coalesce(Reseller.name, Reseller.kme_reseller_id)).order_by(
+            func.lower(func.coalesce(Reseller.name, Reseller.kme_reseller_id)), Reseller.id
+        )
+    )
+    return [(rid, name) for rid, name in rows]
+
+
+def profile_choices(session: Session) -> list[tuple[str, str]]:
+    """Where a rule may send devices, as its profile select offers them: the Samsung KME
+    Default Profile (DEFAULT_CHOICE), then each Samsung Knox Mobile Enrollment profile by
+    name (a self-maintained profile's devices are not in Knox)."""
+    rows = session.execute(
+        select(Profile.id, Profile.name)
+        .where(Profile.kind == ProfileKind.KME)
+        .order_by(func.lower(Profile.name), Profile.id)
+    )
+    return [(DEFAULT_CHOICE, DEFAULT_PROFILE_NAME), *((str(pid), name) for pid, name in rows)]
+
+
+def preview_rule(
+    session: Session, data: Mapping[str, Any], rule: RoutingRule | None = None
+) -> engine.Preview:
+    """What the rule `data` describes (a new rule, or `rule` edited, not saved) would match
+    among the devices here now, in its place among the saved rules (engine.preview). A name
+    still missing or taken does not stop the count. Flushes (the Default Profile, created when
+    missing). Raises ValidationError(s) of the other fields, as parse_rule."""
+    ensure_default_profile(session)
+    try:
+        spec = parse_rule(session, data, rule)
+    except ValidationError as err:
+        others = [e for e in err.each() if e.field != "name"]
+        if len(others) > 1:
+            raise ValidationErrors(others) from None
+        if others:
+            raise others[0] from None
+        # A name no rule has, for the count only; the preview says the typed one.
+        spec = parse_rule(session, {**data, "name": uuid.uuid4().hex}, rule)
+    found = engine.preview(session, spec, engine.load_rules(session))
+    typed = " ".join(str(data.get("name") or "").split())
+    return replace(found, rule=typed[:NAME_MAX] or (rule.name if rule else "This rule"))
+
+
+def identifiers_in_csv(text: str) -> list[str]:
+    """The identifiers of a CSV file, to add to a rule's list: when the first row names its
+    columns (as kmeweb's device files do), the IMEI column's value of each row, else its
+    serial number's; otherwise the first column (a first value without digits is taken for a
+    header). Not checked here: parse_identifiers checks them with the rest of the list."""
+    lines = text.splitlines()
+    if not lines:
+        return []
+    delimiter = max((",", ";", "\t"), key=lines[0].count)
+    rows = [row for row in csv.reader(lines, delimiter=delimiter) if any(c.strip() for c in row)]
+    if not rows:
+        return []
+    header = [cell.strip().lower() for cell in rows[0]]
+    imei = next((header.index(name) for name in _IMEI_COLUMNS if name in header), None)
+    serial = next((header.index(name) for name in _SERIAL_COLUMNS if name in header), None)
+    if imei is None and serial is None:
+        first = rows[0][0].strip() if rows[0] else ""
+        body = rows[1:] if first and not any(ch.isdigit() for ch in first) else rows
+        return [row[0].strip() for row in body if row and row[0].strip()]
+    out = []
+    for row in rows[1:]:
+        for index in (imei, serial):
+            if index is not None and index < len(row) and row[index].strip():
+                out.append(row[index].strip())
+                break
     return out
