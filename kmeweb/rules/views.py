@@ -21,7 +21,7 @@ from kmeweb.directory import services as directory
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, PermissionDenied, ValidationError
 from kmeweb.extensions import db
-from kmeweb.htmx import is_htmx, redirect, render
+from kmeweb.htmx import is_htmx, redirect, render, with_flash
 from kmeweb.ids import parse_id
 from kmeweb.integration import routing
 from kmeweb.operations.models import Operation
@@ -89,9 +89,10 @@ def _reordered(run: Callable[[], Any], anchor: str = "") -> Response:
         db.session.rollback()
         return _list(code=err.status, error=err.message)
     db.session.commit()
+    message = "The new order of the rules was saved."
     if is_htmx():  # dragged: the list in its new order, in place
-        return _list()
-    flash("The new order of the rules was saved.", "success")
+        return with_flash(_list(), message, "success")
+    flash(message, "success")
     return redirect(url_for("rules.index") + anchor)
 
 
@@ -165,7 +166,7 @@ def new():
     return _editor(RuleForm(formdata=None, data=data), None)
 
 
-def _save(form: RuleForm, rule: RoutingRule | None, action: Callable[[], RoutingRule]):
+def _save(form: RuleForm, rule: RoutingRule | None, action: Callable[[], RoutingRule]) -> Response:
     """Save the editor's rule; its errors next to their fields (422), a stale version or
     another refusal above them (409)."""
     if not form.validate_on_submit() or not form.merge_file():
@@ -255,7 +256,9 @@ def delete(rule_id: int):
     )
 
 
-def _apply_page(form: ApplyForm | None = None, code: int = 200, error: str | None = None):
+def _apply_page(
+    form: ApplyForm | None = None, code: int = 200, error: str | None = None
+) -> tuple[str, int]:
     plan = routing.apply_plan(db.session)
     form = form or ApplyForm(formdata=None)
     form.expected_changes.data = str(plan.changes)

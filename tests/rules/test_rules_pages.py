@@ -442,6 +442,7 @@ def test_dragging_posts_the_whole_order_and_gets_the_list_back(
     assert "<html" not in part and part.lstrip().startswith('<div id="rules-content">')
     assert rule_names(part) == ["C", "A", "B", "Everything else"]
     assert f'name="expected_order" value="{c.id},{a.id},{b.id}"' in part  # the next drag's
+    assert 'hx-swap-oob="true"' in part and "The new order of the rules was saved." in part
 
     response = actions.post(
         "/admin/rules/order", {"order": f"{a.id},{b.id},{c.id}", "expected_order": seen}, headers=HX
