@@ -125,7 +125,7 @@ class RuleForm(FlaskForm):
         deleted shows that first, chosen, until another is chosen."""
         self.reseller_ids.choices = choices((str(i), name) for i, name in resellers)
         if self.profile_id.data == NO_PROFILE:
-            profiles = [(NO_PROFILE, "Its profile was deleted: choose one"), *profiles]
+            profiles = [(NO_PROFILE, "Deleted profile: choose another"), *profiles]
         self.profile_id.choices = choices(profiles)
         self.end_user_id.choices = choices(users)
         # Search as you type: the Select User picker's options (kmeweb.profiles.views.users).
