@@ -169,8 +169,9 @@ def new():
 def _save(form: RuleForm, rule: RoutingRule | None, action: Callable[[], RoutingRule]) -> Response:
     """Save the editor's rule; its errors next to their fields (422), a stale version or
     another refusal above them (409)."""
-    merged = form.merge_file()  # first: the list keeps the file's identifiers either way
-    if not form.validate_on_submit() or not merged:
+    valid = form.validate_on_submit()
+    merged = form.merge_file()  # the list keeps the file's identifiers either way
+    if not (valid and merged):
         return _editor(form, rule, 422)
     try:
         saved = action()
