@@ -67,6 +67,9 @@ class Device(db.Model):
     rule_id: Mapped[int | None] = mapped_column(ForeignKey("routing_rule.id", ondelete="SET NULL"))
     rule_version: Mapped[int | None] = mapped_column(Integer)
     rule_note: Mapped[str | None] = mapped_column(String(200))
+    # When the routing rules first saw the device (the pull routes each new device once; later
+    # rule changes reach it only through Apply rules to existing devices or an approval).
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     enrollment_password_enc: Mapped[str | None] = mapped_column(Text)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # First successful enrollment (POST /enroll) and the agent version it last enrolled with.

@@ -28,6 +28,7 @@ from kmeweb.operations.models import Operation, OperationKind
 from kmeweb.outbox.models import Change
 from kmeweb.profiles.services import ensure_default_profile
 from kmeweb.rules import engine
+from kmeweb.rules import services as rule_services
 from kmeweb.sqlutil import id_filters
 from kmeweb.text import count
 
@@ -61,20 +62,23 @@ def mark_held(session: Session, group: engine.Placement) -> int:
 
 
 def route_uploads(session: Session, upload_ids: Sequence[int]) -> dict[str, int]:
-    """The pull's uploads hook (kmeweb.sync.hooks): the pending devices of each upload go
-    through the routing rules. A rule that approves at once approves its devices into its
-    destination ("Approve N devices of upload U", actor "sync"); the others wait, each
-    recording the rule that holds it. KME approves whole uploads, so when a rule holds some
-    devices of an upload, the upload waits whole: the devices another rule would approve at
-    once wait too, saying why (engine.WAITS_NOTE), and go to their rule's destination when the
-    admin approves the upload. An upload whose approval is still running is left for the next
-    pull.
+    """The pull's uploads hook (kmeweb.sync.hooks): the pending devices of each upload that the
+    rules have not seen yet go through the routing rules, once. A rule that approves at once
+    approves its devices into its destination ("Approve N devices of upload U", actor
+    "sync"); the others wait, each recording the rule that holds it. KME approves whole
+    uploads, so when a rule holds some devices of an upload (now or at an earlier pull), the
+    upload waits whole: the devices another rule would approve at once wait too, saying why
+    (engine.WAITS_NOTE), and go to their rule's destination when the admin approves the
+    upload. Devices seen once are not routed again: a rule saved later reaches them through
+    Apply rules to existing devices, or the admin's approval. An upload whose approval is
+    still running is left for the next pull.
 
     Commits after each upload, as the pull commits as it goes. Returns counts for the pull's
-    summary: uploads_auto_approved, devices_auto_approved, devices_held_by_rule (newly held or
+    summary: uploads_auto_approved, devices_auto_approved, devices_held_by_rule (held or
     waiting).
     """
     ensure_default_profile(session)
+    rule_services.ensure_catch_all(session)  # so each held device names the rule holding it
     rules = engine.load_rules(session)
     stats = {"uploads_auto_approved": 0, "devices_auto_approved": 0, "devices_held_by_rule": 0}
     for upload_id in upload_ids:
@@ -83,20 +87,40 @@ def route_uploads(session: Session, upload_ids: Sequence[int]) -> dict[str, int]
             session, approvals.approval_key(upload_id)
         ):
             continue
-        groups = engine.placements(
-            session,
-            rules,
-            [Device.upload_id == upload_id, Device.approval == Approval.PENDING],
-        )
+        pending = (Device.upload_id == upload_id, Device.approval == Approval.PENDING)
+        groups = engine.placements(session, rules, [*pending, Device.routed_at.is_(None)])
+        if _held_before(session, pending):
+            for group in groups:
+                group.wait.extend(group.approve)
+                group.approve.clear()
         for group in groups:
-            stats["devices_held_by_rule"] += mark_held(session, group)
+            mark_held(session, group)
+            stats["devices_held_by_rule"] += len(group.hold) + len(group.wait)
         n = sum(len(g.approve) for g in groups)
         if n:
             approvals.approve_placements(session, upload, groups, n, "sync")
             stats["uploads_auto_approved"] += 1
             stats["devices_auto_approved"] += n
+        _mark_routed(session, [i for g in groups for i in (*g.approve, *g.hold, *g.wait)])
         session.commit()
     return stats
+
+
+def _held_before(session: Session, pending: Sequence[Any]) -> bool:
+    """Whether devices of the upload that the rules saw at an earlier pull still wait."""
+    seen = select(Device.id).where(*pending, Device.routed_at.is_not(None)).limit(1)
+    return session.scalar(seen) is not None
+
+
+def _mark_routed(session: Session, device_ids: Sequence[int]) -> None:
+    now = utcnow()
+    for where in id_filters(session, Device.id, device_ids):
+        session.execute(
+            update(Device)
+            .where(where, Device.routed_at.is_(None))
+            .values(routed_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def apply_plan(session: Session) -> engine.Plan:

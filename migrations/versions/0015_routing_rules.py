@@ -145,6 +145,7 @@ def upgrade():
         batch_op.add_column(sa.Column('rule_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('rule_version', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('rule_note', sa.String(length=200), nullable=True))
+        batch_op.add_column(sa.Column('routed_at', sa.DateTime(), nullable=True))
         batch_op.create_foreign_key(
             op.f('fk_device_rule_id_routing_rule'), 'routing_rule', ['rule_id'], ['id'], ondelete='SET NULL'
         )
@@ -203,6 +204,7 @@ def downgrade():
     with op.batch_alter_table('device') as batch_op:
         batch_op.drop_index('ix_device_profile_rule')
         batch_op.drop_constraint(op.f('fk_device_rule_id_routing_rule'), type_='foreignkey')
+        batch_op.drop_column('routed_at')
         batch_op.drop_column('rule_note')
         batch_op.drop_column('rule_version')
         batch_op.drop_column('rule_id')

@@ -344,3 +344,31 @@ def test_apply_shows_counts_first_then_moves_through_the_outbox(session, admin):
     assert set(kept) == {sales.id}
     with pytest.raises(Conflict):
         routing.start_apply(session, admin)  # one runs (its push has not finished)
+
+
+def test_each_device_goes_through_the_rules_once_a_later_rule_waits_for_apply(session, admin):
+    make_default_profile(session)
+    kiosk = make_profile(session, name="Kiosk")
+    reseller = make_reseller(session)
+    upload = _upload_with(session, reseller, "PO-1", {"SM-T505": 3})
+    assert routing.route_uploads(session, [upload.id])["devices_held_by_rule"] == 3
+    rules.create_rule(
+        session,
+        {"name": "Tablets", "model_patterns": "SM-T*", "action": "approve", "profile_id": kiosk.id},
+        admin,
+    )
+    session.commit()
+    # The next pull leaves them: saving a rule moves no device already here.
+    assert routing.route_uploads(session, [upload.id]) == {
+        "uploads_auto_approved": 0,
+        "devices_auto_approved": 0,
+        "devices_held_by_rule": 0,
+    }
+    assert count_rows(session, Device, Device.approval == "pending") == 3
+    # New devices of the same upload arrive: they wait with it (KME approves whole uploads).
+    bulk_devices(session, 2, None, approval="pending", upload_id=upload.id, model="SM-T505")
+    assert routing.route_uploads(session, [upload.id])["devices_held_by_rule"] == 2
+    waiting = session.scalars(select(Device.rule_note).where(Device.approval == "pending"))
+    assert list(waiting).count(engine.WAITS_NOTE) == 2
+    # On request, the rules reach them all.
+    assert routing.apply_plan(session).changes == 5
