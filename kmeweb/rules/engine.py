@@ -266,7 +266,7 @@ def preview(session: Session, draft: RuleSpec, rules: Sequence[RuleSpec]) -> Pre
             out.approved += n
             moves[profile_id] = moves.get(profile_id, 0) + n
     names = dict(
-        session.execute(select(Profile.id, Profile.name).where(Profile.id.in_(list(moves))))
+        session.execute(select(Profile.id, Profile.name).where(Profile.id.in_(list(moves)))).all()
     )
     out.moves = sorted(
         ((names.get(pid, "?"), n) for pid, n in moves.items()), key=lambda m: (-m[1], m[0])
