@@ -511,7 +511,9 @@ def describe(session: Session, rules: Sequence[RoutingRule]) -> list[RuleView]:
     reseller_ids = {i for r in rules for i in (r.reseller_ids or [])}
     resellers = (
         dict(
-            session.execute(select(Reseller.id, Reseller.name).where(Reseller.id.in_(reseller_ids)))
+            session.execute(
+                select(Reseller.id, Reseller.name).where(Reseller.id.in_(reseller_ids))
+            ).all()
         )
         if reseller_ids
         else {}
