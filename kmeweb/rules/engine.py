@@ -366,6 +366,14 @@ class Placement:
         return dict(self.rule.attributes) if self.destination.note is None else {}
 
 
+def _place(p: Placement, device_id: int, approval: str, profile_id: int | None) -> None:
+    """Put one device the CASE gave to `p`'s rule where `plan` counts it."""
+    if approval == Approval.PENDING:
+        (p.approve if p.rule.approves else p.hold).append(device_id)
+    elif _acts_on_approved(p.rule, p.destination) and profile_id != p.destination.profile_id:
+        p.move.append(device_id)
+
+
 def placements(
     session: Session, rules: Sequence[RuleSpec], where: Sequence[ColumnElement[bool]] = ()
 ) -> list[Placement]:
@@ -379,12 +387,30 @@ def placements(
         .where(placeable(), *where)
         .order_by(Device.id)
     ):
-        p = out[rule_key]
-        if approval == Approval.PENDING:
-            (p.approve if p.rule.approves else p.hold).append(device_id)
-        elif _acts_on_approved(p.rule, p.destination) and profile_id != p.destination.profile_id:
-            p.move.append(device_id)
+        _place(out[rule_key], device_id, approval, profile_id)
     return [out[r.key] for r in rules]
+
+
+def placements_by_upload(
+    session: Session, rules: Sequence[RuleSpec], where: Sequence[ColumnElement[bool]] = ()
+) -> dict[int | None, list[Placement]]:
+    """`placements`, split by the devices' upload: {upload id: placements in rule order},
+    for the uploads that have devices matching `where`. One statement for many uploads: each
+    statement costs the rules' parameters (thousands with lists of identifiers) and a plan,
+    about 0.3 s with 50 rules on PostgreSQL, so the pull's hook asks once, not per upload."""
+    dests = destinations(session, rules)
+    key = first_match(rules).label("rule_key")
+    out: dict[int | None, dict[int, Placement]] = {}
+    for device_id, upload_id, rule_key, approval, profile_id in session.execute(
+        select(Device.id, Device.upload_id, key, Device.approval, Device.profile_id)
+        .where(placeable(), *where)
+        .order_by(Device.id)
+    ):
+        groups = out.get(upload_id)
+        if groups is None:
+            groups = out[upload_id] = {r.key: Placement(r, dests[r.key]) for r in rules}
+        _place(groups[rule_key], device_id, approval, profile_id)
+    return {upload_id: [g[r.key] for r in rules] for upload_id, g in out.items()}
 
 
 def as_approving(rules: Sequence[RuleSpec]) -> list[RuleSpec]:
