@@ -16,7 +16,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Approval, Device
@@ -122,6 +133,15 @@ def _any_like(column: Any, patterns: Iterable[str]) -> ColumnElement[bool]:
     return or_(*(column.ilike(glob_to_like(p), escape=LIKE_ESCAPE) for p in patterns))
 
 
+def _inline(values: Sequence[str]) -> BindParameter[Any]:
+    """A list of identifiers written into the statement as literals, not as one parameter
+    each: a rule may list 5,000, and seven such rules pass the 65,535 parameters a
+    PostgreSQL statement takes. Parameters also cost: with ten lists of 400 among 50 rules a
+    statement took ~0.35 s on PostgreSQL, ~0.08 s with literals. SQLAlchemy escapes the
+    values (identifiers as services.parse_identifiers leaves them)."""
+    return bindparam(None, list(values), expanding=True, literal_execute=True)
+
+
 def upload_condition(spec: RuleSpec) -> ColumnElement[bool] | None:
     """The rule's conditions on the upload (reseller, order number), or None."""
     parts = []
@@ -143,7 +163,12 @@ def condition(spec: RuleSpec) -> ColumnElement[bool]:
     if spec.model_patterns:
         parts.append(_any_like(Device.model, spec.model_patterns))
     if spec.identifiers:
-        parts.append(or_(Device.imei.in_(spec.identifiers), Device.serial.in_(spec.identifiers)))
+        parts.append(
+            or_(
+                Device.imei.in_(_inline(spec.identifiers)),
+                Device.serial.in_(_inline(spec.identifiers)),
+            )
+        )
     if spec.imei_from and spec.imei_to:
         parts.append(
             and_(
