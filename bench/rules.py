@@ -21,6 +21,9 @@ Prints on stdout, per database (suffix _sqlite / _postgresql):
   Each of --rounds (3) rounds makes a new tenant and two new databases and runs both pulls,
   in alternating order; the figures are the medians (of the seconds, and of the rounds'
   ratios).
+  pull_rules_cpu_s, pull_catch_all_cpu_s, pull_with_rules_cpu_ratio: the same in CPU seconds
+    of this process and of the database's server processes (the simulator's left out): the
+    work itself, which other programs on the machine do not slow down as they do the clock.
 and, on PostgreSQL only:
   rules_preview_1m_ms: the median of --runs previews (rules.engine.preview) of an edit of the
     25th of 50 rules against --preview-devices (1,000,000) devices seeded by `flask
@@ -72,9 +75,15 @@ def _log(message: str) -> None:
 
 def _database(kind: str, tag: str) -> tuple[str, Callable[[], None]]:
     """A throwaway database (PostgreSQL) or file (SQLite); returns its URL and its drop."""
-    if kind == "sqlite":
-        return f"sqlite:///{_TMP.name}/bench-rules-{tag}.sqlite", lambda: None
     name = f"kmeweb_bench_rules_{tag}_{uuid.uuid4().hex[:8]}"
+    if kind == "sqlite":
+        path = Path(_TMP.name) / f"{name}.sqlite"
+
+        def remove() -> None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+        return f"sqlite:///{path}", remove
     admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -181,15 +190,45 @@ def _connect(session, tenant: Tenant) -> None:
     session.commit()
 
 
-def _pull(session) -> tuple[float, dict[str, int]]:
-    """One pull job, timed as bench/sync.py times it; returns (seconds, its summary)."""
+def _backends(session) -> dict[int, float]:
+    """{pid: CPU seconds so far} of the PostgreSQL server processes serving this database
+    (none on SQLite, which works inside this process)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return {}
+    pids = session.scalars(
+        sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    ).all()
+    session.commit()
+    return {pid: _cpu_of(pid) for pid in pids}
+
+
+def _cpu_of(pid: int) -> float:
+    """User and system CPU seconds of a process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pull(session) -> tuple[float, float, dict[str, int]]:
+    """One pull job, timed as bench/sync.py times it; returns (seconds, CPU seconds of this
+    process and of the database's server processes, its summary). The CPU seconds measure
+    the work alone, whatever else the machine runs meanwhile."""
     from kmeweb.sync import jobs
 
     operation = jobs.start_pull(session, "bench")
     session.commit()
+    before = _backends(session)
+    cpu = time.process_time()
     started = time.perf_counter()
     summary = jobs.pull_job(operation.id)
-    return time.perf_counter() - started, summary
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    after = _backends(session)
+    cpu += sum(s - before.get(pid, 0.0) for pid, s in after.items())
+    return seconds, cpu, summary
 
 
 def _rule_data(session, uploads: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -278,7 +317,7 @@ def _pull_round(
             with apps[v].app_context():
                 upgrade()
                 _connect(db.session, tenant)
-                seconds, summary = _pull(db.session)
+                seconds, _cpu, summary = _pull(db.session)
                 _log(f"{database} {v}: first pull {seconds:.1f} s {summary}")
         uploads = tenant.new_uploads(args.devices, args.uploads)
         seeded_at = time.time()
@@ -300,12 +339,15 @@ def _pull_round(
             with apps[v].app_context():
                 if args.profile:
                     profiler = cProfile.Profile()
-                    times[v], summary = profiler.runcall(_pull, db.session)
+                    times[v], times[f"{v}_cpu"], summary = profiler.runcall(_pull, db.session)
                     profiler.dump_stats(f"{args.profile}-{v}-{database}.prof")
                 else:
-                    times[v], summary = _pull(db.session)
+                    times[v], times[f"{v}_cpu"], summary = _pull(db.session)
                 placed = _placed(db.session)
-                _log(f"{database} {v}: {times[v]:.1f} s {summary} {placed}")
+                _log(
+                    f"{database} {v}: {times[v]:.1f} s ({times[f'{v}_cpu']:.1f} s CPU) "
+                    f"{summary} {placed}"
+                )
                 assert summary.get("devices_auto_approved") == args.devices, summary
                 assert "pending/None" not in placed, placed
                 db.session.remove()
@@ -324,13 +366,15 @@ def measure_pull(database: str, args: argparse.Namespace, redis_url: str, sim_ur
         order = ("rules", "catch_all") if r % 2 == 0 else ("catch_all", "rules")
         times = _pull_round(database, args, redis_url, sim_url, order)
         rounds.append(times)
-        _log(f"{database} round {r + 1}: {times}, ratio {times['rules'] / times['catch_all']:.2f}")
-    rules_s = statistics.median(t["rules"] for t in rounds)
-    catch_all_s = statistics.median(t["catch_all"] for t in rounds)
-    ratio = statistics.median(t["rules"] / t["catch_all"] for t in rounds)
-    print(f"pull_rules_s_{database}: {rules_s:.2f} s", flush=True)
-    print(f"pull_catch_all_s_{database}: {catch_all_s:.2f} s", flush=True)
-    print(f"pull_with_rules_ratio_{database}: {ratio:.2f}", flush=True)
+        ratio = times["rules"] / times["catch_all"]
+        _log(f"{database} round {r + 1}: {times}, ratio {ratio:.2f}")
+    for suffix, unit in (("", "s"), ("_cpu", "s CPU")):
+        rules_s = statistics.median(t[f"rules{suffix}"] for t in rounds)
+        catch_all_s = statistics.median(t[f"catch_all{suffix}"] for t in rounds)
+        ratio = statistics.median(t[f"rules{suffix}"] / t[f"catch_all{suffix}"] for t in rounds)
+        print(f"pull_rules{suffix}_s_{database}: {rules_s:.2f} {unit}", flush=True)
+        print(f"pull_catch_all{suffix}_s_{database}: {catch_all_s:.2f} {unit}", flush=True)
+        print(f"pull_with_rules{suffix}_ratio_{database}: {ratio:.2f}", flush=True)
 
 
 # --- the preview ---------------------------------------------------------------------------
