@@ -133,7 +133,7 @@ def _any_like(column: Any, patterns: Iterable[str]) -> ColumnElement[bool]:
     return or_(*(column.ilike(glob_to_like(p), escape=LIKE_ESCAPE) for p in patterns))
 
 
-def _inline(values: Sequence[str]) -> BindParameter[Any]:
+def _inline(values: Sequence[Any]) -> BindParameter[Any]:
     """A list of identifiers written into the statement as literals, not as one parameter
     each: a rule may list 5,000, and seven such rules pass the 65,535 parameters a
     PostgreSQL statement takes. Parameters also cost: with ten lists of 400 among 50 rules a
@@ -152,13 +152,17 @@ def upload_condition(spec: RuleSpec) -> ColumnElement[bool] | None:
     return and_(*parts) if parts else None
 
 
-def condition(spec: RuleSpec) -> ColumnElement[bool]:
-    """The rule's conditions on `device`, all of them (the catch-all: every device)."""
+def condition(spec: RuleSpec, upload_ids: Sequence[int] | None = None) -> ColumnElement[bool]:
+    """The rule's conditions on `device`, all of them (the catch-all: every device).
+    `upload_ids`: the uploads its upload conditions match, when looked up already (else a
+    sub-select of `upload`)."""
     if spec.catch_all:
         return true()
     parts: list[ColumnElement[bool]] = []
     on_upload = upload_condition(spec)
-    if on_upload is not None:
+    if on_upload is not None and upload_ids is not None:
+        parts.append(Device.upload_id.in_(_inline(upload_ids)))
+    elif on_upload is not None:
         parts.append(Device.upload_id.in_(select(Upload.id).where(on_upload)))
     if spec.model_patterns:
         parts.append(_any_like(Device.model, spec.model_patterns))
@@ -264,6 +268,21 @@ class Preview:
 SAMPLE_SIZE = 10
 
 
+def _draft_filter(session: Session, draft: RuleSpec) -> ColumnElement[bool]:
+    """The draft's own conditions, as a filter in front of the CASE: the CASE names the draft
+    only where they hold, so the filter changes no count, but the database skips the CASE
+    (the conditions of every rule before the draft) on the devices the draft cannot match.
+    Its upload conditions become the ids of the uploads they match, looked up first: as a
+    sub-select PostgreSQL joins it after the CASE instead of before. (A million devices, 50
+    rules, the 25th previewed: 3.4 s without the filter, 2.3 s with a sub-select, 0.7 s.)
+    An upload that arrives between the two statements is not in the preview; it is in the
+    next one."""
+    on_upload = upload_condition(draft)
+    if draft.catch_all or on_upload is None:
+        return condition(draft)
+    return condition(draft, list(session.scalars(select(Upload.id).where(on_upload))))
+
+
 def preview(session: Session, draft: RuleSpec, rules: Sequence[RuleSpec]) -> Preview:
     """What `draft` (a saved rule's edit, or a new rule) would match among the devices here,
     in its place among `rules`: pending devices it would route, approved ones (by the profile
@@ -273,7 +292,7 @@ def preview(session: Session, draft: RuleSpec, rules: Sequence[RuleSpec]) -> Pre
     upto = ordered[: next(i for i, r in enumerate(ordered) if r.key == draft.key) + 1]
     if not draft.catch_all:
         upto = [*upto, RuleSpec(key=-1, name="", catch_all=True)]
-    matched = first_match(upto) == draft.key
+    matched = and_(_draft_filter(session, draft), first_match(upto) == draft.key)
     dest = destinations(session, [draft])[draft.key]
     out = Preview(rule=draft.name, destination=dest.name, note=dest.note, approves=draft.approves)
     moves: dict[int | None, int] = {}

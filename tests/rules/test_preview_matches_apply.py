@@ -198,6 +198,8 @@ def test_saving_rules_moves_no_device_and_the_preview_is_what_applying_does(sess
         )
         assert (p.moving, p.already_there) == (line.move, line.stay), spec.name
     assert previews[doomed.id].note and previews[doomed.id].moves == []
+    nowhere = rules.parse_rule(session, {"name": "No such order", "order_patterns": "NOPE-*"})
+    assert engine.preview(session, nowhere, saved).total == 0
     assert sum(p.total for p in previews.values()) == session.scalar(
         select(func.count()).where(engine.placeable())
     ), "each placeable device is previewed under exactly one rule"
