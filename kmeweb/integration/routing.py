@@ -10,6 +10,7 @@ carries each to KME with retries.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -73,6 +74,10 @@ def route_uploads(session: Session, upload_ids: Sequence[int]) -> dict[str, int]
     Apply rules to existing devices, or the admin's approval. An upload whose approval is
     still running is left for the next pull.
 
+    The rules are evaluated once for the pending devices of all the uploads (one statement
+    per chunk of uploads, not one per upload: engine.placements_by_upload); each upload then
+    places those of its devices that are still pending.
+
     Commits after each upload, as the pull commits as it goes. Returns counts for the pull's
     summary: uploads_auto_approved, devices_auto_approved, devices_held_by_rule (held or
     waiting).
@@ -81,14 +86,26 @@ def route_uploads(session: Session, upload_ids: Sequence[int]) -> dict[str, int]
     rule_services.ensure_catch_all(session)  # so each held device names the rule holding it
     rules = engine.load_rules(session)
     stats = {"uploads_auto_approved": 0, "devices_auto_approved": 0, "devices_held_by_rule": 0}
-    for upload_id in upload_ids:
+    wanted = list(dict.fromkeys(upload_ids))
+    routed: dict[int | None, list[engine.Placement]] = {}
+    for where in id_filters(session, Device.upload_id, wanted):
+        routed.update(
+            engine.placements_by_upload(
+                session,
+                rules,
+                [where, Device.approval == Approval.PENDING, Device.routed_at.is_(None)],
+            )
+        )
+    for upload_id in wanted:
         upload = session.get(Upload, upload_id)
-        if upload is None or operations.active_operation(
-            session, approvals.approval_key(upload_id)
+        if (
+            upload is None
+            or upload_id not in routed
+            or operations.active_operation(session, approvals.approval_key(upload_id))
         ):
             continue
+        groups = _still_pending(session, upload_id, routed[upload_id])
         pending = (Device.upload_id == upload_id, Device.approval == Approval.PENDING)
-        groups = engine.placements(session, rules, [*pending, Device.routed_at.is_(None)])
         if _held_before(session, pending):
             for group in groups:
                 group.wait.extend(group.approve)
@@ -121,6 +138,30 @@ def _mark_routed(session: Session, device_ids: Sequence[int]) -> None:
             .values(routed_at=now)
             .execution_options(synchronize_session=False)
         )
+
+
+def _still_pending(
+    session: Session, upload_id: int, groups: Sequence[engine.Placement]
+) -> list[engine.Placement]:
+    """The upload's placements without the devices approved since the rules were evaluated
+    (by an admin, while the hook worked through the uploads before this one)."""
+    pending = set(
+        session.scalars(
+            select(Device.id).where(
+                Device.upload_id == upload_id, Device.approval == Approval.PENDING
+            )
+        )
+    )
+    return [
+        replace(
+            g,
+            approve=[i for i in g.approve if i in pending],
+            hold=[i for i in g.hold if i in pending],
+            wait=[i for i in g.wait if i in pending],
+            move=[],
+        )
+        for g in groups
+    ]
 
 
 def apply_plan(session: Session) -> engine.Plan:

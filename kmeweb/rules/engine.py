@@ -16,7 +16,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from kmeweb.devices.models import Approval, Device
@@ -120,6 +131,15 @@ def _any_like(column: Any, patterns: Iterable[str]) -> ColumnElement[bool]:
     return or_(*(column.ilike(glob_to_like(p), escape=LIKE_ESCAPE) for p in patterns))
 
 
+def _inline(values: Sequence[Any]) -> BindParameter[Any]:
+    """A list of identifiers written into the statement as literals, not as one parameter
+    each: a rule may list 5,000, and seven such rules pass the 65,535 parameters a
+    PostgreSQL statement takes. Parameters also cost: with ten lists of 400 among 50 rules a
+    statement took ~0.35 s on PostgreSQL, ~0.08 s with literals. SQLAlchemy escapes the
+    values (identifiers as services.parse_identifiers leaves them)."""
+    return bindparam(None, list(values), expanding=True, literal_execute=True)
+
+
 def upload_condition(spec: RuleSpec) -> ColumnElement[bool] | None:
     """The rule's conditions on the upload (reseller, order number), or None."""
     parts = []
@@ -130,18 +150,27 @@ def upload_condition(spec: RuleSpec) -> ColumnElement[bool] | None:
     return and_(*parts) if parts else None
 
 
-def condition(spec: RuleSpec) -> ColumnElement[bool]:
-    """The rule's conditions on `device`, all of them (the catch-all: every device)."""
+def condition(spec: RuleSpec, upload_ids: Sequence[int] | None = None) -> ColumnElement[bool]:
+    """The rule's conditions on `device`, all of them (the catch-all: every device).
+    `upload_ids`: the uploads its upload conditions match, when looked up already (else a
+    sub-select of `upload`)."""
     if spec.catch_all:
         return true()
     parts: list[ColumnElement[bool]] = []
     on_upload = upload_condition(spec)
-    if on_upload is not None:
+    if on_upload is not None and upload_ids is not None:
+        parts.append(Device.upload_id.in_(_inline(upload_ids)))
+    elif on_upload is not None:
         parts.append(Device.upload_id.in_(select(Upload.id).where(on_upload)))
     if spec.model_patterns:
         parts.append(_any_like(Device.model, spec.model_patterns))
     if spec.identifiers:
-        parts.append(or_(Device.imei.in_(spec.identifiers), Device.serial.in_(spec.identifiers)))
+        parts.append(
+            or_(
+                Device.imei.in_(_inline(spec.identifiers)),
+                Device.serial.in_(_inline(spec.identifiers)),
+            )
+        )
     if spec.imei_from and spec.imei_to:
         parts.append(
             and_(
@@ -238,6 +267,21 @@ class Preview:
 SAMPLE_SIZE = 10
 
 
+def _draft_filter(session: Session, draft: RuleSpec) -> ColumnElement[bool]:
+    """The draft's own conditions, as a filter in front of the CASE: the CASE names the draft
+    only where they hold, so the filter changes no count, but the database skips the CASE
+    (the conditions of every rule before the draft) on the devices the draft cannot match.
+    Its upload conditions become the ids of the uploads they match, looked up first: as a
+    sub-select PostgreSQL joins it after the CASE instead of before. (A million devices, 50
+    rules, the 25th previewed: 3.4 s without the filter, 2.3 s with a sub-select, 0.7 s.)
+    An upload that arrives between the two statements is not in the preview; it is in the
+    next one."""
+    on_upload = upload_condition(draft)
+    if draft.catch_all or on_upload is None:
+        return condition(draft)
+    return condition(draft, list(session.scalars(select(Upload.id).where(on_upload))))
+
+
 def preview(session: Session, draft: RuleSpec, rules: Sequence[RuleSpec]) -> Preview:
     """What `draft` (a saved rule's edit, or a new rule) would match among the devices here,
     in its place among `rules`: pending devices it would route, approved ones (by the profile
@@ -247,7 +291,7 @@ def preview(session: Session, draft: RuleSpec, rules: Sequence[RuleSpec]) -> Pre
     upto = ordered[: next(i for i, r in enumerate(ordered) if r.key == draft.key) + 1]
     if not draft.catch_all:
         upto = [*upto, RuleSpec(key=-1, name="", catch_all=True)]
-    matched = first_match(upto) == draft.key
+    matched = and_(_draft_filter(session, draft), first_match(upto) == draft.key)
     dest = destinations(session, [draft])[draft.key]
     out = Preview(rule=draft.name, destination=dest.name, note=dest.note, approves=draft.approves)
     moves: dict[int | None, int] = {}
@@ -390,38 +434,76 @@ class Placement:
         return dict(self.rule.attributes) if self.destination.note is None else {}
 
 
-def placements(
+def _place(
+    p: Placement,
+    device_id: int,
+    approval: str,
+    profile_id: int | None,
+    approving: list[tuple[Placement, int]],
+) -> bool:
+    """Put one device the CASE gave to `p`'s rule where `plan` counts it; a pending device its
+    rule approves goes to `approving` (approved or waiting, once its upload is known to be
+    held or not). Returns True for a device its rule holds."""
+    if approval == Approval.PENDING:
+        if p.rule.approves:
+            approving.append((p, device_id))
+            return False
+        p.hold.append(device_id)
+        return True
+    if _acts_on_approved(p.rule, p.destination) and profile_id != p.destination.profile_id:
+        p.move.append(device_id)
+    return False
+
+
+def placements_by_upload(
     session: Session, rules: Sequence[RuleSpec], where: Sequence[ColumnElement[bool]] = ()
-) -> list[Placement]:
-    """Device ids per rule, as `plan` counts them: pending ones to approve, to hold, or (a rule
-    approves them at once but another holds devices of the same upload, and KME approves whole
-    uploads) to wait; approved ones to move. In rule order."""
+) -> dict[int | None, list[Placement]]:
+    """Device ids per upload and rule, as `plan` counts them: pending ones to approve, to hold,
+    or (a rule approves them at once but another holds devices of the same upload, and KME
+    approves whole uploads) to wait; approved ones to move. {upload id: placements in rule
+    order} for the uploads with devices matching `where`. One statement for many uploads:
+    each statement costs the rules' plan, so the pull's hook asks once, not per upload."""
     dests = destinations(session, rules)
     key = first_match(rules).label("rule_key")
-    out = {r.key: Placement(r, dests[r.key]) for r in rules}
-    approving: list[tuple[Placement, int, int | None]] = []
-    held_uploads: set[int] = set()
-    for device_id, rule_key, approval, profile_id, upload_id in session.execute(
-        select(Device.id, key, Device.approval, Device.profile_id, Device.upload_id)
+    out: dict[int | None, dict[int, Placement]] = {}
+    approving: dict[int | None, list[tuple[Placement, int]]] = {}
+    held: set[int] = set()
+    for device_id, upload_id, rule_key, approval, profile_id in session.execute(
+        select(Device.id, Device.upload_id, key, Device.approval, Device.profile_id)
         .where(placeable(), *where)
         .order_by(Device.id)
     ):
-        p = out[rule_key]
-        if approval == Approval.PENDING:
-            if p.rule.approves:
-                approving.append((p, device_id, upload_id))
-            else:
-                p.hold.append(device_id)
-                if upload_id is not None:
-                    held_uploads.add(upload_id)
-        elif _acts_on_approved(p.rule, p.destination) and profile_id != p.destination.profile_id:
-            p.move.append(device_id)
-    for p, device_id, upload_id in approving:
-        if upload_id is not None and upload_id in held_uploads:
-            p.wait.append(device_id)
-        else:
-            p.approve.append(device_id)
-    return [out[r.key] for r in rules]
+        groups = out.get(upload_id)
+        if groups is None:
+            groups = out[upload_id] = {r.key: Placement(r, dests[r.key]) for r in rules}
+        waiting = approving.setdefault(upload_id, [])
+        if _place(groups[rule_key], device_id, approval, profile_id, waiting):
+            if upload_id is not None:
+                held.add(upload_id)
+    for upload_id, pending in approving.items():
+        for p, device_id in pending:
+            (p.wait if upload_id in held else p.approve).append(device_id)
+    return {upload_id: [g[r.key] for r in rules] for upload_id, g in out.items()}
+
+
+def placements(
+    session: Session, rules: Sequence[RuleSpec], where: Sequence[ColumnElement[bool]] = ()
+) -> list[Placement]:
+    """`placements_by_upload` for all the uploads together: device ids per rule, in rule
+    order (each list by id)."""
+    dests = destinations(session, rules)
+    merged = {r.key: Placement(r, dests[r.key]) for r in rules}
+    for groups in placements_by_upload(session, rules, where).values():
+        for g in groups:
+            m = merged[g.rule.key]
+            m.approve.extend(g.approve)
+            m.hold.extend(g.hold)
+            m.wait.extend(g.wait)
+            m.move.extend(g.move)
+    for m in merged.values():
+        for ids in (m.approve, m.hold, m.wait, m.move):
+            ids.sort()
+    return [merged[r.key] for r in rules]
 
 
 def as_approving(rules: Sequence[RuleSpec]) -> list[RuleSpec]:
