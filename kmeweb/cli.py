@@ -1,7 +1,9 @@
-"""Flask commands: accounts, worker, scheduler, sync, seed-demo, seed-scale, kme-sim."""
+"""Flask commands: accounts, worker, scheduler, sync, purge-history, seed-demo, seed-scale,
+kme-sim."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -271,6 +273,7 @@ def purge_history_command(budget_s: float, batch_size: int | None) -> None:
     from kmeweb.ops.retention import purge_history
 
     cfg = current_app.config
+    started = time.monotonic()
     report = purge_history(
         db.session,
         "cli",
@@ -287,9 +290,11 @@ def purge_history_command(budget_s: float, batch_size: int | None) -> None:
         reason = "a legal hold is on" if report.held else "no retention is set"
         click.echo(f"nothing purged: {reason} (Audit log › Retention)")
         return
+    seconds = time.monotonic() - started
     click.echo(
         f"deleted {report.audit_events:,} audit events, {report.changes:,} changes and "
-        f"{report.operations:,} operations older than {report.cutoff:%Y-%m-%d %H:%M} UTC"
+        f"{report.operations:,} operations older than {report.cutoff:%Y-%m-%d %H:%M} UTC "
+        f"in {seconds:.1f} s ({report.deleted / max(seconds, 1e-6):,.0f} rows/s)"
     )
     if report.held:
         click.echo("stopped: a legal hold was switched on")

@@ -36,7 +36,7 @@ def _log_context() -> dict[str, Any]:
         data["date_to"],
     )
     page, per_page = page_args()
-    events = paginate(db.session, stmt, page, per_page)
+    events = paginate(db.session, stmt, page, per_page, count_limit=services.COUNT_LIMIT)
     shown = readable(db.session, events.items)
     return {"filters": filters, "valid": valid, "events": events, "shown": shown}
 
