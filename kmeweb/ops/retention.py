@@ -14,17 +14,18 @@ What "history" is here:
 Alert deliveries are not history: their (destination, event) row is what keeps one alert from
 being sent twice. Idempotency keys are forgotten by the sweeper after a day.
 
-How it stays out of the pages' way: each table is walked by primary key (`id > last`, up to
-the highest id older than the cutoff, read first through the index on the timestamp), at most
-`batch_size` rows per batch, each batch its own short transaction (DELETE by id range,
-commit). Nothing is locked but the rows being deleted, which no page reads under a lock:
-PostgreSQL's readers never wait for a writer, and SQLite's (WAL) neither; on SQLite the purge
-pauses between batches so that a page that writes gets the single write lock in turn. The run
-stops when its time budget is used; the next run goes on where it stopped (the deleted rows
-are gone). The settings are read again before each batch: a legal hold switched on, or a
-retention lengthened, during a run takes effect at the next batch. A run that deleted
-something writes one audit event, "history.purge", with the cutoff and the counts: the only
-row the purge writes.
+How it stays out of the pages' way: each table is walked oldest first through the index on
+its timestamp (`audit_event.at`, `change.created_at`, `operation.created_at`), from the last
+(timestamp, id) it covered up to the cutoff, so it reads neither the rows it already deleted
+nor those it keeps; at most `batch_size` rows per batch, each batch its own short
+transaction (SELECT the next keys, DELETE those ids, commit). Nothing is locked but the rows
+being deleted, which no page reads under a lock: PostgreSQL's readers never wait for a
+writer, and SQLite's (WAL) neither; on SQLite the purge pauses between batches so that a
+page that writes gets the single write lock in turn. The run stops when its time budget is
+used; the next run starts again from the oldest row left. The settings are read again before
+each batch: a legal hold switched on, or a retention lengthened, during a run takes effect at
+the next batch. A run that deleted something writes one audit event, "history.purge", with
+the cutoff and the counts: the only row the purge writes.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from kmeweb.audit.retention import PURGE_ACTION, get_retention
 from kmeweb.extensions import utcnow
 from kmeweb.operations.models import Operation, OperationStatus
 from kmeweb.outbox.models import Change, ChangeStatus
+from kmeweb.sqlutil import id_filters
 
 FINISHED_CHANGES = (ChangeStatus.DONE, ChangeStatus.FAILED)
 FINISHED_OPERATIONS = (OperationStatus.DONE, OperationStatus.FAILED)
@@ -52,12 +54,15 @@ PROGRESS_EVERY = 100  # batches
 
 @dataclass
 class Batch:
-    """What one batch deleted, and the last id it covered (None: nothing was left)."""
+    """What one batch deleted, and the (timestamp, id) of the last row it covered (None:
+    nothing was left to delete)."""
 
     audit_events: int = 0
     changes: int = 0
     operations: int = 0
-    last_id: int | None = None
+    last: tuple[datetime, int] | None = None
+    #: True when the batch was as large as allowed: there may be more after `last`.
+    full: bool = False
 
 
 @dataclass
@@ -122,104 +127,104 @@ def purgeable_operation(cutoff: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
-def _last_of_batch(
-    session: Session, pk: Any, where: list[ColumnElement[bool]], after: int, hi: int, size: int
-) -> int | None:
-    """The highest id of the next `size` rows matching `where` with `after < id <= hi`."""
-    window = select(pk.label("id")).where(*where, pk > after, pk <= hi).order_by(pk).limit(size)
-    return session.scalar(select(func.max(window.subquery().c.id)))
+#: Where a walk stands: the (timestamp, id) of the last row it covered; None before the first.
+Key = tuple[datetime, int] | None
 
 
-def delete_audit_batch(session: Session, cutoff: datetime, after: int, hi: int, size: int) -> Batch:
-    """Delete the next `size` audit events older than `cutoff` (ids in `after`..`hi`).
+def _next_keys(
+    session: Session, ts: Any, pk: Any, where: list[ColumnElement[bool]], after: Key, size: int
+) -> list[tuple[datetime, int]]:
+    """The (timestamp, id) of the next `size` rows matching `where`, in that order, after
+    `after`: a range of the timestamp's index (`ts >= last`), which `where` bounds by the
+    cutoff, so the walk reads neither the rows it deleted nor those it keeps."""
+    stmt = select(ts, pk).where(*where).order_by(ts, pk).limit(size)
+    if after is not None:
+        last_ts, last_id = after
+        stmt = stmt.where(ts >= last_ts, or_(ts > last_ts, pk > last_id))
+    return [(row[0], row[1]) for row in session.execute(stmt)]
+
+
+def _delete_ids(session: Session, model: Any, ids: list[int], *where: Any) -> int:
+    """Delete the rows of `model` with these ids that still match `where`; how many."""
+    deleted = 0
+    for ids_clause in id_filters(session, model.id, ids):
+        stmt = delete(model).where(ids_clause, *where).execution_options(synchronize_session=False)
+        deleted += session.execute(stmt).rowcount
+    return deleted
+
+
+def delete_audit_batch(session: Session, cutoff: datetime, after: Key, size: int) -> Batch:
+    """Delete the next `size` audit events older than `cutoff`, oldest first, after `after`.
     Does not commit: the caller ends the batch's transaction."""
-    where = [AuditEvent.at < cutoff]
-    last = _last_of_batch(session, AuditEvent.id, where, after, hi, size)
-    if last is None:
+    keys = _next_keys(session, AuditEvent.at, AuditEvent.id, [AuditEvent.at < cutoff], after, size)
+    if not keys:
         return Batch()
-    stmt = delete(AuditEvent).where(AuditEvent.id > after, AuditEvent.id <= last, *where)
-    return Batch(audit_events=session.execute(stmt).rowcount, last_id=last)
+    ids = [key[1] for key in keys]
+    deleted = _delete_ids(session, AuditEvent, ids, AuditEvent.at < cutoff)
+    return Batch(audit_events=deleted, last=keys[-1], full=len(keys) == size)
 
 
-def delete_loose_changes_batch(
-    session: Session, cutoff: datetime, after: int, hi: int, size: int
-) -> Batch:
+def delete_loose_changes_batch(session: Session, cutoff: datetime, after: Key, size: int) -> Batch:
     """Delete the next `size` finished changes older than `cutoff` that belong to no operation.
     Does not commit."""
     where = [Change.operation_id.is_(None), *finished_change(cutoff)]
-    last = _last_of_batch(session, Change.id, where, after, hi, size)
-    if last is None:
+    keys = _next_keys(session, Change.created_at, Change.id, where, after, size)
+    if not keys:
         return Batch()
-    stmt = delete(Change).where(Change.id > after, Change.id <= last, *where)
-    return Batch(changes=session.execute(stmt).rowcount, last_id=last)
+    deleted = _delete_ids(session, Change, [key[1] for key in keys], *where)
+    return Batch(changes=deleted, last=keys[-1], full=len(keys) == size)
 
 
-def delete_operations_batch(
-    session: Session, cutoff: datetime, after: int, hi: int, size: int
-) -> Batch:
-    """Delete the next purgeable operations (ids in `after`..`hi`) with their changes, about
-    `size` rows in all (one operation alone when it has more changes). Does not commit."""
+def delete_operations_batch(session: Session, cutoff: datetime, after: Key, size: int) -> Batch:
+    """Delete the next purgeable operations with their changes, about `size` rows in all (one
+    operation alone when it has more changes). Does not commit."""
     where = purgeable_operation(cutoff)
-    changes = (
-        select(func.count())
-        .where(Change.operation_id == Operation.id)
-        .correlate(Operation)
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        select(Operation.id, changes)
-        .where(*where, Operation.id > after, Operation.id <= hi)
-        .order_by(Operation.id)
-        .limit(size)
-    ).all()
-    last, total = None, 0
-    for operation_id, count in rows:
-        if last is not None and total + 1 + count > size:
-            break
-        last, total = operation_id, total + 1 + count
-    if last is None:
+    keys = _next_keys(session, Operation.created_at, Operation.id, where, after, size)
+    if not keys:
         return Batch()
-    in_batch = select(Operation.id).where(*where, Operation.id > after, Operation.id <= last)
-    deleted_changes = session.execute(
-        delete(Change)
-        .where(Change.operation_id.in_(in_batch), *finished_change(cutoff))
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    deleted_operations = session.execute(
-        delete(Operation)
-        .where(Operation.id > after, Operation.id <= last, *where)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return Batch(changes=deleted_changes, operations=deleted_operations, last_id=last)
+    counts = dict(
+        session.execute(
+            select(Change.operation_id, func.count())
+            .where(Change.operation_id.in_([key[1] for key in keys]))
+            .group_by(Change.operation_id)
+        ).all()
+    )
+    taken: list[tuple[datetime, int]] = []
+    total = 0
+    for key in keys:
+        rows = 1 + counts.get(key[1], 0)
+        if taken and total + rows > size:
+            break
+        taken.append(key)
+        total += rows
+    ids = [key[1] for key in taken]
+    # The changes first, each still finished and old (a retry may have put one back in the
+    # outbox since), then the operations that still have nothing left to keep.
+    changes = 0
+    for ids_clause in id_filters(session, Change.operation_id, ids):
+        stmt = (
+            delete(Change)
+            .where(ids_clause, *finished_change(cutoff))
+            .execution_options(synchronize_session=False)
+        )
+        changes += session.execute(stmt).rowcount
+    operations = _delete_ids(session, Operation, ids, *where)
+    full = len(keys) == size or len(taken) < len(keys)
+    return Batch(changes=changes, operations=operations, last=taken[-1], full=full)
 
 
 @dataclass(frozen=True)
 class Step:
-    """One table's walk: the highest id to purge, and the batch that deletes."""
+    """One table's walk, oldest first: its batch deletes the rows after a key."""
 
     name: str
-    highest: Callable[[datetime], Any]
-    batch: Callable[[Session, datetime, int, int, int], Batch]
+    batch: Callable[[Session, datetime, Key, int], Batch]
 
 
 STEPS: tuple[Step, ...] = (
-    Step(
-        "audit_events",
-        lambda cutoff: select(func.max(AuditEvent.id)).where(AuditEvent.at < cutoff),
-        delete_audit_batch,
-    ),
-    Step(
-        "changes",
-        lambda cutoff: select(func.max(Change.id)).where(
-            Change.operation_id.is_(None), *finished_change(cutoff)
-        ),
-        delete_loose_changes_batch,
-    ),
-    Step(
-        "operations",
-        lambda cutoff: select(func.max(Operation.id)).where(*purgeable_operation(cutoff)),
-        delete_operations_batch,
-    ),
+    Step("audit_events", delete_audit_batch),
+    Step("changes", delete_loose_changes_batch),
+    Step("operations", delete_operations_batch),
 )
 
 
@@ -235,7 +240,8 @@ def purge_history(
     progress: Callable[[PurgeReport], None] | None = None,
 ) -> PurgeReport:
     """Delete the history older than the retention, `batch_size` rows per transaction, for at
-    most `budget_s` seconds (0: until done); see the module docstring for what and how.
+    most `budget_s` seconds (0: until done; the batch in hand when it runs out is finished);
+    see the module docstring for what and how.
 
     Commits each batch, and records "history.purge" (actor `actor`) when it deleted anything.
     `pause_s` is slept between batches on SQLite only (its busy handler retries a waiting
@@ -251,24 +257,24 @@ def purge_history(
     deadline = clock() + budget_s if budget_s > 0 else None
     pause = pause_s if session.get_bind().dialect.name == "sqlite" else 0.0
     for step in STEPS:
-        hi = session.scalar(step.highest(report.cutoff))
-        session.rollback()  # no transaction stays open between the batches
-        after = 0
-        while hi is not None and after < hi and report.complete:
-            if deadline is not None and clock() >= deadline:
-                report.complete = False
-                break
+        after: Key = None
+        while report.complete:
             _follow_settings(session, report, now)
             if not report.complete:
                 break
-            batch = step.batch(session, report.cutoff, after, hi, batch_size)
+            batch = step.batch(session, report.cutoff, after, batch_size)
             session.commit()
-            if batch.last_id is None:
+            if batch.last is None:
                 break
             report.add(batch)
-            after = batch.last_id
+            after = batch.last
             if progress is not None and report.batches % PROGRESS_EVERY == 0:
                 progress(report)
+            if not batch.full:
+                break  # this table has nothing older left
+            if deadline is not None and clock() >= deadline:
+                report.complete = False
+                break
             if pause:
                 time.sleep(pause)
         if not report.complete:

@@ -32,7 +32,8 @@ CUTOFF = NOW - timedelta(days=DAYS)
 
 def _ticks() -> Callable[[], float]:
     """A clock that moves one second each time the purge looks at it: with a budget of 3 s a
-    run does exactly two batches (one look sets the deadline, one before each batch)."""
+    run does exactly three full batches (one look sets the deadline, one after each full
+    batch)."""
     seconds = itertools.count()
     return lambda: float(next(seconds))
 
@@ -75,20 +76,20 @@ def test_the_purge_deletes_exactly_what_is_older_than_the_cutoff_in_batches_over
     kept = {ids[a] for a in ages if a < DAYS} | {retention_event}
 
     runs = []
-    for _ in range(3):
+    for _ in range(2):
         report = purge_history(session, "test", batch_size=5, budget_s=3, now=NOW, clock=_ticks())
         runs.append((report.audit_events, report.batches, report.complete))
-    # 23 old events, 5 per batch, two batches per run: 10, 10, then the last 3.
-    assert runs == [(10, 2, False), (10, 2, False), (3, 1, True)]
+    # 23 old events, 5 per batch, three batches per run: 15, then the last 8.
+    assert runs == [(15, 3, False), (8, 2, True)]
     purges = _purge_events(session)
     assert _left(session, AuditEvent) == kept | {p.id for p in purges}
-    assert [p.details["audit_events"] for p in purges] == [10, 10, 3]
-    assert [p.details["complete"] for p in purges] == [False, False, True]
+    assert [p.details["audit_events"] for p in purges] == [15, 8]
+    assert [p.details["complete"] for p in purges] == [False, True]
     assert {p.details["cutoff"] for p in purges} == {CUTOFF.isoformat(timespec="seconds")}
     assert {p.actor for p in purges} == {"test"}
     # A run that finds nothing to delete writes nothing.
     assert purge_history(session, "test", now=NOW).deleted == 0
-    assert len(_purge_events(session)) == 3
+    assert len(_purge_events(session)) == 2
 
 
 def _operation(session: Session, status: str, age: float, finished_age: float | None = None):
@@ -198,8 +199,8 @@ def test_a_legal_hold_stops_the_purge_even_mid_run(session):
     looks = itertools.count()
 
     def clock() -> float:
-        # An admin switches the hold on (another connection) after the second batch.
-        if next(looks) == 3:
+        # An admin switches the hold on (another connection) during the second batch.
+        if next(looks) == 2:
             with db.engine.begin() as conn:
                 conn.execute(update(HistoryRetention).values(legal_hold=True))
         return 0.0
@@ -226,13 +227,13 @@ def test_pages_answer_while_a_purge_batch_is_open_in_another_transaction(
 ):
     login("admin")
     save_retention(session, {"days": str(DAYS)}, "test")
-    ids = _events(session, [DAYS + 1 + n for n in range(30)])
+    _events(session, [DAYS + 1 + n for n in range(30)])
     session.commit()
     session.remove()
 
     with db.engine.connect() as conn:
         purging = Session(bind=conn)
-        batch = delete_audit_batch(purging, CUTOFF, 0, max(ids.values()), 20)
+        batch = delete_audit_batch(purging, CUTOFF, None, 20)
         assert batch.audit_events == 20  # deleted, not committed: the batch holds its locks
         try:
             page = client.get("/audit/?per_page=100")
