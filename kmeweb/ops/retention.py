@@ -14,18 +14,18 @@ What "history" is here:
 Alert deliveries are not history: their (destination, event) row is what keeps one alert from
 being sent twice. Idempotency keys are forgotten by the sweeper after a day.
 
-How it stays out of the pages' way: each table is walked oldest first through the index on
-its timestamp (`audit_event.at`, `change.created_at`, `operation.created_at`), from the last
+How it stays out of the pages' way: each table is walked oldest first through the index on its
+timestamp (`audit_event.at`, `change.created_at`, `operation.created_at`), from the last
 (timestamp, id) it covered up to the cutoff, so it reads neither the rows it already deleted
-nor those it keeps; at most `batch_size` rows per batch, each batch its own short
-transaction (SELECT the next keys, DELETE those ids, commit). Nothing is locked but the rows
-being deleted, which no page reads under a lock: PostgreSQL's readers never wait for a
-writer, and SQLite's (WAL) neither; on SQLite the purge pauses between batches so that a
-page that writes gets the single write lock in turn. The run stops when its time budget is
-used; the next run starts again from the oldest row left. The settings are read again before
-each batch: a legal hold switched on, or a retention lengthened, during a run takes effect at
-the next batch. A run that deleted something writes one audit event, "history.purge", with
-the cutoff and the counts: the only row the purge writes.
+nor those it keeps; at most `batch_size` rows per batch, each batch its own short transaction
+(SELECT the next keys, DELETE that key range, commit). Nothing is locked but the rows being
+deleted, which no page reads under a lock: PostgreSQL's readers never wait for a writer, and
+SQLite's (WAL) neither; on SQLite the purge pauses between batches so that a page that writes
+gets the single write lock in turn. The run stops when its time budget is used; the next run
+starts again from the oldest row left. The settings are read again before each batch: a legal
+hold switched on, or a retention lengthened, during a run takes effect at the next batch. A
+run that deleted something writes one audit event, "history.purge", with the cutoff and the
+counts: the only row the purge writes.
 """
 
 from __future__ import annotations
@@ -137,11 +137,22 @@ def _next_keys(
     """The (timestamp, id) of the next `size` rows matching `where`, in that order, after
     `after`: a range of the timestamp's index (`ts >= last`), which `where` bounds by the
     cutoff, so the walk reads neither the rows it deleted nor those it keeps."""
-    stmt = select(ts, pk).where(*where).order_by(ts, pk).limit(size)
-    if after is not None:
-        last_ts, last_id = after
-        stmt = stmt.where(ts >= last_ts, or_(ts > last_ts, pk > last_id))
+    stmt = select(ts, pk).where(*where, *_after(ts, pk, after)).order_by(ts, pk).limit(size)
     return [(row[0], row[1]) for row in session.execute(stmt)]
+
+
+def _after(ts: Any, pk: Any, key: Key) -> list[ColumnElement[bool]]:
+    """(ts, pk) > key, with `ts >= key's` for the index to start from."""
+    if key is None:
+        return []
+    key_ts, key_id = key
+    return [ts >= key_ts, or_(ts > key_ts, pk > key_id)]
+
+
+def _up_to(ts: Any, pk: Any, key: tuple[datetime, int]) -> list[ColumnElement[bool]]:
+    """(ts, pk) <= key, with `ts <= key's` for the index to stop at."""
+    key_ts, key_id = key
+    return [ts <= key_ts, or_(ts < key_ts, pk <= key_id)]
 
 
 def _delete_ids(session: Session, model: Any, ids: list[int], *where: Any) -> int:
@@ -156,11 +167,14 @@ def _delete_ids(session: Session, model: Any, ids: list[int], *where: Any) -> in
 def delete_audit_batch(session: Session, cutoff: datetime, after: Key, size: int) -> Batch:
     """Delete the next `size` audit events older than `cutoff`, oldest first, after `after`.
     Does not commit: the caller ends the batch's transaction."""
-    keys = _next_keys(session, AuditEvent.at, AuditEvent.id, [AuditEvent.at < cutoff], after, size)
+    at, pk = AuditEvent.at, AuditEvent.id
+    keys = _next_keys(session, at, pk, [at < cutoff], after, size)
     if not keys:
         return Batch()
-    ids = [key[1] for key in keys]
-    deleted = _delete_ids(session, AuditEvent, ids, AuditEvent.at < cutoff)
+    # The same range of the `at` index again, in key order: no probe per id.
+    where = [at < cutoff, *_after(at, pk, after), *_up_to(at, pk, keys[-1])]
+    stmt = delete(AuditEvent).where(*where).execution_options(synchronize_session=False)
+    deleted = session.execute(stmt).rowcount
     return Batch(audit_events=deleted, last=keys[-1], full=len(keys) == size)
 
 
@@ -171,7 +185,10 @@ def delete_loose_changes_batch(session: Session, cutoff: datetime, after: Key, s
     keys = _next_keys(session, Change.created_at, Change.id, where, after, size)
     if not keys:
         return Batch()
-    deleted = _delete_ids(session, Change, [key[1] for key in keys], *where)
+    in_range = [*_after(Change.created_at, Change.id, after)]
+    in_range += _up_to(Change.created_at, Change.id, keys[-1])
+    stmt = delete(Change).where(*where, *in_range).execution_options(synchronize_session=False)
+    deleted = session.execute(stmt).rowcount
     return Batch(changes=deleted, last=keys[-1], full=len(keys) == size)
 
 
