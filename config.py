@@ -54,6 +54,13 @@ TUNING: dict[str, tuple[type, str]] = {
     "CSV_MAX_ROWS": (int, "200000"),  # data rows per imported CSV file (design 6.4)
     "CSV_PREVIEW_TTL_S": (float, "3600"),  # how long a device import preview waits for Confirm
     "IMPORT_TIMEOUT_S": (float, "1800"),  # RQ job_timeout of a device import
+    # The history purge (kmeweb.ops.retention): how often it runs while a retention is set,
+    # how long one run may work (a worker runs one job at a time: short runs, often, keep the
+    # pushes flowing), rows per transaction, and the pause between batches on SQLite.
+    "PURGE_INTERVAL_S": (float, "600"),
+    "PURGE_BUDGET_S": (float, "30"),
+    "PURGE_BATCH_SIZE": (int, "5000"),
+    "PURGE_PAUSE_S": (float, "0.1"),
 }
 
 

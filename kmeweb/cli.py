@@ -1,7 +1,9 @@
-"""Flask commands: accounts, worker, scheduler, sync, seed-demo, seed-scale, kme-sim."""
+"""Flask commands: accounts, worker, scheduler, sync, purge-history, seed-demo, seed-scale,
+kme-sim."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -247,6 +249,59 @@ def rotate_encryption_key_command(batch_size: int) -> None:
     )
 
 
+@click.command("purge-history")
+@click.option(
+    "--budget-s",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Stop after this many seconds (0: until everything older than the retention is gone).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=None, help="Rows per transaction."
+)
+@with_appcontext
+def purge_history_command(budget_s: float, batch_size: int | None) -> None:
+    """Delete the history older than the retention (Audit log › Retention) now.
+
+    The same purge the scheduler runs: audit events, finished outbox changes and operations,
+    in batches of one short transaction each; nothing under a legal hold or without a
+    retention. Safe beside a running console and the scheduled purge.
+    """
+    from flask import current_app
+
+    from kmeweb.ops.retention import purge_history
+
+    cfg = current_app.config
+    started = time.monotonic()
+    report = purge_history(
+        db.session,
+        "cli",
+        batch_size=batch_size or int(cfg["PURGE_BATCH_SIZE"]),
+        budget_s=budget_s,
+        pause_s=float(cfg["PURGE_PAUSE_S"]),
+        progress=lambda r: click.echo(
+            f"  {r.audit_events:,} audit events, {r.changes:,} changes, "
+            f"{r.operations:,} operations so far",
+            err=True,
+        ),
+    )
+    if report.cutoff is None:
+        reason = "a legal hold is on" if report.held else "no retention is set"
+        click.echo(f"nothing purged: {reason} (Audit log › Retention)")
+        return
+    seconds = time.monotonic() - started
+    click.echo(
+        f"deleted {report.audit_events:,} audit events, {report.changes:,} changes and "
+        f"{report.operations:,} operations older than {report.cutoff:%Y-%m-%d %H:%M} UTC "
+        f"in {seconds:.1f} s ({report.deleted / max(seconds, 1e-6):,.0f} rows/s)"
+    )
+    if report.held:
+        click.echo("stopped: a legal hold was switched on")
+    elif not report.complete:
+        click.echo("stopped at the time budget: run it again to go on")
+
+
 sync_cli = AppGroup("sync", help="Sync with KME: start a pull, show status.")
 
 
@@ -406,6 +461,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(scheduler_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(rotate_encryption_key_command)
+    app.cli.add_command(purge_history_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(set_password_command)
     app.cli.add_command(deactivate_admin_command)

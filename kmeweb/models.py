@@ -2,7 +2,7 @@
 
 from kmeweb.alerts.models import AlertDelivery, AlertDestination
 from kmeweb.apitokens.models import ApiToken, IdempotencyKey
-from kmeweb.audit.models import AuditEvent
+from kmeweb.audit.models import AuditEvent, HistoryRetention
 from kmeweb.auth.models import AdminUser
 from kmeweb.devices.models import Device
 from kmeweb.directory.models import EndUser
@@ -22,6 +22,7 @@ __all__ = [
     "Change",
     "Device",
     "EndUser",
+    "HistoryRetention",
     "IdempotencyKey",
     "Installation",
     "Integration",

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import request
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, literal_column, select
 from sqlalchemy.orm import Session
+
+from kmeweb.ids import MAX_DB_INT
 
 
 @dataclass
@@ -16,6 +18,8 @@ class Page:
     page: int
     per_page: int
     total: int
+    #: True when `total` is a lower bound: counting stopped there (see paginate's count_limit).
+    more: bool = False
 
     @property
     def pages(self) -> int:
@@ -27,7 +31,7 @@ class Page:
 
     @property
     def has_next(self) -> bool:
-        return self.page < self.pages
+        return self.page < self.pages or self.more
 
     @property
     def first_index(self) -> int:
@@ -46,17 +50,35 @@ def page_args(default_per_page: int = 50) -> tuple[int, int]:
 
 
 def paginate(
-    session: Session, stmt: Select, page: int, per_page: int, total: int | None = None
+    session: Session,
+    stmt: Select,
+    page: int,
+    per_page: int,
+    total: int | None = None,
+    count_limit: int | None = None,
 ) -> Page:
     """Run `stmt` for one page and count all matching rows with one grouped query (or take
     `total` when the caller already counted them).
 
+    With `count_limit`, counting stops past that many rows (or past the page asked for, if
+    further): a table of millions of rows (the audit log) costs the rows counted, not the
+    table, and the page says "more than N" (`Page.more`). A page number past any table's size
+    counts them all.
+
     A page past the end (however large the number) shows the last page.
     """
-    if total is None:
+    more = False
+    if total is None and count_limit is not None and page * per_page < MAX_DB_INT:
+        limit = max(count_limit, page * per_page) + 1
+        one = stmt.with_only_columns(literal_column("1"), maintain_column_froms=True)
+        rows = one.limit(limit).subquery()
+        total = session.scalar(select(func.count()).select_from(rows)) or 0
+        if total == limit:
+            total, more = limit - 1, True
+    elif total is None:
         total = (
             session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
         )
     page = min(max(1, page), max(1, -(-total // per_page)))
     items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
-    return Page(items=items, page=page, per_page=per_page, total=total)
+    return Page(items=items, page=page, per_page=per_page, total=total, more=more)

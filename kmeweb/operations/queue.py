@@ -39,6 +39,7 @@ PULL_JOB = "kmeweb.sync.jobs.pull_job"
 IMPORT_JOB = "kmeweb.devices.importer.import_job"
 MOVE_SELECTION_JOB = "kmeweb.devices.jobs.move_selection_job"
 RULES_APPLY_JOB = "kmeweb.integration.jobs.apply_rules_job"
+PURGE_JOB = "kmeweb.ops.jobs.purge_history_job"
 #: Short bookkeeping jobs (sweeper, token expiry, the scheduled pull starters): RQ's own default.
 SHORT_JOB_TIMEOUT_S = 180
 
@@ -49,7 +50,8 @@ def job_options(func: str, config: Mapping[str, Any] | None = None) -> dict[str,
     RQ kills a job that runs past its job_timeout (180 s unless told). A push works for up to
     PUSH_BUDGET_S and then finishes the change in hand, which may take one change lease
     (CHANGE_LEASE_S) more; a pull is sized by PULL_TIMEOUT_S (default an hour: a full pull of a
-    million devices). Failed jobs stay in RQ's failed registry for JOB_FAILURE_TTL_S.
+    million devices); the history purge works for PURGE_BUDGET_S and then ends the batch in
+    hand. Failed jobs stay in RQ's failed registry for JOB_FAILURE_TTL_S.
     """
     cfg = config if config is not None else current_app.config
     if func == PUSH_JOB:
@@ -58,6 +60,8 @@ def job_options(func: str, config: Mapping[str, Any] | None = None) -> dict[str,
         timeout = float(cfg["PULL_TIMEOUT_S"])
     elif func in (IMPORT_JOB, MOVE_SELECTION_JOB):  # bulk writes of up to a million devices
         timeout = float(cfg["IMPORT_TIMEOUT_S"])
+    elif func == PURGE_JOB:
+        timeout = max(SHORT_JOB_TIMEOUT_S, float(cfg["PURGE_BUDGET_S"]) + SHORT_JOB_TIMEOUT_S)
     else:
         timeout = SHORT_JOB_TIMEOUT_S
     return {"job_timeout": math.ceil(timeout), "failure_ttl": math.ceil(cfg["JOB_FAILURE_TTL_S"])}

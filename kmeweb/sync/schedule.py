@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from flask import Flask
 from redis import Redis
 
+from kmeweb.audit.retention import get_retention
 from kmeweb.extensions import db
 from kmeweb.installation import installation_id
 from kmeweb.integration.models import get_integration
@@ -63,6 +64,14 @@ def _pull_interval(app: Flask) -> float | None:
     return float(interval) if interval else None
 
 
+def _purge_interval(app: Flask) -> float | None:
+    """PURGE_INTERVAL_S while a retention is set and no legal hold holds the history; else
+    the purge is not scheduled (the job checks again when it runs)."""
+    purges = get_retention(db.session).purges
+    db.session.remove()
+    return float(app.config["PURGE_INTERVAL_S"]) if purges else None
+
+
 def _config_interval(name: str) -> Callable[[Flask], float]:
     return lambda app: float(app.config[name])
 
@@ -89,6 +98,7 @@ PERIODIC: tuple[Periodic, ...] = (
         "maintenance",
         _config_interval("ALERT_INTERVAL_S"),
     ),
+    Periodic("purge", "kmeweb.ops.jobs.purge_history_job", "maintenance", _purge_interval),
 )
 
 

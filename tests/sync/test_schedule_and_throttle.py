@@ -24,7 +24,7 @@ def test_only_the_scheduler_holding_the_lock_enqueues(app, redis_url):
     conn = redis.Redis.from_url(redis_url)
     first, second = Scheduler(app, conn), Scheduler(app, conn)
     fired = first.tick(now=1000.0)
-    # no active integration: no pull
+    # no active integration: no pull; no retention set: no purge
     assert set(fired) == {"sweep", "token-expiry", "full-pull", "alerts", "overview"}
     assert second.tick(now=1000.0) == []  # the other scheduler does nothing
     assert queue.job_status("periodic-sweep") == "queued"
@@ -63,9 +63,11 @@ def test_pull_runs_at_the_integrations_interval(app, session, redis_url, integra
 
 def test_periodic_jobs_are_declared_as_data():
     names = {p.name: p for p in PERIODIC}
-    assert set(names) == {"pull", "sweep", "token-expiry", "full-pull", "alerts", "overview"}
+    assert set(names) == {
+        "pull", "sweep", "token-expiry", "full-pull", "alerts", "overview", "purge"
+    }  # fmt: skip
     assert all(isinstance(p, Periodic) for p in PERIODIC)
-    jobs = ("kmeweb.sync.jobs.", "kmeweb.alerts.jobs.", "kmeweb.overview.jobs.")
+    jobs = ("kmeweb.sync.jobs.", "kmeweb.alerts.jobs.", "kmeweb.overview.jobs.", "kmeweb.ops.jobs.")
     assert all(p.func.startswith(jobs) for p in PERIODIC)
 
 
