@@ -700,6 +700,23 @@ def update_attributes(
     return device
 
 
+def _write_attributes(session: Session, updates: list[dict[str, Any]]) -> None:
+    """One executemany of {"b_id", "b_attributes"} rows, versions bumped."""
+    if not updates:
+        return
+    table = Device.__table__
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            attributes=bindparam("b_attributes"),
+            version=table.c.version + 1,
+            updated_at=utcnow(),
+        ),
+        updates,
+    )
+
+
 def merge_attributes(session: Session, device_ids: Sequence[int], values: Mapping[str, Any]) -> int:
     """Set the attributes of `values` (already valid: validate_attributes) on each device,
     keeping its others, where that changes something; a device keeps at most ATTRIBUTES_MAX
@@ -707,7 +724,6 @@ def merge_attributes(session: Session, device_ids: Sequence[int], values: Mappin
     routing rule placing devices) records what it did. Flushes. Returns how many changed."""
     if not values:
         return 0
-    table = Device.__table__
     updates: list[dict[str, Any]] = []
     for where in id_filters(session, Device.id, list(device_ids)):
         for device_id, attributes in session.execute(
@@ -719,17 +735,7 @@ def merge_attributes(session: Session, device_ids: Sequence[int], values: Mappin
                 new = {**old, **{k: v for k, v in values.items() if k in old}}
             if new != old:
                 updates.append({"b_id": device_id, "b_attributes": new})
-    if updates:
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                attributes=bindparam("b_attributes"),
-                version=table.c.version + 1,
-                updated_at=utcnow(),
-            ),
-            updates,
-        )
+    _write_attributes(session, updates)
     return len(updates)
 
 
@@ -759,7 +765,6 @@ def edit_attributes(
                 )
             removes.add(name)
     _rows(session, ids)  # NotFound when some are gone
-    table = Device.__table__
     updates: list[dict[str, Any]] = []
     for where in id_filters(session, Device.id, ids):
         for device_id, attributes in session.execute(
@@ -773,17 +778,7 @@ def edit_attributes(
                 )
             if new != old:
                 updates.append({"b_id": device_id, "b_attributes": new})
-    if updates:
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                attributes=bindparam("b_attributes"),
-                version=table.c.version + 1,
-                updated_at=utcnow(),
-            ),
-            updates,
-        )
+    _write_attributes(session, updates)
     audit.record(
         session,
         actor,
