@@ -14,7 +14,12 @@ class AuditEvent(db.Model):
     history purge once older than the retention (kmeweb.ops.retention)."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_at", "at"), Index("ix_audit_event_action", "action"))
+    __table_args__ = (
+        Index("ix_audit_event_at", "at"),
+        Index("ix_audit_event_action", "action"),
+        # A device's (or any target's) own events: its history page.
+        Index("ix_audit_event_target", "target_type", "target_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -45,6 +45,20 @@ class Device(db.Model):
         # A profile's devices placed by one rule (the device table's "Placed by rule" filter).
         Index("ix_device_profile_rule", "profile_id", "rule_id"),
         # Only the devices KME still has to learn about: sync status reads these, not all.
+        # Devices changed in the Samsung portal and not yet settled by an admin (Overview count,
+        # the profile page's filter), and devices a full pull no longer found in KME.
+        Index(
+            "ix_device_portal_changed",
+            "profile_id",
+            sqlite_where=text("portal_changed_at IS NOT NULL"),
+            postgresql_where=text("portal_changed_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_device_kme_missing",
+            "profile_id",
+            sqlite_where=text("kme_missing_at IS NOT NULL"),
+            postgresql_where=text("kme_missing_at IS NOT NULL"),
+        ),
         Index(
             "ix_device_unsynced",
             "profile_id",
@@ -79,6 +93,22 @@ class Device(db.Model):
     kme_status: Mapped[str | None] = mapped_column(String(32))
     sync_state: Mapped[str] = mapped_column(String(16), default=SyncState.SYNCED)
     sync_error: Mapped[str | None] = mapped_column(Text)
+    # What KME held for the device at the last pull that read it (its approval, the kmeweb
+    # profile its KME profile maps to, its user name) and when.
+    kme_seen_approval: Mapped[str | None] = mapped_column(String(16))
+    kme_seen_profile_id: Mapped[int | None] = mapped_column(Integer)
+    kme_seen_user: Mapped[str | None] = mapped_column(String(254))
+    kme_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A change made in the Samsung portal that kmeweb did not make: when the pull saw it and
+    # kmeweb's values before it ({"approval", "profile_id", ...}); cleared when an admin settles
+    # it (Send ours again / Take Samsung's).
+    portal_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    portal_previous: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Set when the daily full pull no longer finds the device in KME (never dropped silently).
+    kme_missing_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last refused enrollment attempt of this device: its error code and time.
+    last_refusal_code: Mapped[str | None] = mapped_column(String(32))
+    last_refusal_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -88,3 +118,40 @@ class Device(db.Model):
     @property
     def identifier(self) -> str:
         return self.imei or self.serial or ""
+
+
+class DeviceEventKind(Choice):
+    """What happened to one device (`device_event.kind`): its history's entries besides the
+    audit events that target it."""
+
+    UPLOADED = "uploaded", "Uploaded by the reseller"
+    APPROVED = "approved", "Approved"
+    MOVED = "moved", "Moved"
+    UNASSIGNED = "unassigned", "Unassigned"
+    USER = "user", "Associated user changed"
+    ATTRIBUTES = "attributes", "Attributes edited"
+    PUSHED = "pushed", "Sent to Samsung"
+    PORTAL_CHANGE = "portal_change", "Changed in the Samsung portal"
+    NOT_IN_KME = "not_in_kme", "Not found in KME"
+    ENROLL_ACCEPTED = "enroll_accepted", "Enrollment accepted"
+    ENROLL_REFUSED = "enroll_refused", "Enrollment refused"
+    CHECKED = "checked", "Checked with Samsung"
+    DELETED = "deleted", "Deleted"
+
+
+class DeviceEvent(db.Model):
+    """One entry of a device's history. `device_id` has no foreign key on purpose: the history
+    outlives a deleted device. `change_id` names the outbox change that carries it to KME (its
+    attempts are in `change_attempt`); no foreign key either, the purge removes changes first."""
+
+    __tablename__ = "device_event"
+    __table_args__ = (Index("ix_device_event_device", "device_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(254))
+    change_id: Mapped[int | None] = mapped_column(Integer)
+    operation_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

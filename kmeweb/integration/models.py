@@ -24,6 +24,13 @@ class UploadStatus(Choice):
     PARTIAL = "partial"
 
 
+class PortalPolicy(Choice):
+    """What a pull does with a device changed in the Samsung portal (`integration.portal_policy`)."""
+
+    ADOPT = "adopt", "Take Samsung's value (changes made in the portal come back to kmeweb)"
+    OURS = "ours", "kmeweb is the source of truth: send kmeweb's value again"
+
+
 class Integration(db.Model):
     """The one Knox integration: credentials, sync settings and sync health."""
 
@@ -46,6 +53,11 @@ class Integration(db.Model):
     # Knox client knobs that Samsung's reference could not confirm (e.g. {"paths": {...}}).
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
     sync_interval_s: Mapped[int] = mapped_column(Integer, default=900)
+    # What a pull does with a device changed in the Samsung portal: "adopt" Samsung's value
+    # (the default) or "ours" (kmeweb is the source of truth: send kmeweb's value again).
+    portal_policy: Mapped[str] = mapped_column(
+        String(16), default=PortalPolicy.ADOPT, server_default="adopt"
+    )
     pull_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_full_pull_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

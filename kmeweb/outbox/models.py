@@ -86,3 +86,20 @@ class Change(db.Model):
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChangeAttempt(db.Model):
+    """One attempt to send a change to KME and Samsung's answer: a device's history lists each
+    push and each retry of the changes that carried it."""
+
+    __tablename__ = "change_attempt"
+    __table_args__ = (Index("ix_change_attempt_change", "change_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("change.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: "accepted", "retry" (a transient error; tried again later) or "failed" (for good).
+    outcome: Mapped[str] = mapped_column(String(16))
+    #: Samsung's error code (or the HTTP status) and message, when it refused.
+    code: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str | None] = mapped_column(Text)
