@@ -25,7 +25,7 @@ class UploadStatus(Choice):
 
 
 class PortalPolicy(Choice):
-    """What a pull does with a device changed in the Samsung portal (`integration.portal_policy`)."""
+    """What a pull does with a device changed in the Samsung portal (`portal_policy`)."""
 
     ADOPT = "adopt", "Take Samsung's value (changes made in the portal come back to kmeweb)"
     OURS = "ours", "kmeweb is the source of truth: send kmeweb's value again"
