@@ -6,12 +6,19 @@
 // Dragging: the order the page showed (expected_order) and the new one are posted through
 // #reorder-form (htmx, with the CSRF token as every htmx request); the answer is the list in
 // its new order, or the list as it is now with the reason (409: someone reordered meanwhile).
+// The list moves under the pointer before anything is saved, so from the drop until the answer
+// comes the page says it is saving (and the list is aria-busy): only the answer says "saved".
+// No new drag starts meanwhile, and an answer that swaps nothing (a 400 or 500, the network
+// down) puts the rules back in the order the server still has.
 (() => {
   document.documentElement.classList.add("kme-can-drag");
   let dragged = null;
+  let before = null; // the rules as the page showed them when the drag started
+  let saving = null; // the form whose request is on its way
 
   const list = () => document.getElementById("rule-list");
   const movable = (el) => el && el.closest("#rule-list > li[data-movable]");
+  const flashArea = () => document.getElementById("flash-area");
 
   document.addEventListener("pointerdown", (event) => {
     // Only the handle starts a drag, so text in a rule can still be selected.
@@ -22,7 +29,12 @@
   document.addEventListener("dragstart", (event) => {
     const item = movable(event.target);
     if (!item) return;
+    if (saving) {
+      event.preventDefault(); // the last order is still being saved
+      return;
+    }
     dragged = item;
+    before = [...item.parentNode.children];
     item.classList.add("kme-dragging");
     event.dataTransfer.effectAllowed = "move";
     event.dataTransfer.setData("text/plain", item.dataset.ruleId);
@@ -55,14 +67,47 @@
     item.classList.remove("kme-dragging");
     item.draggable = false;
     const form = document.getElementById("reorder-form");
-    if (!form || !list()) return;
-    const order = [...list().querySelectorAll(":scope > li[data-movable]")]
+    const rules = list();
+    if (!form || !rules) return;
+    const order = [...rules.querySelectorAll(":scope > li[data-movable]")]
       .map((li) => li.dataset.ruleId)
       .join(",");
     const field = form.querySelector('input[name="order"]');
     if (order === field.value) return; // dropped where it was
     field.value = order;
+    saving = form;
+    rules.setAttribute("aria-busy", "true");
+    // In place of a message about an earlier change (Up, Down, the last drag), which no longer
+    // says how things are: replaced after the drop, so nothing above the list moves during it.
+    const area = flashArea();
+    if (area) {
+      const note = document.createElement("div");
+      note.className = "alert alert-info";
+      note.id = "reorder-saving";
+      note.setAttribute("role", "status");
+      note.textContent = "Saving the new order of the rules…";
+      area.replaceChildren(note);
+    }
     form.requestSubmit();
+  });
+
+  // The answer came (or the request failed). A swapped answer has replaced the list, the form
+  // and the message; otherwise the list still shows an order the server does not have.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const config = event.detail.requestConfig;
+    if (!saving || !config || config.elt !== saving) return;
+    saving = null;
+    const rules = list();
+    if (rules && rules.getAttribute("aria-busy") === "true") {
+      rules.removeAttribute("aria-busy");
+      if (before) rules.replaceChildren(...before);
+      const field = document.querySelector('#reorder-form input[name="order"]');
+      const expected = document.querySelector('#reorder-form input[name="expected_order"]');
+      if (field && expected) field.value = expected.value;
+    }
+    before = null;
+    const note = document.getElementById("reorder-saving");
+    if (note) note.remove();
   });
 })();
 
