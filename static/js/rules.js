@@ -19,6 +19,13 @@
   const list = () => document.getElementById("rule-list");
   const movable = (el) => el && el.closest("#rule-list > li[data-movable]");
   const flashArea = () => document.getElementById("flash-area");
+  // The numbers follow the rules as they move (the answer brings the server's anyway).
+  const renumber = (rules) => {
+    [...rules.children].forEach((li, i) => {
+      const number = li.querySelector(".kme-rule-number");
+      if (number) number.textContent = `${i + 1}.`;
+    });
+  };
 
   document.addEventListener("pointerdown", (event) => {
     // Only the handle starts a drag, so text in a rule can still be selected.
@@ -52,6 +59,7 @@
     const box = over.getBoundingClientRect();
     const after = event.clientY > box.top + box.height / 2;
     over.parentNode.insertBefore(dragged, after ? over.nextSibling : over);
+    renumber(over.parentNode);
   });
 
   document.addEventListener("drop", (event) => {
@@ -101,6 +109,7 @@
     if (rules && rules.getAttribute("aria-busy") === "true") {
       rules.removeAttribute("aria-busy");
       if (before) rules.replaceChildren(...before);
+      renumber(rules);
       const field = document.querySelector('#reorder-form input[name="order"]');
       const expected = document.querySelector('#reorder-form input[name="expected_order"]');
       if (field && expected) field.value = expected.value;
