@@ -25,7 +25,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Integer, Select, String, and_, func, insert, literal, or_, select, text
+from sqlalchemy import (
+    JSON,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy import column as column_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -183,6 +196,43 @@ def record_by_change(
         for key, part in parts.items():
             fixed = details(key) if callable(details) else details
             record_events(session, kind, part, actor, fixed, change.id, operation_id)
+
+
+def record_enrollment(
+    session: Session, device_id: int, accepted: bool, details: Mapping[str, Any]
+) -> None:
+    """An enrollment attempt of a known device (the device side's hot path): one INSERT on
+    the session's connection, no ORM object. A refusal also sets the device's
+    `last_refusal_code` and `last_refusal_at` (one UPDATE more; refusals are the rare case).
+    Never commits."""
+    now = utcnow()
+    conn = session.connection()
+    conn.execute(
+        _ENROLL_EVENT,
+        {
+            "device_id": device_id,
+            "at": now,
+            "kind": str(
+                DeviceEventKind.ENROLL_ACCEPTED if accepted else DeviceEventKind.ENROLL_REFUSED
+            ),
+            "actor": "device",
+            "details": dict(details),
+        },
+    )
+    if not accepted:
+        conn.execute(
+            _REFUSAL,
+            {"b_id": device_id, "b_code": str(details.get("code") or "")[:32], "b_at": now},
+        )
+
+
+_ENROLL_EVENT = insert(_TABLE)
+_DEVICE = Device.__table__
+_REFUSAL = (
+    _DEVICE.update()
+    .where(_DEVICE.c.id == bindparam("b_id"))
+    .values(last_refusal_code=bindparam("b_code"), last_refusal_at=bindparam("b_at"))
+)
 
 
 @dataclass
@@ -604,6 +654,30 @@ def _uploaded(
     if cursor is not None and (entry.at, entry.rank, entry.id) >= cursor:
         return None
     return entry
+
+
+@dataclass
+class Gone:
+    """A deleted device, as its history page names it (by the identifier its deletion
+    recorded)."""
+
+    id: int
+    identifier: str = ""
+    imei: str | None = None
+    serial: str | None = None
+    profile_id: int | None = None
+    deleted: bool = True
+
+
+def deleted_identifier(session: Session, device_id: int) -> str:
+    """The identifier the device's deletion recorded ("" when none did)."""
+    details = session.scalar(
+        select(DeviceEvent.details)
+        .where(DeviceEvent.device_id == device_id, DeviceEvent.kind == DeviceEventKind.DELETED)
+        .order_by(DeviceEvent.id.desc())
+        .limit(1)
+    )
+    return str((details or {}).get("identifier") or "")
 
 
 CSV_HEADER = ("When", "Who", "What", "Details")
