@@ -345,10 +345,9 @@ def device_history(
     shown = readable(session, audits)
     entries += [_audit_entry(a, shown[a.id].details) for a in audits]
     entries += [_attempt_entry(a, kind) for a, kind, _n in attempts]
-    if not any(e.kind == DeviceEventKind.UPLOADED for e in events):
-        derived = _uploaded(session, device_id, cursor)
-        if derived is not None:
-            entries.append(derived)
+    derived = _uploaded(session, device_id, cursor)
+    if derived is not None:
+        entries.append(derived)
     entries.sort(key=lambda e: (e.at, e.rank, e.id), reverse=True)
     more = len(entries) > limit
     entries = entries[:limit]
@@ -626,8 +625,9 @@ def _audit_entry(a: AuditEvent, details: list[tuple[str, str]]) -> Entry:
 def _uploaded(
     session: Session, device_id: int, cursor: tuple[datetime, int, int] | None
 ) -> Entry | None:
-    """ "Uploaded by the reseller" read from the device's upload (devices the pull created
-    before the history had an event for it), when it sorts below the cursor."""
+    """ "Uploaded by the reseller" read from the device's upload while no event says it (the
+    approval writes it; a device still pending, or approved before the history existed, has
+    none), when it sorts below the cursor."""
     row = session.execute(
         select(
             Device.created_at,
@@ -641,6 +641,11 @@ def _uploaded(
         .where(Device.id == device_id)
     ).first()
     if row is None or row.kme_upload_id is None:
+        return None
+    written = select(DeviceEvent.id).where(
+        DeviceEvent.device_id == device_id, DeviceEvent.kind == DeviceEventKind.UPLOADED
+    )
+    if session.scalar(written.limit(1)) is not None:
         return None
     at = row.uploaded_at or row.created_at
     entry = Entry(

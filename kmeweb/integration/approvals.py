@@ -69,6 +69,8 @@ def place_approved(
                 outbox.APPROVAL_BATCHES_PER_ROW if upload is not None and dest.is_default else 1
             ),
         )
+        if upload is not None:
+            _record_uploaded(session, upload, ids)
         history.record_by_change(
             session,
             DeviceEventKind.APPROVED,
@@ -88,6 +90,22 @@ def place_approved(
             UploadStatus.PARTIAL if pending_count(session, upload.id) else UploadStatus.APPROVED
         )
     return placed
+
+
+def _record_uploaded(session: Session, upload: Upload, device_ids: Sequence[int]) -> None:
+    """ "Uploaded by the reseller" in the history of each device approved from `upload`, dated
+    when the reseller uploaded it: written with the approval (the first event kmeweb writes
+    for a device of an upload), so it stays once the device and its upload are gone."""
+    reseller = session.get(Reseller, upload.reseller_id) if upload.reseller_id else None
+    name = reseller.name if reseller is not None else None
+    history.record_events(
+        session,
+        DeviceEventKind.UPLOADED,
+        device_ids,
+        name or "the reseller",
+        {"reseller": name, "order": upload.order_number, "upload": upload.kme_upload_id},
+        at=upload.uploaded_at,
+    )
 
 
 def approve_placements(
