@@ -16,6 +16,12 @@ Figures:
       purge_10m_events_max_page_ms: the slowest of those pages (goal: under 1,000 ms)
       purge_10m_events_s: the purge's duration, as the command reports it
       purge_10m_events_rows_per_s: rows it deleted per second
+  device_history_1k_events: 1,000,000 devices (bulk SQL), each with one history event, and one
+    device with 1,000 events of every kind (moves, user and attribute edits, pushes carried
+    by 300 changes of 2 attempts each, changes seen in the Samsung portal, enrollments accepted
+    and refused) and 100 audit events targeting it; its History page (GET
+    /devices/<id>/history, first page of 50) fetched over HTTP, signed in as an admin.
+      device_history_1k_events_p95_ms: p95 of --history-requests fetches (goal: under 200 ms)
 """
 
 from __future__ import annotations
@@ -227,9 +233,114 @@ def _fetch_rounds(bench: Bench, pages: list[str], rounds: int) -> dict[str, list
     return times
 
 
+SEED_DEVICES = """
+INSERT INTO device (imei, model, approval, profile_id, sync_state, version, attributes,
+                    created_at, updated_at)
+SELECT '35' || lpad((:first + g)::text, 13, '0'), 'SM-A546B', 'approved',
+       (SELECT id FROM profile WHERE kind = 'kme' ORDER BY id LIMIT 1 OFFSET (g % 5)),
+       'synced', 1, '{}', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
+FROM generate_series(1, :n) AS g
+"""
+
+# One event for every device (its move into its profile): the index holds a million devices.
+SEED_DEVICE_EVENTS = """
+INSERT INTO device_event (device_id, at, kind, actor, details)
+SELECT id, created_at, 'moved', 'admin@example.com',
+       json_build_object('from', NULL, 'to', profile_id)
+FROM device
+"""
+
+# The device under test: 300 changes that carried it, each tried twice (a retry, then accepted).
+SEED_CHANGES = """
+WITH made AS (
+  INSERT INTO change (kind, payload, device_count, status, attempts, created_at, done_at,
+                      next_attempt_at)
+  SELECT 'device.move', json_build_object('device_ids', json_build_array(:device)), 1, 'done', 2,
+         (now() AT TIME ZONE 'utc') - make_interval(mins => 1000 - g),
+         (now() AT TIME ZONE 'utc') - make_interval(mins => 1000 - g),
+         (now() AT TIME ZONE 'utc') - make_interval(mins => 1000 - g)
+  FROM generate_series(1, 300) AS g
+  RETURNING id, created_at
+)
+INSERT INTO change_attempt (change_id, at, outcome, code, message)
+SELECT id, created_at + make_interval(secs => a),
+       CASE WHEN a = 1 THEN 'retry' ELSE 'accepted' END,
+       CASE WHEN a = 1 THEN '503' END,
+       CASE WHEN a = 1 THEN 'Service Unavailable' END
+FROM made CROSS JOIN generate_series(1, 2) AS a
+"""
+
+SEED_ONE_DEVICE = """
+INSERT INTO device_event (device_id, at, kind, actor, change_id, details)
+SELECT :device, (now() AT TIME ZONE 'utc') - make_interval(mins => 1000 - g),
+       (ARRAY['moved', 'user', 'attributes', 'pushed', 'portal_change', 'enroll_accepted',
+              'enroll_refused', 'unassigned', 'approved', 'not_in_kme'])[1 + g % 10],
+       CASE WHEN g % 10 IN (5, 6) THEN 'device' WHEN g % 10 = 4 THEN 'sync'
+            ELSE 'admin@example.com' END,
+       CASE WHEN g % 10 IN (0, 7, 8) THEN
+         (SELECT id FROM change ORDER BY id LIMIT 1 OFFSET (g % 300)) END,
+       CASE g % 10
+         WHEN 0 THEN json_build_object('from', :p1, 'to', :p2)
+         WHEN 1 THEN json_build_object('from', NULL, 'to', NULL, 'password', true)
+         WHEN 2 THEN json_build_object('changed', json_build_object('site', json_build_array(
+                       'Paris', 'Lyon')))
+         WHEN 3 THEN json_build_object('label', 'KME does not know this device',
+                       'code', 4001703, 'reason', 'BULK_ENROLL_DEVICE_INVALID')
+         WHEN 4 THEN json_build_object('profile_id', json_build_array(:p1, :p2))
+         WHEN 5 THEN json_build_object('agent_version', '7.1', 'ip', '10.0.0.1')
+         WHEN 6 THEN json_build_object('code', 'token_expired', 'message', 'expired')
+         WHEN 7 THEN json_build_object('from', :p2, 'to', :p1)
+         WHEN 8 THEN json_build_object('to', :p1, 'upload', 'U-1')
+         ELSE '{}'::json END
+FROM generate_series(1, 1000) AS g
+"""
+
+SEED_DEVICE_AUDIT = """
+INSERT INTO audit_event (at, actor, action, target_type, target_id, details)
+SELECT (now() AT TIME ZONE 'utc') - make_interval(mins => 1000 - g * 10), 'admin@example.com',
+       'device.check', 'device', CAST(:device AS text), json_build_object('profile_id', :p1)
+FROM generate_series(1, 100) AS g
+"""
+
+
+def measure_device_history(bench: Bench) -> dict[str, str]:
+    """device_history_1k_events: see the module docstring."""
+    args = bench.args
+    started = time.perf_counter()
+    have = _count("device")
+    step = 250_000
+    for first in range(have, args.history_devices, step):
+        n = min(step, args.history_devices - first)
+        _sql(SEED_DEVICES, first=first, n=n)
+        _log(f"  {first + n:,} devices ({time.perf_counter() - started:.0f} s)")
+    _sql(SEED_DEVICE_EVENTS)
+    with db.engine.connect() as conn:
+        device = conn.execute(sa.text("SELECT max(id) FROM device")).scalar_one()
+        p1, p2 = conn.execute(
+            sa.text("SELECT id FROM profile WHERE kind = 'kme' ORDER BY id LIMIT 2")
+        ).scalars()
+    _sql(SEED_CHANGES, device=device)
+    _sql(SEED_ONE_DEVICE, device=device, p1=p1, p2=p2)
+    _sql(SEED_DEVICE_AUDIT, device=device, p1=p1)
+    _sql("VACUUM ANALYZE")
+    events = _count("device_event", f"WHERE device_id = {device}")
+    _log(f"seeded {_count('device'):,} devices, {_count('device_event'):,} device events "
+         f"({events:,} for device {device}) in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    path = f"/devices/{device}/history"
+    first = bench.http.get(bench.url + path, timeout=60)
+    assert first.status_code == 200 and first.text.count('data-testid="history-entry"') == 50
+    _fetch_rounds(bench, [path], rounds=5)  # warm up
+    times = sorted(_fetch_rounds(bench, [path], rounds=args.history_requests)[path])
+    p95 = times[max(0, int(len(times) * 0.95) - 1)]
+    _log(f"{path}: {len(times)} requests, median {statistics.median(times):.1f} ms, "
+         f"p95 {p95:.1f} ms, max {times[-1]:.1f} ms")  # fmt: skip
+    return {"device_history_1k_events_p95_ms": f"{p95:.0f} ms"}
+
+
 #: Every figure of this bench, by name: each seeds what it needs and returns its lines.
 FIGURES: dict[str, Callable[[Bench], dict[str, str]]] = {
     "purge_10m_events": measure_purge,
+    "device_history_1k_events": measure_device_history,
 }
 
 
@@ -254,6 +365,8 @@ def main() -> None:
     parser.add_argument("--recent-events", type=int, default=200_000)
     parser.add_argument("--operations", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=None, help="KMEWEB_PURGE_BATCH_SIZE")
+    parser.add_argument("--history-devices", type=int, default=1_000_000)
+    parser.add_argument("--history-requests", type=int, default=50)
     args = parser.parse_args()
     args.redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7")
     redis.Redis.from_url(args.redis_url).flushdb()

@@ -14,6 +14,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, String, and_, bindparam, cast, delete, func, or_, select, update
@@ -22,7 +23,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
-from kmeweb.devices.models import Approval, Device, Registration
+from kmeweb.devices import history
+from kmeweb.devices.models import Approval, Device, DeviceEventKind, Registration
 from kmeweb.devices.selection import (
     SYNC_FILTER_STATES,
     DeviceFilter,
@@ -476,7 +478,19 @@ def move_devices(
         operation.label, operation.total = label[:200], n
     values = dict(placed) if placed else {"rule_id": None, "rule_version": None, "rule_note": None}
     outbox.mark_devices_pending(session, moving, profile_id=target.id, **values)
-    outbox.record_device_change(session, kind, moving, operation, actor, profile_id=target.id)
+    changes = outbox.record_device_change(
+        session, kind, moving, operation, actor, profile_id=target.id
+    )
+    rule_id = values.get("rule_id")
+    history.record_by_change(
+        session,
+        DeviceEventKind.UNASSIGNED if unassign else DeviceEventKind.MOVED,
+        changes,
+        actor,
+        lambda source: {"from": source, "to": target.id, "rule_id": rule_id},
+        group={r[0]: r[2] for r in rows},
+        operation_id=operation.id,
+    )
     audit.record(
         session,
         actor,
@@ -524,7 +538,26 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
         operation = operations.start_operation(
             session, ChangeKind.DEVICE_DELETE, f"Delete {count(n, 'device')}", n, actor
         )
-        outbox.record_device_delete(session, identifiers, operation, actor)
+        changes = outbox.record_device_delete(session, identifiers, operation, actor)
+    else:
+        changes = []
+    carried = {
+        identifier: change.id for change in changes for identifier in change.payload["identifiers"]
+    }
+    history.record_each(
+        session,
+        DeviceEventKind.DELETED,
+        (
+            (
+                r[0],
+                {"identifier": r[5] or r[6] or r[4], "in_knox": (r[4] or r[5] or r[6]) in carried},
+                carried.get(r[4] or r[5] or r[6]) if r[3] != ProfileKind.SELF_MAINTAINED else None,
+            )
+            for r in rows
+        ),
+        actor,
+        operation.id if operation else None,
+    )
     for where in id_filters(session, Device.id, ids):
         session.execute(delete(Device).where(where).execution_options(synchronize_session=False))
     audit.record(
@@ -543,6 +576,19 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
     )
     session.flush()
     return operation
+
+
+@dataclass
+class _Local:
+    """Devices changed locally only (self-maintained), as history.record_by_change reads a
+    change: no change carries them to KME."""
+
+    device_ids: list[int]
+    id: int | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return {"device_ids": self.device_ids}
 
 
 def set_device_user(
@@ -574,7 +620,7 @@ def set_device_user(
         raise ValidationError(
             f"The password can have at most {PASSWORD_MAX_BYTES} bytes.", field="password"
         )
-    rows = _rows(session, ids)
+    rows = _rows(session, ids, Device.end_user_id)
     _require_approved(rows)
     in_default = sum(1 for r in rows if r[3] == DEFAULT_KIND)
     if in_default:
@@ -591,6 +637,8 @@ def set_device_user(
         values["enrollment_password_enc"] = crypto.encrypt(password)
     in_knox = [r[0] for r in rows if r[3] != ProfileKind.SELF_MAINTAINED]
     local = [r[0] for r in rows if r[3] == ProfileKind.SELF_MAINTAINED]
+    old_users = {r[0]: r[4] for r in rows}
+    password_changed = "enrollment_password_enc" in values and end_user_id is not None
     operation = None
     if in_knox:
         n = len(in_knox)
@@ -601,7 +649,27 @@ def set_device_user(
         )
         operation = operations.start_operation(session, ChangeKind.DEVICE_USER, label, n, actor)
         outbox.mark_devices_pending(session, in_knox, **values)
-        outbox.record_device_change(session, ChangeKind.DEVICE_USER, in_knox, operation, actor)
+        changes = outbox.record_device_change(
+            session, ChangeKind.DEVICE_USER, in_knox, operation, actor
+        )
+        history.record_by_change(
+            session,
+            DeviceEventKind.USER,
+            changes,
+            actor,
+            lambda old: {"from": old, "to": end_user_id, "password": password_changed},
+            group=old_users,
+            operation_id=operation.id,
+        )
+    if local:
+        history.record_by_change(
+            session,
+            DeviceEventKind.USER,
+            [_Local(local)],
+            actor,
+            lambda old: {"from": old, "to": end_user_id, "password": password_changed},
+            group=old_users,
+        )
     for where in id_filters(session, Device.id, local):
         session.execute(
             update(Device)
@@ -688,6 +756,13 @@ def update_attributes(
     except StaleDataError as exc:
         raise Conflict(STALE_MESSAGE) from exc
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    history.record_events(
+        session,
+        DeviceEventKind.ATTRIBUTES,
+        [device.id],
+        actor,
+        {"changed": {k: [old.get(k), new.get(k)] for k in changed}},
+    )
     audit.record(
         session,
         actor,
@@ -766,6 +841,7 @@ def edit_attributes(
             removes.add(name)
     _rows(session, ids)  # NotFound when some are gone
     updates: list[dict[str, Any]] = []
+    edits: list[tuple[int, dict[str, Any]]] = []
     for where in id_filters(session, Device.id, ids):
         for device_id, attributes in session.execute(
             select(Device.id, Device.attributes).where(where)
@@ -778,7 +854,12 @@ def edit_attributes(
                 )
             if new != old:
                 updates.append({"b_id": device_id, "b_attributes": new})
+                keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                edits.append((device_id, {"changed": {k: [old.get(k), new.get(k)] for k in keys}}))
     _write_attributes(session, updates)
+    history.record_each(
+        session, DeviceEventKind.ATTRIBUTES, ((i, d, None) for i, d in edits), actor
+    )
     audit.record(
         session,
         actor,
@@ -1139,6 +1220,12 @@ def _remove(session: Session, profile: Any, rows: list[tuple], actor: Any) -> No
     """Delete a self-maintained profile's devices (rows of _rows with imei, serial) and
     record "device.remove" on the profile."""
     ids = [r[0] for r in rows]
+    history.record_each(
+        session,
+        DeviceEventKind.DELETED,
+        ((r[0], {"identifier": r[4] or r[5], "in_knox": False}, None) for r in rows),
+        actor,
+    )
     for where in id_filters(session, Device.id, ids):
         session.execute(
             delete(Device)

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from kmeweb import crypto
 from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
+from kmeweb.devices import history
 from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
@@ -73,9 +74,17 @@ ERRORS: dict[str, tuple[int, str]] = {
 class EnrollError(Exception):
     """A refused enrollment: `code` is one of ERRORS (or bad_request with a `field`)."""
 
-    def __init__(self, code: str, field: str | None = None, message: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        field: str | None = None,
+        message: str | None = None,
+        device_id: int | None = None,
+    ) -> None:
         self.status, default = ERRORS[code]
         self.code = code
+        #: The device the request named, when it is known (its history records the refusal).
+        self.device_id = device_id
         self.field = field
         self.message = message or default
         super().__init__(self.message)
@@ -300,31 +309,32 @@ def _check(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
         profile = profile_for_token(session, req.token)
         if profile is None:
             raise EnrollError("token_invalid")
-        if token_expired(profile):
-            raise EnrollError("token_expired")
         device = _find_device(session, req, profile.id)
+        known = device.id if device is not None else None
+        if token_expired(profile):
+            raise EnrollError("token_expired", device_id=known)
         if device is None:
             raise EnrollError("unknown_device")
         if profile.kind == ProfileKind.KME and profile.kme_profile_id is None:
-            raise EnrollError("profile_not_synced")
+            raise EnrollError("profile_not_synced", device_id=known)
         return _Found.of(device), profile
 
     device = _find_device(session, req, None)
     if device is None:
         raise EnrollError("unknown_device")
     if device.approval != Approval.APPROVED or device.profile_id is None:
-        raise EnrollError("not_approved")
+        raise EnrollError("not_approved", device_id=device.id)
     profile = session.get(Profile, device.profile_id)
     if profile is None or profile.kind == ProfileKind.KME_DEFAULT:
-        raise EnrollError("no_profile")
+        raise EnrollError("no_profile", device_id=device.id)
     if not profile.without_token:
         # The agent of a device whose profile move KME has not received yet holds no token or
         # an old profile's: ask it to retry rather than call its setup wrong.
         if _not_in_kme(profile, device):
-            raise EnrollError("profile_not_synced")
-        raise EnrollError("token_required")
+            raise EnrollError("profile_not_synced", device_id=device.id)
+        raise EnrollError("token_required", device_id=device.id)
     if _not_in_kme(profile, device):
-        raise EnrollError("profile_not_synced")
+        raise EnrollError("profile_not_synced", device_id=device.id)
     return _Found.of(device), profile
 
 
@@ -403,7 +413,23 @@ def _register(
             select(_TABLE.c.registered_at).where(_TABLE.c.id == device.id)
         )
     device.agent_version = req.agent_version
+    details: dict[str, Any] = {"agent_version": req.agent_version, "ip": ip}
+    if first:
+        details["first"] = True
+    history.record_enrollment(session, device.id, True, details)
     return bool(first)
+
+
+def record_refusal(session: Session, err: EnrollError, ip: str | None) -> bool:
+    """The refused attempt of a known device (`err.device_id`) in its history, with the code,
+    and as the device's last refusal. False (nothing written) for a request that named no
+    known device. Flushes nothing through the ORM; never commits."""
+    if err.device_id is None:
+        return False
+    history.record_enrollment(
+        session, err.device_id, False, {"code": err.code, "message": err.message, "ip": ip}
+    )
+    return True
 
 
 _CHANGES = {  # action: (the UPDATE, the UPDATE and its audit event as one PostgreSQL statement)

@@ -59,9 +59,12 @@ def http_error(err: HTTPException):
     return _error(HTTP_CODES.get(code, "error"), err.name, code)
 
 
-def enroll_error(err: EnrollError):
-    """A refused enrollment's JSON answer (`answer` catches every EnrollError it raises)."""
+def enroll_error(err: EnrollError, ip: str | None = None):
+    """A refused enrollment's JSON answer (`answer` catches every EnrollError it raises); a
+    known device's refusal is recorded in its history (committed on its own)."""
     db.session.rollback()
+    if services.record_refusal(db.session, err, ip):
+        db.session.commit()
     response = jsonify(err.body())
     response.status_code = err.status
     response.headers["Cache-Control"] = "no-store"
@@ -120,7 +123,7 @@ def answer():
         result = services.enroll_device(session, req, ip, _server_url)
         session.commit()
     except EnrollError as err:
-        return enroll_error(err)
+        return enroll_error(err, ip)
     response = jsonify(result)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -17,8 +17,9 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
+from kmeweb.devices import history
 from kmeweb.devices import services as device_services
-from kmeweb.devices.models import Approval, Device
+from kmeweb.devices.models import Approval, Device, DeviceEventKind
 from kmeweb.devices.services import ids_summary
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
@@ -57,7 +58,7 @@ def place_approved(
             session, ids, approval=Approval.APPROVED, profile_id=dest.profile_id, **group.values()
         )
         device_services.merge_attributes(session, ids, group.attributes)
-        outbox.record_device_change(
+        changes = outbox.record_device_change(
             session,
             ChangeKind.DEVICE_APPROVE,
             ids,
@@ -68,6 +69,20 @@ def place_approved(
                 outbox.APPROVAL_BATCHES_PER_ROW if upload is not None and dest.is_default else 1
             ),
         )
+        if upload is not None:
+            _record_uploaded(session, upload, ids)
+        history.record_by_change(
+            session,
+            DeviceEventKind.APPROVED,
+            changes,
+            actor,
+            {
+                "to": dest.profile_id,
+                "rule_id": group.rule.key if group.rule.key > 0 else None,
+                "upload": upload.kme_upload_id if upload is not None else None,
+            },
+            operation_id=operation.id,
+        )
         name, n = placed.get(dest.profile_id, (dest.name, 0))
         placed[dest.profile_id] = (name, n + len(ids))
     if upload is not None:
@@ -75,6 +90,22 @@ def place_approved(
             UploadStatus.PARTIAL if pending_count(session, upload.id) else UploadStatus.APPROVED
         )
     return placed
+
+
+def _record_uploaded(session: Session, upload: Upload, device_ids: Sequence[int]) -> None:
+    """ "Uploaded by the reseller" in the history of each device approved from `upload`, dated
+    when the reseller uploaded it: written with the approval (the first event kmeweb writes
+    for a device of an upload), so it stays once the device and its upload are gone."""
+    reseller = session.get(Reseller, upload.reseller_id) if upload.reseller_id else None
+    name = reseller.name if reseller is not None else None
+    history.record_events(
+        session,
+        DeviceEventKind.UPLOADED,
+        device_ids,
+        name or "the reseller",
+        {"reseller": name, "order": upload.order_number, "upload": upload.kme_upload_id},
+        at=upload.uploaded_at,
+    )
 
 
 def approve_placements(

@@ -4,6 +4,11 @@ small batches that never hold a lock a page waits on.
 What "history" is here:
 
 - audit events whose `at` is older than the cutoff;
+- device history events (`device_event`) older than the cutoff. That table has no index on
+  `at`: it is walked by its primary key, oldest id first, and a batch stops at the first event
+  not older than the cutoff (ids follow time; an event written with an earlier `at` than its
+  neighbours goes when the walk reaches it). The attempts of a change (`change_attempt`) go
+  with their change (ON DELETE CASCADE; SQLite's foreign keys are on in every connection);
 - finished outbox changes (done or failed) created and finished before the cutoff;
 - finished operations (done or failed) created and finished before the cutoff, together with
   their changes, in the same transaction, once every one of their changes is finished and
@@ -42,6 +47,7 @@ from sqlalchemy.orm import Session
 from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
 from kmeweb.audit.retention import PURGE_ACTION, get_retention
+from kmeweb.devices.models import DeviceEvent
 from kmeweb.extensions import utcnow
 from kmeweb.operations.models import Operation, OperationStatus
 from kmeweb.outbox.models import Change, ChangeStatus
@@ -60,6 +66,7 @@ class Batch:
     audit_events: int = 0
     changes: int = 0
     operations: int = 0
+    device_events: int = 0
     last: tuple[datetime, int] | None = None
     #: True when the batch was as large as allowed: there may be more after `last`.
     full: bool = False
@@ -74,15 +81,17 @@ class PurgeReport:
     audit_events: int = 0
     changes: int = 0
     operations: int = 0
+    device_events: int = 0
     batches: int = 0
     complete: bool = True
     held: bool = False
 
     @property
     def deleted(self) -> int:
-        return self.audit_events + self.changes + self.operations
+        return self.audit_events + self.changes + self.operations + self.device_events
 
     def add(self, batch: Batch) -> None:
+        self.device_events += batch.device_events
         self.audit_events += batch.audit_events
         self.changes += batch.changes
         self.operations += batch.operations
@@ -95,6 +104,7 @@ class PurgeReport:
             "audit_events": self.audit_events,
             "changes": self.changes,
             "operations": self.operations,
+            "device_events": self.device_events,
             "complete": self.complete,
         }
 
@@ -178,6 +188,33 @@ def delete_audit_batch(session: Session, cutoff: datetime, after: Key, size: int
     return Batch(audit_events=deleted, last=keys[-1], full=len(keys) == size)
 
 
+def delete_device_events_batch(session: Session, cutoff: datetime, after: Key, size: int) -> Batch:
+    """Delete the next device history events older than `cutoff`, by id, after `after`: the
+    next `size` ids, up to the first one not older than the cutoff (the walk ends there).
+    Does not commit."""
+    last_id = after[1] if after is not None else 0
+    rows = session.execute(
+        select(DeviceEvent.at, DeviceEvent.id)
+        .where(DeviceEvent.id > last_id)
+        .order_by(DeviceEvent.id)
+        .limit(size)
+    ).all()
+    old = []
+    for at, event_id in rows:
+        if at >= cutoff:
+            break
+        old.append((at, event_id))
+    if not old:
+        return Batch()
+    stmt = (
+        delete(DeviceEvent)
+        .where(DeviceEvent.id > last_id, DeviceEvent.id <= old[-1][1], DeviceEvent.at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    deleted = session.execute(stmt).rowcount
+    return Batch(device_events=deleted, last=old[-1], full=len(old) == size)
+
+
 def delete_loose_changes_batch(session: Session, cutoff: datetime, after: Key, size: int) -> Batch:
     """Delete the next `size` finished changes older than `cutoff` that belong to no operation.
     Does not commit."""
@@ -240,6 +277,7 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("audit_events", delete_audit_batch),
+    Step("device_events", delete_device_events_batch),
     Step("changes", delete_loose_changes_batch),
     Step("operations", delete_operations_batch),
 )

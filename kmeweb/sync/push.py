@@ -22,7 +22,8 @@ from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from kmeweb import crypto
-from kmeweb.devices.models import Approval, Device
+from kmeweb.devices import history
+from kmeweb.devices.models import Approval, Device, DeviceEventKind
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Integration
@@ -40,7 +41,14 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import ACTIVE, Operation
 from kmeweb.operations.queue import JobTimeout
 from kmeweb.outbox import services as outbox
-from kmeweb.outbox.models import UNFINISHED, Change, ChangeKind, ChangeStatus, SyncState
+from kmeweb.outbox.models import (
+    UNFINISHED,
+    Change,
+    ChangeAttempt,
+    ChangeKind,
+    ChangeStatus,
+    SyncState,
+)
 from kmeweb.outbox.services import DEVICE_SYNC_KINDS
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sqlutil import id_filters
@@ -121,7 +129,7 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
         _retry_or_fail(session, change, exc)
     except KnoxError as exc:
         session.rollback()
-        _fail(session, change, readable(exc))
+        _fail(session, change, readable(exc), exc)
     except Exception as exc:  # a bug or a database error: retry, then show it
         log.exception("change %s (%s) raised", change.id, change.kind)
         session.rollback()
@@ -130,6 +138,7 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
         change.status = ChangeStatus.DONE
         change.done_at = utcnow()
         change.last_error = note  # claimed_by stays: which worker applied it
+        _attempt(session, change.id, history.ACCEPTED, None, note)
         if change.operation_id:
             # Approval operations count devices; the upload approval itself is not one.
             step = 0 if change.kind in outbox.UPLOAD_KINDS else max(change.device_count, 1)
@@ -159,10 +168,44 @@ def device_error(outcome: DeviceOutcome) -> str:
     return f"{label} ({said})"[:500]
 
 
+def _samsung_said(exc: BaseException | None) -> tuple[str | None, str | None]:
+    """Samsung's code (else the HTTP status) and message of a failed call, for the history."""
+    if exc is None:
+        return None, None
+    if isinstance(exc, KnoxError):
+        code = exc.code if exc.code is not None else exc.status
+        message = exc.knox_message or str(exc)
+        if exc.data and str(exc.data) != message:
+            message = f"{message}: {exc.data}"
+        return (None if code is None else str(code)), message
+    return None, readable(exc)
+
+
+def _attempt(
+    session: Session,
+    change_id: int,
+    outcome: str,
+    exc: BaseException | None,
+    message: str | None = None,
+) -> None:
+    """One change_attempt row: this attempt and Samsung's answer (each device's history
+    shows it through the change that carried the device)."""
+    code, said = _samsung_said(exc)
+    text = said or message
+    session.add(
+        ChangeAttempt(
+            change_id=change_id,
+            outcome=outcome,
+            code=code[:64] if code else None,
+            message=text[:2000] if text else None,
+        )
+    )
+
+
 def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None:
     change = session.get(Change, change.id)
     if change.attempts >= int(_cfg("CHANGE_MAX_ATTEMPTS")):
-        _fail(session, change, f"gave up after {change.attempts} attempts: {readable(exc)}")
+        _fail(session, change, f"gave up after {change.attempts} attempts: {readable(exc)}", exc)
         return
     base, cap = _cfg("CHANGE_RETRY_BASE_S"), _cfg("CHANGE_RETRY_MAX_S")
     delay = random.uniform(base / 2, min(cap, base * 2 ** (change.attempts - 1)))
@@ -173,12 +216,14 @@ def _retry_or_fail(session: Session, change: Change, exc: BaseException) -> None
     change.claimed_by = None
     change.next_attempt_at = utcnow() + timedelta(seconds=delay)
     change.last_error = f"will retry: {readable(exc)}"
+    _attempt(session, change.id, history.RETRY, exc)
     session.commit()
 
 
-def _fail(session: Session, change: Change, message: str) -> None:
+def _fail(session: Session, change: Change, message: str, exc: BaseException | None = None) -> None:
     change = session.get(Change, change.id)
     now = utcnow()
+    _attempt(session, change.id, history.FAILED, exc, message)
     change.status = ChangeStatus.FAILED
     change.claimed_by = None
     change.done_at = now
@@ -301,7 +346,7 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
             ]
             result = client.assign_profile(target, assignments, aliases=aliases)
         results.extend((by_ident[i], i, result) for i in by_ident)
-    note = _apply_device_results(session, results)
+    note = _apply_device_results(session, results, change.id)
     _resync_moved_on(session, {row.id: row.version for row, _ident, _result in results})
     return note
 
@@ -347,20 +392,31 @@ def _resync_moved_on(session: Session, versions: dict[int, int]) -> int:
             if version != versions[device_id]:
                 stale.append(device_id)
     if stale:
-        outbox.record_device_resync(session, stale)
+        changes = outbox.record_device_resync(session, stale)
+        history.record_by_change(session, DeviceEventKind.PUSHED, changes, "sync", {"resync": True})
     return len(stale)
 
 
 def _apply_device_results(
-    session: Session, results: list[tuple[Any, str, BatchResult]]
+    session: Session, results: list[tuple[Any, str, BatchResult]], change_id: int | None = None
 ) -> str | None:
     ok, bad = [], []
+    refused: list[tuple[int, dict[str, Any], int | None]] = []
     for row, ident, result in results:
         outcome = result.outcomes.get(ident)
         if outcome is None or outcome.outcome == "succeeded":
             ok.append({"did": row.id, "v": row.version})
         else:
             bad.append({"did": row.id, "v": row.version, "err": device_error(outcome)})
+            said = {
+                "label": DEVICE_LABELS.get(outcome.outcome, "KME could not apply it"),
+                "outcome": outcome.outcome,
+                "code": outcome.code,
+                "reason": outcome.reason,
+            }
+            refused.append((row.id, said, change_id))
+    # Each device KME refused on its own (not found, invalid): its history says so.
+    history.record_each(session, DeviceEventKind.PUSHED, refused, "sync")
     table = Device.__table__
     # Devices of one push mostly share a version: one set-based UPDATE per version and chunk
     # (each only where the device is still at the version sent) instead of one per device.

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, literal, select, update
@@ -22,10 +23,11 @@ from kmeweb import crypto, gcpause
 from kmeweb.audit import services as audit
 from kmeweb.auth.models import AdminUser
 from kmeweb.csvimport import ImportRejected, RowError
+from kmeweb.devices import history
 from kmeweb.devices.importer.check import ACTIONS, CHUNK, Plan, get_profile, plan_import
 from kmeweb.devices.importer.parse import ParsedRow
 from kmeweb.devices.importer.preview import forget_preview, load_preview, read_preview
-from kmeweb.devices.models import Approval, Device
+from kmeweb.devices.models import Approval, Device, DeviceEventKind
 from kmeweb.errors import Conflict, NotFound
 from kmeweb.extensions import db, utcnow
 from kmeweb.operations import dispatch
@@ -36,6 +38,7 @@ from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import chunks
 from kmeweb.text import count
 
+NOT_WRITTEN = ("password", "clear_password", "was_profile_id", "was_user_id")
 PROGRESS_S = 0.5  # seconds between two progress commits
 STALE = "The devices changed since the preview"
 
@@ -84,9 +87,10 @@ def start_import(session: Session, profile_id: int, token: str, actor: Any) -> O
     return operation
 
 
-def apply_plan(session: Session, profile: Profile, plan: Plan) -> None:
+def apply_plan(session: Session, profile: Profile, plan: Plan) -> datetime:
     """Write every device of the plan (one executemany per statement shape). Flushes, never
-    commits. Raises Conflict when a device changed since the plan was made."""
+    commits. Returns the time written as the new devices' `created_at`. Raises Conflict when a
+    device changed since the plan was made."""
     now = utcnow()
     if plan.new:
         constants = {
@@ -113,7 +117,7 @@ def apply_plan(session: Session, profile: Profile, plan: Plan) -> None:
     with_password = []
     keep_password = []
     for c in plan.changes:
-        values = {k: v for k, v in c.items() if k not in ("password", "clear_password")}
+        values = {k: v for k, v in c.items() if k not in NOT_WRITTEN}
         if c["password"] or c["clear_password"]:
             values["b_password"] = crypto.encrypt(c["password"]) if c["password"] else None
             with_password.append(values)
@@ -155,6 +159,7 @@ def apply_plan(session: Session, profile: Profile, plan: Plan) -> None:
         if ok != len(expected):
             raise Conflict(f"{STALE}: {len(expected) - ok:,} were changed meanwhile.")
     session.flush()
+    return now
 
 
 def insert_rows(
@@ -228,7 +233,8 @@ def run_import(
             f"{STALE} ({len(plan.errors):,} rows no longer fit, e.g. row {first.row}: "
             f"{first.reason}). Upload the file again; nothing was imported."
         )
-    apply_plan(session, profile, plan)
+    created = apply_plan(session, profile, plan)
+    _record_history(session, profile, plan, created, data["filename"], actor, operation_id)
     counts = {action: plan.counts.get(action, 0) for action in ACTIONS}
     audit.record(
         session,
@@ -246,6 +252,49 @@ def run_import(
     )
     session.flush()
     return counts
+
+
+def _record_history(
+    session: Session,
+    profile: Profile,
+    plan: Plan,
+    created: datetime,
+    filename: str,
+    actor: Any,
+    operation_id: int | None,
+) -> None:
+    """Each device's history: "Imported from a CSV file" for the new ones (found by the
+    `created_at` apply_plan gave them: one INSERT ... SELECT), and a move or a user change for
+    the devices the file changed (one executemany each)."""
+    if plan.new:
+        new_ids = select(Device.id).where(
+            Device.profile_id == profile.id, Device.created_at == created
+        )
+        history.record_events(
+            session,
+            DeviceEventKind.UPLOADED,
+            new_ids,
+            actor,
+            {"import": filename, "profile_id": profile.id},
+            operation_id=operation_id,
+            at=created,
+        )
+    moved = [
+        (c["b_id"], {"from": c["was_profile_id"], "to": profile.id}, None)
+        for c in plan.changes
+        if c["was_profile_id"] != profile.id
+    ]
+    users = [
+        (
+            c["b_id"],
+            {"from": c["was_user_id"], "to": c["end_user_id"], "password": bool(c["password"])},
+            None,
+        )
+        for c in plan.changes
+        if c["was_user_id"] != c["end_user_id"] or c["password"]
+    ]
+    history.record_each(session, DeviceEventKind.MOVED, moved, actor, operation_id)
+    history.record_each(session, DeviceEventKind.USER, users, actor, operation_id)
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,9 @@ def _plan_row(
         "end_user_id": target_user,
         "password": r.password,
         "clear_password": clear_password,
+        # What it was before (its history's from → to; not written to the device).
+        "was_profile_id": known.profile_id,
+        "was_user_id": known.end_user_id,
     }
     if known.profile_id != profile.id:
         plan.counts[MOVED] += 1
