@@ -366,6 +366,7 @@ def _read_known_rows(
         known.by_kme_id[row.kme_device_id] = row
     unmatched = [d for d in devices if d.id not in known.by_kme_id]
     if not unmatched or not ctx.has_unlinked:
+        _read_users(session, devices, known)
         return known
     meis = [m for d in unmatched if (m := identities[d.id][0])]
     serials = [s for d in unmatched if (s := identities[d.id][1])]
