@@ -24,7 +24,8 @@ as an operation job (kmeweb.devices.jobs.portal_selection_job).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -466,3 +467,79 @@ def missing_count(session: Session) -> int:
     return (
         session.scalar(select(func.count(Device.id)).where(Device.kme_missing_at.is_not(None))) or 0
     )
+
+
+@dataclass(frozen=True)
+class PortalNote:
+    """What a device row says of KME: when the portal change was seen (`at`) and each value
+    it changed as (what, Samsung's value, kmeweb's value before); when the full pull last
+    found it missing (`missing_at`)."""
+
+    at: datetime | None
+    changes: list[tuple[str, str, str]] = field(default_factory=list)
+    missing_at: datetime | None = None
+
+
+NO_PROFILE = "none (waiting for approval)"
+
+
+def portal_notes(session: Session, devices: Iterable[Any]) -> dict[int, PortalNote]:
+    """{device id: PortalNote} of the devices (rows with the Device columns) that carry a
+    portal change or a not-found flag; profile names read in one query."""
+    flagged = [d for d in devices if d.portal_changed_at or d.kme_missing_at]
+    profile_ids = {
+        p
+        for d in flagged
+        for p in (d.kme_seen_profile_id, (d.portal_previous or {}).get("profile_id"))
+        if p is not None
+    }
+    names = (
+        dict(
+            session.execute(
+                select(Profile.id, Profile.name).where(Profile.id.in_(profile_ids))
+            ).all()
+        )
+        if profile_ids
+        else {}
+    )
+
+    def profile(pid: int | None) -> str:
+        return NO_PROFILE if pid is None else names.get(pid, f"deleted profile #{pid}")
+
+    notes = {}
+    for d in flagged:
+        previous = (d.portal_previous or {}) if d.portal_changed_at else {}
+        changes = []
+        if "approval" in previous and previous["approval"] != d.kme_seen_approval:
+            changes.append(("Approval", str(d.kme_seen_approval), str(previous["approval"])))
+        if "profile_id" in previous and previous["profile_id"] != d.kme_seen_profile_id:
+            changes.append(
+                ("Profile", profile(d.kme_seen_profile_id), profile(previous["profile_id"]))
+            )
+        if previous.get("user"):
+            changes.append(("User", d.kme_seen_user or "none", previous["user"]))
+        notes[d.id] = PortalNote(d.portal_changed_at, changes, d.kme_missing_at)
+    return notes
+
+
+def flagged_in_profile(session: Session, profile_id: int) -> int:
+    """How many of the profile's devices were changed in the Samsung portal (not settled)."""
+    return (
+        session.scalar(
+            select(func.count(Device.id)).where(
+                Device.profile_id == profile_id, Device.portal_changed_at.is_not(None)
+            )
+        )
+        or 0
+    )
+
+
+def flags_in_profile(session: Session, profile_id: int) -> bool:
+    """Whether some of the profile's devices were changed in the Samsung portal or not found
+    in KME (the device table then offers its Samsung filter): one probe of each partial index
+    (ix_device_portal_changed, ix_device_kme_missing)."""
+    for flag in (Device.portal_changed_at, Device.kme_missing_at):
+        probe = select(Device.id).where(Device.profile_id == profile_id, flag.is_not(None))
+        if session.scalar(probe.limit(1)) is not None:
+            return True
+    return False

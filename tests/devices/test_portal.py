@@ -4,6 +4,7 @@ the job a large selection runs). The pull that flags them is tested in tests/syn
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -179,3 +180,70 @@ def test_a_large_all_matching_selection_is_settled_by_its_job(
     flagged = tenant["adopted"] + tenant["approved_there"]
     assert {_device(session, i).portal_changed_at for i in flagged} == {None}
     assert _device(session, tenant["kept"][0]).portal_changed_at is not None  # other profile
+
+
+HX = {"HX-Request": "true"}
+
+
+def test_the_profile_page_filters_and_shows_samsungs_value_beside_kmewebs(
+    client, login, session, tenant
+):
+    login("viewer")
+    kiosk, sales = tenant["kiosk"], tenant["sales"]
+    page = client.get(f"/profiles/{sales.id}?kme=changed").get_data(as_text=True)
+    assert len(re.findall(r'data-testid="device-row"', page)) == 4
+    assert page.count('data-testid="portal-change"') == 4
+    assert "Profile: Samsung holds <strong>Sales</strong>; kmeweb had Kiosk" in page
+    assert "Approval: Samsung holds <strong>approved</strong>; kmeweb had pending" in page
+    assert 'name="kme" value="changed"' in page  # the selection carries the filter
+    assert "Send ours again" not in page and "data-select-page" not in page  # a viewer
+    calm = client.get(f"/profiles/{kiosk.id}?kme=changed").get_data(as_text=True)
+    assert len(re.findall(r'data-testid="device-row"', calm)) == 2
+
+
+def test_a_viewer_cannot_open_or_post_the_settling_dialogs(client, login, actions, session, tenant):
+    login("viewer")
+    sales = tenant["sales"].id
+    assert client.get(f"/profiles/{sales}/portal/ours?all_matching=1").status_code == 403
+    data = {"all_matching": "1", "kme": "changed", "expected_count": "4"}
+    assert actions.post(f"/profiles/{sales}/portal/samsungs", data).status_code == 403
+    assert _device(session, tenant["adopted"][0]).portal_changed_at is not None
+
+
+def test_send_ours_again_for_all_matching_shows_the_counts_then_acts(
+    client, login, actions, session, tenant
+):
+    login()
+    sales, kiosk = tenant["sales"], tenant["kiosk"]
+    page = client.get(f"/profiles/{sales.id}").get_data(as_text=True)
+    assert "Send ours again" in page and "Take Samsung's" in page
+    query = "all_matching=1&kme=changed"
+    dialog = client.get(f"/profiles/{sales.id}/portal/ours?{query}", headers=HX)
+    text = dialog.get_data(as_text=True)
+    assert "<strong>4</strong> of them were changed in the Samsung portal" in text
+    assert "go to Samsung again for <strong>3</strong> devices" in text
+    assert 'data-testid="portal-cannot-undo"' in text
+    assert 'name="kme" type="hidden" value="changed"' in text or 'value="changed"' in text
+    data = {"all_matching": "1", "kme": "changed", "from_profile_id": str(sales.id)}
+    stale = actions.post(f"/profiles/{sales.id}/portal/ours", {**data, "expected_count": "5"})
+    assert stale.status_code == 409 and "nothing was changed" in stale.get_data(as_text=True)
+    response = actions.post(f"/profiles/{sales.id}/portal/ours", {**data, "expected_count": "4"})
+    assert response.status_code == 303 and "op=" in response.headers["Location"]
+    assert {_device(session, i).profile_id for i in tenant["adopted"]} == {kiosk.id}
+    assert _device(session, tenant["approved_there"][0]).portal_changed_at is not None
+
+
+def test_take_samsungs_for_ticked_devices(client, login, actions, session, tenant):
+    login()
+    kiosk, sales = tenant["kiosk"], tenant["sales"]
+    ticked = tenant["kept"]
+    dialog = client.get(
+        f"/profiles/{kiosk.id}/portal/samsungs?" + "&".join(f"device_ids={i}" for i in ticked)
+    ).get_data(as_text=True)
+    assert "<strong>2</strong> of them were changed in the Samsung portal" in dialog
+    assert "nothing is sent to Samsung" in dialog
+    data = {"device_ids": [str(i) for i in ticked], "expected_count": "2"}
+    response = actions.post(f"/profiles/{kiosk.id}/portal/samsungs", data)
+    assert response.status_code == 303
+    assert {_device(session, i).profile_id for i in ticked} == {sales.id}
+    assert {_device(session, i).portal_changed_at for i in ticked} == {None}
