@@ -18,6 +18,7 @@ from kmeweb import logs, security
 from kmeweb.auth import oidc
 from kmeweb.cli import register_cli
 from kmeweb.csvimport import size_text
+from kmeweb.devices.models import KmeState
 from kmeweb.enroll.lane import EnrollLane
 from kmeweb.errors import register_error_handlers
 from kmeweb.extensions import csrf, db, limiter, migrate
@@ -202,7 +203,10 @@ def _configure_sqlite(app: Flask) -> None:
 def _register_template_helpers(app: Flask) -> None:
     # Templates compare with the members (kind == ProfileKind.KME), never with bare strings.
     app.jinja_env.globals.update(
-        ProfileKind=ProfileKind, OperationStatus=OperationStatus, SyncState=SyncState
+        ProfileKind=ProfileKind,
+        OperationStatus=OperationStatus,
+        SyncState=SyncState,
+        KmeState=KmeState,
     )
 
     @app.context_processor

@@ -20,13 +20,16 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 
 from kmeweb.devices.selection import (
+    KME_FILTERS,
     REGISTRATION_FILTERS,
     SYNC_FILTERS,
     DeviceFilter,
     DeviceSelection,
+    kme_value,
     rule_value,
 )
 from kmeweb.forms import FilterForm, choices
+from kmeweb.ids import parse_number
 from kmeweb.profiles.models import Profile
 
 DEVICE_SORTS = {
@@ -57,6 +60,7 @@ class DeviceFilterForm(FilterForm):
     rule = SelectField(
         "Placed by rule", choices=choices([("", "Any")]), default="", validate_choice=False
     )
+    kme = SelectField("Samsung", choices=choices(KME_FILTERS.items()), default="")
     sort = SelectField("Sort by", choices=choices(DEVICE_SORTS.items()), default="imei")
     order = SelectField(
         "Order", choices=choices([("asc", "Ascending"), ("desc", "Descending")]), default="asc"
@@ -73,6 +77,7 @@ class DeviceFilterForm(FilterForm):
             registration=self._value("registration") or "",
             sync=self._value("sync") or "",
             rule=rule_value(self._value("rule")),
+            kme=kme_value(self._value("kme")),
         )
 
     def with_rules(self, rules: Iterable[tuple[int, str]]) -> DeviceFilterForm:
@@ -101,6 +106,7 @@ class SelectionForm(FlaskForm):
     registration = HiddenField()
     sync = HiddenField()
     rule = HiddenField()
+    kme = HiddenField()
     from_profile_id = HiddenField()
 
     def carry(self, selection: DeviceSelection) -> None:
@@ -112,6 +118,7 @@ class SelectionForm(FlaskForm):
             self.registration.data = selection.filter.registration
             self.sync.data = selection.filter.sync
             self.rule.data = selection.filter.rule
+            self.kme.data = selection.filter.kme
 
 
 class MoveForm(SelectionForm):
@@ -133,6 +140,16 @@ class MoveForm(SelectionForm):
 
 class DeleteDevicesForm(SelectionForm):
     """Delete (Default Profile) and Unassign: the selection is all they take."""
+
+
+class PortalForm(SelectionForm):
+    """Send ours again / Take Samsung's: the selection, and how many devices it held when the
+    dialog showed its counts (nothing is done when that changed meanwhile)."""
+
+    expected_count = HiddenField()
+
+    def expected(self) -> int | None:
+        return parse_number(self.expected_count.data)
 
 
 class AttributeRowForm(Form):

@@ -1,5 +1,6 @@
 """Jobs of the devices room that are not an import: the move of "all N matching" a filter
-that the API accepted (kmeweb.devices.services.start_selection_move)."""
+that the API accepted (kmeweb.devices.services.start_selection_move), and Send ours again /
+Take Samsung's for "all N matching" (kmeweb.devices.portal.start_selection)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from kmeweb import gcpause
 from kmeweb.auth.models import AdminUser
-from kmeweb.devices import services
+from kmeweb.devices import portal, services
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import db
 from kmeweb.operations import queue
@@ -42,6 +43,14 @@ def move_selection_job(operation_id: int) -> int | None:
     hand them to the push, which finishes the operation when they are done. Returns how many
     devices moved. See run_preparing_job."""
     return run_preparing_job(operation_id, services.run_selection_move, "The move failed")
+
+
+def portal_selection_job(operation_id: int) -> int | None:
+    """Send ours again / Take Samsung's for "all N matching" (RQ job on the default queue):
+    resolve the selection now and settle its devices changed in the Samsung portal under the
+    operation (portal.run_selection); Send ours again's changes then go to the push. Returns
+    how many devices settled. See run_preparing_job."""
+    return run_preparing_job(operation_id, portal.run_selection, "Settling the devices failed")
 
 
 def run_preparing_job(

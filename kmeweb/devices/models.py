@@ -26,6 +26,14 @@ class Registration(Choice):
     PENDING = "pending", "Not registered"
 
 
+class KmeState(Choice):
+    """What the pull found of a device in KME that an admin should look at: the device table's
+    "Samsung" filter (`device.portal_changed_at`, `device.kme_missing_at` set)."""
+
+    CHANGED = "changed", "Changed in Samsung portal"
+    MISSING = "missing", "Not found in KME"
+
+
 class Device(db.Model):
     """A Samsung device known to KME; profile_id is null only while pending approval."""
 

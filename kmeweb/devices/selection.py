@@ -8,7 +8,8 @@ request (`DeviceSelection.from_values`), dialogs carry it in hidden fields, and
 matching" is read again then, never limited to one page.
 
 The filter has one set of names everywhere a request carries it: `q`, `registration`, `sync`,
-`rule` (the routing rule that placed the device).
+`rule` (the routing rule that placed the device), `kme` (changed in the Samsung portal, or not
+found in KME: kmeweb.devices.models.KmeState).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kmeweb.devices.models import Registration
+from kmeweb.devices.models import KmeState, Registration
 from kmeweb.ids import parse_id
 from kmeweb.outbox.models import SyncState
 
@@ -26,6 +27,7 @@ SYNC_FILTER_STATES = (SyncState.SYNCED, SyncState.PENDING, SyncState.ERROR)
 #: The device table's filters with their labels ("" = any).
 REGISTRATION_FILTERS = {"": "Any", **Registration.labels()}
 SYNC_FILTERS = {"": "Any", **{s.value: s.label.capitalize() for s in SYNC_FILTER_STATES}}
+KME_FILTERS = {"": "Any", **KmeState.labels()}
 
 
 class Values(Protocol):
@@ -39,12 +41,14 @@ class Values(Protocol):
 @dataclass(frozen=True)
 class DeviceFilter:
     """The device table's search and filters ("" = any). `rule` is the id (as text) of the
-    routing rule that placed the device."""
+    routing rule that placed the device; `kme` a KmeState (changed in the Samsung portal, not
+    found in KME)."""
 
     q: str = ""
     registration: str = ""
     sync: str = ""
     rule: str = ""
+    kme: str = ""
 
     @classmethod
     def from_values(cls, values: Values) -> DeviceFilter:
@@ -53,12 +57,13 @@ class DeviceFilter:
             registration=values.get("registration") or "",
             sync=values.get("sync") or "",
             rule=rule_value(values.get("rule")),
+            kme=kme_value(values.get("kme")),
         )
 
     @property
     def active(self) -> bool:
         """True when the table shows only some of the profile's devices."""
-        return bool(self.q or self.registration or self.sync or self.rule)
+        return bool(self.q or self.registration or self.sync or self.rule or self.kme)
 
     @property
     def rule_id(self) -> int | None:
@@ -68,7 +73,7 @@ class DeviceFilter:
     def known_total(self, counts: tuple[int, int, int]) -> int | None:
         """The table's total from the profile's (total, registered, pending) counts, when they
         say it: unless it is searched or filtered by sync state or rule."""
-        if self.q or self.sync or self.rule:
+        if self.q or self.sync or self.rule or self.kme:
             return None
         return {
             "": counts[0],
@@ -88,7 +93,31 @@ class DeviceFilter:
         if self.rule_id is not None:
             name = (rule_names or {}).get(self.rule_id) or f"#{self.rule_id}"
             words.append(f"Placed by rule: {name}")
+        if self.kme:
+            words.append(f"Samsung: {KME_FILTERS.get(self.kme, '?')}")
         return ", ".join(words)
+
+    def params(self) -> dict[str, str]:
+        """The filter as a job's params keep it (DeviceFilter(**params) reads it back)."""
+        return {
+            "q": self.q,
+            "registration": self.registration,
+            "sync": self.sync,
+            "rule": self.rule,
+            "kme": self.kme,
+        }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str] | None) -> DeviceFilter:
+        """The filter `params` kept (older params without a field: any)."""
+        p = params or {}
+        return cls(
+            p.get("q") or "",
+            p.get("registration") or "",
+            p.get("sync") or "",
+            rule_value(p.get("rule")),
+            kme_value(p.get("kme")),
+        )
 
 
 def rule_value(raw: str | None) -> str:
@@ -96,6 +125,11 @@ def rule_value(raw: str | None) -> str:
     anything that is no id filters nothing, as the table's form ignores a refused field)."""
     rule_id = parse_id(raw) if raw else None
     return str(rule_id) if rule_id is not None else ""
+
+
+def kme_value(raw: str | None) -> str:
+    """The `kme` filter normalised: a KmeState value, or "" (any)."""
+    return raw if raw in KME_FILTERS and raw else ""
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,11 @@ from sqlalchemy.orm.exc import StaleDataError
 from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices import history
-from kmeweb.devices.models import Approval, Device, DeviceEventKind, Registration
+from kmeweb.devices.models import Approval, Device, DeviceEventKind, KmeState, Registration
 from kmeweb.devices.selection import (
     SYNC_FILTER_STATES,
     DeviceFilter,
     DeviceSelection,
-    rule_value,
 )
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, NotFound, ValidationError
@@ -145,14 +144,26 @@ def _filtered(
     registration: str | None,
     sync_state: str | None,
     rule_id: int | None = None,
+    kme: str | None = None,
 ) -> Select:
     stmt = stmt.where(Device.profile_id == profile_id)
     if rule_id is not None:  # ix_device_profile_rule
         stmt = stmt.where(Device.rule_id == rule_id)
+    stmt = _kme_filter(stmt, kme)
     search = (search or "").strip()
     if search:
         stmt = stmt.where(_search_clause(search))
     return _state_filters(stmt, registration, sync_state)
+
+
+def _kme_filter(stmt: Select, kme: str | None) -> Select:
+    """The device table's Samsung filter: changed in the portal and not settled, or not found
+    in KME (the partial indexes ix_device_portal_changed, ix_device_kme_missing)."""
+    if kme == KmeState.CHANGED:
+        return stmt.where(Device.portal_changed_at.is_not(None))
+    if kme == KmeState.MISSING:
+        return stmt.where(Device.kme_missing_at.is_not(None))
+    return stmt
 
 
 def devices_query(
@@ -163,14 +174,15 @@ def devices_query(
     sort: str | None = None,
     descending: bool = False,
     rule_id: int | None = None,
+    kme: str | None = None,
 ) -> Select:
     """Devices of a profile for paging; `search` matches IMEI, serial, model or the user's
     username (case-insensitive substring; 6 or more digits match the start of the IMEI);
     `registration` is "registered" or "pending", `sync_state` one of SYNC_FILTER_STATES;
-    `rule_id` the routing rule that placed them; `sort` a DEVICE_SORTS key (by id when None),
-    ties by id.
+    `rule_id` the routing rule that placed them; `kme` a KmeState (changed in the Samsung
+    portal, not found in KME); `sort` a DEVICE_SORTS key (by id when None), ties by id.
     """
-    stmt = _filtered(select(Device), profile_id, search, registration, sync_state, rule_id)
+    stmt = _filtered(select(Device), profile_id, search, registration, sync_state, rule_id, kme)
     column = DEVICE_SORTS.get(sort or "")
     if column is None:
         return stmt.order_by(Device.id.desc() if descending else Device.id)
@@ -185,9 +197,10 @@ def select_device_ids(
     registration: str | None = None,
     sync_state: str | None = None,
     rule_id: int | None = None,
+    kme: str | None = None,
 ) -> list[int]:
     """Ids of every device `devices_query` matches (the "all N matching" selection)."""
-    stmt = _filtered(select(Device.id), profile_id, search, registration, sync_state, rule_id)
+    stmt = _filtered(select(Device.id), profile_id, search, registration, sync_state, rule_id, kme)
     return list(session.scalars(stmt.order_by(Device.id)))
 
 
@@ -900,6 +913,7 @@ def resolve_selection(
             flt.registration or None,
             flt.sync or None,
             flt.rule_id,
+            flt.kme or None,
         )
     if check and selection.profile_id is not None:
         check_still_in(session, selection.ids, selection.profile_id)
@@ -950,6 +964,7 @@ def count_matching(session: Session, selection: DeviceSelection) -> int:
         flt.registration or None,
         flt.sync or None,
         flt.rule_id,
+        flt.kme or None,
     )
     return session.scalar(stmt) or 0
 
@@ -1040,15 +1055,9 @@ def start_selection_move(
         )
     if not n:
         raise ValidationError("Select at least one device.", field="device_ids")
-    flt = selection.filter
     params = {
         "profile_id": selection.profile_id,
-        "filter": {
-            "q": flt.q,
-            "registration": flt.registration,
-            "sync": flt.sync,
-            "rule": flt.rule,
-        },
+        "filter": selection.filter.params(),
         "target_profile_id": target.id,
         "expected_count": expected_count,
         "actor": actor if isinstance(actor, str) else actor.email,  # as the job's audit names it
@@ -1096,16 +1105,10 @@ def run_selection_move(session: Session, operation: Operation, actor: Any) -> in
     if session.scalar(select(Change.id).where(Change.operation_id == operation.id).limit(1)):
         return 0
     params = operation.params or {}
-    flt = params.get("filter") or {}
     selection = DeviceSelection(
         params.get("profile_id"),
         all_matching=True,
-        filter=DeviceFilter(
-            flt.get("q", ""),
-            flt.get("registration", ""),
-            flt.get("sync", ""),
-            rule_value(flt.get("rule")),
-        ),
+        filter=DeviceFilter.from_params(params.get("filter")),
     )
     if session.get(Profile, selection.profile_id) is None:
         raise NotFound("The profile the devices were selected in no longer exists.")

@@ -14,10 +14,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from kmeweb import csvexport, dialogs
 from kmeweb.csvimport import ImportRejected, too_large_message
-from kmeweb.devices import forms, importer
+from kmeweb.devices import forms, importer, portal
 from kmeweb.devices import services as devices
 from kmeweb.devices.selection import DeviceSelection, Values
-from kmeweb.errors import PermissionDenied
+from kmeweb.errors import NotFound, PermissionDenied
 from kmeweb.extensions import csrf, db
 from kmeweb.operations.models import Operation
 from kmeweb.profiles import services as profiles
@@ -31,6 +31,7 @@ UNASSIGN = "devices/_unassign.html"
 DELETE = "devices/_delete_devices.html"
 ATTRIBUTES = "devices/_attributes.html"
 REMOVE = "devices/_remove_devices.html"
+PORTAL = "devices/_portal.html"
 IMPORT = "devices/_import.html"
 # What a multipart body may add around the file itself (boundaries, headers, the CSRF token).
 FORM_OVERHEAD = 64 * 1024
@@ -162,6 +163,65 @@ def remove(profile_id: int):
         done,
         lambda code: _remove_dialog(profile, form, selection, code),
     )
+
+
+def _portal_dialog(
+    profile: Profile,
+    action: str,
+    form: forms.PortalForm,
+    selection: DeviceSelection,
+    code: int = 200,
+) -> Response:
+    """Send ours again / Take Samsung's, with the counts read now: how many devices are
+    selected, how many were changed in the Samsung portal, how many KME cannot undo."""
+    if action not in portal.ACTIONS:
+        raise NotFound("No such action.")
+    counts = portal.selection_counts(db.session, selection)
+    if code == 200:
+        form.expected_count.data = str(counts.selected)
+        return dialogs.open_selection_dialog(
+            PORTAL, profile, form, selection, action=action, counts=counts
+        )
+    return dialogs.selection_dialog(
+        PORTAL, profile, form, selection, code, action=action, counts=counts
+    )
+
+
+@bp.get("/<int:profile_id>/portal/<action>")
+def portal_dialog(profile_id: int, action: str):
+    """Send ours again or Take Samsung's for devices changed in the Samsung portal."""
+    if not current_user.can_write:  # the dialog is the action's first step: admins only
+        raise PermissionDenied("Your role can look but not change anything.")
+    profile, selection = _selected(profile_id, request.args)
+    return _portal_dialog(profile, action, forms.PortalForm(formdata=None), selection)
+
+
+@bp.post("/<int:profile_id>/portal/<action>")
+def settle_portal(profile_id: int, action: str):
+    """Settle the selected devices changed in the Samsung portal (ours again, or Samsung's)."""
+    profile, selection = _selected(profile_id, request.form)
+    form = forms.PortalForm()
+    return dialogs.submit(
+        form,
+        lambda: portal.settle_selection(
+            db.session, selection, action, current_user, form.expected()
+        ),
+        lambda outcome: _settled(profile, action, outcome),
+        lambda code: _portal_dialog(profile, action, form, selection, code),
+        fields={"expected_count": ""},  # the counts changed meanwhile: said on the form
+    )
+
+
+def _settled(profile: Profile, action: str, outcome: portal.PortalOutcome) -> Response:
+    """Back to the profile's page, with the push's (or the job's) progress when there is one."""
+    if outcome.later:
+        flash(f"{outcome.operation.label}: started.", "success")
+        return dialogs.to_profile(profile.id, outcome.operation)
+    if action == portal.SEND_OURS:
+        return _started(profile, outcome.operation, "Nothing needed sending.")
+    n = outcome.devices
+    flash(f"{count(n, 'device')} now {'holds' if n == 1 else 'hold'} Samsung's values.", "success")
+    return dialogs.to_profile(profile.id)
 
 
 @bp.get("/<int:profile_id>/attributes")

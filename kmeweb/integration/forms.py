@@ -21,8 +21,8 @@ from wtforms.validators import Length, Optional
 
 from kmeweb.forms import FilterForm
 from kmeweb.ids import parse_number
-from kmeweb.integration.models import AuthMode, Integration
-from kmeweb.integration.settings import REGIONS, region_of
+from kmeweb.integration.models import AuthMode, Integration, PortalPolicy
+from kmeweb.integration.settings import PORTAL_POLICY_HELP, REGIONS, region_of
 from kmeweb.knox.config import DEFAULT_TOKEN_URL
 
 KEYS_JSON_MAX_BYTES = 20_000
@@ -65,6 +65,14 @@ class SettingsForm(FlaskForm):
     sync_interval_min = StringField(
         "Sync interval (minutes)", default="15", render_kw={"inputmode": "numeric"}
     )
+    portal_policy = RadioField(
+        "Changes made in the Samsung portal",
+        choices=[SelectChoice(p.value, p.label) for p in PortalPolicy],
+        default=PortalPolicy.ADOPT.value,
+        validate_choice=False,
+    )
+    #: The sentence under each portal policy choice.
+    portal_policy_help = PORTAL_POLICY_HELP
 
     @classmethod
     def for_integration(cls, integration: Integration | None) -> SettingsForm:
@@ -84,6 +92,7 @@ class SettingsForm(FlaskForm):
             encryption_public_key=integration.encryption_public_key or "",
             customer_id=integration.customer_id or "",
             sync_interval_min=str(integration.sync_interval_s // 60),
+            portal_policy=integration.portal_policy,
         )
 
     @property
@@ -110,6 +119,7 @@ class SettingsForm(FlaskForm):
             "customer_id": self.customer_id.data,
             "encryption_public_key": self.encryption_public_key.data,
             "sync_interval_min": self.sync_interval_min.data,
+            "portal_policy": self.portal_policy.data,
         }
         if self.legacy:
             data["client_id"] = self.client_identifier.data

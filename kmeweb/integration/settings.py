@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from kmeweb import crypto
 from kmeweb.audit import services as audit
 from kmeweb.errors import ValidationError
-from kmeweb.integration.models import AuthMode, Integration, get_integration
+from kmeweb.integration.models import AuthMode, Integration, PortalPolicy, get_integration
 from kmeweb.knox.config import DEFAULT_BASE_URL, keys_json_identifier
 
 AUTH_MODES = ("oauth", "legacy")
@@ -108,6 +108,30 @@ def _interval(data: Mapping[str, Any], integration: Integration | None) -> int:
     return value
 
 
+#: One sentence for each portal policy, under its choice on the Settings tab.
+PORTAL_POLICY_HELP = {
+    PortalPolicy.ADOPT.value: "A device moved, approved or given another user in the Samsung "
+    "portal takes that value in kmeweb at the next sync, and is listed as changed in the "
+    "Samsung portal until an admin settles it.",
+    PortalPolicy.OURS.value: "kmeweb keeps its own value and sends it to Samsung again at the "
+    "next sync, so a change made in the portal is undone; the device is listed as changed in "
+    "the Samsung portal all the same.",
+}
+
+
+def _portal_policy(data: Mapping[str, Any], integration: Integration | None) -> str:
+    """The portal policy chosen, else the saved one (ADOPT for a new integration)."""
+    raw = str(data.get("portal_policy") or "").strip().lower()
+    if not raw:
+        return integration.portal_policy if integration is not None else PortalPolicy.ADOPT
+    if raw not in PortalPolicy.labels():
+        raise ValidationError(
+            "Choose what kmeweb does with changes made in the Samsung portal.",
+            field="portal_policy",
+        )
+    return raw
+
+
 def validate_settings(session: Session, data: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """The integration columns the Settings form asks for, checked, and the new secret ("" to
     keep the stored one). Writes nothing. Raises ValidationError (field set); see
@@ -129,6 +153,7 @@ def validate_settings(session: Session, data: Mapping[str, Any]) -> tuple[dict[s
     if public_key is not None and len(public_key) > 10_000:
         raise ValidationError("The public key is too long.", field="encryption_public_key")
     interval = _interval(data, integration)
+    policy = _portal_policy(data, integration)
     secret = str(data.get("secret") or "").strip()
     if len(secret) > 20_000:
         raise ValidationError("The secret is too long.", field="secret")
@@ -161,6 +186,7 @@ def validate_settings(session: Session, data: Mapping[str, Any]) -> tuple[dict[s
         "customer_id": customer_id,
         "encryption_public_key": public_key,
         "sync_interval_s": interval,
+        "portal_policy": policy,
     }
     return values, secret
 
@@ -174,8 +200,10 @@ def save_settings(session: Session, data: Mapping[str, Any], actor: Any) -> Inte
     the stored one), secret (the OAuth client secret or the keys.json content, plaintext;
     stored encrypted; empty keeps the stored one unless the auth mode changes), customer_id,
     encryption_public_key, and the sync interval as sync_interval_min (5..1440) or
-    sync_interval_s. Legacy needs a keys.json with Public and Private, and the customer id.
-    Records audit "integration.settings" (names of changed fields, never secrets). Flushes.
+    sync_interval_s, and portal_policy (PortalPolicy: what a pull does with a device changed
+    in the Samsung portal; empty keeps the saved one, ADOPT at first). Legacy needs a keys.json
+    with Public and Private, and the customer id. Records audit "integration.settings" (names
+    of changed fields, never secrets; the portal policy's old and new values). Flushes.
     Raises ValidationError (field set).
     """
     values, secret = validate_settings(session, data)
@@ -185,6 +213,12 @@ def save_settings(session: Session, data: Mapping[str, Any], actor: Any) -> Inte
         integration = Integration(active=False, settings={})
         session.add(integration)
     changed = [k for k, v in values.items() if created or getattr(integration, k) != v]
+    details: dict[str, Any] = {"created": created, "changed": changed}
+    if "portal_policy" in changed:
+        details["portal_policy"] = [
+            None if created else integration.portal_policy,
+            values["portal_policy"],
+        ]
     for key, value in values.items():
         setattr(integration, key, value)
     if secret:
@@ -197,6 +231,6 @@ def save_settings(session: Session, data: Mapping[str, Any], actor: Any) -> Inte
         "integration.settings",
         "integration",
         integration.id,
-        {"created": created, "changed": changed},
+        details,
     )
     return integration

@@ -10,6 +10,7 @@ from kmeweb.operations.models import Operation, OperationKind
 from kmeweb.operations.queue import (
     IMPORT_JOB,
     MOVE_SELECTION_JOB,
+    PORTAL_SELECTION_JOB,
     PULL_JOB,
     PUSH_JOB,
     RULES_APPLY_JOB,
@@ -22,11 +23,18 @@ JOBS: dict[str, tuple[str, str]] = {
     OperationKind.DEVICE_IMPORT: (IMPORT_JOB, "default"),
     OperationKind.DEVICE_MOVE_SELECTION: (MOVE_SELECTION_JOB, "default"),
     OperationKind.RULES_APPLY: (RULES_APPLY_JOB, "default"),
+    OperationKind.DEVICE_PORTAL_SELECTION: (PORTAL_SELECTION_JOB, "default"),
 }
 PUSH = (PUSH_JOB, "knox")
 #: Kinds whose job writes the operation's outbox changes and then hands them to the push:
 #: once they exist, the operation is a push like any other (finished when they are done).
-PREPARES_CHANGES = frozenset({OperationKind.DEVICE_MOVE_SELECTION, OperationKind.RULES_APPLY})
+PREPARES_CHANGES = frozenset(
+    {
+        OperationKind.DEVICE_MOVE_SELECTION,
+        OperationKind.RULES_APPLY,
+        OperationKind.DEVICE_PORTAL_SELECTION,
+    }
+)
 
 
 def job_for(kind: str) -> tuple[str, str]:

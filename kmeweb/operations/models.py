@@ -32,6 +32,9 @@ class OperationKind(Choice):
     #: Move "all N matching" a filter (the API's): its job resolves the selection and writes
     #: the outbox changes of a device.move, which are then pushed under the same operation.
     DEVICE_MOVE_SELECTION = "device.move.selection", "Move devices (all matching)"
+    #: Send ours again / Take Samsung's for "all N matching" devices changed in the Samsung
+    #: portal: its job settles them (Send ours again then pushes under the same operation).
+    DEVICE_PORTAL_SELECTION = "device.portal.selection", "Settle Samsung portal changes"
     #: Apply routing rules to existing devices: its job writes the approvals and moves.
     RULES_APPLY = "rules.apply", "Apply routing rules"
 

@@ -38,6 +38,7 @@ PUSH_JOB = "kmeweb.sync.jobs.push_job"
 PULL_JOB = "kmeweb.sync.jobs.pull_job"
 IMPORT_JOB = "kmeweb.devices.importer.import_job"
 MOVE_SELECTION_JOB = "kmeweb.devices.jobs.move_selection_job"
+PORTAL_SELECTION_JOB = "kmeweb.devices.jobs.portal_selection_job"
 RULES_APPLY_JOB = "kmeweb.integration.jobs.apply_rules_job"
 PURGE_JOB = "kmeweb.ops.jobs.purge_history_job"
 #: Short bookkeeping jobs (sweeper, token expiry, the scheduled pull starters): RQ's own default.
@@ -58,7 +59,8 @@ def job_options(func: str, config: Mapping[str, Any] | None = None) -> dict[str,
         timeout = float(cfg["PUSH_BUDGET_S"]) + float(cfg["CHANGE_LEASE_S"])
     elif func == PULL_JOB:
         timeout = float(cfg["PULL_TIMEOUT_S"])
-    elif func in (IMPORT_JOB, MOVE_SELECTION_JOB):  # bulk writes of up to a million devices
+    elif func in (IMPORT_JOB, MOVE_SELECTION_JOB, PORTAL_SELECTION_JOB):
+        # bulk writes of up to a million devices
         timeout = float(cfg["IMPORT_TIMEOUT_S"])
     elif func == PURGE_JOB:
         timeout = max(SHORT_JOB_TIMEOUT_S, float(cfg["PURGE_BUDGET_S"]) + SHORT_JOB_TIMEOUT_S)

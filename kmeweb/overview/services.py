@@ -154,6 +154,12 @@ class Attention:
     integration_error: str | None = None
     integration_error_at: datetime | None = None
     failing_destinations: list[Any] = field(default_factory=list)
+    # Devices changed in the Samsung portal and not settled, and devices the full pull no
+    # longer found in KME: per profile, like push_errors.
+    portal_changes: list[dict[str, Any]] = field(default_factory=list)
+    portal_changes_total: int = 0
+    not_in_kme: list[dict[str, Any]] = field(default_factory=list)
+    not_in_kme_total: int = 0
 
     @property
     def empty(self) -> bool:
@@ -164,6 +170,8 @@ class Attention:
             or self.push_errors_total
             or self.integration_error
             or self.failing_destinations
+            or self.portal_changes_total
+            or self.not_in_kme_total
         )
 
 
@@ -242,28 +250,44 @@ def needs_attention(
             )
         )
     # `!= synced` first: the partial index ix_device_unsynced holds only unsynced devices.
-    errors = session.execute(
-        select(Device.profile_id, func.count())
-        .where(Device.sync_state != SyncState.SYNCED, Device.sync_state == SyncState.ERROR)
-        .group_by(Device.profile_id)
-        .order_by(func.count().desc())
-    ).all()
-    out.push_errors_total = sum(n for _pid, n in errors)
-    if errors:
-        names = dict(
-            session.execute(
-                select(Profile.id, Profile.name).where(
-                    Profile.id.in_([pid for pid, _n in errors[:LIST_LIMIT] if pid is not None])
-                )
-            ).all()
-        )
-        out.push_errors = [
-            {"profile_id": pid, "name": names.get(pid, "No profile"), "count": n}
-            for pid, n in errors[:LIST_LIMIT]
-        ]
+    out.push_errors_total, out.push_errors = _devices_by_profile(
+        session, Device.sync_state != SyncState.SYNCED, Device.sync_state == SyncState.ERROR
+    )
+    # The partial indexes ix_device_portal_changed / ix_device_kme_missing hold only these.
+    out.portal_changes_total, out.portal_changes = _devices_by_profile(
+        session, Device.portal_changed_at.is_not(None)
+    )
+    out.not_in_kme_total, out.not_in_kme = _devices_by_profile(
+        session, Device.kme_missing_at.is_not(None)
+    )
     out.integration_error, out.integration_error_at = integration_error, integration_error_at
     out.failing_destinations = failing_destinations(session)
     return out
+
+
+def _devices_by_profile(session: Session, *where: Any) -> tuple[int, list[dict[str, Any]]]:
+    """How many devices match `where`, and the LIST_LIMIT profiles holding most of them
+    ({"profile_id", "name", "count"})."""
+    counts = session.execute(
+        select(Device.profile_id, func.count())
+        .where(*where)
+        .group_by(Device.profile_id)
+        .order_by(func.count().desc())
+    ).all()
+    if not counts:
+        return 0, []
+    shown = counts[:LIST_LIMIT]
+    names = dict(
+        session.execute(
+            select(Profile.id, Profile.name).where(
+                Profile.id.in_([pid for pid, _n in shown if pid is not None])
+            )
+        ).all()
+    )
+    rows = [
+        {"profile_id": pid, "name": names.get(pid, "No profile"), "count": n} for pid, n in shown
+    ]
+    return sum(n for _pid, n in counts), rows
 
 
 def changes_per_hour(session: Session, now: datetime, hours: int = 24) -> list[int]:

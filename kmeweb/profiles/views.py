@@ -12,6 +12,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from kmeweb import dialogs
+from kmeweb.devices import portal
 from kmeweb.devices import services as devices
 from kmeweb.devices.forms import DeviceFilterForm
 from kmeweb.directory import services as directory
@@ -374,7 +375,7 @@ def _device_rows(profile: Profile, form: DeviceFilterForm, counts: tuple[int, in
     sort, descending = form.ordering()
     page, per_page = _per_page()
     query = devices.devices_query(
-        profile.id, flt.q, flt.registration, flt.sync, sort, descending, flt.rule_id
+        profile.id, flt.q, flt.registration, flt.sync, sort, descending, flt.rule_id, flt.kme
     )
     # The summary's counts are the table's total unless it is searched: no COUNT then.
     return paginate(db.session, query, page, per_page, flt.known_total(counts))
@@ -400,6 +401,9 @@ def detail(profile_id: int):
         "rows": rows,
         "users": directory.usernames(db.session, [d.end_user_id for d in rows.items]),
         "placed_by": devices.rule_names(db.session, [d.rule_id for d in rows.items]),
+        "portal_notes": portal.portal_notes(db.session, rows.items),
+        "portal_flagged": portal.flagged_in_profile(db.session, profile.id),
+        "kme_flags": portal.flags_in_profile(db.session, profile.id),
         "filtered": form.device_filter().active,
         "kinds": ProfileKind.labels(),
     }

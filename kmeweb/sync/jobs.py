@@ -112,6 +112,8 @@ def pull_job(operation_id: int) -> dict[str, int]:
         raise
     operations.finish(session, operation_id)
     session.commit()
+    if summary.get("devices_sent_again"):  # portal policy OURS: push kmeweb's values now
+        schedule_followup(session)
     log.info("pull finished (operation %s): %s", operation_id, summary)
     return summary
 

@@ -6,6 +6,21 @@ supplied by the integration room). Conflict rule (design.md 5):
 a device or profile with a pending local change keeps the local value, which the
 push will send; otherwise the KME value wins and an audit event "changed in
 Samsung portal" records the old and new values.
+
+Devices changed in the Samsung portal (issue 24). Each device records what KME held when a
+pull last read it (`kme_seen_*`). A linked device without a pending local change whose
+approval, profile or user (when KME reports one and kmeweb knows the device's user) differs
+from kmeweb's, while KME's values also differ from what the pull saw last time, was changed
+in the portal: it is flagged (`portal_changed_at`, kmeweb's values before in
+`portal_previous`, the first change's kept) with a device_event and an audit event. The
+integration's portal policy says what happens to kmeweb's values: ADOPT takes Samsung's (the
+default); OURS keeps kmeweb's and pushes them again (device.resync changes), so one push later
+KME holds kmeweb's values and the next pull sees nothing new. KME cannot undo an approval: a
+device approved in the portal is adopted under either policy. When KME still holds what the
+pull saw last time, a difference is kmeweb's own change that did not reach KME (its push
+failed): kmeweb keeps its value and the device its sync error. The full pull flags linked
+devices it did not find (`kme_missing_at`, a device_event once), never deletes them; a device
+seen again is cleared. kmeweb.devices.portal settles the flags.
 """
 
 from __future__ import annotations
@@ -19,22 +34,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
-from kmeweb.devices.models import Approval, Device
+from kmeweb.devices.models import Approval, Device, DeviceEvent, DeviceEventKind
+from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.identifiers import is_meid, normalize_serial
-from kmeweb.integration.models import Integration, Reseller, Upload, UploadStatus
+from kmeweb.integration.models import Integration, PortalPolicy, Reseller, Upload, UploadStatus
 from kmeweb.knox import KnoxClient
 from kmeweb.knox import types as kt
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
+from kmeweb.outbox import services as outbox
 from kmeweb.outbox.models import UNFINISHED, Change, ChangeKind, SyncState
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
+from kmeweb.sqlutil import chunks, id_filters
 from kmeweb.sync import hooks
 from kmeweb.sync.mapping import apply_profile_changes, profile_changes_from_knox
 
@@ -68,8 +86,18 @@ def _upload_status(upload: kt.Upload) -> str:
 class PullContext:
     """Lookups shared by every page of one pull, loaded once."""
 
-    def __init__(self, session: Session, default_profile_id: int) -> None:
+    def __init__(
+        self,
+        session: Session,
+        default_profile_id: int,
+        policy: str = PortalPolicy.ADOPT,
+        full: bool = False,
+    ) -> None:
         self.default_profile_id = default_profile_id
+        self.policy = policy
+        # The full pull keeps the ids of the devices it found: the others are not in KME.
+        self.seen: set[int] | None = set() if full else None
+        self.profile_names: dict[int, str] = {}
         self.profile_by_kme: dict[str, int] = {}
         self.upload_by_kme: dict[str, int] = {}
         self.deleting: set[str] = set()
@@ -86,6 +114,7 @@ class PullContext:
                 )
             ).all()
         )
+        self.profile_names = dict(session.execute(select(Profile.id, Profile.name)).all())
         self.upload_by_kme = dict(session.execute(select(Upload.kme_upload_id, Upload.id)).all())
         self.has_unlinked = (
             session.scalar(select(Device.id).where(Device.kme_device_id.is_(None)).limit(1))
@@ -232,6 +261,14 @@ _ROW_COLUMNS = (
     _DEVICE.c.sync_state,
     _DEVICE.c.upload_id,
     _DEVICE.c.kme_status,
+    _DEVICE.c.end_user_id,
+    _DEVICE.c.kme_seen_approval,
+    _DEVICE.c.kme_seen_profile_id,
+    _DEVICE.c.kme_seen_user,
+    _DEVICE.c.kme_seen_at,
+    _DEVICE.c.portal_changed_at,
+    _DEVICE.c.portal_previous,
+    _DEVICE.c.kme_missing_at,
 )
 
 
@@ -243,6 +280,10 @@ class _KnownRows:
     by_kme_id: dict[str, Any] = field(default_factory=dict)
     by_mei: dict[str, Any] = field(default_factory=dict)
     by_serial: dict[str, Any] = field(default_factory=dict)
+    # {end user id: username} of the rows whose KME record names a user, and
+    # {lower-cased username: end user id} of the names KME reports.
+    usernames: dict[int, str] = field(default_factory=dict)
+    user_ids: dict[str, int] = field(default_factory=dict)
 
     def match(self, kme_device_id: str, mei: str | None, serial: str | None) -> Any:
         return (
@@ -266,11 +307,17 @@ class _Incoming:
 
 @dataclass
 class _PageWrites:
-    """What one page changes: device rows to insert and to update, audit events to add."""
+    """What one page changes: device rows to insert and to update (kmeweb's values, version
+    bumped), what KME holds of devices whose values stay (`seen`, no version bump), portal
+    change flags, audit events and device events to add, devices to push again."""
 
     inserts: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    device_events: list[dict[str, Any]] = field(default_factory=list)
+    resync: list[int] = field(default_factory=list)
 
 
 def apply_device_page(
@@ -298,7 +345,9 @@ def apply_device_page(
         if row is None:
             writes.inserts.append(_new_device_row(incoming, now))
         else:
-            _plan_update(writes, row, incoming, now, stats)
+            if ctx.seen is not None:
+                ctx.seen.add(row.id)
+            _plan_update(writes, row, incoming, known, ctx, now, stats)
     _write_page(session, writes, now, stats)
 
 
@@ -317,6 +366,7 @@ def _read_known_rows(
         known.by_kme_id[row.kme_device_id] = row
     unmatched = [d for d in devices if d.id not in known.by_kme_id]
     if not unmatched or not ctx.has_unlinked:
+        _read_users(session, devices, known)
         return known
     meis = [m for d in unmatched if (m := identities[d.id][0])]
     serials = [s for d in unmatched if (s := identities[d.id][1])]
@@ -326,7 +376,31 @@ def _read_known_rows(
     if serials:
         rows = session.execute(select(*_ROW_COLUMNS).where(_DEVICE.c.serial.in_(serials)))
         known.by_serial = {r.serial: r for r in rows}
+    _read_users(session, devices, known)
     return known
+
+
+def _read_users(session: Session, devices: list[kt.Device], known: _KnownRows) -> None:
+    """The usernames the page compares: only for devices whose KME record names a user (most
+    name none, and then nothing is read)."""
+    names = {d.user_name.lower() for d in devices if d.user_name}
+    if not names:
+        return
+    user_ids = {
+        row.end_user_id
+        for row in (*known.by_kme_id.values(), *known.by_mei.values(), *known.by_serial.values())
+        if row.end_user_id is not None
+    }
+    for chunk in chunks(sorted(user_ids), 900):
+        rows = session.execute(select(EndUser.id, EndUser.username).where(EndUser.id.in_(chunk)))
+        known.usernames.update(rows.all())
+    for chunk in chunks(sorted(names), 900):
+        rows = session.execute(
+            select(func.lower(EndUser.username), EndUser.id).where(
+                func.lower(EndUser.username).in_(chunk)
+            )
+        )
+        known.user_ids.update(rows.all())
 
 
 def _incoming(d: kt.Device, mei: str | None, serial: str | None, ctx: PullContext) -> _Incoming:
@@ -356,6 +430,10 @@ def _new_device_row(incoming: _Incoming, now: datetime) -> dict[str, Any]:
         "profile_id": incoming.profile_id,
         "kme_device_id": d.id,
         "kme_status": d.status,
+        "kme_seen_approval": incoming.approval,
+        "kme_seen_profile_id": incoming.profile_id,
+        "kme_seen_user": d.user_name,
+        "kme_seen_at": now,
         "attributes": {},
         "sync_state": SyncState.SYNCED,
         "version": 1,
@@ -365,10 +443,17 @@ def _new_device_row(incoming: _Incoming, now: datetime) -> dict[str, Any]:
 
 
 def _plan_update(
-    writes: _PageWrites, row: Any, incoming: _Incoming, now: datetime, stats: Counter
+    writes: _PageWrites,
+    row: Any,
+    incoming: _Incoming,
+    known: _KnownRows,
+    ctx: PullContext,
+    now: datetime,
+    stats: Counter,
 ) -> None:
     """Link or update a device kmeweb has, unless a local change is pending (it keeps the local
-    value); a changed approval or profile of a linked device is audited as a portal change."""
+    value); a change made in the Samsung portal is flagged and follows the portal policy (see
+    the module docstring)."""
     d = incoming.device
     if row.sync_state == SyncState.PENDING:
         stats["devices_kept_local"] += 1
@@ -378,33 +463,117 @@ def _plan_update(
         diff["approval"] = [row.approval, incoming.approval]
     if row.profile_id != incoming.profile_id:
         diff["profile_id"] = [row.profile_id, incoming.profile_id]
-    if not diff and row.kme_device_id == d.id and row.kme_status == d.status:
+    ours_user = known.usernames.get(row.end_user_id) if d.user_name else None
+    if ours_user is not None and ours_user.lower() != d.user_name.lower():
+        diff["user"] = [ours_user, d.user_name]
+    seen = {
+        "did": row.id,
+        "seen_approval": incoming.approval,
+        "seen_profile_id": incoming.profile_id,
+        "seen_user": d.user_name,
+        "kme_status": d.status,
+    }
+    seen_changed = row.kme_seen_at is None or (
+        row.kme_seen_approval,
+        row.kme_seen_profile_id,
+        row.kme_seen_user,
+    ) != (incoming.approval, incoming.profile_id, d.user_name)
+    linked = row.kme_device_id is not None
+    if diff and linked and not seen_changed:
+        # KME holds what it held last time: kmeweb's own change did not reach it (its push
+        # failed); kmeweb keeps its value and the device its sync error.
+        stats["devices_kept_unsent"] += 1
+        diff = {}
+    if not diff:
+        if not linked or row.kme_device_id != d.id:
+            writes.updates.append(_update_row(row, incoming, row.approval, row.profile_id, seen))
+            stats["devices_linked"] += 1
+        elif seen_changed or row.kme_status != d.status or row.kme_missing_at is not None:
+            writes.seen.append(seen)
         return
-    writes.updates.append(
+    if not linked:  # linked now by IMEI or serial: KME's values, no portal change
+        writes.updates.append(
+            _update_row(row, incoming, incoming.approval, incoming.profile_id, seen)
+        )
+        stats["devices_linked"] += 1
+        return
+    # KME cannot take an approval back: a device approved in the portal keeps it either way.
+    approved_there = diff.get("approval") == [Approval.PENDING, Approval.APPROVED]
+    ours = ctx.policy == PortalPolicy.OURS and not approved_there
+    if ours:
+        writes.seen.append(seen)
+        writes.resync.append(row.id)
+        stats["devices_sent_again"] += 1
+    else:
+        update_row = _update_row(row, incoming, incoming.approval, incoming.profile_id, seen)
+        if "user" in diff:
+            update_row["end_user_id"] = known.user_ids.get(d.user_name.lower(), row.end_user_id)
+        writes.updates.append(update_row)
+        stats["devices_updated"] += 1
+    _flag(writes, row, diff, ours, incoming, ctx, now)
+    stats["devices_changed_in_portal"] += 1
+
+
+def _update_row(
+    row: Any, incoming: _Incoming, approval: str, profile_id: int | None, seen: dict[str, Any]
+) -> dict[str, Any]:
+    d = incoming.device
+    return {
+        **seen,
+        "approval": approval,
+        "profile_id": profile_id,
+        "end_user_id": row.end_user_id,
+        "kme_device_id": d.id,
+        "upload_id": row.upload_id or incoming.upload_id,
+    }
+
+
+def _flag(
+    writes: _PageWrites,
+    row: Any,
+    diff: dict[str, list[Any]],
+    ours: bool,
+    incoming: _Incoming,
+    ctx: PullContext,
+    now: datetime,
+) -> None:
+    """Flag a portal change: the time, kmeweb's values before the first change (kept when the
+    device was flagged already), a device event (profile names, not ids) and an audit event."""
+    previous = row.portal_previous if row.portal_changed_at is not None else None
+    if not previous:
+        previous = {"approval": row.approval, "profile_id": row.profile_id}
+        if "user" in diff:
+            previous["user"] = diff["user"][0]
+    writes.flags.append({"did": row.id, "previous": previous})
+    names = ctx.profile_names
+    details: dict[str, Any] = {
+        key: [names.get(old), names.get(new)] if key == "profile_id" else [old, new]
+        for key, (old, new) in diff.items()
+    }
+    if "profile_id" in details:
+        details["profile"] = details.pop("profile_id")
+    details["kept"] = "kmeweb" if ours else "samsung"
+    writes.device_events.append(
         {
-            "did": row.id,
-            "approval": incoming.approval,
-            "profile_id": incoming.profile_id,
-            "kme_device_id": d.id,
-            "kme_status": d.status,
-            "upload_id": row.upload_id or incoming.upload_id,
+            "device_id": row.id,
+            "at": now,
+            "kind": DeviceEventKind.PORTAL_CHANGE,
+            "actor": "sync",
+            "details": details,
         }
     )
-    if diff and row.kme_device_id is not None:
-        device = incoming.mei or incoming.serial or d.id
-        writes.events.append(
-            {
-                "at": now,
-                "actor": "sync",
-                "action": "device.changed_in_portal",
-                "target_type": "device",
-                "target_id": str(row.id),
-                "details": {"note": PORTAL, "device": device, **diff},
-            }
-        )
-        stats["devices_updated"] += 1
-    else:
-        stats["devices_linked"] += 1
+    d = incoming.device
+    note = f"{PORTAL}; kmeweb's value sent again" if ours else PORTAL
+    writes.events.append(
+        {
+            "at": now,
+            "actor": "sync",
+            "action": "device.changed_in_portal",
+            "target_type": "device",
+            "target_id": str(row.id),
+            "details": {"note": note, "device": incoming.mei or incoming.serial or d.id, **diff},
+        }
+    )
 
 
 def _write_page(session: Session, writes: _PageWrites, now: datetime, stats: Counter) -> None:
@@ -412,6 +581,14 @@ def _write_page(session: Session, writes: _PageWrites, now: datetime, stats: Cou
     if writes.inserts:
         session.execute(_DEVICE.insert(), writes.inserts)
         stats["devices_created"] += len(writes.inserts)
+    seen_values = {
+        "kme_status": bindparam("kme_status"),
+        "kme_seen_approval": bindparam("seen_approval"),
+        "kme_seen_profile_id": bindparam("seen_profile_id"),
+        "kme_seen_user": bindparam("seen_user"),
+        "kme_seen_at": now,
+        "kme_missing_at": None,
+    }
     if writes.updates:
         session.execute(
             _DEVICE.update()
@@ -419,16 +596,71 @@ def _write_page(session: Session, writes: _PageWrites, now: datetime, stats: Cou
             .values(
                 approval=bindparam("approval"),
                 profile_id=bindparam("profile_id"),
+                end_user_id=bindparam("end_user_id"),
                 kme_device_id=bindparam("kme_device_id"),
-                kme_status=bindparam("kme_status"),
                 upload_id=bindparam("upload_id"),
                 version=_DEVICE.c.version + 1,
                 updated_at=now,
+                **seen_values,
             ),
             writes.updates,
         )
+    if writes.seen:
+        session.execute(
+            _DEVICE.update().where(_DEVICE.c.id == bindparam("did")).values(**seen_values),
+            writes.seen,
+        )
+    if writes.flags:
+        session.execute(
+            _DEVICE.update()
+            .where(_DEVICE.c.id == bindparam("did"))
+            .values(portal_changed_at=now, portal_previous=bindparam("previous")),
+            writes.flags,
+        )
     if writes.events:
         session.execute(insert(AuditEvent), writes.events)
+    if writes.device_events:
+        session.execute(insert(DeviceEvent), writes.device_events)
+    if writes.resync:
+        outbox.record_device_resync(session, writes.resync)
+
+
+def flag_missing(session: Session, seen: set[int], started: datetime, stats: Counter) -> None:
+    """After a full pull: flag the linked devices it did not find in KME (`kme_missing_at`,
+    one device_event each, once); they are kept, never deleted. Devices created during the
+    pull are left alone. Flushes."""
+    linked = select(Device.id).where(
+        Device.kme_device_id.is_not(None),
+        Device.kme_missing_at.is_(None),
+        Device.created_at < started,
+    )
+    missing = [i for i in session.scalars(linked) if i not in seen]
+    if not missing:
+        return
+    now = utcnow()
+    for where in id_filters(session, Device.id, missing):
+        session.execute(
+            update(Device)
+            .where(where)
+            .values(kme_missing_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    details = {"note": "not found by the full pull"}
+    for chunk in chunks(missing, COMMIT_EVERY_DEVICES):
+        session.execute(
+            insert(DeviceEvent),
+            [
+                {
+                    "device_id": i,
+                    "at": now,
+                    "kind": DeviceEventKind.NOT_IN_KME,
+                    "actor": "sync",
+                    "details": details,
+                }
+                for i in chunk
+            ],
+        )
+    stats["devices_not_in_kme"] += len(missing)
 
 
 def _waiting_upload_ids(session: Session) -> list[int]:
@@ -459,7 +691,7 @@ def run_pull(
     stats: Counter = Counter()
     pull_profiles(session, client, stats)
     pull_uploads(session, client, stats)
-    ctx = PullContext(session, default.id)
+    ctx = PullContext(session, default.id, integration.portal_policy, full)
     first = True
     # Commit every few thousand devices or every second: progress stays visible and a
     # failure keeps what was written, without paying a commit (and a WAL checkpoint on
@@ -477,6 +709,8 @@ def run_pull(
         if uncommitted >= COMMIT_EVERY_DEVICES or time.monotonic() - last_commit >= 1.0:
             session.commit()
             uncommitted, last_commit = 0, time.monotonic()
+    if ctx.seen is not None:
+        flag_missing(session, ctx.seen, started, stats)
     session.commit()
     stats.update(hooks.run_uploads_hook(session, _waiting_upload_ids(session)))
     integration = session.get(Integration, integration.id)

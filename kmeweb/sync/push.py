@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import bindparam, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from kmeweb import crypto
@@ -423,12 +423,25 @@ def _apply_device_results(
     by_version: dict[int, list[int]] = defaultdict(list)
     for item in ok:
         by_version[item["v"]].append(item["did"])
+    # KME now holds what was sent: the pull compares its next reading with this
+    # (kmeweb.sync.pull: a change made in the Samsung portal is one KME made since).
+    pushed_user = (
+        select(EndUser.username).where(EndUser.id == table.c.end_user_id).scalar_subquery()
+    )
+    seen = {
+        "kme_seen_approval": table.c.approval,
+        "kme_seen_profile_id": table.c.profile_id,
+        "kme_seen_user": case(
+            (table.c.end_user_id.is_(None), table.c.kme_seen_user), else_=pushed_user
+        ),
+        "kme_seen_at": utcnow(),
+    }
     for version, device_ids in by_version.items():
         for where in id_filters(session, table.c.id, device_ids):
             session.execute(
                 table.update()
                 .where(where, table.c.version == version)
-                .values(sync_state=SyncState.SYNCED, sync_error=None)
+                .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
             )
     if bad:
         session.execute(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import socket
 from datetime import UTC, datetime
 
@@ -531,3 +532,32 @@ def test_an_uploads_waiting_devices_show_the_rule_that_holds_them(client, login,
     assert "Waits with its upload: another rule holds some of the upload" in page
     dialog = text(client.get(f"/integration/uploads/{upload.id}/approve"))
     assert "land in <strong>Kiosk (1 device), Samsung KME Default Profile (1 device)" in dialog
+
+
+def test_the_portal_policy_is_a_choice_of_the_settings_and_audited(
+    client, login, actions, session, sim
+):
+    from kmeweb.audit.models import AuditEvent
+    from kmeweb.integration.models import PortalPolicy
+
+    login()
+    assert actions.post("/integration/settings", sim_form(sim)).status_code == 303
+    integration = get_integration(session)
+    assert integration.portal_policy == PortalPolicy.ADOPT  # the default
+    page = text(client.get("/integration/"))
+    assert "kmeweb is the source of truth: send kmeweb&#39;s value again" in page
+    assert re.search(r'<input [^>]*checked[^>]*value="adopt"', page)
+    response = actions.post("/integration/settings", sim_form(sim, portal_policy="ours"))
+    assert response.status_code == 303
+    session.expire_all()
+    assert get_integration(session).portal_policy == PortalPolicy.OURS
+    event = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == "integration.settings")
+        .order_by(AuditEvent.id.desc())
+    )
+    assert event.details["portal_policy"] == ["adopt", "ours"]
+    assert re.search(r'<input [^>]*checked[^>]*value="ours"', text(client.get("/integration/")))
+    response = actions.post("/integration/settings", sim_form(sim, portal_policy="both"))
+    assert response.status_code == 422
+    assert "changes made in the Samsung portal" in text(response)

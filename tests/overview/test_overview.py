@@ -187,3 +187,31 @@ def test_funnel_counts_are_reused_for_the_cache_time_and_say_so(
     bulk_devices(session, 1, tenant["sales"], registered_at=utcnow())
     app.config["OVERVIEW_CACHE_S"] = 0  # counted on every request
     assert registered.search(client.get("/").get_data(as_text=True))[1] == "11"
+
+
+def test_needs_attention_counts_portal_changes_and_devices_not_in_kme(
+    client, login, session, tenant
+):
+    from sqlalchemy import update
+
+    from kmeweb.devices.models import Device
+
+    ids = bulk_devices(session, 5, tenant["field"]) + bulk_devices(session, 2, tenant["sales"])
+    now = utcnow()
+    session.execute(
+        update(Device).where(Device.id.in_(ids[:3] + ids[5:6])).values(portal_changed_at=now)
+    )
+    session.execute(update(Device).where(Device.id.in_(ids[3:4])).values(kme_missing_at=now))
+    session.commit()
+    attention = services.needs_attention(session, now)
+    assert attention.portal_changes_total == 4 and attention.not_in_kme_total == 1
+    assert [(p["name"], p["count"]) for p in attention.portal_changes] == [
+        ("Field", 3),
+        ("Sales", 1),
+    ]
+    login("viewer")
+    page = client.get("/").get_data(as_text=True)
+    assert "4 devices changed in the Samsung portal" in page
+    assert "1 device not found in KME" in page
+    assert f"/profiles/{tenant['field'].id}?kme=changed" in page
+    assert f"/profiles/{tenant['field'].id}?kme=missing" in page
