@@ -34,6 +34,9 @@ class OperationKind(Choice):
     DEVICE_MOVE_SELECTION = "device.move.selection", "Move devices (all matching)"
     #: Apply routing rules to existing devices: its job writes the approvals and moves.
     RULES_APPLY = "rules.apply", "Apply routing rules"
+    #: Check with Samsung (the device page): its job reads one device's live KME record and
+    #: keeps it in the operation's params ("kme"); nothing else changes.
+    DEVICE_CHECK = "device.check", "Check with Samsung"
 
 
 OPERATION_STATUSES = tuple(OperationStatus)
