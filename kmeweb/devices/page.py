@@ -47,7 +47,8 @@ PLACING_ACTIONS = {
 
 @dataclass(frozen=True)
 class Why:
-    """Why the device is where it is: what happened, by whom ("" when automatic), when."""
+    """Why the device is where it is: what happened, by which admin ("" when automatic: the
+    page then names the routing rule that placed it), when."""
 
     what: str
     by: str = ""
@@ -204,19 +205,18 @@ def why_here(session: Session, device: Device, rule: RoutingRule | None) -> Why:
         candidates.append((event.at, DeviceEventKind(event.kind).label, event.actor))
     if audited is not None:
         candidates.append((audited.at, PLACING_ACTIONS[audited.action], audited.actor))
-    by_rule = f"by rule “{rule.name}”" if rule is not None else ""
     if not candidates:
         if rule is not None:
-            return Why(f"Placed {by_rule}", automatic=True)
+            return Why("Placed", automatic=True)
         if device.approval == Approval.PENDING:
             return Why("Waiting for approval")
         return Why("—")
     at, what, actor = max(candidates, key=lambda c: c[0])
     if actor and "@" in actor:  # an admin (system actors are "sync", "rules", "device", ...)
         return Why(what, by=actor, at=at)
-    if what == DeviceEventKind.PORTAL_CHANGE.label or what == DeviceEventKind.UPLOADED.label:
+    if what in (DeviceEventKind.PORTAL_CHANGE.label, DeviceEventKind.UPLOADED.label):
         return Why(what, at=at)
-    return Why(what, by=by_rule, at=at, automatic=True)
+    return Why(what, at=at, automatic=True)
 
 
 #: Results of the console-wide search: counted up to this many ("more than N").
