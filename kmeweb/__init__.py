@@ -95,6 +95,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from kmeweb.audit.views import bp as audit_bp
     from kmeweb.auth.account_views import bp as accounts_bp
     from kmeweb.auth.views import bp as auth_bp
+    from kmeweb.devices.device_views import bp as device_bp
     from kmeweb.devices.history_views import bp as history_bp
     from kmeweb.devices.views import bp as devices_bp
     from kmeweb.directory.views import bp as directory_bp
@@ -116,6 +117,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(profiles_bp)
     app.register_blueprint(devices_bp)
     app.register_blueprint(history_bp)
+    app.register_blueprint(device_bp)
     app.register_blueprint(directory_bp)
     app.register_blueprint(enroll_bp)
     app.register_blueprint(accounts_bp)

@@ -11,16 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from flask import Response, url_for
+from flask import Response, request, url_for
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import Form
 
 from kmeweb.devices import services as devices
+from kmeweb.devices.models import Device
 from kmeweb.devices.selection import DeviceSelection
 from kmeweb.errors import DomainError, ValidationError
 from kmeweb.extensions import db
 from kmeweb.forms import attach_error
 from kmeweb.htmx import is_htmx, redirect, render
+from kmeweb.ids import parse_id
 from kmeweb.operations.models import Operation
 from kmeweb.profiles.models import Profile
 
@@ -99,6 +102,16 @@ def to_profile(profile_id: int, operation: Operation | None = None, anchor: str 
     return redirect(url_for("profiles.detail", **args) + anchor)
 
 
+def back(profile_id: int, operation: Operation | None = None) -> Response:
+    """After a device action: back to the device page the dialog was opened from (its form
+    carries `back`, the device's id) while that device still exists, else to the profile's
+    page."""
+    device_id = parse_id(request.form.get("back"))
+    if device_id is not None and db.session.scalar(select(Device.id).where(Device.id == device_id)):
+        return redirect(url_for("device.detail", device_id=device_id))
+    return to_profile(profile_id, operation)
+
+
 def selection_dialog(
     template: str,
     profile: Profile,
@@ -142,6 +155,9 @@ def open_selection_dialog(
     if ids is None:
         ids = devices.resolve_selection(db.session, selection, check=False)
     form.carry(selection)
+    back_field = getattr(form, "back", None)
+    if back_field is not None:  # opened from a device page: go back there afterwards
+        back_field.data = str(parse_id(request.args.get("back")) or "")
     if not ids:
         form.form_errors.append("Select at least one device.")
     return selection_dialog(template, profile, form, selection, ids=ids, **context)

@@ -13,6 +13,7 @@ from wtforms import (
     Form,
     FormField,
     HiddenField,
+    PasswordField,
     SearchField,
     SelectField,
     StringField,
@@ -108,6 +109,8 @@ class SelectionForm(FlaskForm):
     rule = HiddenField()
     kme = HiddenField()
     from_profile_id = HiddenField()
+    #: The device page the dialog was opened from (its id): the action goes back there.
+    back = HiddenField()
 
     def carry(self, selection: DeviceSelection) -> None:
         """Fill the hidden fields, so that the dialog posts the same selection back."""
@@ -177,3 +180,32 @@ class ImportForm(FlaskForm):
 
 class ConfirmImportForm(FlaskForm):
     """Confirm import of a preview (CSRF only; the preview is named in the URL)."""
+
+
+class DeviceUserForm(FlaskForm):
+    """Change Associated User of one device (the device page): a user picker and, optionally,
+    a new enrollment password."""
+
+    end_user_id = SelectField(
+        "Associated User", choices=choices([("", "No user")]), validate_choice=False
+    )
+    user_search = SearchField("Search users", validators=[Optional(), Length(max=254)])
+    password = PasswordField("Enrollment password", validators=[Optional(), Length(max=245)])
+
+    def with_users(self, users: Iterable[tuple[int, str]], options_url: str) -> DeviceUserForm:
+        """The picker's options ("No user", then `users` as (id, label)) and its search box
+        wired for htmx (`options_url` answers the options for what was typed)."""
+        self.end_user_id.choices = choices(
+            [("", "No user"), *((str(i), label) for i, label in users)]
+        )
+        self.end_user_id.render_kw = {"size": 5}
+        self.user_search.render_kw = {
+            "hx-get": options_url,
+            "hx-trigger": "input changed delay:250ms, search",
+            "hx-target": "#end_user_id",
+            "hx-include": "#end_user_id",
+            "hx-swap": "innerHTML",
+            "data-no-enter": "",
+            "autocomplete": "off",
+        }
+        return self

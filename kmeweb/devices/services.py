@@ -31,6 +31,7 @@ from kmeweb.devices.selection import (
     DeviceSelection,
 )
 from kmeweb.directory.models import EndUser
+from kmeweb.directory.services import user_matches
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.identifiers import normalize_serial
@@ -108,7 +109,7 @@ def _search_clause(search: str) -> Any:
         # The IMEI typed, in full or its start: a range on the (profile_id, imei) index
         # instead of a substring scan of every device of the profile.
         return and_(Device.imei >= search, Device.imei < search + "~")
-    users = select(EndUser.id).where(EndUser.username.icontains(search, autoescape=True))
+    users = select(EndUser.id).where(user_matches(search))
     return or_(
         Device.imei.icontains(search, autoescape=True),
         Device.serial.icontains(search, autoescape=True),
@@ -176,8 +177,9 @@ def devices_query(
     rule_id: int | None = None,
     kme: str | None = None,
 ) -> Select:
-    """Devices of a profile for paging; `search` matches IMEI, serial, model or the user's
-    username (case-insensitive substring; 6 or more digits match the start of the IMEI);
+    """Devices of a profile for paging; `search` matches IMEI, serial, model or the user
+    (username, email or display name; case-insensitive substring; 6 or more digits match the
+    start of the IMEI);
     `registration` is "registered" or "pending", `sync_state` one of SYNC_FILTER_STATES;
     `rule_id` the routing rule that placed them; `kme` a KmeState (changed in the Samsung
     portal, not found in KME); `sort` a DEVICE_SORTS key (by id when None), ties by id.
@@ -244,10 +246,11 @@ def search_devices(
     profile's devices are: the primary key unfiltered, ix_device_profile_keyset for one
     profile (index only on PostgreSQL); page 500 costs what page 1 does.
 
-    `q` searches as the profile page does (IMEI, serial, model or username; 6 or more digits
-    match the start of the IMEI); `imei`, `serial` and `model` are exact (any case), `username`
-    the user's exact username (any case), `registration` and `sync_state` the device table's
-    filters, `attribute` a (key, value) pair matching the custom attribute's value as text.
+    `q` searches as the profile page does (IMEI, serial, model, or the user's username, email
+    or display name; 6 or more digits match the start of the IMEI); `imei`, `serial` and
+    `model` are exact (any case), `username` the user's exact username (any case),
+    `registration` and `sync_state` the device table's filters,
+    `attribute` a (key, value) pair matching the custom attribute's value as text.
     """
     stmt = select(Device.id)
     if profile_id is not None:

@@ -53,7 +53,7 @@ def _started(profile: Profile, operation: Operation | None, message: str = "Done
         flash(f"{operation.label}: sending to KME.", "success")
     else:
         flash(message, "success")
-    return dialogs.to_profile(profile.id, operation)
+    return dialogs.back(profile.id, operation)
 
 
 @bp.get("/<int:profile_id>/move")
@@ -155,7 +155,7 @@ def remove(profile_id: int):
         flash(
             f"{n:,} device{'s were' if n != 1 else ' was'} removed from {profile.name}.", "success"
         )
-        return dialogs.to_profile(profile.id)
+        return dialogs.back(profile.id)
 
     return dialogs.submit(
         form,
@@ -246,7 +246,7 @@ def attributes(profile_id: int):
 
     def done(n: int) -> Response:
         flash(f"Attributes of {count(n, 'device')} were saved.", "success")
-        return dialogs.to_profile(profile.id)
+        return dialogs.back(profile.id)
 
     return dialogs.submit(
         form,

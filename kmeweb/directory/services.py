@@ -85,7 +85,7 @@ def get_or_create_user(
     return user
 
 
-def _matches(q: str) -> Any:
+def user_matches(q: str) -> Any:
     """Username, email or display name contains `q` (case-insensitive, wildcards literal)."""
     return or_(
         EndUser.username.icontains(q, autoescape=True),
@@ -102,7 +102,7 @@ def search_users(session: Session, q: str, limit: int = 20) -> list[EndUser]:
     stmt = select(EndUser).order_by(EndUser.username).limit(max(1, min(limit, 200)))
     q = (q or "").strip()
     if q:
-        stmt = stmt.where(_matches(q))
+        stmt = stmt.where(user_matches(q))
     return list(session.scalars(stmt))
 
 
@@ -150,7 +150,7 @@ def users_query(search: str | None = None) -> Select:
     stmt = select(EndUser).order_by(func.lower(EndUser.username), EndUser.id)
     q = (search or "").strip()
     if q:
-        stmt = stmt.where(_matches(q))
+        stmt = stmt.where(user_matches(q))
     return stmt
 
 

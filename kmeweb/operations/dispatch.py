@@ -8,6 +8,7 @@ from kmeweb.operations import queue
 from kmeweb.operations.commit import on_commit
 from kmeweb.operations.models import Operation, OperationKind
 from kmeweb.operations.queue import (
+    CHECK_DEVICE_JOB,
     IMPORT_JOB,
     MOVE_SELECTION_JOB,
     PORTAL_SELECTION_JOB,
@@ -24,6 +25,7 @@ JOBS: dict[str, tuple[str, str]] = {
     OperationKind.DEVICE_MOVE_SELECTION: (MOVE_SELECTION_JOB, "default"),
     OperationKind.RULES_APPLY: (RULES_APPLY_JOB, "default"),
     OperationKind.DEVICE_PORTAL_SELECTION: (PORTAL_SELECTION_JOB, "default"),
+    OperationKind.DEVICE_CHECK: (CHECK_DEVICE_JOB, "knox"),
 }
 PUSH = (PUSH_JOB, "knox")
 #: Kinds whose job writes the operation's outbox changes and then hands them to the push:

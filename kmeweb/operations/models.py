@@ -37,6 +37,9 @@ class OperationKind(Choice):
     DEVICE_PORTAL_SELECTION = "device.portal.selection", "Settle Samsung portal changes"
     #: Apply routing rules to existing devices: its job writes the approvals and moves.
     RULES_APPLY = "rules.apply", "Apply routing rules"
+    #: Check with Samsung (the device page): its job reads one device's live KME record and
+    #: keeps it in the operation's params ("kme"); nothing else changes.
+    DEVICE_CHECK = "device.check", "Check with Samsung"
 
 
 OPERATION_STATUSES = tuple(OperationStatus)

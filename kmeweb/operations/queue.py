@@ -41,6 +41,7 @@ MOVE_SELECTION_JOB = "kmeweb.devices.jobs.move_selection_job"
 PORTAL_SELECTION_JOB = "kmeweb.devices.jobs.portal_selection_job"
 RULES_APPLY_JOB = "kmeweb.integration.jobs.apply_rules_job"
 PURGE_JOB = "kmeweb.ops.jobs.purge_history_job"
+CHECK_DEVICE_JOB = "kmeweb.sync.check.check_device_job"
 #: Short bookkeeping jobs (sweeper, token expiry, the scheduled pull starters): RQ's own default.
 SHORT_JOB_TIMEOUT_S = 180
 
@@ -57,7 +58,7 @@ def job_options(func: str, config: Mapping[str, Any] | None = None) -> dict[str,
     cfg = config if config is not None else current_app.config
     if func == PUSH_JOB:
         timeout = float(cfg["PUSH_BUDGET_S"]) + float(cfg["CHANGE_LEASE_S"])
-    elif func == PULL_JOB:
+    elif func in (PULL_JOB, CHECK_DEVICE_JOB):  # a check may list every device, as a pull
         timeout = float(cfg["PULL_TIMEOUT_S"])
     elif func in (IMPORT_JOB, MOVE_SELECTION_JOB, PORTAL_SELECTION_JOB):
         # bulk writes of up to a million devices
