@@ -5,9 +5,11 @@ page and stops at the first that is this one: first only the devices changed sin
 before the last pull read it (`changedAfter`, a few pages at most), then, when that did not
 find it, every device (which also proves it is gone from KME). What KME holds, in kmeweb's
 terms (approval, the kmeweb profile its KME profile maps to, the user name), is kept in the
-operation's params under "kme"; the device itself does not change (the pull and the admin's
-Send ours again / Take Samsung's do that). A device event "Checked with Samsung" records
-what was found.
+operation's params under "kme". The record found then goes through the pull's own rules
+(`pull.apply_device_page`, one device): a change made in the Samsung portal is flagged and
+settled by the portal policy exactly as the next pull would, so the page's Send ours again /
+Take Samsung's act on it at once. A device event "Checked with Samsung" records what was
+found.
 
 KME unreachable or refusing: the operation fails with a readable error and nothing else
 changes (not even the integration's last error: a check is not a sync).
@@ -16,6 +18,7 @@ changes (not even the integration's last error: a check is not a sync).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,8 +38,13 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import ACTIVE, Operation, OperationKind
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync import push
+from kmeweb.sync.jobs import schedule_followup
 from kmeweb.sync.knox import knox_client
-from kmeweb.sync.pull import _is_pending_approval  # one reading of KME's status words
+from kmeweb.sync.pull import (  # one reading of KME's status words and of a portal change
+    PullContext,
+    _is_pending_approval,
+    apply_device_page,
+)
 
 log = logging.getLogger("kmeweb.sync")
 
@@ -117,6 +125,7 @@ def check_device_job(operation_id: int) -> dict[str, Any] | None:
         session.commit()
         raise
     result = kme_values(session, found, listing)
+    sent_again = _apply_as_pull(session, integration, found)
     operation = session.get(Operation, operation_id)
     assert operation is not None
     operation.params = {**params, "kme": result}
@@ -132,8 +141,24 @@ def check_device_job(operation_id: int) -> dict[str, Any] | None:
     )
     operations.finish(session, operation_id)
     session.commit()
+    if sent_again:  # portal policy OURS: kmeweb's values go to KME now
+        schedule_followup(session)
     log.info("device %s checked with Samsung: %s", device.id, result)
     return result
+
+
+def _apply_as_pull(session: Session, integration: Any, found: kt.Device | None) -> bool:
+    """Apply the live record as a pull would (flushes); whether kmeweb's values must be sent
+    again (portal policy OURS)."""
+    if found is None:
+        return False
+    default_id = session.scalar(select(Profile.id).where(Profile.kind == ProfileKind.KME_DEFAULT))
+    if default_id is None:
+        return False
+    stats: Counter = Counter()
+    ctx = PullContext(session, default_id, integration.portal_policy)
+    apply_device_page(session, [found], ctx, stats)
+    return bool(stats["devices_sent_again"])
 
 
 def _matches(d: kt.Device, device: Device) -> bool:
