@@ -229,3 +229,34 @@ def test_a_push_that_failed_for_good_is_not_a_portal_change(session, integration
     # KME still holds what it held: kmeweb keeps its value and the error, nothing is flagged.
     assert (device.profile_id, device.sync_state) == (t["sales"].id, "error")
     assert _flagged(session) == set()
+
+
+def test_check_with_samsung_flags_a_portal_move_and_the_device_page_settles_it(
+    client, login, actions, session, integration, sim, work
+):
+    """A move made in the portal since the last pull: Check with Samsung (device page, real
+    worker) flags it at once under the policy; Send ours again from the page puts it back in
+    kmeweb's profile, in kmeweb and in KME."""
+    t = _tenant(session, sim, work, 3)
+    kiosk, sales = t["kiosk"], t["sales"]
+    device_id = t["ids"][0]
+    _portal_move(sim, session, [device_id], sales.kme_profile_id)
+    login("admin")
+    assert actions.post(f"/devices/{device_id}/check").status_code == 303
+    work()
+    session.expire_all()
+    device = session.get(Device, device_id)
+    assert device.portal_changed_at is not None
+    assert (device.profile_id, device.kme_seen_profile_id) == (sales.id, sales.id)  # adopted
+    assert device.portal_previous["profile_id"] == kiosk.id
+    page = client.get(f"/devices/{device_id}").get_data(as_text=True)
+    assert "Send ours again" in page and "Take Samsung" in page
+
+    response = actions.post(f"/devices/{device_id}/send-ours")
+    assert response.status_code == 303
+    work()
+    session.expire_all()
+    device = session.get(Device, device_id)
+    assert (device.profile_id, device.portal_changed_at) == (kiosk.id, None)
+    assert sim.devices()[device.kme_device_id].profile_id == kiosk.kme_profile_id
+    assert device.sync_state == "synced"
