@@ -62,7 +62,9 @@ PAGE_MAX = 200
 ACCEPTED, RETRY, FAILED = "accepted", "retry", "failed"
 
 #: Audit actions a device event already tells (the same fact would show twice).
-COVERED_ACTIONS = frozenset({"device.attributes", "device.register", "device.agent_version"})
+COVERED_ACTIONS = frozenset(
+    {"device.attributes", "device.register", "device.agent_version", "device.changed_in_portal"}
+)
 
 # Sources of a timeline, by their rank among entries at the same moment (newest first: a
 # device event sorts above the audit event and the push attempt written with it).
@@ -613,6 +615,9 @@ _AUDIT_WORDS = {
     "device.attributes": "Attributes edited",
     "device.register": "Registered",
     "device.agent_version": "Agent version changed",
+    "device.check": "Check with Samsung asked for",
+    "device.portal.send_ours": "Send ours again (change made in the Samsung portal undone)",
+    "device.portal.take_samsungs": "Take Samsung's (change made in the Samsung portal kept)",
 }
 
 

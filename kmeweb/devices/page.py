@@ -99,12 +99,6 @@ class DevicePage:
             kme.get("user"),
         )
 
-    def differs(self, kme: dict[str, Any] | None) -> bool:
-        """True when KME now (or, without a check, the last pull) holds other values."""
-        now = self.kme_now(kme)
-        other = now if now is not None else self.seen
-        return other is not None and other.key() != self.ours.key()
-
     def conflict_rule(self) -> str:
         """design.md 5 in one sentence, for this device now."""
         if self.pending_local:
