@@ -37,14 +37,26 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from kmeweb import crypto
 from kmeweb.audit import services as audit
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Device, DeviceEvent, DeviceEventKind
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, ErrorCollector, NotFound, ValidationError
 from kmeweb.extensions import utcnow
@@ -637,6 +649,8 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
     )
     n = len(device_ids)
     name = profile.name
+    if n:
+        _history_to_default(session, profile, default.id, actor)
 
     if profile.kind == ProfileKind.KME:
         label = f"Delete profile {name}"
@@ -670,6 +684,22 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
     session.delete(profile)
     _flush(session)
     return n
+
+
+def _history_to_default(session: Session, profile: Profile, default_id: int, actor: Any) -> None:
+    """Each device of a profile being deleted gets an "Unassigned" entry in its history (one
+    INSERT ... SELECT; the profile's name is written out, the profile will be gone)."""
+    name = actor if isinstance(actor, str) else str(getattr(actor, "email", actor or "system"))
+    details = {"from": f"{profile.name} (deleted)", "to": default_id, "note": "profile deleted"}
+    rows = select(
+        Device.id,
+        literal(utcnow(), DeviceEvent.at.type),
+        literal(DeviceEventKind.UNASSIGNED.value),
+        literal(name[:254]),
+        literal(details, DeviceEvent.details.type),
+    ).where(Device.profile_id == profile.id)
+    columns = ["device_id", "at", "kind", "actor", "details"]
+    session.execute(insert(DeviceEvent).from_select(columns, rows))
 
 
 def _move_locally(session: Session, device_ids: list[int], profile_id: int) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm.exc import StaleDataError
 
 from kmeweb.audit.models import AuditEvent
+from kmeweb.devices.history import device_history
 from kmeweb.devices.models import Device
 from kmeweb.errors import Conflict, NotFound, ValidationError
 from kmeweb.extensions import utcnow
@@ -207,6 +208,10 @@ def test_delete_profile_moves_devices_to_default(session, admin):
     assert len({c.operation_id for c in session.scalars(select(Change))}) == 1
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "profile.delete")).one()
     assert event.details["devices_moved_to_default"] == 1200
+    # Each device's history says where it went and why, naming the profile that is gone.
+    entry = device_history(session, ids[-1]).entries[0]
+    assert (entry.who, entry.what) == (admin.email, "Unassigned")
+    assert entry.detail.startswith(f"Sales (deleted) → {default.name}")
 
 
 def test_delete_self_maintained_profile_moves_locally(session, admin):
