@@ -25,11 +25,11 @@ from kmeweb.api.routing import api, caller
 from kmeweb.api.schemas import Accepted, Counted, Out
 from kmeweb.apitokens.models import Scope
 from kmeweb.csvimport import ImportRejected
-from kmeweb.devices import importer
+from kmeweb.devices import history, importer
 from kmeweb.devices import services as devices
 from kmeweb.devices.models import Approval, Device, Registration
 from kmeweb.devices.selection import SYNC_FILTER_STATES, DeviceFilter, DeviceSelection
-from kmeweb.errors import ApiProblem
+from kmeweb.errors import ApiProblem, NotFound
 from kmeweb.extensions import db
 from kmeweb.ids import MAX_DB_INT
 from kmeweb.operations.models import Operation
@@ -323,6 +323,50 @@ def list_devices(query: DeviceQuery) -> DevicePage:
 def get_device(device_id: int) -> DeviceOut:
     """One device"""
     return DeviceOut.model_validate(_devices([devices.get_device_row(db.session, device_id)])[0])
+
+
+class HistoryQuery(BaseModel):
+    before: str | None = Field(
+        None, max_length=80, description="The `older` of the previous page: the next, older one"
+    )
+    limit: int = Field(50, ge=1, le=history.PAGE_MAX)
+
+
+class HistoryEntryOut(BaseModel):
+    at: datetime
+    who: str = Field(description="The admin's email, the reseller, `device`, or kmeweb (sync)")
+    what: str = Field(description="What happened, as the device page says it")
+    detail: str = Field(description="From → to, Samsung's code and message, ...")
+    failed: bool = Field(description="Samsung or the device's agent refused it")
+
+
+class HistoryPageOut(BaseModel):
+    items: list[HistoryEntryOut]
+    older: str | None = Field(description="Pass as `before` for the next page; None: the last")
+
+
+@api.get(
+    "/devices/<int:device_id>/history",
+    scope=Scope.DEVICES_READ,
+    tag=TAG,
+    query=HistoryQuery,
+    answers={200: HistoryPageOut, 404: None},
+)
+def device_history(device_id: int, query: HistoryQuery) -> HistoryPageOut:
+    """One device's history, newest first
+
+    The device page's History: upload, approval, each move and edit with who did it, each push
+    and Samsung's answer, changes made in the Samsung portal, enrollment attempts, deletion.
+    A deleted device keeps its history.
+    """
+    if db.session.get(Device, device_id) is None and not history.has_history(db.session, device_id):
+        raise NotFound("No such device.")
+    page = history.device_history(db.session, device_id, query.before, query.limit)
+    items = [
+        HistoryEntryOut(at=e.at, who=e.who, what=e.what, detail=e.detail, failed=e.failed)
+        for e in page.entries
+    ]
+    return HistoryPageOut(items=items, older=page.older)
 
 
 @api.post(

@@ -376,3 +376,21 @@ def test_each_write_needs_devices_write(api_as, path):
     assert reader.get("/devices").status_code == 200
     r = reader.post(path, {"device_ids": [1], "profile_id": 1, "csv": "imei\n"})
     assert r.status_code == 403 and r.get_json()["code"] == "insufficient_scope"
+
+
+def test_a_devices_history_reads_as_its_page_newest_first_and_pages(api, session, fleet):
+    """A service desk's script asks why a device is where it is: the moves the API made come
+    back, newest first, in the device page's words, paged by `older`."""
+    device_id = fleet["found"].id
+    sales, ops = fleet["sales"], fleet["ops"]
+    for target in (ops, sales):
+        r = api.post("/devices/move", {"device_ids": [device_id], "profile_id": target.id})
+        assert r.status_code == 202, r.get_data(as_text=True)
+    r = api.get(f"/devices/{device_id}/history?limit=1")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    page = r.get_json()
+    assert [(e["what"], e["detail"]) for e in page["items"]] == [("Moved", "Ops → Sales")]
+    assert page["items"][0]["who"] == "admin-api@example.com (API token script)"
+    r = api.get(f"/devices/{device_id}/history?limit=1&before={page['older']}")
+    assert [e["detail"] for e in r.get_json()["items"]] == ["Sales → Ops"]
+    assert api.get("/devices/999999/history").status_code == 404
