@@ -88,7 +88,7 @@ def test_set_up_activate_approve_download_and_approve_by_rule(
     expect(page.get_by_role("heading", name=f"Upload {big.kme_upload_id}")).to_be_visible()
     expect(page.get_by_text("1–50 of 1,200")).to_be_visible()
     one = session.scalar(select(Device.imei).where(Device.upload_id == big.id).limit(1))
-    page.get_by_role("searchbox").fill(one)
+    page.get_by_role("searchbox", name="Search").fill(one)
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_text("1–1 of 1")).to_be_visible()
     expect(page.locator("tbody")).to_contain_text(one)
