@@ -33,18 +33,18 @@ from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Approval, Device
-from kmeweb.devices.selection import DeviceFilter, DeviceSelection
+from kmeweb.devices.selection import DeviceSelection
 from kmeweb.devices.services import (
     _check_count,
     _filtered,
     _selection,
     count_matching,
     ids_summary,
+    operation_selection,
     resolve_expected,
-    resolve_selection,
 )
 from kmeweb.directory.models import EndUser
-from kmeweb.errors import NotFound, ValidationError
+from kmeweb.errors import ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
@@ -430,14 +430,7 @@ def run_selection(session: Session, operation: Operation, actor: Any) -> int:
     many devices settled; 0 on a second run (the devices are no longer flagged, or the
     operation has its changes). Flushes. Raises NotFound (the profile is gone)."""
     params = operation.params or {}
-    selection = DeviceSelection(
-        params.get("profile_id"),
-        all_matching=True,
-        filter=DeviceFilter.from_params(params.get("filter")),
-    )
-    if session.get(Profile, selection.profile_id) is None:
-        raise NotFound("The profile the devices were selected in no longer exists.")
-    ids = resolve_selection(session, selection)
+    ids = operation_selection(session, operation)[1]
     flagged = [r.id for r in _flagged(session, ids)]
     if not flagged:
         operations.finish(session, operation.id)

@@ -1092,6 +1092,22 @@ def start_selection_move(
     return operation
 
 
+def operation_selection(
+    session: Session, operation: Operation
+) -> tuple[DeviceSelection, list[int]]:
+    """The "all N matching" selection an operation's params name, and its devices now (a job
+    resolves it when it runs). Raises NotFound when the profile is gone."""
+    params = operation.params or {}
+    selection = DeviceSelection(
+        params.get("profile_id"),
+        all_matching=True,
+        filter=DeviceFilter.from_params(params.get("filter")),
+    )
+    if session.get(Profile, selection.profile_id) is None:
+        raise NotFound("The profile the devices were selected in no longer exists.")
+    return selection, resolve_selection(session, selection)
+
+
 def run_selection_move(session: Session, operation: Operation, actor: Any) -> int:
     """The move start_selection_move accepted, as its job runs it: the selection of the
     operation's `params` is resolved NOW and moved by move_devices under `operation` (same
@@ -1108,14 +1124,7 @@ def run_selection_move(session: Session, operation: Operation, actor: Any) -> in
     if session.scalar(select(Change.id).where(Change.operation_id == operation.id).limit(1)):
         return 0
     params = operation.params or {}
-    selection = DeviceSelection(
-        params.get("profile_id"),
-        all_matching=True,
-        filter=DeviceFilter.from_params(params.get("filter")),
-    )
-    if session.get(Profile, selection.profile_id) is None:
-        raise NotFound("The profile the devices were selected in no longer exists.")
-    ids = resolve_selection(session, selection)
+    selection, ids = operation_selection(session, operation)
     target_id = _move_target_id(session, selection, params.get("target_profile_id"))
     move_devices(session, ids, target_id, actor, operation=operation)
     return operation.total
