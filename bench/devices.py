@@ -225,7 +225,7 @@ def measure_purge(bench: Bench) -> dict[str, str]:
     }
 
 
-SEED_DEVICES = """
+PAGE_SEED_DEVICES = """
 WITH p AS (SELECT array_agg(id ORDER BY id) AS ids FROM profile WHERE kind = 'kme'),
      u AS (SELECT array_agg(id ORDER BY id) AS ids FROM upload),
      e AS (SELECT array_agg(id ORDER BY id) AS ids FROM end_user)
@@ -244,12 +244,12 @@ SELECT '36' || lpad(g::text, 13, '0'), 'RB' || lpad(g::text, 10, '0'), 'SM-A546B
 FROM generate_series(:first, :last) AS g, p, u, e
 """
 
-SEED_DEVICE_EVENTS = """
+PAGE_SEED_DEVICE_EVENTS = """
 INSERT INTO device_event (device_id, at, kind, actor, details)
 SELECT id, now() AT TIME ZONE 'utc', 'approved', 'sync', '{}'::json FROM device
 """
 
-SEED_DEVICE_AUDIT = """
+PAGE_SEED_DEVICE_AUDIT = """
 INSERT INTO audit_event (at, actor, action, target_type, target_id, details)
 SELECT now() AT TIME ZONE 'utc', 'sync', 'device.changed_in_portal', 'device', id::text,
        json_build_object('note', 'changed in Samsung portal')
@@ -264,10 +264,10 @@ def measure_device_page(bench: Bench) -> dict[str, str]:
     started = time.perf_counter()
     step = 250_000
     for first in range(1, 1_000_001, step):
-        _sql(SEED_DEVICES, first=first, last=first + step - 1)
+        _sql(PAGE_SEED_DEVICES, first=first, last=first + step - 1)
         _log(f"  {first + step - 1:,} devices ({time.perf_counter() - started:.0f} s)")
-    _sql(SEED_DEVICE_EVENTS)
-    _sql(SEED_DEVICE_AUDIT)
+    _sql(PAGE_SEED_DEVICE_EVENTS)
+    _sql(PAGE_SEED_DEVICE_AUDIT)
     _sql("VACUUM ANALYZE")
     _log(f"seeded the devices in {time.perf_counter() - started:.0f} s")
     with db.engine.connect() as conn:
