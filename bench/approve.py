@@ -3,7 +3,7 @@
 Run from the repo root: `.venv/bin/python bench/approve.py [--devices N] [--skip-pg]
 [--skip-sqlite] [--skip-tabs] [--skip-approve]`. Needs Redis at REDIS_URL (default
 redis://127.0.0.1:6379/8; that database is
-flushed) and, unless --skip-pg, PostgreSQL at BENCH_PG_URL (default
+flushed) and, unless --skip-pg, PostgreSQL at BENCH_DATABASE_URL (or BENCH_PG_URL; default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres; a throwaway database is made there).
 The KME simulator runs as a separate process. Prints on stdout:
   approve_100k_s: seconds from the Approve POST (the real view, signed in) to an upload of
@@ -40,6 +40,7 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 import redis  # noqa: E402
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from _database import PG_SERVER, pg_admin  # noqa: E402
 from _simulator import client_config, start_simulator  # noqa: E402
 from sqlalchemy import func, select, update  # noqa: E402
 
@@ -63,9 +64,7 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8")
-    pg_server = os.environ.get(
-        "BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
+    pg_server = PG_SERVER
     targets = [] if args.skip_sqlite else [("", f"sqlite:///{_TMP.name}/bench.sqlite", None)]
     if not args.skip_pg:
         name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
@@ -75,7 +74,7 @@ def main() -> None:
     try:
         for suffix, db_url, pg_name in targets:
             if pg_name:
-                _pg_admin(pg_server, f'CREATE DATABASE "{pg_name}"')
+                pg_admin(f'CREATE DATABASE "{pg_name}"', pg_server)
                 db_url = db_url.render_as_string(hide_password=False)
             try:
                 redis.Redis.from_url(redis_url).flushdb()
@@ -93,17 +92,10 @@ def main() -> None:
                     db.engine.dispose()
             finally:
                 if pg_name:
-                    _pg_admin(pg_server, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+                    pg_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)', pg_server)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def _pg_admin(server: str, sql: str) -> None:
-    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(sql))
-    engine.dispose()
 
 
 def _tenant(url: str, devices: int) -> dict:

@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +53,13 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 import redis  # noqa: E402
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from _database import throwaway_pg_database  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
 
 PASSWORD = "bench password 12345"
 ADMIN = "bench@example.com"
-PG_SERVER = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 RETENTION_DAYS = 90
 DAY_S = 86400.0
 
@@ -84,17 +81,7 @@ class Bench:
 
 
 def _pg_database() -> tuple[str, Callable[[], None]]:
-    name = f"kmeweb_bench_devices_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(False), drop
+    return throwaway_pg_database("devices")
 
 
 def _sql(statement: str, **params) -> None:

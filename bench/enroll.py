@@ -3,8 +3,8 @@
 Run from the repo root: `.venv/bin/python bench/enroll.py [--devices N] [--requests N]
 [--clients N] [--threads N] [--skip-pg]`. Needs Redis at REDIS_URL (default
 redis://127.0.0.1:6379/2; that database is flushed) and, unless --skip-pg, PostgreSQL at
-BENCH_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres; a throwaway
-database is made there).
+BENCH_DATABASE_URL (or BENCH_PG_URL; default
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres; a throwaway database is made there).
 
 The server is ONE gunicorn process run as production runs it: `gunicorn -c
 deploy/gunicorn.conf.py wsgi:app` (gthread, its access log, prometheus multiprocess files) with
@@ -50,6 +50,7 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from _database import PG_SERVER, pg_admin  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
@@ -65,13 +66,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pg_admin(server: str, sql: str) -> None:
-    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(sql))
-    engine.dispose()
 
 
 def seed(db_url: str, redis_url: str, devices: int) -> tuple[str, list[str]]:
@@ -309,16 +303,14 @@ def main() -> None:
     bench(f"sqlite:///{_TMP.name}/bench.sqlite", redis_url, args, "")
     if args.skip_pg:
         return
-    pg_server = os.environ.get(
-        "BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
+    pg_server = PG_SERVER
     name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
-    _pg_admin(pg_server, f'CREATE DATABASE "{name}"')
+    pg_admin(f'CREATE DATABASE "{name}"', pg_server)
     try:
         url = sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
         bench(url, redis_url, args, "_pg")
     finally:
-        _pg_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', pg_server)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Run from the repo root: `.venv/bin/python bench/import.py [--rows N] [--passwords]
 [--skip-pg] [--skip-sqlite]`. Needs Redis at REDIS_URL (default redis://127.0.0.1:6379/7;
-that database is flushed) and, unless --skip-pg, PostgreSQL at BENCH_PG_URL (default
+that database is flushed) and, unless --skip-pg, PostgreSQL at BENCH_DATABASE_URL (or
+BENCH_PG_URL; default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres; a throwaway database is made there).
 A CSV file of N rows (imei, serial, username; --passwords adds an enrollment password to
 every row) is imported into an empty Self-Maintained profile. Prints on stdout:
@@ -37,6 +38,7 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from _database import PG_SERVER, pg_admin  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
@@ -44,13 +46,6 @@ from kmeweb.extensions import db  # noqa: E402
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _pg_admin(server: str, sql: str) -> None:
-    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(sql))
-    engine.dispose()
 
 
 def main() -> None:
@@ -61,9 +56,7 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7")
-    pg_server = os.environ.get(
-        "BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
+    pg_server = PG_SERVER
     targets = [] if args.skip_sqlite else [("", f"sqlite:///{_TMP.name}/bench.sqlite", None)]
     if not args.skip_pg:
         name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
@@ -71,7 +64,7 @@ def main() -> None:
     csv_bytes = _csv(args.rows, args.passwords)
     for suffix, db_url, pg_name in targets:
         if pg_name:
-            _pg_admin(pg_server, f'CREATE DATABASE "{pg_name}"')
+            pg_admin(f'CREATE DATABASE "{pg_name}"', pg_server)
             db_url = db_url.render_as_string(hide_password=False)
         try:
             redis.Redis.from_url(redis_url).flushdb()
@@ -90,7 +83,7 @@ def main() -> None:
                 db.engine.dispose()
         finally:
             if pg_name:
-                _pg_admin(pg_server, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+                pg_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)', pg_server)
 
 
 def _csv(rows: int, passwords: bool) -> bytes:

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,15 +47,12 @@ os.environ.setdefault("SECRET_KEY", "bench-secret-key-not-for-production")
 os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
 
 import redis  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+from _database import throwaway_pg_database  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
 
 PASSWORD = "bench password 12345"
-PG_SERVER = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def _log(message: str) -> None:
@@ -86,18 +83,8 @@ def _timings(client, url: str, n: int) -> tuple[float, float]:
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
 
 
-def _pg_database() -> tuple[str, callable]:
-    name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(False), drop
+def _pg_database() -> tuple[str, Callable[[], None]]:
+    return throwaway_pg_database("pages")
 
 
 def seed(args: argparse.Namespace) -> tuple[int, int]:

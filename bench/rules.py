@@ -54,15 +54,13 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 import redis  # noqa: E402
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from _database import throwaway_pg_database  # noqa: E402
 from _simulator import client_config, start_simulator  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
 from kmeweb.extensions import db  # noqa: E402
 
-PG_SERVER = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 RESELLERS = 10
 RULES = 50
 #: Order numbers of the uploads, by upload index modulo 4.
@@ -84,16 +82,7 @@ def _database(kind: str, tag: str) -> tuple[str, Callable[[], None]]:
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
 
         return f"sqlite:///{path}", remove
-    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(False), drop
+    return throwaway_pg_database(f"rules_{tag}")
 
 
 def _app(url: str, redis_url: str, prefix: str):
