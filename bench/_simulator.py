@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -78,3 +79,38 @@ def seed_tenant(url: str, devices: int) -> dict[str, Any]:
         url + "/_sim/uploads", json={"customerId": cid, "count": devices}, timeout=600
     ).raise_for_status()
     return creds
+
+
+class BarePager:
+    """Fetches devices/list pages with bare requests + json.loads and nothing else."""
+
+    def __init__(self, url: str, creds: dict) -> None:
+        self.url, self.creds = url, creds
+        self.http = requests.Session()
+        token = self.http.post(
+            url + "/ams/v1/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": creds["oauth_client_id"],
+                "client_secret": creds["oauth_client_secret"],
+                "scope": "kme",
+            },
+            timeout=30,
+        ).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def page(self, page_num: int, page_size: int = PAGE_SIZE) -> int:
+        """How many devices page `page_num` holds."""
+        return len(self.devices(page_num, page_size))
+
+    def devices(self, page_num: int, page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
+        """The `deviceList` of page `page_num`, parsed."""
+        params = {
+            "pageNum": page_num,
+            "pageSize": page_size,
+            "customerId": self.creds["customer_id"],
+        }
+        resp = self.http.get(
+            self.url + "/kcs/v1/kme/devices/list", params=params, headers=self.headers
+        )
+        return json.loads(resp.content)["deviceList"]

@@ -14,7 +14,6 @@ machine hits both alike), best of ROUNDS each; details go to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,42 +23,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
-from _simulator import PAGE_SIZE, client_config, seed_tenant, start_simulator  # noqa: E402
+from _simulator import (  # noqa: E402
+    PAGE_SIZE,
+    BarePager,
+    client_config,
+    seed_tenant,
+    start_simulator,
+)
 
 from kmeweb.knox import KnoxClient, Profile  # noqa: E402
 
 ROUNDS = 3
-
-
-class BarePager:
-    """Fetches devices/list pages with bare requests + json.loads and nothing else."""
-
-    def __init__(self, url: str, creds: dict) -> None:
-        self.url, self.creds = url, creds
-        self.http = requests.Session()
-        token = self.http.post(
-            url + "/ams/v1/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": creds["oauth_client_id"],
-                "client_secret": creds["oauth_client_secret"],
-                "scope": "kme",
-            },
-            timeout=30,
-        ).json()["access_token"]
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    def page(self, page_num: int) -> int:
-        params = {
-            "pageNum": page_num,
-            "pageSize": PAGE_SIZE,
-            "customerId": self.creds["customer_id"],
-        }
-        resp = self.http.get(
-            self.url + "/kcs/v1/kme/devices/list", params=params, headers=self.headers
-        )
-        return len(json.loads(resp.content)["deviceList"])
 
 
 def paired_listing(client: KnoxClient, bare: BarePager, expected: int) -> tuple[float, float]:

@@ -10,6 +10,11 @@ Prints on stdout:
   incremental_pull_1k_s: seconds for a pull after 1,000 devices were edited in the simulator's
     portal (moved to another profile), with 100,000 devices in the database; goal under 1 s
   move_50k_synced_s: seconds from a committed move of 50,000 devices to all of them synced
+  bare_pull_list_s: seconds to fetch the same device pages (the pull's page size) with bare
+    `requests` + `json.loads`
+  bare_pull_insert_s: seconds for one executemany INSERT of the same device rows (built from
+    those pages beforehand) into an empty database made by the same migrations, and its commit
+  pull_vs_bare_ratio: pull_100k_s over the two bare figures added (goal: under 2)
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 
 import redis  # noqa: E402
 import requests  # noqa: E402
-from _simulator import seed_tenant, start_simulator  # noqa: E402
+from _simulator import BarePager, seed_tenant, start_simulator  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
@@ -162,10 +167,74 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
     )
     assert pending == 0 and synced == args.move + len(edited), (pending, synced)
 
+    bare_list_s, bare_insert_s = bare_pull(url, creds, args.devices, app.config)
     print(f"pull_100k_s: {pull_s:.2f} s")
     print(f"incremental_pull_s: {incremental_s:.3f} s")
     print(f"incremental_pull_1k_s: {incremental_1k_s:.3f} s")
     print(f"move_50k_synced_s: {move_s:.2f} s")
+    print(f"bare_pull_list_s: {bare_list_s:.2f} s")
+    print(f"bare_pull_insert_s: {bare_insert_s:.2f} s")
+    print(f"pull_vs_bare_ratio: {pull_s / (bare_list_s + bare_insert_s):.2f}")
+
+
+def bare_pull(url: str, creds: dict, expected: int, config) -> tuple[float, float]:
+    """The pull's bare baseline: (seconds to list every device page with bare requests and
+    json.loads, seconds to INSERT the same device rows in one executemany into a fresh
+    database of the same schema, and commit)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import insert
+
+    from kmeweb.devices.models import Device
+    from kmeweb.extensions import utcnow
+    from kmeweb.knox.types import Device as KmeDevice
+    from kmeweb.profiles.services import ensure_default_profile
+
+    page_size = int(config["KNOX_PAGE_SIZE"])
+    bare = BarePager(url, creds)
+    pages: list[list[dict]] = []
+    seen = 0
+    started = time.perf_counter()
+    while seen < expected:
+        page = bare.devices(len(pages), page_size)
+        assert page, f"KME listed {seen} devices, {expected} expected"
+        pages.append(page)
+        seen += len(page)
+    list_s = time.perf_counter() - started
+
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{_TMP.name}/bare.sqlite",
+            "REDIS_URL": config["REDIS_URL"],
+            "RATELIMIT_STORAGE_URI": config["REDIS_URL"],
+        }
+    )
+    with app.app_context():
+        upgrade()
+        default_id = ensure_default_profile(db.session).id
+        db.session.commit()
+        now = utcnow()
+        rows = []
+        for page in pages:
+            for raw in page:
+                d = KmeDevice(raw)
+                rows.append(
+                    {
+                        "imei": d.imei or d.meid, "serial": d.serial, "model": d.model,
+                        "approval": "approved", "profile_id": default_id, "attributes": {},
+                        "kme_device_id": d.id, "kme_status": d.status,
+                        "kme_seen_approval": "approved", "kme_seen_profile_id": default_id,
+                        "kme_seen_user": d.user_name, "kme_seen_at": now,
+                        "sync_state": "synced", "version": 1, "created_at": now,
+                        "updated_at": now,
+                    }
+                )  # fmt: skip
+        started = time.perf_counter()
+        db.session.execute(insert(Device.__table__), rows)
+        db.session.commit()
+        insert_s = time.perf_counter() - started
+        count = db.session.scalar(select(func.count()).select_from(Device))
+        assert count == expected, count
+    return list_s, insert_s
 
 
 def changed_since_cursor(url: str, creds: dict, session) -> int:
