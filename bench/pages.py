@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
 import sys
@@ -38,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -233,10 +235,74 @@ def measure(app, args: argparse.Namespace, suffix: str) -> None:
     moved = session.scalar(select(func.count()).where(Device.profile_id == big))
     assert operation.total == args.big and moved == 0, (operation.total, moved)
     out["all_matching_move_100k_s"] = f"{move_s:.2f} s"
+    bare_s = bare_move(operation.id, big)
+    out["bare_move_100k_s"] = f"{bare_s:.2f} s"
+    out["move_vs_bare_ratio"] = f"{move_s / bare_s:.2f}"
 
     for name, value in out.items():
         print(f"{name}_{suffix}: {value}", flush=True)
     measure_metrics_scrape(app, args, suffix)
+    return out
+
+
+def bare_move(operation_id: int, back_to: int) -> float:
+    """The move's bare baseline: one UPDATE of the same device rows (back to the big profile)
+    and one executemany INSERT of copies of the outbox rows the move wrote, committed."""
+    from sqlalchemy import (
+        ARRAY,
+        Integer,
+        any_,
+        func,
+        insert,
+        literal,
+        literal_column,
+        select,
+        update,
+    )
+
+    from kmeweb.devices.models import Device
+    from kmeweb.outbox.models import Change
+
+    session = db.session
+    changes = session.scalars(select(Change).where(Change.operation_id == operation_id)).all()
+    rows = [
+        {
+            "kind": c.kind, "payload": c.payload, "profile_id": c.profile_id,
+            "device_count": c.device_count, "status": "done", "attempts": 0,
+            "created_at": c.created_at, "next_attempt_at": c.next_attempt_at,
+        }
+        for c in changes
+    ]  # fmt: skip
+    ids = [i for c in changes for i in c.payload.get("device_ids", [])]
+    assert rows and ids, "the move wrote no outbox rows"
+    session.rollback()
+    started = time.perf_counter()
+    if db.engine.dialect.name == "postgresql":  # one statement, the ids as one parameter
+        where = Device.id == any_(literal(ids, ARRAY(Integer)))
+    else:
+        each = func.json_each(literal(json.dumps(ids)))
+        where = Device.id.in_(select(literal_column("value")).select_from(each))
+    session.execute(
+        update(Device)
+        .where(where)
+        .values(profile_id=back_to)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(insert(Change), rows)
+    session.commit()
+    return time.perf_counter() - started
+
+
+def measure_scale(app, args: argparse.Namespace, suffix: str) -> dict[str, float]:
+    """The Bulk Enrollment list and the big profile's page only: p95 in ms."""
+    big, _target = seed(args)
+    client = app.test_client()
+    response = client.post("/auth/login", data={"email": "bench@example.com", "password": PASSWORD})
+    assert response.status_code == 303
+    return {
+        "list": _timings(client, "/profiles/", args.requests)[1],
+        "page": _timings(client, f"/profiles/{big}", args.requests)[1],
+    }
 
 
 def measure_metrics_scrape(app, args: argparse.Namespace, suffix: str) -> None:
@@ -262,7 +328,7 @@ def run(
     redis_url: str,
     measure_with=None,
     config: dict | None = None,
-) -> None:
+) -> Any:
     """A fresh database (PostgreSQL: a throwaway one; SQLite: a file), migrated, an app on it,
     and `measure_with(app, args, database)` (this script's `measure` by default) inside its
     context. bench/api.py runs its own measure through here too."""
@@ -272,7 +338,7 @@ def run(
     if database == "postgresql":
         url, drop = _pg_database()
     else:
-        url = f"sqlite:///{_TMP.name}/bench-pages.sqlite"
+        url = f"sqlite:///{_TMP.name}/bench-pages-{args.devices}.sqlite"
     try:
         app = create_app(
             {
@@ -285,12 +351,13 @@ def run(
         )
         with app.app_context():
             upgrade()
-            (measure_with or measure)(app, args, database)
+            result = (measure_with or measure)(app, args, database)
             db.session.remove()
             db.engine.dispose()
     finally:
         if drop is not None:
             drop()
+    return result
 
 
 def main() -> None:
@@ -300,12 +367,30 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument(
+        "--scale-divisor",
+        type=int,
+        default=10,
+        help="also seed devices/N (and big/N) for the scale ratios; 1 skips them",
+    )
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7")
     redis.Redis.from_url(redis_url).flushdb()
     for database in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
         _log(f"--- {database}")
-        run(database, args, redis_url)
+        out = run(database, args, redis_url)
+        if args.scale_divisor > 1:
+            small = argparse.Namespace(**vars(args))
+            small.devices = args.devices // args.scale_divisor
+            small.big = args.big // args.scale_divisor
+            _log(f"--- {database}, {small.devices:,} devices for the scale ratios")
+            p95 = run(database, small, redis_url, measure_scale)
+            lists = float(out["profile_list_p95_ms"].split()[0])
+            pages = float(out["profile_page_p95_ms"].split()[0])
+            print(f"profile_list_p95_small_ms_{database}: {p95['list']:.1f} ms", flush=True)
+            print(f"profile_page_p95_small_ms_{database}: {p95['page']:.1f} ms", flush=True)
+            print(f"list_scale_ratio_{database}: {lists / p95['list']:.2f}", flush=True)
+            print(f"page_scale_ratio_{database}: {pages / p95['page']:.2f}", flush=True)
 
 
 if __name__ == "__main__":
