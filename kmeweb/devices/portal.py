@@ -36,12 +36,12 @@ from kmeweb.devices.models import Approval, Device
 from kmeweb.devices.selection import DeviceSelection
 from kmeweb.devices.services import (
     _check_count,
-    _filtered,
     _selection,
     count_matching,
     ids_summary,
     operation_selection,
     resolve_expected,
+    selection_filtered,
 )
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import ValidationError
@@ -306,16 +306,7 @@ class PortalCounts:
 
 def _flagged_selection(stmt: Any, selection: DeviceSelection) -> Any:
     """`stmt` limited to the flagged devices of an "all matching" selection."""
-    flt = selection.filter
-    return _filtered(
-        stmt.where(Device.portal_changed_at.is_not(None)),
-        selection.profile_id,
-        flt.q or None,
-        flt.registration or None,
-        flt.sync or None,
-        flt.rule_id,
-        flt.kme or None,
-    )
+    return selection_filtered(stmt.where(Device.portal_changed_at.is_not(None)), selection)
 
 
 def selection_counts(session: Session, selection: DeviceSelection) -> PortalCounts:

@@ -157,6 +157,21 @@ def _filtered(
     return _state_filters(stmt, registration, sync_state)
 
 
+def selection_filtered(stmt: Select, selection: DeviceSelection) -> Select:
+    """`stmt` limited to the devices an "all N matching" selection names: its profile and the
+    device table's filter, as the table showed them."""
+    flt = selection.filter
+    return _filtered(
+        stmt,
+        selection.profile_id,
+        flt.q or None,
+        flt.registration or None,
+        flt.sync or None,
+        flt.rule_id,
+        flt.kme or None,
+    )
+
+
 def _kme_filter(stmt: Select, kme: str | None) -> Select:
     """The device table's Samsung filter: changed in the portal and not settled, or not found
     in KME (the partial indexes ix_device_portal_changed, ix_device_kme_missing)."""
@@ -959,17 +974,7 @@ def count_matching(session: Session, selection: DeviceSelection) -> int:
         raise ValidationError("Choose the profile whose devices match.", field="profile_id")
     if session.get(Profile, selection.profile_id) is None:
         raise NotFound("No such profile.")
-    flt = selection.filter
-    stmt = _filtered(
-        select(func.count(Device.id)),
-        selection.profile_id,
-        flt.q or None,
-        flt.registration or None,
-        flt.sync or None,
-        flt.rule_id,
-        flt.kme or None,
-    )
-    return session.scalar(stmt) or 0
+    return session.scalar(selection_filtered(select(func.count(Device.id)), selection)) or 0
 
 
 def first_identifiers(session: Session, device_ids: Sequence[int], limit: int = 3) -> list[str]:
