@@ -98,3 +98,17 @@ class FilterForm(Form):
 def choices(pairs: Any) -> list[SelectChoice]:
     """SelectChoice options from (value, label) pairs (WTForms 3.3 deprecates tuples)."""
     return [SelectChoice(value, label) for value, label in pairs]
+
+
+def user_search_attrs(options_url: str) -> dict[str, str]:
+    """The Select User picker's search box, wired for htmx: what is typed asks `options_url`
+    for the matching options of the `end_user_id` list (Enter does not submit the form)."""
+    return {
+        "hx-get": options_url,
+        "hx-trigger": "input changed delay:250ms, search",
+        "hx-target": "#end_user_id",
+        "hx-include": "#end_user_id",
+        "hx-swap": "innerHTML",
+        "data-no-enter": "",
+        "autocomplete": "off",
+    }

@@ -29,7 +29,7 @@ from kmeweb.devices.selection import (
     kme_value,
     rule_value,
 )
-from kmeweb.forms import FilterForm, choices
+from kmeweb.forms import FilterForm, choices, user_search_attrs
 from kmeweb.ids import parse_number
 from kmeweb.profiles.models import Profile
 
@@ -199,13 +199,5 @@ class DeviceUserForm(FlaskForm):
             [("", "No user"), *((str(i), label) for i, label in users)]
         )
         self.end_user_id.render_kw = {"size": 5}
-        self.user_search.render_kw = {
-            "hx-get": options_url,
-            "hx-trigger": "input changed delay:250ms, search",
-            "hx-target": "#end_user_id",
-            "hx-include": "#end_user_id",
-            "hx-swap": "innerHTML",
-            "data-no-enter": "",
-            "autocomplete": "off",
-        }
+        self.user_search.render_kw = user_search_attrs(options_url)
         return self

@@ -19,7 +19,7 @@ from kmeweb.directory import services as directory
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import db
-from kmeweb.forms import choices, invalid
+from kmeweb.forms import choices, invalid, user_search_attrs
 from kmeweb.htmx import is_htmx, redirect, render, trigger, with_flash
 from kmeweb.ids import parse_id
 from kmeweb.operations.models import Operation
@@ -61,15 +61,7 @@ def _with_picker(form: Any, selected: Any) -> Any:
     form.end_user_id.choices = choices(_user_choices(selected))
     # A list box: the matches of a search show at once, no dropdown to open.
     form.end_user_id.render_kw = {"size": 5}
-    form.user_search.render_kw = {
-        "hx-get": url_for("profiles.users"),
-        "hx-trigger": "input changed delay:250ms, search",
-        "hx-target": "#end_user_id",
-        "hx-include": "#end_user_id",
-        "hx-swap": "innerHTML",
-        "data-no-enter": "",
-        "autocomplete": "off",
-    }
+    form.user_search.render_kw = user_search_attrs(url_for("profiles.users"))
     return form
 
 

@@ -30,7 +30,7 @@ from wtforms.validators import Length, Optional
 from kmeweb.csvimport import ImportRejected, detect_encoding
 from kmeweb.directory.models import EndUser
 from kmeweb.errors import DomainError
-from kmeweb.forms import attach_error, choices
+from kmeweb.forms import attach_error, choices, user_search_attrs
 from kmeweb.ids import parse_id
 from kmeweb.rules import services
 from kmeweb.rules.models import RoutingRule, RuleAction
@@ -129,15 +129,7 @@ class RuleForm(FlaskForm):
         self.profile_id.choices = choices(profiles)
         self.end_user_id.choices = choices(users)
         # Search as you type: the Select User picker's options (kmeweb.profiles.views.users).
-        self.user_search.render_kw = {
-            "hx-get": url_for("profiles.users"),
-            "hx-trigger": "input changed delay:250ms, search",
-            "hx-target": "#end_user_id",
-            "hx-include": "#end_user_id",
-            "hx-swap": "innerHTML",
-            "data-no-enter": "",
-            "autocomplete": "off",
-        }
+        self.user_search.render_kw = user_search_attrs(url_for("profiles.users"))
         return self
 
     def merge_file(self) -> bool:
