@@ -114,3 +114,22 @@ class BarePager:
             self.url + "/kcs/v1/kme/devices/list", params=params, headers=self.headers
         )
         return json.loads(resp.content)["deviceList"]
+
+
+def connect_integration(session: Any, url: str, creds: dict[str, Any]) -> None:
+    """Save the Knox integration settings for a simulator tenant (OAuth, the token URL on the
+    simulator too) and activate it, as an admin would; flushes, the caller commits."""
+    from kmeweb.integration import activation, settings
+
+    settings.save_settings(
+        session,
+        {
+            "name": "Bench", "auth_mode": "oauth", "base_url": url,
+            "token_url": url + "/ams/v1/oauth2/token",
+            "client_id": creds["oauth_client_id"], "secret": creds["oauth_client_secret"],
+            "customer_id": creds["customer_id"],
+            "encryption_public_key": creds.get("encryption_public_key"),
+        },
+        "bench",
+    )  # fmt: skip
+    activation.activate_integration(session, "bench")

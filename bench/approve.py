@@ -41,7 +41,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from _database import PG_SERVER, pg_admin  # noqa: E402
-from _simulator import client_config, start_simulator  # noqa: E402
+from _simulator import client_config, connect_integration, start_simulator  # noqa: E402
 from sqlalchemy import func, select, update  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
@@ -128,7 +128,7 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
 
     from kmeweb.auth import services as auth_services
     from kmeweb.devices.models import Device
-    from kmeweb.integration import activation, settings, uploads
+    from kmeweb.integration import uploads
     from kmeweb.integration.models import Upload
     from kmeweb.knox import KnoxClient
     from kmeweb.operations.models import Operation
@@ -140,18 +140,7 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
     session = db.session
     creds = _tenant(url, args.devices)
     _log(f"simulator: two pending uploads of {args.devices:,} devices")
-    settings.save_settings(
-        session,
-        {
-            "name": "Bench", "auth_mode": "oauth", "base_url": url,
-            "token_url": url + "/ams/v1/oauth2/token",
-            "client_id": creds["oauth_client_id"], "secret": creds["oauth_client_secret"],
-            "customer_id": creds["customer_id"],
-            "encryption_public_key": creds.get("encryption_public_key"),
-        },
-        "bench",
-    )  # fmt: skip
-    activation.activate_integration(session, "bench")
+    connect_integration(session, url, creds)
     auth_services.create_admin(session, "bench@example.com", PASSWORD, "admin", "Bench")
     session.commit()
     operation = jobs.start_pull(session, "bench")

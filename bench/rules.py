@@ -55,7 +55,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from _database import throwaway_pg_database  # noqa: E402
-from _simulator import client_config, start_simulator  # noqa: E402
+from _simulator import client_config, connect_integration, start_simulator  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
@@ -161,21 +161,7 @@ class Tenant:
 
 
 def _connect(session, tenant: Tenant) -> None:
-    from kmeweb.integration import activation, settings
-
-    creds, url = tenant.creds, tenant.url
-    settings.save_settings(
-        session,
-        {
-            "name": "Bench", "auth_mode": "oauth", "base_url": url,
-            "token_url": url + "/ams/v1/oauth2/token",
-            "client_id": creds["oauth_client_id"], "secret": creds["oauth_client_secret"],
-            "customer_id": creds["customer_id"],
-            "encryption_public_key": creds.get("encryption_public_key"),
-        },
-        "bench",
-    )  # fmt: skip
-    activation.activate_integration(session, "bench")
+    connect_integration(session, tenant.url, tenant.creds)
     session.commit()
 
 

@@ -35,7 +35,7 @@ os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8
 
 import redis  # noqa: E402
 import requests  # noqa: E402
-from _simulator import BarePager, seed_tenant, start_simulator  # noqa: E402
+from _simulator import BarePager, connect_integration, seed_tenant, start_simulator  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from kmeweb import create_app  # noqa: E402
@@ -79,7 +79,6 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
 
     from kmeweb.devices import services as device_services
     from kmeweb.devices.models import Device
-    from kmeweb.integration import activation, settings
     from kmeweb.operations.queue import run_worker
     from kmeweb.outbox.models import Change
     from kmeweb.profiles import services as profile_services
@@ -88,18 +87,7 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
 
     upgrade()
     session = db.session
-    settings.save_settings(
-        session,
-        {
-            "name": "Bench", "auth_mode": "oauth", "base_url": url,
-            "token_url": url + "/ams/v1/oauth2/token",
-            "client_id": creds["oauth_client_id"], "secret": creds["oauth_client_secret"],
-            "customer_id": creds["customer_id"],
-            "encryption_public_key": creds.get("encryption_public_key"),
-        },
-        "bench",
-    )  # fmt: skip
-    activation.activate_integration(session, "bench")
+    connect_integration(session, url, creds)
     session.commit()
 
     def pull() -> float:
