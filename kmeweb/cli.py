@@ -1,5 +1,5 @@
-"""Flask commands: accounts, worker, scheduler, sync, purge-history, seed-demo, seed-scale,
-kme-sim."""
+"""Flask commands: accounts, worker, scheduler, sync, purge-history, recount-profiles,
+seed-demo, seed-scale, kme-sim."""
 
 from __future__ import annotations
 
@@ -302,6 +302,43 @@ def purge_history_command(budget_s: float, batch_size: int | None) -> None:
         click.echo("stopped at the time budget: run it again to go on")
 
 
+@click.command("recount-profiles")
+@click.option(
+    "--check-only", is_flag=True, help="Report wrong counts without repairing them (exit 1)."
+)
+@with_appcontext
+def recount_profiles_command(check_only: bool) -> None:
+    """Count every profile's devices again and repair kept counts that are wrong.
+
+    The Bulk Enrollment list and the profile page show each profile's kept counts (devices,
+    registered, pending registration); the sweeper runs this check every minute. Safe beside
+    a running console: a profile is repaired under its row lock.
+    """
+    from kmeweb.profiles import counts as kept_counts
+
+    started = time.monotonic()
+    if check_only:
+        drift = kept_counts.check(db.session)
+        db.session.rollback()
+    else:
+        drift = kept_counts.check_and_repair(db.session, "cli")
+        db.session.commit()
+    n = db.session.scalar(db.select(db.func.count()).select_from(db.metadata.tables["profile"]))
+    for d in drift:
+        click.echo(
+            f"profile {d.name!r}: devices {d.kept[0]:,} -> {d.counted[0]:,}, "
+            f"registered {d.kept[1]:,} -> {d.counted[1]:,}" + ("" if check_only else " (repaired)")
+        )
+    seconds = time.monotonic() - started
+    if not drift:
+        click.echo(f"the kept counts of all {n:,} profiles are right ({seconds:.1f} s)")
+    elif check_only:
+        click.echo(f"{len(drift):,} of {n:,} profiles have wrong kept counts ({seconds:.1f} s)")
+        raise SystemExit(1)
+    else:
+        click.echo(f"repaired {len(drift):,} of {n:,} profiles ({seconds:.1f} s)")
+
+
 sync_cli = AppGroup("sync", help="Sync with KME: start a pull, show status.")
 
 
@@ -462,6 +499,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(rotate_encryption_key_command)
     app.cli.add_command(purge_history_command)
+    app.cli.add_command(recount_profiles_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(set_password_command)
     app.cli.add_command(deactivate_admin_command)

@@ -34,6 +34,7 @@ from kmeweb.directory.models import EndUser
 from kmeweb.identifiers import luhn_check_digit
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
 from kmeweb.outbox.models import SyncState
+from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
 
@@ -274,6 +275,7 @@ def seed_scale(
     else:
         _bulk_insert(session, Device.__table__, device_rows())
     session.flush()
+    kept_counts.recount(session)
     _analyze(session)
     seconds = time.monotonic() - started
     say(f"{devices:,} devices ({counts['pending']:,} pending) in {seconds:.1f} s")

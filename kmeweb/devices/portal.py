@@ -51,6 +51,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation, OperationKind
 from kmeweb.outbox import services as outbox
 from kmeweb.outbox.models import ChangeKind, SyncState
+from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sqlutil import id_filters
 from kmeweb.text import count
@@ -222,6 +223,7 @@ def _write(session: Session, updates: list[dict[str, Any]]) -> None:
     """One executemany: each device's settled values, the flag cleared, its version bumped."""
     if not updates:
         return
+    shift = kept_counts.reassigning(session, {u["did"]: u["profile_id"] for u in updates})
     session.execute(
         _DEVICE.update()
         .where(_DEVICE.c.id == bindparam("did"))
@@ -238,6 +240,7 @@ def _write(session: Session, updates: list[dict[str, Any]]) -> None:
         ),
         [{k: v for k, v in u.items() if k != "push"} for u in updates],
     )
+    kept_counts.apply(session, shift)
 
 
 def take_samsungs(session: Session, device_ids: Sequence[int], actor: Any) -> int:

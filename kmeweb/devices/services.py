@@ -42,6 +42,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation, OperationKind
 from kmeweb.outbox import services as outbox
 from kmeweb.outbox.models import Change, ChangeKind
+from kmeweb.profiles import counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import (
     DEFAULT_KIND,
@@ -481,7 +482,7 @@ def move_devices(
         raise ValidationError(
             "Choose a Samsung Knox Mobile Enrollment profile.", field="profile_id"
         )
-    rows = _rows(session, ids)
+    rows = _rows(session, ids, Device.registered_at.is_not(None))
     _require_approved(rows)
     local_only = sum(1 for r in rows if r[3] == ProfileKind.SELF_MAINTAINED)
     if local_only:
@@ -509,6 +510,10 @@ def move_devices(
         operation.label, operation.total = label[:200], n
     values = dict(placed) if placed else {"rule_id": None, "rule_version": None, "rule_note": None}
     outbox.mark_devices_pending(session, moving, profile_id=target.id, **values)
+    shift = counts.Shift()
+    for r in rows:
+        shift.move(r[2], target.id, r[4])
+    counts.apply(session, shift)
     changes = outbox.record_device_change(
         session, kind, moving, operation, actor, profile_id=target.id
     )
@@ -589,8 +594,10 @@ def delete_devices(session: Session, device_ids: Sequence[int], actor: Any) -> O
         actor,
         operation.id if operation else None,
     )
+    shift = counts.removing(session, ids)
     for where in id_filters(session, Device.id, ids):
         session.execute(delete(Device).where(where).execution_options(synchronize_session=False))
+    counts.apply(session, shift)
     audit.record(
         session,
         actor,
@@ -1246,12 +1253,14 @@ def _remove(session: Session, profile: Any, rows: list[tuple], actor: Any) -> No
         ((r[0], {"identifier": r[4] or r[5], "in_knox": False}, None) for r in rows),
         actor,
     )
+    shift = counts.removing(session, ids)
     for where in id_filters(session, Device.id, ids):
         session.execute(
             delete(Device)
             .where(where, Device.profile_id == profile.id)
             .execution_options(synchronize_session=False)
         )
+    counts.apply(session, shift)
     audit.record(
         session,
         actor,

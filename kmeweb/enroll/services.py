@@ -47,6 +47,7 @@ from kmeweb.extensions import utcnow
 from kmeweb.identifiers import is_meid, is_valid_imei, is_valid_serial, normalize_serial
 from kmeweb.outbox.models import SyncState
 from kmeweb.profiles import bundle as profile_bundle
+from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import profile_for_token, token_expired, token_matches
 
@@ -408,6 +409,7 @@ def _register(
         )
     if first:
         device.registered_at = now
+        kept_counts.registered(session, profile.id)
     elif device.registered_at is None:  # another request registered it a moment ago
         device.registered_at = session.scalar(
             select(_TABLE.c.registered_at).where(_TABLE.c.id == device.id)

@@ -28,6 +28,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.outbox import services as outbox
 from kmeweb.outbox.models import ChangeKind
+from kmeweb.profiles import counts
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, ensure_default_profile
 from kmeweb.rules import engine
 from kmeweb.sqlutil import id_filters
@@ -54,9 +55,11 @@ def place_approved(
             outbox.record_upload_approval(
                 session, [upload.kme_upload_id], operation, actor, profile_id=dest.profile_id
             )
+        shift = counts.moving(session, ids, dest.profile_id)
         outbox.mark_devices_pending(
             session, ids, approval=Approval.APPROVED, profile_id=dest.profile_id, **group.values()
         )
+        counts.apply(session, shift)
         device_services.merge_attributes(session, ids, group.attributes)
         changes = outbox.record_device_change(
             session,

@@ -46,6 +46,10 @@ class Profile(db.Model):
     sync_error: Mapped[str | None] = mapped_column(Text)
     sync_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Kept counts (kmeweb.profiles.counts): written by every service that adds, moves,
+    # registers or deletes devices, in its transaction; recounted and repaired by the sweeper.
+    device_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    registered_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -65,6 +65,7 @@ from kmeweb.operations import services as operations
 from kmeweb.outbox import services as outbox
 from kmeweb.outbox.models import ChangeKind, SyncState
 from kmeweb.profiles import bundle as device_bundle
+from kmeweb.profiles import counts
 from kmeweb.profiles.config import normalize_config, parse_bool, parse_int
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sqlutil import chunks, id_filters
@@ -222,21 +223,22 @@ def stale_edit_message(snapshot: Mapping[str, Any] | None, profile: Profile) -> 
 
 
 def profile_counts(session: Session, profile_ids: Iterable[int]) -> dict[int, tuple[int, int, int]]:
-    """{profile id: (devices, registered, pending registration)} from one grouped query.
+    """{profile id: (devices, registered, pending registration)}: the profiles' kept counts
+    (kmeweb.profiles.counts), read from their rows, never by counting devices.
 
-    Profiles without devices map to (0, 0, 0).
+    Unknown ids map to (0, 0, 0).
     """
     ids = list(dict.fromkeys(profile_ids))
-    counts = {pid: (0, 0, 0) for pid in ids}
+    kept = {pid: (0, 0, 0) for pid in ids}
     for chunk in chunks(ids, 900):
         rows = session.execute(
-            select(Device.profile_id, func.count(), func.count(Device.registered_at))
-            .where(Device.profile_id.in_(chunk))
-            .group_by(Device.profile_id)
+            select(Profile.id, Profile.device_count, Profile.registered_count).where(
+                Profile.id.in_(chunk)
+            )
         )
         for pid, total, registered in rows:
-            counts[pid] = (total, registered, total - registered)
-    return counts
+            kept[pid] = (total, registered, total - registered)
+    return kept
 
 
 def generate_token(session: Session) -> str:
@@ -649,8 +651,10 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
     )
     n = len(device_ids)
     name = profile.name
+    shift = counts.Shift()
     if n:
         _history_to_default(session, profile, default.id, actor)
+        shift.add(default.id, *counts.fresh_counts(session, [profile.id]).get(profile.id, (0, 0)))
 
     if profile.kind == ProfileKind.KME:
         label = f"Delete profile {name}"
@@ -672,6 +676,7 @@ def delete_profile(session: Session, profile_id: int, actor: Any) -> int:
         outbox.record_profile_change(session, ChangeKind.PROFILE_DELETE, profile, operation, actor)
     elif device_ids:
         _move_locally(session, device_ids, default.id)
+    counts.apply(session, shift)
 
     audit.record(
         session,

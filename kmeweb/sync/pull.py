@@ -50,6 +50,7 @@ from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
 from kmeweb.outbox import services as outbox
 from kmeweb.outbox.models import UNFINISHED, Change, ChangeKind, SyncState
+from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
 from kmeweb.sqlutil import chunks, id_filters
@@ -318,6 +319,13 @@ class _PageWrites:
     events: list[dict[str, Any]] = field(default_factory=list)
     device_events: list[dict[str, Any]] = field(default_factory=list)
     resync: list[int] = field(default_factory=list)
+    # {device id: new profile id} of the updates that change a device's profile (kept counts)
+    moves: dict[int, int | None] = field(default_factory=dict)
+
+    def update(self, row: Any, params: dict[str, Any]) -> None:
+        self.updates.append(params)
+        if params["profile_id"] != row.profile_id:
+            self.moves[row.id] = params["profile_id"]
 
 
 def apply_device_page(
@@ -486,15 +494,13 @@ def _plan_update(
         diff = {}
     if not diff:
         if not linked or row.kme_device_id != d.id:
-            writes.updates.append(_update_row(row, incoming, row.approval, row.profile_id, seen))
+            writes.update(row, _update_row(row, incoming, row.approval, row.profile_id, seen))
             stats["devices_linked"] += 1
         elif seen_changed or row.kme_status != d.status or row.kme_missing_at is not None:
             writes.seen.append(seen)
         return
     if not linked:  # linked now by IMEI or serial: KME's values, no portal change
-        writes.updates.append(
-            _update_row(row, incoming, incoming.approval, incoming.profile_id, seen)
-        )
+        writes.update(row, _update_row(row, incoming, incoming.approval, incoming.profile_id, seen))
         stats["devices_linked"] += 1
         return
     # KME cannot take an approval back: a device approved in the portal keeps it either way.
@@ -508,7 +514,7 @@ def _plan_update(
         update_row = _update_row(row, incoming, incoming.approval, incoming.profile_id, seen)
         if "user" in diff:
             update_row["end_user_id"] = known.user_ids.get(d.user_name.lower(), row.end_user_id)
-        writes.updates.append(update_row)
+        writes.update(row, update_row)
         stats["devices_updated"] += 1
     _flag(writes, row, diff, ours, incoming, ctx, now)
     stats["devices_changed_in_portal"] += 1
@@ -578,6 +584,8 @@ def _flag(
 
 def _write_page(session: Session, writes: _PageWrites, now: datetime, stats: Counter) -> None:
     """Core executemany for each kind of write: no ORM bookkeeping for thousands of rows."""
+    shift = kept_counts.added(r["profile_id"] for r in writes.inserts)
+    shift.merge(kept_counts.reassigning(session, writes.moves))
     if writes.inserts:
         session.execute(_DEVICE.insert(), writes.inserts)
         stats["devices_created"] += len(writes.inserts)
@@ -623,6 +631,7 @@ def _write_page(session: Session, writes: _PageWrites, now: datetime, stats: Cou
         session.execute(insert(DeviceEvent), writes.device_events)
     if writes.resync:
         outbox.record_device_resync(session, writes.resync)
+    kept_counts.apply(session, shift)
 
 
 def flag_missing(session: Session, seen: set[int], started: datetime, stats: Counter) -> None:

@@ -274,9 +274,8 @@ def test_list_default_first_and_counts(session):
     default = make_default_profile(session)
     c = make_profile(session, name="beta")
     bulk_devices(session, 5, b)
-    ids = bulk_devices(session, 3, c)
-    session.execute(update(Device).where(Device.id == ids[0]).values(registered_at=utcnow()))
-    session.commit()
+    bulk_devices(session, 1, c, registered_at=utcnow())
+    bulk_devices(session, 2, c)
 
     names = [p.name for p in session.scalars(services.list_profiles_query())]
     assert names == [default.name, "Alpha", "beta"]

@@ -34,6 +34,7 @@ from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation, OperationKind, OperationStatus
 from kmeweb.outbox.models import SyncState
+from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import chunks
 from kmeweb.text import count
@@ -92,6 +93,12 @@ def apply_plan(session: Session, profile: Profile, plan: Plan) -> datetime:
     commits. Returns the time written as the new devices' `created_at`. Raises Conflict when a
     device changed since the plan was made."""
     now = utcnow()
+    shift = kept_counts.moving(
+        session,
+        [c["b_id"] for c in plan.changes if c["was_profile_id"] != profile.id],
+        profile.id,
+    )
+    shift.add(profile.id, len(plan.new))
     if plan.new:
         constants = {
             "model": None,
@@ -158,6 +165,7 @@ def apply_plan(session: Session, profile: Profile, plan: Plan) -> datetime:
                 ok += version == expected[device_id]
         if ok != len(expected):
             raise Conflict(f"{STALE}: {len(expected) - ok:,} were changed meanwhile.")
+    kept_counts.apply(session, shift)
     session.flush()
     return now
 
