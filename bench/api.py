@@ -67,10 +67,12 @@ def _empty(profile_id: int, into: int) -> None:
     from sqlalchemy import update
 
     from kmeweb.devices.models import Device
+    from kmeweb.profiles import counts as kept_counts
 
     db.session.execute(
         update(Device).where(Device.profile_id == profile_id).values(profile_id=into)
     )
+    kept_counts.recount(db.session, [profile_id, into])
     db.session.commit()
 
 

@@ -96,6 +96,7 @@ def seed(args: argparse.Namespace) -> tuple[int, int]:
     from kmeweb.auth import services as auth
     from kmeweb.demo.scale import seed_scale
     from kmeweb.devices.models import Device
+    from kmeweb.profiles import counts as kept_counts
     from kmeweb.profiles.models import Profile
 
     session = db.session
@@ -127,6 +128,7 @@ def seed(args: argparse.Namespace) -> tuple[int, int]:
         .values(profile_id=big)
         .execution_options(synchronize_session=False)
     )
+    kept_counts.recount(session)  # the UPDATE above moved devices behind the services' back
     auth.create_admin(session, "bench@example.com", PASSWORD, "admin", "Bench")
     session.commit()
     if db.engine.dialect.name == "postgresql":
