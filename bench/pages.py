@@ -18,6 +18,14 @@ Prints on stdout, per database (suffix _sqlite / _postgresql):
   inventory_peak_rss_mb: the process's peak memory while streaming, above its idle memory
   all_matching_move_100k_s: select all of the big profile's devices ("all N matching") and
     move them: seconds to the committed operation
+  bare_move_100k_s, move_vs_bare_ratio: the move's bare baseline (one UPDATE of the same
+    device rows and one INSERT of the same outbox rows, committed) and the move over it
+  With --scale-divisor N (default 10) a second tenant of devices/N (big/N in its big profile)
+  is seeded beside the first, and the Bulk Enrollment list and the big profile's page are
+  requested on both, interleaved request by request:
+  profile_list_p95_large_ms, profile_list_p95_small_ms, profile_page_p95_large_ms,
+  profile_page_p95_small_ms, and list_scale_ratio, page_scale_ratio (large / small p95; a
+  page whose cost does not grow with the fleet is near 1)
   metrics_scrape_ms, metrics_scrape_p95_ms: GET /metrics (median, p95; goal < 50 ms), with the
     device and token counts as the sweeper leaves them in Redis
   metrics_inventory_count_ms: the sweeper's count of devices and tokens for /metrics
@@ -29,6 +37,7 @@ Prints on stdout, per database (suffix _sqlite / _postgresql):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -37,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,17 +177,24 @@ def measure_overview(client, requests: int) -> dict[str, str]:
     return out
 
 
-def measure(app, args: argparse.Namespace, suffix: str) -> None:
+def _signed_in(app):
+    client = app.test_client()
+    response = client.post("/auth/login", data={"email": "bench@example.com", "password": PASSWORD})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return client
+
+
+def measure(
+    app, args: argparse.Namespace, suffix: str, seeded: tuple[int, int] | None = None
+) -> dict[str, str]:
     from sqlalchemy import func, select
 
     from kmeweb.devices.models import Device
     from kmeweb.operations.models import Operation
 
-    big, target = seed(args)
+    big, target = seeded or seed(args)
     session = db.session
-    client = app.test_client()
-    response = client.post("/auth/login", data={"email": "bench@example.com", "password": PASSWORD})
-    assert response.status_code == 303, response.get_data(as_text=True)
+    client = _signed_in(app)
     out: dict[str, str] = measure_overview(client, args.requests)
 
     median, p95 = _timings(client, "/profiles/", args.requests)
@@ -295,16 +311,35 @@ def bare_move(operation_id: int, back_to: int) -> float:
     return time.perf_counter() - started
 
 
-def measure_scale(app, args: argparse.Namespace, suffix: str) -> dict[str, float]:
-    """The Bulk Enrollment list and the big profile's page only: p95 in ms."""
-    big, _target = seed(args)
-    client = app.test_client()
-    response = client.post("/auth/login", data={"email": "bench@example.com", "password": PASSWORD})
-    assert response.status_code == 303
-    return {
-        "list": _timings(client, "/profiles/", args.requests)[1],
-        "page": _timings(client, f"/profiles/{big}", args.requests)[1],
+def measure_scale(apps: dict[str, Any], bigs: dict[str, int], requests: int, suffix: str) -> None:
+    """The Bulk Enrollment list and the big profile's page on both tenants ("large", "small"),
+    interleaved request by request so that a busy moment of the machine falls on both alike;
+    prints each p95 and the two ratios (large / small)."""
+    clients = {size: _signed_in(app) for size, app in apps.items()}
+    urls = {size: {"list": "/profiles/", "page": f"/profiles/{bigs[size]}"} for size in apps}
+    times: dict[tuple[str, str], list[float]] = {
+        (size, page): [] for size in apps for page in ("list", "page")
     }
+    for round_ in range(requests + 2):  # two warm-up rounds
+        for size, client in clients.items():
+            for page, url in urls[size].items():
+                started = time.perf_counter()
+                response = client.get(url)
+                response.get_data()
+                elapsed = (time.perf_counter() - started) * 1000
+                assert response.status_code == 200, (url, response.status_code)
+                if round_ >= 2:
+                    times[(size, page)].append(elapsed)
+    p95 = {}
+    for key, values in times.items():
+        values.sort()
+        p95[key] = values[max(0, int(len(values) * 0.95) - 1)]
+    for page in ("list", "page"):
+        print(f"profile_{page}_p95_large_ms_{suffix}: {p95[('large', page)]:.1f} ms", flush=True)
+        print(f"profile_{page}_p95_small_ms_{suffix}: {p95[('small', page)]:.1f} ms", flush=True)
+    for page in ("list", "page"):
+        ratio = p95[("large", page)] / p95[("small", page)]
+        print(f"{page}_scale_ratio_{suffix}: {ratio:.2f}", flush=True)
 
 
 def measure_metrics_scrape(app, args: argparse.Namespace, suffix: str) -> None:
@@ -334,6 +369,16 @@ def run(
     """A fresh database (PostgreSQL: a throwaway one; SQLite: a file), migrated, an app on it,
     and `measure_with(app, args, database)` (this script's `measure` by default) inside its
     context. bench/api.py runs its own measure through here too."""
+    with tenant(database, args, redis_url, config) as app, app.app_context():
+        return (measure_with or measure)(app, args, database)
+
+
+@contextlib.contextmanager
+def tenant(
+    database: str, args: argparse.Namespace, redis_url: str, config: dict | None = None
+) -> Iterator[Any]:
+    """A fresh database (PostgreSQL: a throwaway one; SQLite: a file), migrated, and an app on
+    it; the database is dropped on the way out."""
     from flask_migrate import upgrade
 
     drop = None
@@ -353,13 +398,15 @@ def run(
         )
         with app.app_context():
             upgrade()
-            result = (measure_with or measure)(app, args, database)
-            db.session.remove()
-            db.engine.dispose()
+        try:
+            yield app
+        finally:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
     finally:
         if drop is not None:
             drop()
-    return result
 
 
 def main() -> None:
@@ -380,19 +427,27 @@ def main() -> None:
     redis.Redis.from_url(redis_url).flushdb()
     for database in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
         _log(f"--- {database}")
-        out = run(database, args, redis_url)
-        if args.scale_divisor > 1:
-            small = argparse.Namespace(**vars(args))
-            small.devices = args.devices // args.scale_divisor
-            small.big = args.big // args.scale_divisor
-            _log(f"--- {database}, {small.devices:,} devices for the scale ratios")
-            p95 = run(database, small, redis_url, measure_scale)
-            lists = float(out["profile_list_p95_ms"].split()[0])
-            pages = float(out["profile_page_p95_ms"].split()[0])
-            print(f"profile_list_p95_small_ms_{database}: {p95['list']:.1f} ms", flush=True)
-            print(f"profile_page_p95_small_ms_{database}: {p95['page']:.1f} ms", flush=True)
-            print(f"list_scale_ratio_{database}: {lists / p95['list']:.2f}", flush=True)
-            print(f"page_scale_ratio_{database}: {pages / p95['page']:.2f}", flush=True)
+        if args.scale_divisor <= 1:
+            run(database, args, redis_url)
+            continue
+        small = argparse.Namespace(**vars(args))
+        small.devices = args.devices // args.scale_divisor
+        small.big = args.big // args.scale_divisor
+        with (
+            tenant(database, args, redis_url) as large_app,
+            tenant(database, small, redis_url) as small_app,
+        ):
+            apps = {"large": large_app, "small": small_app}
+            seeded = {}
+            for size, app in apps.items():
+                with app.app_context():
+                    _log(f"--- {database}, {size} tenant")
+                    seeded[size] = seed(args if size == "large" else small)
+                    db.session.remove()
+            bigs = {size: seeded[size][0] for size in apps}
+            measure_scale(apps, bigs, args.requests, database)
+            with large_app.app_context():
+                measure(large_app, args, database, seeded["large"])
 
 
 if __name__ == "__main__":
