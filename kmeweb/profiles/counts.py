@@ -35,19 +35,26 @@ from kmeweb.sqlutil import chunks, id_filters
 log = logging.getLogger(__name__)
 
 _PROFILE = Profile.__table__
+# Every UPDATE here names updated_at, keeping it: the profile's "Modified" time (and its
+# `onupdate`) is about edits of the profile, not about its devices.
+_KEEP_MODIFIED = {"updated_at": _PROFILE.c.updated_at}
 _SHIFT = (
     _PROFILE.update()
     .where(_PROFILE.c.id == bindparam("pid"))
     .values(
         device_count=_PROFILE.c.device_count + bindparam("devices"),
         registered_count=_PROFILE.c.registered_count + bindparam("registered"),
+        **_KEEP_MODIFIED,
     )
 )
-
 _SET = (
     _PROFILE.update()
     .where(_PROFILE.c.id == bindparam("pid"))
-    .values(device_count=bindparam("devices"), registered_count=bindparam("registered"))
+    .values(
+        device_count=bindparam("devices"),
+        registered_count=bindparam("registered"),
+        **_KEEP_MODIFIED,
+    )
 )
 
 
@@ -211,7 +218,7 @@ def repair(session: Session, profile_ids: Sequence[int], actor: Any = "sync") ->
         session.execute(
             update(Profile)
             .where(where)
-            .values(device_count=Profile.device_count)
+            .values(device_count=Profile.device_count, **_KEEP_MODIFIED)
             .execution_options(synchronize_session=False)
         )
     fresh = fresh_counts(session, ids)

@@ -296,3 +296,24 @@ def test_flask_recount_profiles_reports_and_repairs(app, session):
     assert session.get(Profile, sales.id).registered_count == 0
     again = runner.invoke(args=["recount-profiles", "--check-only"])
     assert again.exit_code == 0 and "are right" in again.output
+
+
+def test_devices_moving_in_and_enrolling_leave_the_profiles_modified_time(session, admin):
+    sales = make_profile(session, name="Sales")
+    kiosk = make_profile(session, name="Kiosk")
+    ids = bulk_devices(session, 4, kiosk)
+    modified = {p.id: p.updated_at for p in (sales, kiosk)}
+
+    device_services.move_devices(session, ids, sales.id, admin)
+    session.commit()
+    imei = session.get(Device, ids[0]).imei
+    body = {"imei": imei, "token": sales.token, "agent_version": "1.0"}
+    enroll_device(session, parse_request(body), "127.0.0.1", "https://mdm")
+    session.commit()
+
+    session.expire_all()
+    assert profile_services.profile_counts(session, [sales.id, kiosk.id]) == {
+        sales.id: (4, 1, 3),
+        kiosk.id: (0, 0, 0),
+    }
+    assert {p.id: p.updated_at for p in (sales, kiosk)} == modified
