@@ -26,6 +26,8 @@ Prints on stdout, per database (suffix _sqlite / _postgresql):
   profile_list_p95_large_ms, profile_list_p95_small_ms, profile_page_p95_large_ms,
   profile_page_p95_small_ms, and list_scale_ratio, page_scale_ratio (large / small p95; a
   page whose cost does not grow with the fleet is near 1)
+  kept_counts_check_ms: the sweeper's check of every profile's kept device counts (a fresh
+    grouped count of every device, compared)
   metrics_scrape_ms, metrics_scrape_p95_ms: GET /metrics (median, p95; goal < 50 ms), with the
     device and token counts as the sweeper leaves them in Redis
   metrics_inventory_count_ms: the sweeper's count of devices and tokens for /metrics
@@ -185,16 +187,21 @@ def _signed_in(app):
 
 
 def measure(
-    app, args: argparse.Namespace, suffix: str, seeded: tuple[int, int] | None = None
+    app,
+    args: argparse.Namespace,
+    suffix: str,
+    seeded: tuple[int, int] | None = None,
+    client: Any = None,
 ) -> dict[str, str]:
     from sqlalchemy import func, select
 
     from kmeweb.devices.models import Device
     from kmeweb.operations.models import Operation
+    from kmeweb.profiles import counts as kept_counts
 
     big, target = seeded or seed(args)
     session = db.session
-    client = _signed_in(app)
+    client = client or _signed_in(app)
     out: dict[str, str] = measure_overview(client, args.requests)
 
     median, p95 = _timings(client, "/profiles/", args.requests)
@@ -254,13 +261,30 @@ def measure(
     assert operation.total == args.big and moved == 0, (operation.total, moved)
     out["all_matching_move_100k_s"] = f"{move_s:.2f} s"
     bare_s = bare_move(operation.id, big)
+    kept_counts.recount(session)  # the bare UPDATE moved them back behind the services' back
+    session.commit()
     out["bare_move_100k_s"] = f"{bare_s:.2f} s"
     out["move_vs_bare_ratio"] = f"{move_s / bare_s:.2f}"
 
     for name, value in out.items():
         print(f"{name}_{suffix}: {value}", flush=True)
     measure_metrics_scrape(app, args, suffix)
+    measure_counts_check(suffix)
     return out
+
+
+def measure_counts_check(suffix: str) -> None:
+    """The sweeper's minute check of every profile's kept counts (one grouped pass over the
+    devices); the move above kept them, so it finds nothing to repair."""
+    from kmeweb.profiles import counts as kept_counts
+
+    db.session.commit()
+    started = time.perf_counter()
+    drift = kept_counts.check(db.session)
+    check_ms = (time.perf_counter() - started) * 1000
+    db.session.rollback()
+    assert drift == [], drift
+    print(f"kept_counts_check_ms_{suffix}: {check_ms:.0f} ms", flush=True)
 
 
 def bare_move(operation_id: int, back_to: int) -> float:
@@ -311,10 +335,12 @@ def bare_move(operation_id: int, back_to: int) -> float:
     return time.perf_counter() - started
 
 
-def measure_scale(apps: dict[str, Any], bigs: dict[str, int], requests: int, suffix: str) -> None:
+def measure_scale(
+    apps: dict[str, Any], bigs: dict[str, int], requests: int, suffix: str
+) -> dict[str, Any]:
     """The Bulk Enrollment list and the big profile's page on both tenants ("large", "small"),
     interleaved request by request so that a busy moment of the machine falls on both alike;
-    prints each p95 and the two ratios (large / small)."""
+    prints each p95 and the two ratios (large / small). Returns the signed-in clients."""
     clients = {size: _signed_in(app) for size, app in apps.items()}
     urls = {size: {"list": "/profiles/", "page": f"/profiles/{bigs[size]}"} for size in apps}
     times: dict[tuple[str, str], list[float]] = {
@@ -340,6 +366,7 @@ def measure_scale(apps: dict[str, Any], bigs: dict[str, int], requests: int, suf
     for page in ("list", "page"):
         ratio = p95[("large", page)] / p95[("small", page)]
         print(f"{page}_scale_ratio_{suffix}: {ratio:.2f}", flush=True)
+    return clients
 
 
 def measure_metrics_scrape(app, args: argparse.Namespace, suffix: str) -> None:
@@ -445,9 +472,9 @@ def main() -> None:
                     seeded[size] = seed(args if size == "large" else small)
                     db.session.remove()
             bigs = {size: seeded[size][0] for size in apps}
-            measure_scale(apps, bigs, args.requests, database)
+            clients = measure_scale(apps, bigs, args.requests, database)
             with large_app.app_context():
-                measure(large_app, args, database, seeded["large"])
+                measure(large_app, args, database, seeded["large"], clients["large"])
 
 
 if __name__ == "__main__":
