@@ -4,10 +4,10 @@ gunicorn from deploy/gunicorn.conf.py (2 processes, KMEWEB_ENV=production, Postg
 trusted proxy hop), two `flask worker` processes started from two working directories with
 only the environment file in common (as two hosts would be), the KME simulator, and a private
 redis-server on a port of its own. Through the console's HTTP routes it pulls an upload of
-5,000 devices, approves it and moves the devices to a KME profile, kills one worker with
-SIGKILL in the middle, and checks that everything lands, that /readyz is 200 and that /metrics
-shows the outbox drained and both workers' KME calls. Then it stops that Redis: /readyz
-answers 503 and sign-in still works.
+5,000 devices, approves it and moves the devices to a KME profile, kills the worker pushing
+the move with SIGKILL in the middle, and checks that everything lands, that /readyz is 200
+and that /metrics shows the outbox drained and both workers' KME calls. Then it stops that
+Redis: /readyz answers 503 and sign-in still works.
 """
 
 from __future__ import annotations
@@ -235,13 +235,16 @@ def test_two_host_rehearsal(app, session, database_url, sim, make_admin, tmp_pat
         )
         assert response.status_code == 303, response.text[-2000:]
 
-        def under_way() -> bool:
+        def under_way() -> str | None:
+            """The worker pushing the move, once some devices moved: RQ gives the move's
+            job to one of the two, so the one to kill is the one running it."""
             moved = _count(session, Device.profile_id == target.id, Device.sync_state == "synced")
             assert moved < DEVICES, "the move finished before a worker could be killed"
-            return moved > 0
+            return _busy_worker(redis_server.url) if moved > 0 else None
 
-        wait_until(under_way, timeout=120, what="the move under way")
-        hosts[0].kill9(workers[0])  # host A dies mid-move, its work horse with it
+        busy = wait_until(under_way, timeout=120, what="the move under way")
+        index = ("host-a", "host-b").index(busy)
+        hosts[index].kill9(workers[index])  # that host dies mid-move, its work horse with it
         wait_until(
             lambda: (
                 _count(
@@ -326,6 +329,18 @@ def _configure_integration(session, sim) -> None:
 
 def _count(session, *where) -> int:
     return session.scalar(select(func.count()).select_from(Device).where(*where))
+
+
+def _busy_worker(url: str) -> str | None:
+    """The name of the worker running an operation's job (`op-<id>`: the move) now, if one
+    is."""
+    import redis
+    from rq import Worker
+
+    for worker in Worker.all(connection=redis.Redis.from_url(url)):
+        if (worker.get_current_job_id() or "").startswith("op-"):
+            return worker.name
+    return None
 
 
 def _redis_workers(url: str) -> int:
