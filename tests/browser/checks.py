@@ -39,16 +39,15 @@ window.kmewebAxe = () => {
     .map(v => `${location.href}: ${v.impact} ${v.id} (${v.help}): ` +
       v.nodes.map(n => n.target.join(" ")).join("; "));
   // A transition may also start while axe runs (the pointer left over a button of the new
-  // page hovers it): then axe saw colours half way and the check runs again, at most 3 times.
+  // page hovers it), or htmx may swap a part of the page (a table that polls while work is
+  // under way): then axe saw colours half way, or judged an element taken out of the page
+  // meanwhile, and the check runs again, at most 3 times.
   const once = () => still().then(() => {
     let moved = false;
     const mark = () => { moved = true; };
-    document.addEventListener("transitionstart", mark, true);
-    document.addEventListener("animationstart", mark, true);
-    const done = () => {
-      document.removeEventListener("transitionstart", mark, true);
-      document.removeEventListener("animationstart", mark, true);
-    };
+    const events = ["transitionstart", "animationstart", "htmx:beforeSwap"];
+    events.forEach(name => document.addEventListener(name, mark, true));
+    const done = () => events.forEach(name => document.removeEventListener(name, mark, true));
     return axe.run(document, {resultTypes: ["violations"]}).then(
       results => { done(); return {results, moved}; },
       error => { done(); throw error; });
