@@ -32,15 +32,11 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
-    func,
     insert,
     literal,
     or_,
     select,
-    text,
 )
-from sqlalchemy import column as column_
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from kmeweb.audit.models import AuditEvent
@@ -53,7 +49,7 @@ from kmeweb.outbox.models import Change, ChangeAttempt, ChangeKind
 from kmeweb.profiles.models import Profile
 from kmeweb.redact import redact_details
 from kmeweb.rules.models import RoutingRule
-from kmeweb.sqlutil import chunks
+from kmeweb.sqlutil import chunks, id_rows, pair_rows
 
 CHUNK = 20_000  # ids per INSERT ... SELECT (one array or JSON parameter, not one per id)
 PAGE_MAX = 200
@@ -82,16 +78,6 @@ def actor_name(actor: Any) -> str:
     return actor if isinstance(actor, str) else str(getattr(actor, "email", actor))
 
 
-def _id_source(session: Session, ids: Sequence[int]) -> Select:
-    """A SELECT of `ids` as rows of one column: one array parameter on PostgreSQL, one JSON
-    text read by json_each on SQLite."""
-    if session.get_bind(mapper=Device).dialect.name == "postgresql":
-        values = literal([int(i) for i in ids], ARRAY(Integer))
-        return select(func.unnest(values).label("id"))
-    each = text("json_each(:ids)").bindparams(ids=json.dumps([int(i) for i in ids]))
-    return select(column_("value").label("id")).select_from(each)
-
-
 def record_events(
     session: Session,
     kind: str,
@@ -111,29 +97,39 @@ def record_events(
     """
     if not isinstance(device_ids, Select) and not device_ids:
         return
+    sources: Iterator[Select]
+    if isinstance(device_ids, Select):
+        sources = iter([device_ids])
+    else:
+        sources = (id_rows(session, chunk) for chunk in chunks(list(device_ids), CHUNK))
+    constants = _constants(session, kind, actor, details, operation_id, at)
+    for source in sources:
+        ids = source.subquery()
+        rows = select(list(ids.c)[0], *constants(literal(change_id, Integer)))
+        session.execute(insert(_TABLE).from_select(_COLUMNS, rows))
+
+
+def _constants(
+    session: Session,
+    kind: str,
+    actor: Any,
+    details: Mapping[str, Any] | None,
+    operation_id: int | None,
+    at: datetime | None,
+) -> Callable[[Any], list[Any]]:
+    """The columns every event of one write shares, after `device_id`, around its change id
+    (a constant or a column of the rows written)."""
     dialect = session.get_bind(mapper=Device).dialect.name
     clean = redact_details(dict(details or {}))
     if dialect == "postgresql":
         payload: Any = literal(clean, JSON)
     else:  # SQLite keeps JSON as its text (a CAST to JSON would make it a number)
         payload = literal(json.dumps(clean), String)
-    constants = [
-        literal(at or utcnow(), UTCDateTime()),
-        literal(str(kind), String),
-        literal(actor_name(actor)[:254], String),
-        literal(change_id, Integer),
-        literal(operation_id, Integer),
-        payload,
-    ]
-    sources: Iterator[Select]
-    if isinstance(device_ids, Select):
-        sources = iter([device_ids])
-    else:
-        sources = (_id_source(session, chunk) for chunk in chunks(list(device_ids), CHUNK))
-    for source in sources:
-        ids = source.subquery()
-        rows = select(list(ids.c)[0], *constants)
-        session.execute(insert(_TABLE).from_select(_COLUMNS, rows))
+    when = literal(at or utcnow(), UTCDateTime())
+    what = literal(str(kind), String)
+    who = literal(actor_name(actor)[:254], String)
+    operation = literal(operation_id, Integer)
+    return lambda change: [when, what, who, change, operation, payload]
 
 
 def record_each(
@@ -184,20 +180,27 @@ def record_by_change(
 ) -> None:
     """One `kind` event for each device of each outbox change (its payload's "device_ids"),
     naming the change that carries it to KME. With `group` ({device id: key}, e.g. the profile
-    each came from), `details` is a function of the key, called once per key: one
-    INSERT ... SELECT per change and key. Never commits."""
+    each came from), `details` is a function of the key, called once per key. One
+    INSERT ... SELECT per key and CHUNK devices, whatever the number of changes: the rows
+    (device id, change id) are one parameter. Never commits."""
+    parts: dict[Any, list[tuple[int, int]]] = {}
     for change in changes:
-        ids = list(change.payload.get("device_ids", []))
+        ids = change.payload.get("device_ids", [])
+        if group is None:
+            parts.setdefault(None, []).extend((device_id, change.id) for device_id in ids)
+            continue
+        for device_id in ids:
+            parts.setdefault(group.get(device_id), []).append((device_id, change.id))
+    for key, pairs in parts.items():
         if group is None:
             fixed = details if isinstance(details, Mapping) else details(None)
-            record_events(session, kind, ids, actor, fixed, change.id, operation_id)
-            continue
-        parts: dict[Any, list[int]] = {}
-        for device_id in ids:
-            parts.setdefault(group.get(device_id), []).append(device_id)
-        for key, part in parts.items():
+        else:
             fixed = details(key) if callable(details) else details
-            record_events(session, kind, part, actor, fixed, change.id, operation_id)
+        constants = _constants(session, kind, actor, fixed, operation_id, None)
+        for chunk in chunks(pairs, CHUNK):
+            rows = pair_rows(session, chunk).subquery()
+            select_rows = select(rows.c.id, *constants(rows.c.other))
+            session.execute(insert(_TABLE).from_select(_COLUMNS, select_rows))
 
 
 def record_enrollment(

@@ -511,8 +511,8 @@ def move_devices(
     values = dict(placed) if placed else {"rule_id": None, "rule_version": None, "rule_note": None}
     outbox.mark_devices_pending(session, moving, profile_id=target.id, **values)
     shift = counts.Shift()
-    for r in rows:
-        shift.move(r[2], target.id, r[4])
+    for (from_id, registered), alike in Counter((r[2], bool(r[4])) for r in rows).items():
+        shift.move(from_id, target.id, registered, alike)
     counts.apply(session, shift)
     changes = outbox.record_device_change(
         session, kind, moving, operation, actor, profile_id=target.id

@@ -205,15 +205,12 @@ def approve_upload(
             f"Upload {upload.kme_upload_id} is already being approved "
             f"(operation {running.id}); its progress is shown on the upload's page."
         )
-    device_ids = list(
-        session.scalars(select(Device.id).where(*_pending_where(upload.id)).order_by(Device.id))
-    )
-    if not device_ids:
+    n = pending_count(session, upload.id)
+    if not n:
         raise Conflict(
             f"Upload {upload.kme_upload_id} has no devices waiting for approval: someone "
             "approved it already. Reload the page."
         )
-    n = len(device_ids)
     if expected_pending is not None and expected_pending != n:
         raise Conflict(
             f"Upload {upload.kme_upload_id} changed since the page was loaded: "

@@ -71,11 +71,14 @@ class Shift:
             counts[0] += devices
             counts[1] += registered
 
-    def move(self, from_id: int | None, to_id: int | None, registered: bool = False) -> None:
-        """One device moves from one profile to another."""
+    def move(
+        self, from_id: int | None, to_id: int | None, registered: bool = False, devices: int = 1
+    ) -> None:
+        """One device (or `devices` alike, all registered or none) moves from one profile to
+        another."""
         if from_id != to_id:
-            self.add(from_id, -1, -int(registered))
-            self.add(to_id, 1, int(registered))
+            self.add(from_id, -devices, -devices * int(registered))
+            self.add(to_id, devices, devices * int(registered))
 
     def merge(self, other: Shift) -> Shift:
         for pid, (devices, registered) in other.by_profile.items():

@@ -324,17 +324,10 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     results: list[tuple[Any, str, BatchResult]] = []
     for target, members in groups.items():
         by_ident = {(r.kme_device_id or r.imei or r.serial): r for r in members}
-        # KME may name a device by another of its ids than the one sent: map those back.
-        aliases = {
-            name: ident
-            for ident, r in by_ident.items()
-            for name in (r.kme_device_id, r.imei, r.serial)
-            if name
-        }
         if target is None and unassigned_by_approval:
             result = BatchResult()
         elif target is None:
-            result = client.unassign_profile(list(by_ident), aliases=aliases)
+            result = client.unassign_profile(list(by_ident), aliases=_aliases(by_ident))
         else:
             assignments = [
                 DeviceAssignment(
@@ -344,11 +337,21 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
                 )
                 for ident, r in by_ident.items()
             ]
-            result = client.assign_profile(target, assignments, aliases=aliases)
-        results.extend((by_ident[i], i, result) for i in by_ident)
-    note = _apply_device_results(session, results, change.id)
-    _resync_moved_on(session, {row.id: row.version for row, _ident, _result in results})
+            result = client.assign_profile(target, assignments, aliases=_aliases(by_ident))
+        results.extend((r, i, result) for i, r in by_ident.items())
+    note, applied = _apply_device_results(session, results, change.id)
+    _resync_moved_on(session, {row.id: row.version for row, _ident, _result in results}, applied)
     return note
+
+
+def _aliases(by_ident: dict[str, Any]) -> dict[str, str]:
+    """KME may name a device by another of its ids than the one sent: map those back."""
+    return {
+        name: ident
+        for ident, r in by_ident.items()
+        for name in (r.kme_device_id, r.imei, r.serial)
+        if name
+    }
 
 
 def _upload_approved(session: Session, change: Change) -> bool:
@@ -378,16 +381,19 @@ def _upload_approved(session: Session, change: Change) -> bool:
     return True
 
 
-def _resync_moved_on(session: Session, versions: dict[int, int]) -> int:
+def _resync_moved_on(session: Session, versions: dict[int, int], applied: set[int]) -> int:
     """Push again the devices an admin changed while this push was in flight.
 
     Changes are ordered per profile, so a newer move of the same device (to another profile)
     may have reached KME first; this push's older assignment could then land last. A
     follow-up change, created only after this push's calls returned, sends the devices'
-    current state once more, so KME ends as the database says. Returns how many devices.
+    current state once more, so KME ends as the database says. `applied`: the devices whose
+    result was written at the version sent (unchanged, so not read again). Returns how many
+    devices.
     """
     stale: list[int] = []
-    for where in id_filters(session, Device.id, list(versions)):
+    others = [device_id for device_id in versions if device_id not in applied]
+    for where in id_filters(session, Device.id, others):
         for device_id, version in session.execute(select(Device.id, Device.version).where(where)):
             if version != versions[device_id]:
                 stale.append(device_id)
@@ -399,13 +405,19 @@ def _resync_moved_on(session: Session, versions: dict[int, int]) -> int:
 
 def _apply_device_results(
     session: Session, results: list[tuple[Any, str, BatchResult]], change_id: int | None = None
-) -> str | None:
-    ok, bad = [], []
+) -> tuple[str | None, set[int]]:
+    """Write what KME did with each device, where the device is still at the version sent: the
+    ones it applied synced (with what KME now holds), the others in error with Samsung's word.
+    Returns the note for the change (None when all applied) and the devices marked synced."""
+    bad = []
     refused: list[tuple[int, dict[str, Any], int | None]] = []
+    # Devices of one push mostly share a version: one set-based UPDATE per version and chunk
+    # (each only where the device is still at the version sent) instead of one per device.
+    by_version: dict[int, list[int]] = defaultdict(list)
     for row, ident, result in results:
         outcome = result.outcomes.get(ident)
         if outcome is None or outcome.outcome == "succeeded":
-            ok.append({"did": row.id, "v": row.version})
+            by_version[row.version].append(row.id)
         else:
             bad.append({"did": row.id, "v": row.version, "err": device_error(outcome)})
             said = {
@@ -418,11 +430,6 @@ def _apply_device_results(
     # Each device KME refused on its own (not found, invalid): its history says so.
     history.record_each(session, DeviceEventKind.PUSHED, refused, "sync")
     table = Device.__table__
-    # Devices of one push mostly share a version: one set-based UPDATE per version and chunk
-    # (each only where the device is still at the version sent) instead of one per device.
-    by_version: dict[int, list[int]] = defaultdict(list)
-    for item in ok:
-        by_version[item["v"]].append(item["did"])
     # KME now holds what was sent: the pull compares its next reading with this
     # (kmeweb.sync.pull: a change made in the Samsung portal is one KME made since).
     pushed_user = (
@@ -436,12 +443,16 @@ def _apply_device_results(
         ),
         "kme_seen_at": utcnow(),
     }
+    applied: set[int] = set()
     for version, device_ids in by_version.items():
         for where in id_filters(session, table.c.id, device_ids):
-            session.execute(
-                table.update()
-                .where(where, table.c.version == version)
-                .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
+            applied.update(
+                session.scalars(
+                    table.update()
+                    .where(where, table.c.version == version)
+                    .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
+                    .returning(table.c.id)
+                )
             )
     if bad:
         session.execute(
@@ -450,9 +461,9 @@ def _apply_device_results(
             .values(sync_state=SyncState.ERROR, sync_error=bindparam("err")),
             bad,
         )
-    if bad:
-        return f"{len(bad)} of {count(len(results), 'device')} not applied: {bad[0]['err']}"
-    return None
+        note = f"{len(bad)} of {count(len(results), 'device')} not applied: {bad[0]['err']}"
+        return note, applied
+    return None, applied
 
 
 def _delete_devices(session: Session, client: KnoxClient, change: Change) -> str | None:
