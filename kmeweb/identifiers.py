@@ -44,12 +44,28 @@ def luhn_check_digit(digits: str) -> int:
     return (10 - total % 10) % 10
 
 
+# The Luhn sum of a whole IMEI, check digit included, doubles its 2nd, 4th, ... 14th digits:
+# those bytes become 48 + the doubled digit's digit sum ("5" -> 48 + 1). The 15 bytes' "0"s
+# add 15 * 48 = 720, a multiple of 10, so the byte sum is a multiple of 10 exactly when the
+# check digit is right.
+_DOUBLED_BYTES = bytes.maketrans(
+    b"0123456789", bytes(48 + (2 * d - 9 if d > 4 else 2 * d) for d in range(10))
+)
+
+
+def is_imei_digits(value: str) -> bool:
+    """True for exactly 15 ASCII digits (nothing to strip) whose last digit is the Luhn check
+    digit of the first 14: `is_valid_imei` for a value already trimmed, in about a microsecond
+    (the CSV import checks 100,000 of them)."""
+    if len(value) != 15 or not value.isdigit() or not value.isascii():
+        return False
+    raw = value.encode()
+    return (sum(raw[0::2]) + sum(raw[1::2].translate(_DOUBLED_BYTES))) % 10 == 0
+
+
 def is_valid_imei(value: str) -> bool:
     """True for 15 decimal digits whose last digit is the Luhn check digit of the first 14."""
-    value = value.strip()
-    if not _DIGITS_15.match(value):
-        return False
-    return luhn_check_digit(value[:14]) == ord(value[14]) - 48
+    return is_imei_digits(value.strip())
 
 
 def is_meid(value: str) -> bool:
