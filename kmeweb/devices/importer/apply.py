@@ -26,7 +26,7 @@ from kmeweb.csvimport import ImportRejected, RowError
 from kmeweb.devices import history
 from kmeweb.devices.importer.check import ACTIONS, CHUNK, Plan, get_profile, plan_import
 from kmeweb.devices.importer.parse import ParsedRow
-from kmeweb.devices.importer.preview import forget_preview, load_preview, read_preview
+from kmeweb.devices.importer.preview import forget_preview, load_preview, read_preview, row_count
 from kmeweb.devices.models import Approval, Device, DeviceEventKind
 from kmeweb.errors import Conflict, NotFound
 from kmeweb.extensions import db, utcnow
@@ -53,7 +53,8 @@ def start_import(session: Session, profile_id: int, token: str, actor: Any) -> O
     """
     profile = get_profile(session, profile_id)
     data = load_preview(token, profile.id, actor)
-    if data["errors"] or not data["rows"]:
+    n = row_count(data)
+    if data["errors"] or not n:
         raise ImportRejected(
             "This file has errors; correct it and upload it again.",
             [RowError(*e) for e in data["errors"]],
@@ -62,7 +63,6 @@ def start_import(session: Session, profile_id: int, token: str, actor: Any) -> O
     existing = session.scalar(select(Operation).where(Operation.dedup_key == dedup).limit(1))
     if existing is not None:
         return existing
-    n = len(data["rows"])
     operation = operations.create_operation(
         session,
         OperationKind.DEVICE_IMPORT,

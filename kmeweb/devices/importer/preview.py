@@ -31,6 +31,9 @@ KEY_PREFIX = "kmeweb:device-import:"
 ERRORS_SHOWN = 500  # errors a preview page lists; the CSV report has every one
 REPORT_HEADER = ("Row", "Column", "Value", "Reason")
 COLUMNS_ORDER = {name: i for i, name in enumerate(("", *COLUMNS))}
+# What a stored preview keeps under its rows key: the rows, and which of them name a device
+# the preview found in the database (the import job looks only those up again).
+ROW_KEYS = ("rows", "found")
 
 
 @dataclass
@@ -66,18 +69,16 @@ def _key(token: str) -> str:
     return KEY_PREFIX + token
 
 
-def store_preview(token: str, data: dict[str, Any]) -> None:
-    """Keep `data` under `token`, compressed and encrypted, for CSV_PREVIEW_TTL_S."""
-    blob = crypto.encrypt_bytes(zlib.compress(json.dumps(data).encode(), 1))
-    ttl = max(1, int(current_app.config["CSV_PREVIEW_TTL_S"]))
-    _redis().set(_key(token), blob, ex=ttl)
+def _rows_key(token: str) -> str:
+    return KEY_PREFIX + token + ":rows"
 
 
-def read_preview(token: str) -> dict[str, Any] | None:
-    """What `token` names, whoever stored it; None when it expired or never existed."""
-    if not token or len(token) > 64:
-        return None
-    blob = _redis().get(_key(token))
+def _seal(value: Any) -> bytes:
+    return crypto.encrypt_bytes(zlib.compress(json.dumps(value).encode(), 1))
+
+
+def _open(blob: bytes | None) -> Any:
+    """What _seal kept, or None (missing, or not readable with this key)."""
     if blob is None:
         return None
     try:
@@ -87,10 +88,49 @@ def read_preview(token: str) -> dict[str, Any] | None:
         return None
 
 
+def store_preview(token: str, data: dict[str, Any]) -> None:
+    """Keep `data` under `token`, compressed and encrypted, for CSV_PREVIEW_TTL_S.
+
+    Its rows (ROW_KEYS) are kept under a key of their own, so that what reads only the
+    summary (Confirm import, the error report) does not read and decrypt 100,000 rows."""
+    summary = {k: v for k, v in data.items() if k not in ROW_KEYS}
+    summary["row_count"] = len(data.get("rows") or [])
+    detail = {k: data[k] for k in ROW_KEYS if k in data}
+    ttl = max(1, int(current_app.config["CSV_PREVIEW_TTL_S"]))
+    pipe = _redis().pipeline()  # MULTI ... EXEC: both keys or neither
+    pipe.set(_rows_key(token), _seal(detail), ex=ttl)
+    pipe.set(_key(token), _seal(summary), ex=ttl)
+    pipe.execute()
+
+
+def read_preview(token: str, rows: bool = True) -> dict[str, Any] | None:
+    """What `token` names, whoever stored it (without its rows with rows=False); None when it
+    expired or never existed."""
+    if not token or len(token) > 64:
+        return None
+    data = _open(_redis().get(_key(token)))
+    if not isinstance(data, dict):
+        return None
+    if rows and "rows" not in data:
+        detail = _open(_redis().get(_rows_key(token)))
+        if not isinstance(detail, dict):
+            return None
+        data.update(detail)
+    return data
+
+
+def row_count(data: dict[str, Any]) -> int:
+    """How many rows a stored preview holds (read with or without its rows)."""
+    if "row_count" in data:
+        return int(data["row_count"])
+    return len(data.get("rows") or [])
+
+
 def load_preview(token: str, profile_id: int, actor: Any) -> dict[str, Any]:
-    """The stored preview of this admin for this profile. Raises NotFound when it expired,
-    never existed or belongs to someone else (all look the same)."""
-    data = read_preview(token)
+    """The stored preview of this admin for this profile, without its rows (`row_count` says
+    how many). Raises NotFound when it expired, never existed or belongs to someone else (all
+    look the same)."""
+    data = read_preview(token, rows=False)
     if (
         data is None
         or data.get("admin_id") != operations.actor_id(actor)
@@ -153,4 +193,4 @@ def error_report(data: dict[str, Any]) -> Iterable[tuple[Any, ...]]:
 
 def forget_preview(token: str) -> None:
     """Drop the stored preview (once its import ran)."""
-    _redis().delete(_key(token))
+    _redis().delete(_key(token), _rows_key(token))
