@@ -478,6 +478,63 @@ def test_devices_that_changed_since_the_preview_fail_the_import(session, target,
     assert count_rows(session, Device) == 1
 
 
+def _previewed(session, target, text: str, admin) -> Operation:
+    """Preview `text` (which the preview finds all new) and confirm it: the job to run."""
+    checked = importer.preview_import(session, target.id, io.BytesIO(text.encode()), "t.csv", admin)
+    assert checked.can_import, checked.errors
+    operation = importer.start_import(session, target.id, checked.token, admin)
+    session.commit()
+    return operation
+
+
+@pytest.mark.parametrize("column", ["imei", "serial"])
+def test_a_device_added_since_the_preview_into_knox_fails_the_import(
+    session, target, admin, column
+):
+    """The job reads again only the devices its preview found; a row it found new whose
+    device appeared since (here in a Knox profile) is refused all the same, by name."""
+    imei, serial = next_imei(), "R58NEW00001"
+    rows = [next_imei() for _ in range(20)]
+    text = "imei,serial\n" + "".join(f"{i},\n" for i in rows) + f"{imei},{serial}\n"
+    operation = _previewed(session, target, text, admin)
+    knox = make_profile(session, name="Field Sales")
+    make_device(
+        session, knox, **({"imei": imei} if column == "imei" else {"imei": None, "serial": serial})
+    )
+    importer.import_job(operation.id)
+    session.expire_all()
+    failed = session.get(Operation, operation.id)
+    assert failed.status == "failed"
+    assert "changed since the preview" in failed.error and "Field Sales" in failed.error
+    assert count_rows(session, Device) == 1
+    assert count_rows(session, Device, Device.profile_id == target.id) == 0
+    assert session.get(type(target), target.id).device_count == 0
+    assert count_rows(session, AuditEvent, AuditEvent.action == "device.import") == 0
+
+
+def test_a_device_added_since_the_preview_to_another_shelf_is_moved(session, target, admin):
+    """A row the preview found new whose device appeared since in another Self-Maintained
+    profile is planned again like every row: it moves here."""
+    imei = next_imei()
+    others = [next_imei() for _ in range(20)]
+    operation = _previewed(session, target, "imei\n" + "\n".join([*others, imei]) + "\n", admin)
+    shelf = make_profile(session, kind="self_maintained", config={}, name="Old shelf")
+    device = make_device(session, shelf, imei=imei)
+    assert importer.import_job(operation.id) == {
+        "new": 20,
+        "moved": 1,
+        "updated": 0,
+        "unchanged": 0,
+    }
+    session.expire_all()
+    done = session.get(Operation, operation.id)
+    assert (done.status, done.done) == ("done", 21)
+    assert session.get(Device, device.id).profile_id == target.id
+    assert count_rows(session, Device, Device.profile_id == target.id) == 21
+    assert session.get(type(target), target.id).device_count == 21
+    assert session.get(type(shelf), shelf.id).device_count == 0
+
+
 def test_100k_rows_import(session, target, admin, jane):
     """A file of 100,000 valid rows (the service directly; bench/import.py times it)."""
     lines = ["imei,username"] + [f"{next_imei()},jane.doe" for _ in range(100_000)]

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, literal, select, update
-from sqlalchemy.exc import CompileError
+from sqlalchemy.exc import CompileError, IntegrityError
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto, gcpause
@@ -208,6 +208,43 @@ def _sql_literal(dialect: Any, type_: Any, value: Any) -> str:
         raise
 
 
+class _Progress:
+    """Rows checked, added to the operation's count at most every PROGRESS_S (a commit
+    costs). After a rollback (`restart`), rows counted again are added only past those whose
+    count was committed."""
+
+    def __init__(self, session: Session, operation_id: int | None) -> None:
+        self.session = session
+        self.operation_id = operation_id
+        self.pending = 0  # counted, not added yet
+        self.committed = 0
+        self.skip = 0
+        self.at = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        if self.skip:
+            skipped = min(n, self.skip)
+            self.skip -= skipped
+            n -= skipped
+        self.pending += n
+        if self.operation_id is not None and time.monotonic() - self.at >= PROGRESS_S:
+            operations.add_progress(self.session, self.operation_id, self.pending)
+            self.session.commit()
+            self.committed += self.pending
+            self.pending = 0
+            self.at = time.monotonic()
+
+    def add_rest(self) -> None:
+        """Add what is not added yet, in the current transaction (it commits with the
+        devices)."""
+        if self.operation_id is not None and self.pending:
+            operations.add_progress(self.session, self.operation_id, self.pending)
+
+    def restart(self) -> None:
+        self.skip = self.committed
+        self.pending = 0
+
+
 def run_import(
     session: Session,
     profile_id: int,
@@ -218,23 +255,39 @@ def run_import(
     """Check the stored rows against the database again and write them all, or raise and
     write nothing. Progress (rows checked) is committed as it goes; the devices and the audit
     event "device.import" are flushed in the caller's transaction. Returns the counts.
-    Raises NotFound/Conflict (profile gone, devices changed since the preview)."""
-    profile = get_profile(session, profile_id)
+    Raises NotFound/Conflict (profile gone, devices changed since the preview).
+
+    The rows that the preview found in the database (its "found") are read again; the others
+    are written as new devices, and should a device have appeared since for one of them, the
+    unique IMEI and serial refuse the insert: that attempt is rolled back (progress commits
+    aside, it wrote nothing) and every row is checked again, as for a preview without
+    "found"."""
     rows = [ParsedRow(*r) for r in data["rows"]]
+    progress = _Progress(session, operation_id)
+    found = data.get("found")
+    if found is not None:
+        try:
+            return _import(session, profile_id, rows, data, actor, operation_id, progress, found)
+        except IntegrityError:
+            session.rollback()
+            progress.restart()
+    return _import(session, profile_id, rows, data, actor, operation_id, progress, None)
 
-    pending = [0, time.monotonic()]
 
-    def progress(n: int) -> None:
-        """Count checked rows; commit the count at most every PROGRESS_S (a commit costs)."""
-        pending[0] += n
-        if operation_id is not None and time.monotonic() - pending[1] >= PROGRESS_S:
-            operations.add_progress(session, operation_id, pending[0])
-            session.commit()
-            pending[:] = [0, time.monotonic()]
-
-    plan = plan_import(session, profile, rows, data["has_user"], progress)
-    if operation_id is not None and pending[0]:
-        operations.add_progress(session, operation_id, pending[0])  # commits with the devices
+def _import(
+    session: Session,
+    profile_id: int,
+    rows: list[ParsedRow],
+    data: dict[str, Any],
+    actor: Any,
+    operation_id: int | None,
+    progress: _Progress,
+    found: list[int] | None,
+) -> dict[str, int]:
+    profile = get_profile(session, profile_id)
+    look_up = None if found is None else set(found)
+    plan = plan_import(session, profile, rows, data["has_user"], progress, look_up)
+    progress.add_rest()
     if plan.errors:
         first = plan.errors[0]
         raise Conflict(

@@ -180,6 +180,7 @@ def _preview(
             "rows": []
             if errors
             else [[r.row, r.imei, r.serial, r.username, r.password] for r in rows],
+            "found": [] if errors else plan.found,
         },
     )
     return Preview(token, profile.id, name, total, counts, errors)
