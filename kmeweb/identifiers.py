@@ -7,6 +7,7 @@ pull. The simulator keeps its own reading of the rules (kmeweb/knox/simulator/id
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 IdKind = Literal["imei", "meid", "serial", "invalid"]
@@ -61,6 +62,35 @@ def is_imei_digits(value: str) -> bool:
         return False
     raw = value.encode()
     return (sum(raw[0::2]) + sum(raw[1::2].translate(_DOUBLED_BYTES))) % 10 == 0
+
+
+# Digit values for all_imei_digits: a doubled digit's digit sum, and a digit's own value.
+_DOUBLED_VALUES = bytes.maketrans(
+    b"0123456789", bytes(2 * d - 9 if d > 4 else 2 * d for d in range(10))
+)
+_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
+
+
+def all_imei_digits(values: Sequence[str]) -> bool:
+    """`all(map(is_imei_digits, values))`, for a whole column at once (100,000 values in a few
+    milliseconds instead of a tenth of a second).
+
+    Each value is padded to 16 digits with a leading 0 and all are joined, so the digits Luhn
+    doubles sit at the even offsets and the others at the odd ones. Taken 8 bytes at a time,
+    each value's 8 doubled and 8 plain digit values (each at most 9) are two 64-bit words,
+    and a word's remainder by 255 is the sum of its bytes (256 = 1 modulo 255): their sum
+    (at most 144) is the value's Luhn sum."""
+    if not values:
+        return True
+    if set(map(len, values)) != {15}:
+        return False
+    joined = "0" + "0".join(values)
+    if not (joined.isdigit() and joined.isascii()):
+        return False
+    raw = joined.encode()
+    doubled = memoryview(raw[0::2].translate(_DOUBLED_VALUES)).cast("Q")
+    plain = memoryview(raw[1::2].translate(_DIGIT_VALUES)).cast("Q")
+    return all((d + p) % 255 % 10 == 0 for d, p in zip(doubled, plain, strict=True))
 
 
 def is_valid_imei(value: str) -> bool:
