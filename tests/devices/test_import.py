@@ -440,6 +440,22 @@ def _confirmed(session, target, text: str, admin) -> Operation:
     return operation
 
 
+def test_a_stored_preview_reads_back_its_rows_as_they_were(app):
+    """The rows are kept packed in columns; they read back as stored, None as None."""
+    rows = [
+        [2, IMEI, None, "jane.doe", "pä ss'word"],
+        [3, None, "R58M12ABCDE", None, None],
+        [5, "A1000000000001", "R58N99XYZ01", "josé", None],
+    ]
+    data = {"admin_id": 1, "profile_id": 2, "errors": [], "rows": rows, "found": [1]}
+    store_preview("r" * 32, data)
+    back = importer.preview.read_preview("r" * 32)
+    assert [list(r) for r in back["rows"]] == rows and back["found"] == [1]
+    assert importer.preview.read_preview("r" * 32, rows=False)["row_count"] == 3
+    store_preview("s" * 32, {**data, "rows": []})
+    assert importer.preview.read_preview("s" * 32)["rows"] == []
+
+
 def test_a_failure_half_way_leaves_the_database_as_it_was(session, target, admin):
     other = make_profile(session, kind="self_maintained", config={}, name="Old shelf")
     moving = make_device(session, other)

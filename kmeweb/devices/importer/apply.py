@@ -262,7 +262,7 @@ def run_import(
     unique IMEI and serial refuse the insert: that attempt is rolled back (progress commits
     aside, it wrote nothing) and every row is checked again, as for a preview without
     "found"."""
-    rows = [ParsedRow(*r) for r in data["rows"]]
+    rows = list(map(ParsedRow._make, data["rows"]))
     progress = _Progress(session, operation_id)
     found = data.get("found")
     if found is not None:

@@ -9,8 +9,7 @@ database; kmeweb.devices.importer.check holds the database's rules.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import IO
+from typing import IO, NamedTuple
 
 from kmeweb import csvimport
 from kmeweb.csvimport import RowError, shown
@@ -70,9 +69,9 @@ _SERIAL_COLUMN = re.compile(r"(?:(?![0-9]*\n)[A-Za-z0-9]{8,16}\n)*")
 _USERNAME_COLUMN = re.compile(rf"(?:[^\s]{{1,{USERNAME_MAX}}}\n)*")
 
 
-@dataclass(slots=True)
-class ParsedRow:
-    """A row that passed the file's own rules (identifiers normalised)."""
+class ParsedRow(NamedTuple):
+    """A row that passed the file's own rules (identifiers normalised; an empty cell is None).
+    A tuple, so that the preview keeps its rows without copying them into lists."""
 
     row: int
     imei: str | None
