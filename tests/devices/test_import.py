@@ -16,7 +16,7 @@ from kmeweb.audit.models import AuditEvent
 from kmeweb.csvimport import ImportRejected
 from kmeweb.devices import importer
 from kmeweb.devices.importer.preview import store_preview
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Device, DeviceEvent
 from kmeweb.extensions import db
 from kmeweb.operations.models import Operation
 from tests.factories import count_rows, make_device, make_end_user, make_profile, next_imei
@@ -549,6 +549,9 @@ def test_a_device_added_since_the_preview_to_another_shelf_is_moved(session, tar
     assert count_rows(session, Device, Device.profile_id == target.id) == 21
     assert session.get(type(target), target.id).device_count == 21
     assert session.get(type(shelf), shelf.id).device_count == 0
+    kinds = session.scalars(select(DeviceEvent.kind).where(DeviceEvent.device_id == device.id))
+    assert list(kinds) == ["moved"]
+    assert count_rows(session, DeviceEvent, DeviceEvent.kind == "uploaded") == 20
 
 
 def test_100k_rows_import(session, target, admin, jane):
