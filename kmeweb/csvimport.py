@@ -23,6 +23,7 @@ import io
 import itertools
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
 
@@ -244,6 +245,69 @@ def _unescaped(cell: str) -> str:
     return cell[1:] if cell[:1] == "'" and cell[1:2] in _FORMULA else cell
 
 
+def _row(number: int, cells: list[str], header: Header) -> Row:
+    """A data row as read_rows yields it: its cells by column (a short row padded with empty
+    cells), the non-empty cells past the header's last column, formula escapes undone."""
+    n = len(cells)
+    width = header.width
+    if n == width:
+        values = {name: cells[i] for name, i in header.index.items()}
+        extra = []
+    else:
+        values = {name: cells[i] if i < n else "" for name, i in header.index.items()}
+        extra = [c for c in cells[width:] if c.strip()]
+    if any("'" in c for c in cells):
+        values = {name: _unescaped(v) for name, v in values.items()}
+    return Row(number, values, extra, n, width)
+
+
+@contextmanager
+def _reading(
+    stream: IO[bytes],
+    columns: Sequence[str],
+    required_any: Sequence[str],
+    max_bytes: int,
+    max_rows: int,
+    looks_like_data: Callable[[str], bool],
+    aliases: Mapping[str, str] | None,
+    ignored: Collection[str],
+) -> Iterator[tuple[Header, Iterator[tuple[int, list[str]]]]]:
+    """The header of an upload and its data rows as (row number, cells), for read_rows and
+    read_table: the size and row limits, blank lines, the header and csv's errors."""
+    encoding = detect_encoding(stream, max_bytes)
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    try:
+        first = text.readline()
+        reader = csv.reader(itertools.chain([first], text), delimiter=detect_delimiter(first))
+
+        def data_rows() -> Iterator[tuple[int, list[str]]]:
+            count = 0
+            for number, cells in enumerate(reader, start=2):
+                if not "".join(cells).strip():
+                    continue
+                count += 1
+                if count > max_rows:
+                    raise ImportRejected(
+                        f"The file has more than {max_rows:,} rows; split it into smaller "
+                        "files. Nothing was imported."
+                    )
+                yield number, cells
+            if count == 0:
+                raise ImportRejected("The file has no rows below its header row.")
+
+        try:
+            header = read_header(
+                next(reader, None), columns, required_any, looks_like_data, aliases, ignored
+            )
+            yield header, data_rows()
+        except csv.Error as exc:
+            raise ImportRejected(
+                f"Row {reader.line_num}: the file is not valid CSV ({exc})."
+            ) from None
+    finally:
+        text.detach()
+
+
 def read_rows(
     stream: IO[bytes],
     columns: Sequence[str],
@@ -261,43 +325,58 @@ def read_rows(
     arrive, so an oversized file is refused without being held in memory. Raises
     ImportRejected (file-level problems) before or while yielding.
     """
-    encoding = detect_encoding(stream, max_bytes)
-    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
-    try:
-        first = text.readline()
-        reader = csv.reader(itertools.chain([first], text), delimiter=detect_delimiter(first))
-        try:
-            header = read_header(
-                next(reader, None), columns, required_any, looks_like_data, aliases, ignored
-            )
-            count = 0
-            width = header.width
-            index = list(header.index.items())
-            for number, cells in enumerate(reader, start=2):
-                joined = "".join(cells)
-                if not joined.strip():
-                    continue
-                count += 1
-                if count > max_rows:
-                    raise ImportRejected(
-                        f"The file has more than {max_rows:,} rows; split it into smaller "
-                        "files. Nothing was imported."
-                    )
-                n = len(cells)
-                if n == width:
-                    values = {name: cells[i] for name, i in index}
-                    extra = []
-                else:
-                    values = {name: cells[i] if i < n else "" for name, i in index}
-                    extra = [c for c in cells[width:] if c.strip()]
-                if "'" in joined:
-                    values = {name: _unescaped(v) for name, v in values.items()}
-                yield Row(number, values, extra, n, width)
-            if count == 0:
-                raise ImportRejected("The file has no rows below its header row.")
-        except csv.Error as exc:
-            raise ImportRejected(
-                f"Row {reader.line_num}: the file is not valid CSV ({exc})."
-            ) from None
-    finally:
-        text.detach()
+    with _reading(
+        stream, columns, required_any, max_bytes, max_rows, looks_like_data, aliases, ignored
+    ) as (header, rows):
+        for number, cells in rows:
+            yield _row(number, cells, header)
+
+
+@dataclass(slots=True)
+class Table:
+    """A whole upload read at once: its header, and each data row's number and cells as read
+    (`row(i)` is the i-th as read_rows yields it)."""
+
+    header: Header
+    numbers: list[int]
+    cells: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def row(self, i: int) -> Row:
+        return _row(self.numbers[i], self.cells[i], self.header)
+
+    def column(self, name: str) -> list[str] | None:
+        """Every row's cell of column `name` as `row(i)` has it (None when the header has no
+        such column), for rules checked over a whole column at once."""
+        i = self.header.index.get(name)
+        if i is None:
+            return None
+        cells = [c[i] if i < len(c) else "" for c in self.cells]
+        if "'" in "".join(cells):
+            cells = [_unescaped(c) for c in cells]
+        return cells
+
+
+def read_table(
+    stream: IO[bytes],
+    columns: Sequence[str],
+    required_any: Sequence[str],
+    max_bytes: int,
+    max_rows: int,
+    looks_like_data: Callable[[str], bool] = lambda cell: False,
+    aliases: Mapping[str, str] | None = None,
+    ignored: Collection[str] = (),
+) -> Table:
+    """read_rows' rows all at once, as the cells csv read (what read_rows checks is checked
+    here: the limits, the header, blank lines). Raises ImportRejected."""
+    numbers: list[int] = []
+    cells: list[list[str]] = []
+    with _reading(
+        stream, columns, required_any, max_bytes, max_rows, looks_like_data, aliases, ignored
+    ) as (header, rows):
+        for number, row in rows:
+            numbers.append(number)
+            cells.append(row)
+    return Table(header, numbers, cells)

@@ -7,6 +7,7 @@ pull. The simulator keeps its own reading of the rules (kmeweb/knox/simulator/id
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 IdKind = Literal["imei", "meid", "serial", "invalid"]
@@ -44,12 +45,57 @@ def luhn_check_digit(digits: str) -> int:
     return (10 - total % 10) % 10
 
 
+# The Luhn sum of a whole IMEI, check digit included, doubles its 2nd, 4th, ... 14th digits:
+# those bytes become 48 + the doubled digit's digit sum ("5" -> 48 + 1). The 15 bytes' "0"s
+# add 15 * 48 = 720, a multiple of 10, so the byte sum is a multiple of 10 exactly when the
+# check digit is right.
+_DOUBLED_BYTES = bytes.maketrans(
+    b"0123456789", bytes(48 + (2 * d - 9 if d > 4 else 2 * d) for d in range(10))
+)
+
+
+def is_imei_digits(value: str) -> bool:
+    """True for exactly 15 ASCII digits (nothing to strip) whose last digit is the Luhn check
+    digit of the first 14: `is_valid_imei` for a value already trimmed, in about a microsecond
+    (the CSV import checks 100,000 of them)."""
+    if len(value) != 15 or not value.isdigit() or not value.isascii():
+        return False
+    raw = value.encode()
+    return (sum(raw[0::2]) + sum(raw[1::2].translate(_DOUBLED_BYTES))) % 10 == 0
+
+
+# Digit values for all_imei_digits: a doubled digit's digit sum, and a digit's own value.
+_DOUBLED_VALUES = bytes.maketrans(
+    b"0123456789", bytes(2 * d - 9 if d > 4 else 2 * d for d in range(10))
+)
+_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
+
+
+def all_imei_digits(values: Sequence[str]) -> bool:
+    """`all(map(is_imei_digits, values))`, for a whole column at once (100,000 values in a few
+    milliseconds instead of a tenth of a second).
+
+    Each value is padded to 16 digits with a leading 0 and all are joined, so the digits Luhn
+    doubles sit at the even offsets and the others at the odd ones. Taken 8 bytes at a time,
+    each value's 8 doubled and 8 plain digit values (each at most 9) are two 64-bit words,
+    and a word's remainder by 255 is the sum of its bytes (256 = 1 modulo 255): their sum
+    (at most 144) is the value's Luhn sum."""
+    if not values:
+        return True
+    if set(map(len, values)) != {15}:
+        return False
+    joined = "0" + "0".join(values)
+    if not (joined.isdigit() and joined.isascii()):
+        return False
+    raw = joined.encode()
+    doubled = memoryview(raw[0::2].translate(_DOUBLED_VALUES)).cast("Q")
+    plain = memoryview(raw[1::2].translate(_DIGIT_VALUES)).cast("Q")
+    return all((d + p) % 255 % 10 == 0 for d, p in zip(doubled, plain, strict=True))
+
+
 def is_valid_imei(value: str) -> bool:
     """True for 15 decimal digits whose last digit is the Luhn check digit of the first 14."""
-    value = value.strip()
-    if not _DIGITS_15.match(value):
-        return False
-    return luhn_check_digit(value[:14]) == ord(value[14]) - 48
+    return is_imei_digits(value.strip())
 
 
 def is_meid(value: str) -> bool:

@@ -16,7 +16,7 @@ from kmeweb.audit.models import AuditEvent
 from kmeweb.csvimport import ImportRejected
 from kmeweb.devices import importer
 from kmeweb.devices.importer.preview import store_preview
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Device, DeviceEvent
 from kmeweb.extensions import db
 from kmeweb.operations.models import Operation
 from tests.factories import count_rows, make_device, make_end_user, make_profile, next_imei
@@ -440,6 +440,22 @@ def _confirmed(session, target, text: str, admin) -> Operation:
     return operation
 
 
+def test_a_stored_preview_reads_back_its_rows_as_they_were(app):
+    """The rows are kept packed in columns; they read back as stored, None as None."""
+    rows = [
+        [2, IMEI, None, "jane.doe", "pä ss'word"],
+        [3, None, "R58M12ABCDE", None, None],
+        [5, "A1000000000001", "R58N99XYZ01", "josé", None],
+    ]
+    data = {"admin_id": 1, "profile_id": 2, "errors": [], "rows": rows, "found": [1]}
+    store_preview("r" * 32, data)
+    back = importer.preview.read_preview("r" * 32)
+    assert [list(r) for r in back["rows"]] == rows and back["found"] == [1]
+    assert importer.preview.read_preview("r" * 32, rows=False)["row_count"] == 3
+    store_preview("s" * 32, {**data, "rows": []})
+    assert importer.preview.read_preview("s" * 32)["rows"] == []
+
+
 def test_a_failure_half_way_leaves_the_database_as_it_was(session, target, admin):
     other = make_profile(session, kind="self_maintained", config={}, name="Old shelf")
     moving = make_device(session, other)
@@ -476,6 +492,94 @@ def test_devices_that_changed_since_the_preview_fail_the_import(session, target,
     assert failed.status == "failed"
     assert "changed since the preview" in failed.error and "Field Sales" in failed.error
     assert count_rows(session, Device) == 1
+
+
+def _previewed(session, target, text: str, admin) -> Operation:
+    """Preview `text` (which the preview finds all new) and confirm it: the job to run."""
+    checked = importer.preview_import(session, target.id, io.BytesIO(text.encode()), "t.csv", admin)
+    assert checked.can_import, checked.errors
+    operation = importer.start_import(session, target.id, checked.token, admin)
+    session.commit()
+    return operation
+
+
+@pytest.mark.parametrize("column", ["imei", "serial"])
+def test_a_device_added_since_the_preview_into_knox_fails_the_import(
+    session, target, admin, column
+):
+    """The job reads again only the devices its preview found; a row it found new whose
+    device appeared since (here in a Knox profile) is refused all the same, by name."""
+    imei, serial = next_imei(), "R58NEW00001"
+    rows = [next_imei() for _ in range(20)]
+    text = "imei,serial\n" + "".join(f"{i},\n" for i in rows) + f"{imei},{serial}\n"
+    operation = _previewed(session, target, text, admin)
+    knox = make_profile(session, name="Field Sales")
+    make_device(
+        session, knox, **({"imei": imei} if column == "imei" else {"imei": None, "serial": serial})
+    )
+    importer.import_job(operation.id)
+    session.expire_all()
+    failed = session.get(Operation, operation.id)
+    assert failed.status == "failed"
+    assert "changed since the preview" in failed.error and "Field Sales" in failed.error
+    assert count_rows(session, Device) == 1
+    assert count_rows(session, Device, Device.profile_id == target.id) == 0
+    assert session.get(type(target), target.id).device_count == 0
+    assert count_rows(session, AuditEvent, AuditEvent.action == "device.import") == 0
+
+
+def test_a_device_added_since_the_preview_to_another_shelf_is_moved(session, target, admin):
+    """A row the preview found new whose device appeared since in another Self-Maintained
+    profile is planned again like every row: it moves here."""
+    imei = next_imei()
+    others = [next_imei() for _ in range(20)]
+    operation = _previewed(session, target, "imei\n" + "\n".join([*others, imei]) + "\n", admin)
+    shelf = make_profile(session, kind="self_maintained", config={}, name="Old shelf")
+    device = make_device(session, shelf, imei=imei)
+    assert importer.import_job(operation.id) == {
+        "new": 20,
+        "moved": 1,
+        "updated": 0,
+        "unchanged": 0,
+    }
+    session.expire_all()
+    done = session.get(Operation, operation.id)
+    assert (done.status, done.done) == ("done", 21)
+    assert session.get(Device, device.id).profile_id == target.id
+    assert count_rows(session, Device, Device.profile_id == target.id) == 21
+    assert session.get(type(target), target.id).device_count == 21
+    assert session.get(type(shelf), shelf.id).device_count == 0
+    kinds = session.scalars(select(DeviceEvent.kind).where(DeviceEvent.device_id == device.id))
+    assert list(kinds) == ["moved"]
+    assert count_rows(session, DeviceEvent, DeviceEvent.kind == "uploaded") == 20
+
+
+def test_rows_past_a_whole_statement_are_all_written(session, target, admin, jane):
+    """The devices go in ROWS_PER_INSERT to a statement, the last statement the rest: each row
+    is written with its own values."""
+    n = 2 * importer.apply.ROWS_PER_INSERT + 5
+    imeis = [next_imei() for _ in range(n)]
+    lines = [
+        f"{imei},jane.doe,Pass-{i:04d}" if i % 2 else f"{imei},," for i, imei in enumerate(imeis)
+    ]
+    text = "imei,username,enrollment_password\n" + "\n".join(lines) + "\n"
+    operation = _previewed(session, target, text, admin)
+    assert importer.import_job(operation.id)["new"] == n
+    session.expire_all()
+    devices = {d.imei: d for d in session.scalars(select(Device))}
+    assert len(devices) == n
+    for i, imei in enumerate(imeis):
+        device = devices[imei]
+        assert device.profile_id == target.id
+        if i % 2:
+            assert device.end_user_id == jane.id
+            assert crypto.decrypt(device.enrollment_password_enc) == f"Pass-{i:04d}"
+        else:
+            assert device.end_user_id is None and device.enrollment_password_enc is None
+    assert session.get(type(target), target.id).device_count == n
+    events = session.execute(select(DeviceEvent.device_id, DeviceEvent.details)).all()
+    assert sorted(e.device_id for e in events) == sorted(d.id for d in devices.values())
+    assert {e.details["import"] for e in events} == {"t.csv"}
 
 
 def test_100k_rows_import(session, target, admin, jane):

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, literal, select, update
-from sqlalchemy.exc import CompileError
+from sqlalchemy.exc import CompileError, IntegrityError
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto, gcpause
@@ -26,7 +26,7 @@ from kmeweb.csvimport import ImportRejected, RowError
 from kmeweb.devices import history
 from kmeweb.devices.importer.check import ACTIONS, CHUNK, Plan, get_profile, plan_import
 from kmeweb.devices.importer.parse import ParsedRow
-from kmeweb.devices.importer.preview import forget_preview, load_preview, read_preview
+from kmeweb.devices.importer.preview import forget_preview, load_preview, read_preview, row_count
 from kmeweb.devices.models import Approval, Device, DeviceEventKind
 from kmeweb.errors import Conflict, NotFound
 from kmeweb.extensions import db, utcnow
@@ -42,6 +42,7 @@ from kmeweb.text import count
 NOT_WRITTEN = ("password", "clear_password", "was_profile_id", "was_user_id")
 PROGRESS_S = 0.5  # seconds between two progress commits
 STALE = "The devices changed since the preview"
+ROWS_PER_INSERT = 100  # rows to an INSERT statement (4 parameters each, far below the limits)
 
 
 def start_import(session: Session, profile_id: int, token: str, actor: Any) -> Operation:
@@ -53,7 +54,8 @@ def start_import(session: Session, profile_id: int, token: str, actor: Any) -> O
     """
     profile = get_profile(session, profile_id)
     data = load_preview(token, profile.id, actor)
-    if data["errors"] or not data["rows"]:
+    n = row_count(data)
+    if data["errors"] or not n:
         raise ImportRejected(
             "This file has errors; correct it and upload it again.",
             [RowError(*e) for e in data["errors"]],
@@ -62,7 +64,6 @@ def start_import(session: Session, profile_id: int, token: str, actor: Any) -> O
     existing = session.scalar(select(Operation).where(Operation.dedup_key == dedup).limit(1))
     if existing is not None:
         return existing
-    n = len(data["rows"])
     operation = operations.create_operation(
         session,
         OperationKind.DEVICE_IMPORT,
@@ -178,7 +179,11 @@ def insert_rows(
     constants: dict[str, Any],
 ) -> None:
     """One driver-level executemany of `rows` (plain values for `columns`, no type to apply)
-    plus `constants` (the same for every row: rendered once as SQL literals of their types)."""
+    plus `constants` (the same for every row: rendered once as SQL literals of their types),
+    ROWS_PER_INSERT rows to a statement (one VALUES list of that many rows; the last
+    statement takes the rest): a one-row statement per row cost more, binding and stepping
+    it, than the rows' own writes (SQLite) or a round of the server's per-statement work
+    (PostgreSQL)."""
     conn = session.connection(bind_arguments={"mapper": Device})
     dialect = conn.dialect
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
@@ -186,10 +191,22 @@ def insert_rows(
     for name, value in constants.items():
         marks.append(_sql_literal(dialect, table.c[name].type, value))
     names = [*columns, *constants]
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(marks)})"
+    head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
+    one = f"({', '.join(marks)})"
     params = list(rows)
-    if params:
-        conn.exec_driver_sql(sql, params)
+    whole = len(params) - len(params) % ROWS_PER_INSERT
+    width = len(columns) * ROWS_PER_INSERT
+    if whole:
+        flat = [value for row in params[:whole] for value in row]
+        conn.exec_driver_sql(
+            head + ", ".join([one] * ROWS_PER_INSERT),
+            [tuple(flat[i : i + width]) for i in range(0, len(flat), width)],
+        )
+    if whole < len(params):
+        rest = params[whole:]
+        conn.exec_driver_sql(
+            head + ", ".join([one] * len(rest)), tuple(v for row in rest for v in row)
+        )
 
 
 def _sql_literal(dialect: Any, type_: Any, value: Any) -> str:
@@ -208,6 +225,43 @@ def _sql_literal(dialect: Any, type_: Any, value: Any) -> str:
         raise
 
 
+class _Progress:
+    """Rows checked, added to the operation's count at most every PROGRESS_S (a commit
+    costs). After a rollback (`restart`), rows counted again are added only past those whose
+    count was committed."""
+
+    def __init__(self, session: Session, operation_id: int | None) -> None:
+        self.session = session
+        self.operation_id = operation_id
+        self.pending = 0  # counted, not added yet
+        self.committed = 0
+        self.skip = 0
+        self.at = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        if self.skip:
+            skipped = min(n, self.skip)
+            self.skip -= skipped
+            n -= skipped
+        self.pending += n
+        if self.operation_id is not None and time.monotonic() - self.at >= PROGRESS_S:
+            operations.add_progress(self.session, self.operation_id, self.pending)
+            self.session.commit()
+            self.committed += self.pending
+            self.pending = 0
+            self.at = time.monotonic()
+
+    def add_rest(self) -> None:
+        """Add what is not added yet, in the current transaction (it commits with the
+        devices)."""
+        if self.operation_id is not None and self.pending:
+            operations.add_progress(self.session, self.operation_id, self.pending)
+
+    def restart(self) -> None:
+        self.skip = self.committed
+        self.pending = 0
+
+
 def run_import(
     session: Session,
     profile_id: int,
@@ -218,23 +272,39 @@ def run_import(
     """Check the stored rows against the database again and write them all, or raise and
     write nothing. Progress (rows checked) is committed as it goes; the devices and the audit
     event "device.import" are flushed in the caller's transaction. Returns the counts.
-    Raises NotFound/Conflict (profile gone, devices changed since the preview)."""
+    Raises NotFound/Conflict (profile gone, devices changed since the preview).
+
+    The rows that the preview found in the database (its "found") are read again; the others
+    are written as new devices, and should a device have appeared since for one of them, the
+    unique IMEI and serial refuse the insert: that attempt is rolled back (progress commits
+    aside, it wrote nothing) and every row is checked again, as for a preview without
+    "found"."""
+    rows = list(map(ParsedRow._make, data["rows"]))
+    progress = _Progress(session, operation_id)
+    found = data.get("found")
+    if found is not None:
+        try:
+            return _import(session, profile_id, rows, data, actor, operation_id, progress, found)
+        except IntegrityError:
+            session.rollback()
+            progress.restart()
+    return _import(session, profile_id, rows, data, actor, operation_id, progress, None)
+
+
+def _import(
+    session: Session,
+    profile_id: int,
+    rows: list[ParsedRow],
+    data: dict[str, Any],
+    actor: Any,
+    operation_id: int | None,
+    progress: _Progress,
+    found: list[int] | None,
+) -> dict[str, int]:
     profile = get_profile(session, profile_id)
-    rows = [ParsedRow(*r) for r in data["rows"]]
-
-    pending = [0, time.monotonic()]
-
-    def progress(n: int) -> None:
-        """Count checked rows; commit the count at most every PROGRESS_S (a commit costs)."""
-        pending[0] += n
-        if operation_id is not None and time.monotonic() - pending[1] >= PROGRESS_S:
-            operations.add_progress(session, operation_id, pending[0])
-            session.commit()
-            pending[:] = [0, time.monotonic()]
-
-    plan = plan_import(session, profile, rows, data["has_user"], progress)
-    if operation_id is not None and pending[0]:
-        operations.add_progress(session, operation_id, pending[0])  # commits with the devices
+    look_up = None if found is None else set(found)
+    plan = plan_import(session, profile, rows, data["has_user"], progress, look_up)
+    progress.add_rest()
     if plan.errors:
         first = plan.errors[0]
         raise Conflict(

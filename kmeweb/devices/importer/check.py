@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,8 @@ class Plan:
     counts: Counter = field(default_factory=Counter)
     errors: list[RowError] = field(default_factory=list)
     moved_from: Counter = field(default_factory=Counter)
+    # Positions (in the rows planned) of the rows that name a device the database holds.
+    found: list[int] = field(default_factory=list)
 
 
 def get_profile(session: Session, profile_id: int) -> Profile:
@@ -135,9 +137,16 @@ def plan_import(
     rows: Sequence[ParsedRow],
     has_user: bool,
     progress: Callable[[int], None] | None = None,
+    look_up: Collection[int] | None = None,
 ) -> Plan:
     """Decide what each row does given the database now (see the module docstring), reading
-    only the devices and users the rows name, PROGRESS_EVERY rows at a time."""
+    only the devices and users the rows name, PROGRESS_EVERY rows at a time.
+
+    `look_up` (positions in `rows`) limits the device reads to those rows; the others are
+    planned as new devices (their users are still looked up). It is for the import job, which
+    looks up again only the rows its preview found in the database: a device that appeared
+    since for any other row makes the unique IMEI or serial refuse the insert (IntegrityError),
+    and the job then plans every row again."""
     plan = Plan()
     profiles = {
         pid: (kind, name)
@@ -145,11 +154,16 @@ def plan_import(
     }
     names = {r.username.lower() for r in rows if r.username}
     users = _user_ids(session, names)
-    for batch in chunks(list(rows), PROGRESS_EVERY):
-        by_imei = _known(session, Device.imei, [r.imei for r in batch if r.imei])
-        by_serial = _known(session, Device.serial, [r.serial for r in batch if r.serial])
-        new = plan.new
-        for r in batch:
+    new = plan.new
+    found = plan.found
+    for start in range(0, len(rows), PROGRESS_EVERY):
+        batch = rows[start : start + PROGRESS_EVERY]
+        asked = batch
+        if look_up is not None:
+            asked = [r for i, r in enumerate(batch, start) if i in look_up] if look_up else []
+        by_imei = _known(session, Device.imei, [r.imei for r in asked if r.imei])
+        by_serial = _known(session, Device.serial, [r.serial for r in asked if r.serial])
+        for i, r in enumerate(batch, start):
             if (r.imei is None or r.imei not in by_imei) and (
                 r.serial is None or r.serial not in by_serial
             ):  # the common case, quickly: a device kmeweb does not know yet
@@ -160,6 +174,8 @@ def plan_import(
                 if user_id is not None:
                     new.append((r, user_id))
                     continue
+            else:
+                found.append(i)
             _plan_row(plan, profile, profiles, users, has_user, r, by_imei, by_serial)
         if progress is not None:
             progress(len(batch))

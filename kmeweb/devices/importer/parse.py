@@ -9,8 +9,7 @@ database; kmeweb.devices.importer.check holds the database's rules.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import IO
+from typing import IO, NamedTuple
 
 from kmeweb import csvimport
 from kmeweb.csvimport import RowError, shown
@@ -18,9 +17,10 @@ from kmeweb.devices.services import INVENTORY_HEADER
 from kmeweb.directory.services import USERNAME_MAX
 from kmeweb.identifiers import (
     ClassifiedId,
+    all_imei_digits,
     classify_id,
+    is_imei_digits,
     is_valid_serial,
-    luhn_check_digit,
     normalize_serial,
 )
 
@@ -63,11 +63,15 @@ HIDDEN = "(hidden)"  # what a report shows instead of a password
 _SPACE = re.compile(r"\s")
 _SERIAL_FAST = re.compile(r"[A-Za-z0-9]{8,16}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A whole column of cells, each followed by a line break, as _SERIAL_FAST and _SPACE pass
+# them one at a time: serial numbers that are not all digits, usernames without spaces.
+_SERIAL_COLUMN = re.compile(r"(?:(?![0-9]*\n)[A-Za-z0-9]{8,16}\n)*")
+_USERNAME_COLUMN = re.compile(rf"(?:[^\s]{{1,{USERNAME_MAX}}}\n)*")
 
 
-@dataclass(slots=True)
-class ParsedRow:
-    """A row that passed the file's own rules (identifiers normalised)."""
+class ParsedRow(NamedTuple):
+    """A row that passed the file's own rules (identifiers normalised; an empty cell is None).
+    A tuple, so that the preview keeps its rows without copying them into lists."""
 
     row: int
     imei: str | None
@@ -88,9 +92,8 @@ def _looks_like_id(cell: str) -> bool:
 def _id_error(column: str, raw: str) -> tuple[str | None, str]:
     """(why `raw` cannot stand in `column` or None, its normalised form)."""
     if column == "imei":
-        if len(raw) == 15 and raw.isdigit() and raw.isascii():  # the common case, quickly
-            if luhn_check_digit(raw[:14]) == ord(raw[14]) - 48:
-                return None, raw
+        if is_imei_digits(raw):  # the common case, quickly
+            return None, raw
     elif _SERIAL_FAST.fullmatch(raw) and not raw.isdigit():  # letters: never an IMEI
         return None, raw.upper()
     found = classify_id(raw)
@@ -120,7 +123,7 @@ def _imei_error(raw: str, found: ClassifiedId) -> str:
 
 
 def _unique_id(
-    number: int, column: str, raw: str, seen: dict[tuple[str, str], int], problems: list
+    number: int, column: str, raw: str, seen: dict[str, dict[str, int]], problems: list
 ) -> str | None:
     """The row's checked identifier, or None with its problem recorded (invalid, or already on
     an earlier row of the file)."""
@@ -128,7 +131,7 @@ def _unique_id(
     if reason:
         problems.append(RowError(number, column, shown(raw), reason))
         return None
-    first = seen.get((column, value))
+    first = seen[column].get(value)
     if first is not None:
         problems.append(
             RowError(
@@ -136,15 +139,15 @@ def _unique_id(
             )
         )
         return None
-    seen[column, value] = number
+    seen[column][value] = number
     return value
 
 
 def _check_row(
-    row: csvimport.Row, seen: dict[tuple[str, str], int]
+    row: csvimport.Row, seen: dict[str, dict[str, int]]
 ) -> tuple[ParsedRow | None, list[RowError]]:
-    """A row checked by the file's own rules; `seen` holds the identifiers of earlier rows.
-    (Written for speed: 200,000 rows go through it.)"""
+    """A row checked by the file's own rules, every problem it has reported; `seen` holds the
+    identifiers of earlier rows ({column: {value: row}})."""
     cells = row.cells
     number = row.number
     problems: list[RowError] = []
@@ -199,6 +202,68 @@ def _password_error(password: str, username: str | None) -> str | None:
     return None
 
 
+def _clean_rows(table: csvimport.Table) -> list[ParsedRow] | None:
+    """The rows of a file in which no row breaks a rule, checked a column at a time (a file of
+    100,000 rows in a few hundredths of a second); None as soon as a row might break one (the
+    caller then checks row by row, and reports). A row passes here only as _check_row would
+    pass it unchanged: identifiers as a clean file has them, none twice, plain usernames."""
+    width = table.header.width
+    if any(len(cells) != width for cells in table.cells):
+        return None
+    imeis = table.column("imei")
+    serials = table.column("serial")
+    users = table.column("username")
+    passwords = table.column("enrollment_password")
+    if imeis is not None:
+        present = [v for v in imeis if v]
+        if not all_imei_digits(present) or len(set(present)) != len(present):
+            return None
+    if serials is not None:
+        present = [v for v in serials if v]
+        joined = "\n".join(present)
+        if present and (
+            joined.count("\n") != len(present) - 1  # a cell holding a line break
+            or not _SERIAL_COLUMN.fullmatch(joined + "\n")
+        ):
+            return None
+        upper = joined.upper().split("\n") if present else []
+        if len(set(upper)) != len(upper):
+            return None
+        if len(upper) != len(serials):
+            found = iter(upper)
+            upper = [next(found) if v else "" for v in serials]
+        serials = upper
+    if imeis is None or serials is None:
+        if "" in (imeis if serials is None else serials):  # type: ignore[operator]
+            return None
+    elif any(not i and not s for i, s in zip(imeis, serials, strict=True)):
+        return None
+    if users is not None:
+        present = [v for v in users if v]
+        joined = "\n".join(present)
+        if present and (
+            joined.count("\n") != len(present) - 1 or not _USERNAME_COLUMN.fullmatch(joined + "\n")
+        ):
+            return None
+    if passwords is not None:
+        for i, password in enumerate(passwords):
+            user = users[i] or None if users is not None else None
+            if password and _password_error(password, user) is not None:  # "": only blanks
+                return None
+    n = len(table)
+    return [
+        ParsedRow(*r)
+        for r in zip(
+            table.numbers,
+            [v or None for v in imeis] if imeis is not None else [None] * n,
+            [v or None for v in serials] if serials is not None else [None] * n,
+            [v or None for v in users] if users is not None else [None] * n,
+            [v or None for v in passwords] if passwords is not None else [None] * n,
+            strict=True,
+        )
+    ]
+
+
 def check_file(
     stream: IO[bytes], max_bytes: int, max_rows: int
 ) -> tuple[list[ParsedRow], list[RowError], bool]:
@@ -207,18 +272,20 @@ def check_file(
     Returns (rows, errors, has_username_column). Raises ImportRejected for a file that
     cannot be read at all (too large, too many rows, not text, bad header, no rows).
     """
+    table = csvimport.read_table(
+        stream, COLUMNS, ID_COLUMNS, max_bytes, max_rows, _looks_like_id, ALIASES, IGNORED
+    )
+    has_user = "username" in table.header.index
+    clean = _clean_rows(table)
+    if clean is not None:
+        return clean, [], has_user
     rows: list[ParsedRow] = []
     errors: list[RowError] = []
-    seen: dict[tuple[str, str], int] = {}
-    has_user = None
-    for row in csvimport.read_rows(
-        stream, COLUMNS, ID_COLUMNS, max_bytes, max_rows, _looks_like_id, ALIASES, IGNORED
-    ):
-        if has_user is None:
-            has_user = "username" in row.cells
-        parsed, problems = _check_row(row, seen)
+    seen: dict[str, dict[str, int]] = {"imei": {}, "serial": {}}
+    for i in range(len(table)):
+        parsed, problems = _check_row(table.row(i), seen)
         if problems:
             errors.extend(problems)
-        else:
+        elif parsed is not None:
             rows.append(parsed)
-    return rows, errors, bool(has_user)
+    return rows, errors, has_user
