@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, insert, literal, select, update
+from sqlalchemy import String, bindparam, cast, exists, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto
@@ -50,6 +50,8 @@ from kmeweb.profiles import bundle as profile_bundle
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import profile_for_token, token_expired, token_matches
+from kmeweb.redact import redact_details
+from kmeweb.sqlutil import DriverStatement
 
 AGENT_VERSION_MAX = 64
 TOKEN_MAX = 256  # tokens are 32 characters (192 bits, URL-safe); room for other generators
@@ -209,48 +211,83 @@ _PROFILE_COLUMNS = (
     "kme_profile_id", "end_user_id",
 )  # fmt: skip
 _D, _P = Device.__table__, Profile.__table__
+# On the driver's cursor (kmeweb.sqlutil.DriverStatement): SQLAlchemy's execution layer cost
+# more than the database for these one-row statements, which run for every booted device.
 _WITH_PROFILE = {
-    key: select(
-        *(_D.c[name].label(f"d_{name}") for name in _DEVICE_COLUMNS),
-        *(_P.c[name].label(f"p_{name}") for name in _PROFILE_COLUMNS),
+    key: DriverStatement(
+        select(
+            *(_D.c[name].label(f"d_{name}") for name in _DEVICE_COLUMNS),
+            *(_P.c[name].label(f"p_{name}") for name in _PROFILE_COLUMNS),
+        )
+        .select_from(_D.join(_P, _D.c.profile_id == _P.c.id))
+        .where(_D.c[key] == bindparam("ident"))
+        .limit(1)
     )
-    .select_from(_D.join(_P, _D.c.profile_id == _P.c.id))
-    .where(_D.c[key] == bindparam("ident"))
     for key in ("imei", "serial")
 }
+_ROW = {f"d_{n}": i for i, n in enumerate(_DEVICE_COLUMNS)} | {
+    f"p_{n}": len(_DEVICE_COLUMNS) + i for i, n in enumerate(_PROFILE_COLUMNS)
+}
 _TABLE = Device.__table__
+# updated_at is set as the column's onupdate would (DriverStatement runs no Python defaults).
 _FIRST_REGISTRATION = (
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("device_id"), _TABLE.c.registered_at.is_(None))
-    .values(registered_at=bindparam("at"), agent_version=bindparam("b_agent_version"))
+    .values(
+        registered_at=bindparam("at"),
+        agent_version=bindparam("b_agent_version"),
+        updated_at=bindparam("at"),
+    )
 )
 _AGENT_VERSION = (
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("device_id"))
-    .values(agent_version=bindparam("b_agent_version"))
+    .values(agent_version=bindparam("b_agent_version"), updated_at=bindparam("at"))
 )
 _AUDIT = AuditEvent.__table__
 
 
-def _audited(change: Any, action: str) -> Any:
-    """PostgreSQL: `change` (an UPDATE ... RETURNING id) and its audit event in ONE statement
-    (a data-modifying WITH): atomic on its own, and one round trip instead of two."""
-    changed = change.returning(_TABLE.c.id).cte(f"changed_{action.replace('.', '_')}")
-    rows = select(
-        bindparam("audit_at", type_=_AUDIT.c.at.type),
+def _in_one_statement(change: Any, action: str) -> DriverStatement:
+    """PostgreSQL: `change` (a device UPDATE) with everything written with it, as ONE statement
+    (a data-modifying WITH) that returns the device's id when the UPDATE matched it: its audit
+    event, its history row (`history.accepted_enrollments`) and, for a first registration,
+    its profile's registered count (`kept_counts.REGISTERED`), each only when the UPDATE
+    matched. Atomic on its own, so it runs autocommitted: one round trip, no BEGIN or COMMIT.
+    The profile row is written last, after the device row (kmeweb.profiles.counts' lock
+    order)."""
+    changed = change.returning(_TABLE.c.id).cte("changed")
+    audit_rows = select(
+        bindparam("at", type_=_AUDIT.c.at.type),
         literal("device"),
         literal(action),
         literal("device"),
         cast(changed.c.id, String),
-        bindparam("details", type_=_AUDIT.c.details.type),
+        bindparam("audit_details", type_=_AUDIT.c.details.type),
         bindparam("ip", type_=_AUDIT.c.ip.type),
     ).select_from(changed)
     columns = ["at", "actor", "action", "target_type", "target_id", "details", "ip"]
-    return insert(_AUDIT).from_select(columns, rows).returning(_AUDIT.c.id)
+    ctes = [
+        insert(_AUDIT).from_select(columns, audit_rows).cte("audited"),
+        history.accepted_enrollments(changed).cte("recorded"),
+    ]
+    if action == "device.register":
+        counted = kept_counts.REGISTERED.where(exists(select(changed.c.id)))
+        ctes.append(counted.cte("counted"))
+    return DriverStatement(select(changed.c.id).add_cte(*ctes))
 
 
-_FIRST_REGISTRATION_PG = _audited(_FIRST_REGISTRATION, "device.register")
-_AGENT_VERSION_PG = _audited(_AGENT_VERSION, "device.agent_version")
+# action: (the UPDATE alone, the UPDATE with all it writes as one PostgreSQL statement)
+_CHANGES = {
+    "device.register": (
+        DriverStatement(_FIRST_REGISTRATION),
+        _in_one_statement(_FIRST_REGISTRATION, "device.register"),
+    ),
+    "device.agent_version": (
+        DriverStatement(_AGENT_VERSION),
+        _in_one_statement(_AGENT_VERSION, "device.agent_version"),
+    ),
+}
+_REGISTERED_AT = select(_TABLE.c.registered_at).where(_TABLE.c.id == bindparam("device_id"))
 
 
 @dataclass(slots=True)
@@ -283,19 +320,18 @@ def _fast_path(session: Session, req: EnrollRequest) -> tuple[_Found, Profile] |
     for key, value in (("imei", req.imei), ("serial", req.serial)):
         if value is None:
             continue
-        # A Core statement on the session's connection: the ORM's execute layer adds nothing
-        # for plain columns, and this runs for every booted device.
-        row = session.connection().execute(_WITH_PROFILE[key], {"ident": value}).mappings().first()
-        if row is None:
+        rows = _WITH_PROFILE[key].rows(session.connection(), {"ident": value})
+        if not rows:
             continue
-        profile = Profile(**{name: row[f"p_{name}"] for name in _PROFILE_COLUMNS})
+        row = rows[0]
+        profile = Profile(**{name: row[_ROW[f"p_{name}"]] for name in _PROFILE_COLUMNS})
         if (
             token_matches(req.token, profile.token)
             and not token_expired(profile)
-            and row["d_approval"] == Approval.APPROVED
+            and row[_ROW["d_approval"]] == Approval.APPROVED
             and not (profile.kind == ProfileKind.KME and profile.kme_profile_id is None)
         ):
-            return _Found(*(row[f"d_{name}"] for name in _FOUND_FIELDS)), profile
+            return _Found(*(row[_ROW[f"d_{name}"]] for name in _FOUND_FIELDS)), profile
         return None
     return None
 
@@ -384,42 +420,70 @@ def _register(
     """Record the registration; True the first time. Conditional UPDATEs (not the ORM's
     versioned one): two agents' retries at once both succeed and the first time is set once.
     The device's `version` is not bumped, so an admin editing the device meanwhile is not
-    told it changed: enrollment writes only the registration columns."""
+    told it changed: enrollment writes only the registration columns.
+
+    A first registration writes the device, its audit event, its history row and its
+    profile's registered count together (`_change`); a new agent version the device, its
+    audit event and its history row; a repeat only its history row."""
     now = utcnow()
-    first = 0
+    history_details: dict[str, Any] = {"agent_version": req.agent_version, "ip": ip}
+    first = changed = False
     if device.registered_at is None:  # else a repeat: the UPDATE could only match nothing
-        first = _change_audited(
+        first = changed = _change(
             session,
             "device.register",
             {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
             {"profile": profile.name, "agent_version": req.agent_version},
-            device.id,
+            {**history_details, "first": True},
+            profile.id,
             ip,
-            now,
         )
+        if first:
+            device.registered_at = now
+        else:  # another request registered it a moment ago
+            device.registered_at = session.scalar(_REGISTERED_AT, {"device_id": device.id})
     if not first and device.agent_version != req.agent_version:
-        _change_audited(
+        changed = _change(
             session,
             "device.agent_version",
-            {"device_id": device.id, "b_agent_version": req.agent_version},
+            {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
             {"old": device.agent_version, "new": req.agent_version},
-            device.id,
+            history_details,
+            profile.id,
             ip,
-            now,
         )
-    if first:
-        device.registered_at = now
-        kept_counts.registered(session, profile.id)
-    elif device.registered_at is None:  # another request registered it a moment ago
-        device.registered_at = session.scalar(
-            select(_TABLE.c.registered_at).where(_TABLE.c.id == device.id)
-        )
+    if not changed:
+        history.record_enrollment(session, device.id, True, history_details)
     device.agent_version = req.agent_version
-    details: dict[str, Any] = {"agent_version": req.agent_version, "ip": ip}
-    if first:
-        details["first"] = True
-    history.record_enrollment(session, device.id, True, details)
-    return bool(first)
+    return first
+
+
+def _change(
+    session: Session,
+    action: str,
+    params: dict[str, Any],
+    audit_details: dict[str, Any],
+    history_details: dict[str, Any],
+    profile_id: int,
+    ip: str | None,
+) -> bool:
+    """Run the device UPDATE of `action` and, when it changed the row, its audit event, its
+    history row and (a first registration) its profile's registered count: one statement on
+    PostgreSQL, up to four elsewhere, in the session's transaction. True when it changed the
+    row."""
+    conn = session.connection()
+    alone, together = _CHANGES[action]
+    audit_details = redact_details(audit_details)
+    if conn.dialect.name == "postgresql":
+        values = {"audit_details": audit_details, "details": history_details, "ip": ip}
+        return bool(together.rows(conn, {**params, **values, "pid": profile_id}))
+    if not alone.rowcount(conn, params):
+        return False
+    audit.record_device_event(session, action, params["device_id"], audit_details, ip)
+    history.record_enrollment(session, params["device_id"], True, history_details)
+    if action == "device.register":
+        kept_counts.registered(session, profile_id)
+    return True
 
 
 def record_refusal(session: Session, err: EnrollError, ip: str | None) -> bool:
@@ -432,32 +496,3 @@ def record_refusal(session: Session, err: EnrollError, ip: str | None) -> bool:
         session, err.device_id, False, {"code": err.code, "message": err.message, "ip": ip}
     )
     return True
-
-
-_CHANGES = {  # action: (the UPDATE, the UPDATE and its audit event as one PostgreSQL statement)
-    "device.register": (_FIRST_REGISTRATION, _FIRST_REGISTRATION_PG),
-    "device.agent_version": (_AGENT_VERSION, _AGENT_VERSION_PG),
-}
-
-
-def _change_audited(
-    session: Session,
-    action: str,
-    params: dict[str, Any],
-    details: dict[str, Any],
-    device_id: int,
-    ip: str | None,
-    now: datetime,
-) -> int:
-    """Run the device UPDATE of `action` and, when it changed the row, its audit event: one
-    statement on PostgreSQL, two elsewhere. Returns the rows changed (0 or 1)."""
-    conn = session.connection()
-    plain, audited = _CHANGES[action]
-    if conn.dialect.name == "postgresql":
-        return len(
-            conn.execute(audited, {**params, "audit_at": now, "details": details, "ip": ip}).all()
-        )
-    changed = conn.execute(plain, params).rowcount
-    if changed:
-        audit.record_device_event(session, action, device_id, details, ip)
-    return changed
