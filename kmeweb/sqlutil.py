@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Dialect, Executable, Integer, any_, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -30,6 +30,11 @@ def id_filters(session: Session, column: Any, ids: Sequence[int]) -> Iterator[Co
     else:
         for chunk in chunks(ids, 900):
             yield column.in_(chunk)
+
+
+def connection_of(bind: Session | scoped_session | Connection) -> Connection:
+    """The connection a Session works on (it begins its transaction), or `bind` itself."""
+    return bind if isinstance(bind, Connection) else bind.connection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,8 @@ class DriverStatement:
         return found
 
     def _run(self, conn: Connection, compiled: _Compiled, params: Mapping[str, Any], fetch: bool):
+        if not conn.in_transaction():
+            conn.begin()  # as conn.execute does: the caller commits, or closing rolls back
         values = dict(compiled.constants)
         for name, processor in compiled.given:
             value = params[name]

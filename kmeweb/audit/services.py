@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import Select, bindparam, func, insert, select
+from sqlalchemy import Connection, Select, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from kmeweb.audit.models import AuditEvent
 from kmeweb.redact import redact_details
-from kmeweb.sqlutil import DriverStatement
+from kmeweb.sqlutil import DriverStatement, connection_of
 
 
 def record(
@@ -49,7 +49,7 @@ def record(
 
 
 def record_device_event(
-    session: Session,
+    session: Session | Connection,
     action: str,
     device_id: int,
     details: dict[str, Any],
@@ -57,9 +57,9 @@ def record_device_event(
 ) -> None:
     """`record` for the device side (actor "device"), as one INSERT statement on the driver's
     cursor, without an ORM object: enrollment writes one per registered device and is the hot
-    path."""
+    path, on a Session's connection or on a Connection of its own."""
     _DEVICE_EVENT.rowcount(
-        session.connection(),
+        connection_of(session),
         {
             "at": datetime.now(UTC),
             "action": action,

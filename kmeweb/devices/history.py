@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import (
     CTE,
     JSON,
+    Connection,
     Insert,
     Integer,
     Select,
@@ -55,7 +56,7 @@ from kmeweb.outbox.models import Change, ChangeAttempt, ChangeKind
 from kmeweb.profiles.models import Profile
 from kmeweb.redact import redact_details
 from kmeweb.rules.models import RoutingRule
-from kmeweb.sqlutil import DriverStatement, chunks
+from kmeweb.sqlutil import DriverStatement, chunks, connection_of
 
 CHUNK = 20_000  # ids per INSERT ... SELECT (one array or JSON parameter, not one per id)
 PAGE_MAX = 200
@@ -203,14 +204,14 @@ def record_by_change(
 
 
 def record_enrollment(
-    session: Session, device_id: int, accepted: bool, details: Mapping[str, Any]
+    session: Session | Connection, device_id: int, accepted: bool, details: Mapping[str, Any]
 ) -> None:
     """An enrollment attempt of a known device (the device side's hot path): one INSERT on
-    the session's connection's driver cursor, no ORM object. A refusal also sets the device's
-    `last_refusal_code` and `last_refusal_at` (one UPDATE more; refusals are the rare case).
-    Never commits."""
+    the driver's cursor of the session's connection (or of a Connection), no ORM object. A
+    refusal also sets the device's `last_refusal_code` and `last_refusal_at` (one UPDATE more;
+    refusals are the rare case). Never commits."""
     now = utcnow()
-    conn = session.connection()
+    conn = connection_of(session)
     kind = DeviceEventKind.ENROLL_ACCEPTED if accepted else DeviceEventKind.ENROLL_REFUSED
     _ENROLL_EVENT.rowcount(
         conn, {"device_id": device_id, "at": now, "kind": str(kind), "details": dict(details)}

@@ -34,7 +34,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, exists, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto
@@ -178,13 +189,16 @@ def _find_device(session: Session, req: EnrollRequest, profile_id: int | None) -
     return None
 
 
-def _user(session: Session, device: _Found, profile: Profile) -> EndUser | None:
-    """The device's own user, else the profile's associated user."""
-    user_id = device.end_user_id or profile.end_user_id
-    return session.get(EndUser, user_id) if user_id else None
+@dataclass(frozen=True, slots=True)
+class _User:
+    """The device's own user, else the profile's associated user (what the answer names)."""
+
+    username: str
+    email: str | None
+    display_name: str | None
 
 
-def _user_answer(user: EndUser | None, configured: str | None) -> dict[str, Any] | None:
+def _user_answer(user: _User | None, configured: str | None) -> dict[str, Any] | None:
     if user is not None:
         return {"username": user.username, "email": user.email, "display_name": user.display_name}
     if configured:  # the profile's agent "user" key, typed in the configuration
@@ -210,7 +224,8 @@ _PROFILE_COLUMNS = (
     "id", "name", "kind", "token", "token_expires_at", "without_token", "config", "secrets_enc",
     "kme_profile_id", "end_user_id",
 )  # fmt: skip
-_D, _P = Device.__table__, Profile.__table__
+_USER_COLUMNS = ("username", "email", "display_name")
+_D, _P, _U = Device.__table__, Profile.__table__, EndUser.__table__
 # On the driver's cursor (kmeweb.sqlutil.DriverStatement): SQLAlchemy's execution layer cost
 # more than the database for these one-row statements, which run for every booted device.
 _WITH_PROFILE = {
@@ -218,15 +233,25 @@ _WITH_PROFILE = {
         select(
             *(_D.c[name].label(f"d_{name}") for name in _DEVICE_COLUMNS),
             *(_P.c[name].label(f"p_{name}") for name in _PROFILE_COLUMNS),
+            *(_U.c[name].label(f"u_{name}") for name in _USER_COLUMNS),
         )
-        .select_from(_D.join(_P, _D.c.profile_id == _P.c.id))
+        .select_from(
+            _D.join(_P, _D.c.profile_id == _P.c.id).outerjoin(
+                _U, _U.c.id == func.coalesce(_D.c.end_user_id, _P.c.end_user_id)
+            )
+        )
         .where(_D.c[key] == bindparam("ident"))
         .limit(1)
     )
     for key in ("imei", "serial")
 }
-_ROW = {f"d_{n}": i for i, n in enumerate(_DEVICE_COLUMNS)} | {
-    f"p_{n}": len(_DEVICE_COLUMNS) + i for i, n in enumerate(_PROFILE_COLUMNS)
+_ROW = {
+    name: i
+    for i, name in enumerate(
+        [f"d_{n}" for n in _DEVICE_COLUMNS]
+        + [f"p_{n}" for n in _PROFILE_COLUMNS]
+        + [f"u_{n}" for n in _USER_COLUMNS]
+    )
 }
 _TABLE = Device.__table__
 # updated_at is set as the column's onupdate would (DriverStatement runs no Python defaults).
@@ -288,6 +313,9 @@ _CHANGES = {
     ),
 }
 _REGISTERED_AT = select(_TABLE.c.registered_at).where(_TABLE.c.id == bindparam("device_id"))
+_USER = DriverStatement(
+    select(*(_U.c[name] for name in _USER_COLUMNS)).where(_U.c.id == bindparam("user_id"))
+)
 
 
 @dataclass(slots=True)
@@ -311,16 +339,16 @@ class _Found:
 _FOUND_FIELDS = tuple(n for n in _DEVICE_COLUMNS if n != "approval")
 
 
-def _fast_path(session: Session, req: EnrollRequest) -> tuple[_Found, Profile] | None:
-    """The usual case in one query: the device with its profile, and the token it sent is that
-    profile's, valid and synced. None for anything else (`_check` then finds the answer).
-    The profile is a transient object (never added to the session) for admin_extras."""
+def _fast_path(conn: Connection, req: EnrollRequest) -> _Checked | None:
+    """The usual case in one query: the device with its profile and its user, and the token
+    it sent is that profile's, valid and synced. None for anything else (`_check` then finds
+    the answer). The profile is a transient object (never in a session) for admin_extras."""
     if req.token is None:
         return None
     for key, value in (("imei", req.imei), ("serial", req.serial)):
         if value is None:
             continue
-        rows = _WITH_PROFILE[key].rows(session.connection(), {"ident": value})
+        rows = _WITH_PROFILE[key].rows(conn, {"ident": value})
         if not rows:
             continue
         row = rows[0]
@@ -331,17 +359,35 @@ def _fast_path(session: Session, req: EnrollRequest) -> tuple[_Found, Profile] |
             and row[_ROW["d_approval"]] == Approval.APPROVED
             and not (profile.kind == ProfileKind.KME and profile.kme_profile_id is None)
         ):
-            return _Found(*(row[_ROW[f"d_{name}"]] for name in _FOUND_FIELDS)), profile
+            device = _Found(*(row[_ROW[f"d_{name}"]] for name in _FOUND_FIELDS))
+            username = row[_ROW["u_username"]]
+            user = None
+            if username is not None:
+                user = _User(username, row[_ROW["u_email"]], row[_ROW["u_display_name"]])
+            return device, profile, user
         return None
     return None
 
 
-def _check(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
-    """The device and profile of a request that may enroll; else the EnrollError saying why
-    (the module docstring gives the order and what each answer reveals)."""
-    found = _fast_path(session, req)
+_Checked = tuple[_Found, Profile, _User | None]
+
+
+def _check(conn: Connection, req: EnrollRequest) -> _Checked:
+    """The device, profile and user of a request that may enroll; else the EnrollError saying
+    why (the module docstring gives the order and what each answer reveals). Anything but
+    the usual case is read through the ORM, on a Session over `conn`."""
+    found = _fast_path(conn, req)
     if found is not None:
         return found
+    with Session(bind=conn) as session:
+        device, profile = _check_slowly(session, req)
+    user_id = device.end_user_id or profile.end_user_id
+    rows = _USER.rows(conn, {"user_id": user_id}) if user_id else []
+    return device, profile, _User(*rows[0]) if rows else None
+
+
+def _check_slowly(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
+    """`_check` for every case but the usual one."""
     if req.token is not None:
         profile = profile_for_token(session, req.token)
         if profile is None:
@@ -376,24 +422,28 @@ def _check(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
 
 
 def enroll_device(
-    session: Session, req: EnrollRequest, ip: str | None, server_url: str | Callable[[], str]
+    conn: Connection, req: EnrollRequest, ip: str | None, server_url: str | Callable[[], str]
 ) -> dict[str, Any]:
     """Check an enrollment request and register the device; returns the answer for the agent.
+
+    Takes a Connection, not a Session: this is the device side's hot path, and a Session's
+    bookkeeping cost more than the enrollment's SQL (the unusual cases get a Session over
+    `conn`). Writes in `conn`'s transaction and never commits; on PostgreSQL `conn` may be
+    autocommitted, each write being one statement (`_change`).
 
     The answer carries the server URL (the profile's, else `server_url`, which may be a function
     giving it: building this server's URL from the request costs), the device, its user
     (the device's, else the profile's associated user), the enrollment password and the
     profile's admin-extras bundle *with* its secrets (the only place secrets leave kmeweb).
     Marks the device registered (first time: registered_at and agent_version, audited
-    "device.register"; a new agent version later: audited "device.agent_version"; a repeat:
-    nothing written). Flushes, never commits. Raises EnrollError.
+    "device.register"; a new agent version later: audited "device.agent_version"; each
+    accepted enrollment: a history row). Raises EnrollError.
     """
-    device, profile = _check(session, req)
-    user = _user(session, device, profile)
+    device, profile, user = _check(conn, req)
     username = user.username if user else None
     bundle = profile_bundle.admin_extras(profile, username)
     password = crypto.decrypt(device.enrollment_password_enc)
-    first = _register(session, device, profile, req, ip)
+    first = _register(conn, device, profile, req, ip)
     return {
         "status": "registered",
         "first_registration": first,
@@ -415,7 +465,7 @@ def enroll_device(
 
 
 def _register(
-    session: Session, device: _Found, profile: Profile, req: EnrollRequest, ip: str | None
+    conn: Connection, device: _Found, profile: Profile, req: EnrollRequest, ip: str | None
 ) -> bool:
     """Record the registration; True the first time. Conditional UPDATEs (not the ORM's
     versioned one): two agents' retries at once both succeed and the first time is set once.
@@ -430,7 +480,7 @@ def _register(
     first = changed = False
     if device.registered_at is None:  # else a repeat: the UPDATE could only match nothing
         first = changed = _change(
-            session,
+            conn,
             "device.register",
             {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
             {"profile": profile.name, "agent_version": req.agent_version},
@@ -441,10 +491,10 @@ def _register(
         if first:
             device.registered_at = now
         else:  # another request registered it a moment ago
-            device.registered_at = session.scalar(_REGISTERED_AT, {"device_id": device.id})
+            device.registered_at = conn.scalar(_REGISTERED_AT, {"device_id": device.id})
     if not first and device.agent_version != req.agent_version:
         changed = _change(
-            session,
+            conn,
             "device.agent_version",
             {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
             {"old": device.agent_version, "new": req.agent_version},
@@ -453,13 +503,13 @@ def _register(
             ip,
         )
     if not changed:
-        history.record_enrollment(session, device.id, True, history_details)
+        history.record_enrollment(conn, device.id, True, history_details)
     device.agent_version = req.agent_version
     return first
 
 
 def _change(
-    session: Session,
+    conn: Connection,
     action: str,
     params: dict[str, Any],
     audit_details: dict[str, Any],
@@ -469,30 +519,29 @@ def _change(
 ) -> bool:
     """Run the device UPDATE of `action` and, when it changed the row, its audit event, its
     history row and (a first registration) its profile's registered count: one statement on
-    PostgreSQL, up to four elsewhere, in the session's transaction. True when it changed the
+    PostgreSQL, up to four elsewhere, in `conn`'s transaction. True when it changed the
     row."""
-    conn = session.connection()
     alone, together = _CHANGES[action]
-    audit_details = redact_details(audit_details)
     if conn.dialect.name == "postgresql":
-        values = {"audit_details": audit_details, "details": history_details, "ip": ip}
+        audited = redact_details(audit_details)  # as audit.record_device_event does
+        values = {"audit_details": audited, "details": history_details, "ip": ip}
         return bool(together.rows(conn, {**params, **values, "pid": profile_id}))
     if not alone.rowcount(conn, params):
         return False
-    audit.record_device_event(session, action, params["device_id"], audit_details, ip)
-    history.record_enrollment(session, params["device_id"], True, history_details)
+    audit.record_device_event(conn, action, params["device_id"], audit_details, ip)
+    history.record_enrollment(conn, params["device_id"], True, history_details)
     if action == "device.register":
-        kept_counts.registered(session, profile_id)
+        kept_counts.registered(conn, profile_id)
     return True
 
 
-def record_refusal(session: Session, err: EnrollError, ip: str | None) -> bool:
+def record_refusal(conn: Connection | Session, err: EnrollError, ip: str | None) -> bool:
     """The refused attempt of a known device (`err.device_id`) in its history, with the code,
     and as the device's last refusal. False (nothing written) for a request that named no
     known device. Flushes nothing through the ORM; never commits."""
     if err.device_id is None:
         return False
     history.record_enrollment(
-        session, err.device_id, False, {"code": err.code, "message": err.message, "ip": ip}
+        conn, err.device_id, False, {"code": err.code, "message": err.message, "ip": ip}
     )
     return True

@@ -24,14 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Device
 from kmeweb.extensions import utcnow
 from kmeweb.profiles.models import Profile
-from kmeweb.sqlutil import DriverStatement, chunks, id_filters
+from kmeweb.sqlutil import DriverStatement, chunks, connection_of, id_filters
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,11 @@ REGISTERED = (
 _REGISTERED = DriverStatement(REGISTERED)
 
 
-def registered(session: Session, profile_id: int) -> None:
+def registered(session: Session | Connection, profile_id: int) -> None:
     """A device of `profile_id` registered for the first time (enrollment's one statement, on
-    the driver's cursor: enrollment is the device side's hot path)."""
-    _REGISTERED.rowcount(session.connection(), {"pid": profile_id, "at": utcnow()})
+    the driver's cursor of the session's connection or of a Connection: enrollment is the
+    device side's hot path)."""
+    _REGISTERED.rowcount(connection_of(session), {"pid": profile_id, "at": utcnow()})
 
 
 def moving(session: Session, device_ids: Sequence[int], to_profile_id: int | None) -> Shift:
