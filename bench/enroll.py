@@ -23,6 +23,8 @@ raised for the run (KMEWEB_ENROLL_IP_RATE_LIMIT, the documented knob), since all
   enroll_per_s_pg, enroll_repeat_per_s_pg: the same on PostgreSQL
   bare_flask_per_s: the same server and clients against a bare Flask view that parses the
     JSON and answers (no database, no Redis): the ceiling of one process here, right now
+  enroll_vs_bare_ratio, enroll_vs_bare_pg_ratio: first enrollments per second over
+    bare_flask_per_s, both from this run (issue 25's goal: at least 0.6)
 """
 
 from __future__ import annotations
@@ -247,7 +249,8 @@ def registered(db_url: str) -> int:
     return int(count or 0)
 
 
-def bench(db_url: str, redis_url: str, args: argparse.Namespace, suffix: str) -> None:
+def bench(db_url: str, redis_url: str, args: argparse.Namespace, suffix: str) -> float:
+    """Seed, serve, run the first and the repeat pass; prints both rates, returns the first."""
     redis.Redis.from_url(redis_url).flushdb()
     _log(f"seeding {args.devices:,} devices ({suffix or 'sqlite'})")
     token, imeis = seed(db_url, redis_url, args.devices)
@@ -269,9 +272,10 @@ def bench(db_url: str, redis_url: str, args: argparse.Namespace, suffix: str) ->
     assert count == len(bodies), f"{count} registered, {len(bodies)} enrolled"
     print(f"enroll_per_s{suffix}: {first:.0f} requests/s", flush=True)
     print(f"enroll_repeat_per_s{suffix}: {repeat:.0f} requests/s", flush=True)
+    return first
 
 
-def bench_bare(args: argparse.Namespace) -> None:
+def bench_bare(args: argparse.Namespace) -> float:
     """The same server, clients and bodies against a bare Flask view (parse JSON, answer):
     the most one gunicorn process can do on this machine at this moment, for reference."""
     Path(_TMP.name, "bench_bare_app.py").write_text(BARE_APP)
@@ -287,6 +291,7 @@ def bench_bare(args: argparse.Namespace) -> None:
         proc.terminate()
         proc.wait(timeout=30)
     print(f"bare_flask_per_s: {rate:.0f} requests/s", flush=True)
+    return rate
 
 
 def main() -> None:
@@ -299,8 +304,9 @@ def main() -> None:
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2")
     _log(f"load average before the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    bench_bare(args)
-    bench(f"sqlite:///{_TMP.name}/bench.sqlite", redis_url, args, "")
+    bare = bench_bare(args)
+    first = bench(f"sqlite:///{_TMP.name}/bench.sqlite", redis_url, args, "")
+    print(f"enroll_vs_bare_ratio: {first / bare:.2f} x", flush=True)
     if args.skip_pg:
         return
     pg_server = PG_SERVER
@@ -308,7 +314,8 @@ def main() -> None:
     pg_admin(f'CREATE DATABASE "{name}"', pg_server)
     try:
         url = sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-        bench(url, redis_url, args, "_pg")
+        first_pg = bench(url, redis_url, args, "_pg")
+        print(f"enroll_vs_bare_pg_ratio: {first_pg / bare:.2f} x", flush=True)
     finally:
         pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', pg_server)
 

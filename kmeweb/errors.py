@@ -243,14 +243,17 @@ HTMX_MESSAGES = {
 CSRF_MESSAGE = "Your session expired; reload the page."
 
 
-def request_id() -> str:
-    """This request's id: the client's X-Request-Id if it is a short token, else a new one."""
+def request_id(environ: dict[str, Any] | None = None) -> str:
+    """This request's id: the client's X-Request-Id if it is a short token, else a new one.
+    `environ` is the request's WSGI environ (the current request's by default)."""
     # Kept in the WSGI environ, which lives exactly as long as the request.
-    rid = request.environ.get("kmeweb.request_id")
+    if environ is None:
+        environ = request.environ
+    rid = environ.get("kmeweb.request_id")
     if rid is None:
-        sent = request.headers.get("X-Request-Id", "")
+        sent = environ.get("HTTP_X_REQUEST_ID", "")
         rid = sent if REQUEST_ID_RE.fullmatch(sent) else uuid.uuid4().hex[:12]
-        request.environ["kmeweb.request_id"] = rid
+        environ["kmeweb.request_id"] = rid
     return rid
 
 

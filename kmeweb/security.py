@@ -120,17 +120,26 @@ def content_security_policy(config: Mapping[str, Any]) -> str:
     )
 
 
-def security_headers(response: Response) -> Response:
-    """The headers every answer carries (after_request, and the enrollment lane's)."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
+def security_header_pairs() -> list[tuple[str, str]]:
+    """The headers every answer carries, as (name, value) pairs (the enrollment lane writes
+    them itself)."""
     policy = (
         content_security_policy(current_app.config)
         if has_app_context()
         else CONTENT_SECURITY_POLICY
     )
-    response.headers.setdefault("Content-Security-Policy", policy)
+    return [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Content-Security-Policy", policy),
+    ]
+
+
+def security_headers(response: Response) -> Response:
+    """The headers every answer carries, unless the answer set its own (after_request)."""
+    for name, value in security_header_pairs():
+        response.headers.setdefault(name, value)
     return response
 
 

@@ -1,16 +1,32 @@
 """SQL helpers every area uses: long id lists cut into statements the database accepts, each
 chunk sent as ONE parameter (not one per id), so neither SQLAlchemy nor the driver renders or
-converts 20,000 placeholders per statement."""
+converts 20,000 placeholders per statement; and `DriverStatement`, a Core statement run on the
+driver's cursor for the device side's hot path."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, Text, any_, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Executable,
+    Integer,
+    Select,
+    Text,
+    any_,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, scoped_session
 
 #: Ids per statement: one array (PostgreSQL) or JSON text (SQLite) parameter each.
 ID_CHUNK = 20_000
@@ -80,3 +96,125 @@ def id_filters(session: Session, column: Any, ids: Sequence[int]) -> Iterator[Co
     ids = list(ids)
     for chunk in chunks(ids, ID_CHUNK):
         yield id_in(session, column, chunk)
+
+
+def connection_of(bind: Session | scoped_session | Connection) -> Connection:
+    """The connection a Session works on (it begins its transaction), or `bind` itself."""
+    return bind if isinstance(bind, Connection) else bind.connection()
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    #: Parameter names in placeholder order (qmark drivers: SQLite), None for named (psycopg).
+    order: tuple[str, ...] | None
+    #: (name, bind processor) of each parameter the caller passes.
+    given: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    #: The statement's own values (literal()), already processed.
+    constants: dict[str, Any]
+    #: The result processor of each selected column (None: the driver's value as it is).
+    results: tuple[Callable[[Any], Any] | None, ...]
+
+
+class DriverStatement:
+    """A Core statement run on the DBAPI cursor of a connection, inside whatever transaction the
+    connection is in: for the few one-row statements the device side runs per request, where
+    SQLAlchemy's execution layer (execution context, result object) costs several times what
+    the driver does. The statement is compiled once per dialect, and values still go through
+    the column types (UTC timestamps, JSON), so it reads and writes what `conn.execute` would.
+
+    What it does not do: Python-side column defaults (`default=`, `onupdate=`) need
+    SQLAlchemy's execution context, so a statement relying on one is refused when compiled
+    (give every column a value); engine events do not fire; a driver error is raised as
+    SQLAlchemy's DBAPIError, and a lost connection is invalidated, as `conn.execute` does.
+    """
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row the statement returns (a SELECT, or RETURNING), processed."""
+        compiled = self._for(conn.dialect)
+        rows = self._run(conn, compiled, params, fetch=True)
+        if any(compiled.results):
+            return [
+                tuple(v if p is None else p(v) for p, v in zip(compiled.results, row, strict=True))
+                for row in rows
+            ]
+        return rows
+
+    def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """The rows an INSERT, UPDATE or DELETE changed."""
+        return self._run(conn, self._for(conn.dialect), params, fetch=False)
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _compile(self.statement, dialect)
+        return found
+
+    def _run(self, conn: Connection, compiled: _Compiled, params: Mapping[str, Any], fetch: bool):
+        if not conn.in_transaction():
+            conn.begin()  # as conn.execute does: the caller commits, or closing rolls back
+        values = dict(compiled.constants)
+        for name, processor in compiled.given:
+            value = params[name]
+            values[name] = value if processor is None else processor(value)
+        args: Any = values if compiled.order is None else tuple(values[n] for n in compiled.order)
+        fairy = conn.connection
+        # One cursor per DBAPI connection, kept with it (the pool's `info` lives as long as
+        # the connection): making a psycopg cursor costs about half of a one-row statement.
+        cursor = fairy.info.get(_CURSOR)
+        if cursor is None:
+            cursor = fairy.info[_CURSOR] = fairy.cursor()
+        try:
+            cursor.execute(compiled.sql, args)
+            return cursor.fetchall() if fetch else cursor.rowcount
+        except conn.dialect.loaded_dbapi.Error as err:
+            fairy.info.pop(_CURSOR, None)
+            lost = conn.dialect.is_disconnect(err, fairy.dbapi_connection, cursor)
+            if lost:
+                conn.invalidate(err)
+            raise DBAPIError.instance(
+                compiled.sql,
+                args,
+                err,
+                conn.dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
+                dialect=conn.dialect,
+            ) from err
+
+
+_CURSOR = "kmeweb.sqlutil.cursor"
+
+
+def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
+    compiled = statement.compile(dialect=dialect)
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        columns = [c.name for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+        raise ValueError(f"give these columns a value, their defaults need SQLAlchemy: {columns}")
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        raise ValueError("expanding and literal-execute parameters need SQLAlchemy")
+    given: dict[str, Callable[[Any], Any] | None] = {}
+    constants: dict[str, Any] = {}
+    for bind, name in compiled.bind_names.items():
+        if bind.callable is not None:
+            raise ValueError(f"{name}: a value computed per execution needs SQLAlchemy")
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if bind.required:
+            given[name] = processor
+        else:
+            constants[name] = bind.value if processor is None else processor(bind.value)
+    columns = getattr(statement, "selected_columns", ())
+    return _Compiled(
+        sql=str(compiled),
+        order=tuple(compiled.positiontup) if compiled.positiontup is not None else None,
+        given=tuple(given.items()),
+        constants=constants,
+        results=tuple(_result_processor(column, dialect) for column in columns),
+    )
+
+
+def _result_processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    return column.type.dialect_impl(dialect).result_processor(dialect, None)

@@ -7,11 +7,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Connection, Select, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from kmeweb.audit.models import AuditEvent
 from kmeweb.redact import redact_details
+from kmeweb.sqlutil import DriverStatement, connection_of
 
 
 def record(
@@ -48,27 +49,39 @@ def record(
 
 
 def record_device_event(
-    session: Session,
+    session: Session | Connection,
     action: str,
     device_id: int,
     details: dict[str, Any],
     ip: str | None,
 ) -> None:
-    """`record` for the device side (actor "device"), as one INSERT statement without an ORM
-    object: enrollment writes one per registered device and is the hot path."""
-    session.connection().execute(
-        insert(AuditEvent.__table__),
+    """`record` for the device side (actor "device"), as one INSERT statement on the driver's
+    cursor, without an ORM object: enrollment writes one per registered device and is the hot
+    path, on a Session's connection or on a Connection of its own."""
+    _DEVICE_EVENT.rowcount(
+        connection_of(session),
         {
             "at": datetime.now(UTC),
-            "actor": "device",
-            "actor_id": None,
             "action": action,
-            "target_type": "device",
             "target_id": str(device_id),
             "details": redact_details(details),
             "ip": ip,
         },
     )
+
+
+_DEVICE_EVENT = DriverStatement(
+    insert(AuditEvent.__table__).values(
+        at=bindparam("at"),
+        actor="device",
+        actor_id=None,
+        action=bindparam("action"),
+        target_type="device",
+        target_id=bindparam("target_id"),
+        details=bindparam("details"),
+        ip=bindparam("ip"),
+    )
+)
 
 
 def query_events(

@@ -26,7 +26,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     JSON,
+    Connection,
+    Insert,
     Integer,
     Select,
     String,
@@ -49,7 +52,7 @@ from kmeweb.outbox.models import Change, ChangeAttempt, ChangeKind
 from kmeweb.profiles.models import Profile
 from kmeweb.redact import redact_details
 from kmeweb.rules.models import RoutingRule
-from kmeweb.sqlutil import chunks, id_rows, pair_rows
+from kmeweb.sqlutil import DriverStatement, chunks, connection_of, id_rows, pair_rows
 
 CHUNK = 20_000  # ids per INSERT ... SELECT (one array or JSON parameter, not one per id)
 PAGE_MAX = 200
@@ -204,25 +207,17 @@ def record_by_change(
 
 
 def record_enrollment(
-    session: Session, device_id: int, accepted: bool, details: Mapping[str, Any]
+    session: Session | Connection, device_id: int, accepted: bool, details: Mapping[str, Any]
 ) -> None:
     """An enrollment attempt of a known device (the device side's hot path): one INSERT on
-    the session's connection, no ORM object. A refusal also sets the device's
-    `last_refusal_code` and `last_refusal_at` (one UPDATE more; refusals are the rare case).
-    Never commits."""
+    the driver's cursor of the session's connection (or of a Connection), no ORM object. A
+    refusal also sets the device's `last_refusal_code` and `last_refusal_at` (one UPDATE more;
+    refusals are the rare case). Never commits."""
     now = utcnow()
-    conn = session.connection()
-    conn.execute(
-        _ENROLL_EVENT,
-        {
-            "device_id": device_id,
-            "at": now,
-            "kind": str(
-                DeviceEventKind.ENROLL_ACCEPTED if accepted else DeviceEventKind.ENROLL_REFUSED
-            ),
-            "actor": "device",
-            "details": dict(details),
-        },
+    conn = connection_of(session)
+    kind = DeviceEventKind.ENROLL_ACCEPTED if accepted else DeviceEventKind.ENROLL_REFUSED
+    _ENROLL_EVENT.rowcount(
+        conn, {"device_id": device_id, "at": now, "kind": str(kind), "details": dict(details)}
     )
     if not accepted:
         conn.execute(
@@ -231,7 +226,29 @@ def record_enrollment(
         )
 
 
-_ENROLL_EVENT = insert(_TABLE)
+def accepted_enrollments(devices: CTE) -> Insert:
+    """The "enrollment accepted" history row of each device id in `devices` (a CTE of one
+    column, `id`: an UPDATE ... RETURNING id), for a statement that writes a registration and
+    its history at once (enrollment's one PostgreSQL statement). Binds `at` and `details`."""
+    rows = select(
+        devices.c.id,
+        bindparam("at", type_=_TABLE.c.at.type),
+        literal(str(DeviceEventKind.ENROLL_ACCEPTED)),
+        literal("device"),
+        bindparam("details", type_=_TABLE.c.details.type),
+    ).select_from(devices)
+    return insert(_TABLE).from_select(["device_id", "at", "kind", "actor", "details"], rows)
+
+
+_ENROLL_EVENT = DriverStatement(
+    insert(_TABLE).values(
+        device_id=bindparam("device_id"),
+        at=bindparam("at"),
+        kind=bindparam("kind"),
+        actor="device",
+        details=bindparam("details"),
+    )
+)
 _DEVICE = Device.__table__
 _REFUSAL = (
     _DEVICE.update()

@@ -1,18 +1,19 @@
-"""The device side's own lane: POST /enroll answered without Flask's request hooks.
+"""The device side's own lane: POST /enroll answered without Flask's request machinery.
 
 Every booted device calls POST /enroll, so it is the one URL whose cost per request decides how
 many devices one web process serves (bench/enroll.py). Flask runs every app-wide hook for it,
 and each one the console's pages need does nothing useful here: the session and remember-me
 cookies (devices have no accounts), Flask-Limiter (the endpoint counts its own limits in one
 Redis round trip, kmeweb.enroll.ratelimit), CSRF (exempt: no cookies to forge with), sign-in
-(public), the NUL check of form fields (the body is JSON, checked by the service). Together
-they cost about as much as the enrollment's own database work.
+(public), the NUL check of form fields (the body is JSON, checked by the service). A request
+context (URL matching, teardown) and a response object cost as much again.
 
-This WSGI middleware answers exactly `POST /enroll` inside a request context of its own, with
-the view's code (kmeweb.enroll.views.answer) and the after-request steps an answer must still
-have: the security headers, the request id, and the request metrics. Every other request, a
-GET /enroll (405) included, goes on to Flask as before. It sits inside ProxyFix, so the
-client address it rate-limits by is the proxy's forwarded one.
+This WSGI middleware answers exactly `POST /enroll` inside an application context (the
+database and the configuration) with the view's code (kmeweb.enroll.views.answer) on a
+request object of its own, and writes the answer itself with the headers every answer must
+have: the security headers, the request id; and it counts the request in the request
+metrics. Every other request, a GET /enroll (405) included, goes on to Flask as before. It sits
+inside ProxyFix, so the client address it rate-limits by is the proxy's forwarded one.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, request
-from flask.ctx import RequestContext
+from flask import Flask
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from kmeweb.enroll import views
-from kmeweb.errors import echo_request_id
-from kmeweb.extensions import db
-from kmeweb.ops.metrics import count_request
-from kmeweb.security import security_headers
+from kmeweb.errors import request_id
+from kmeweb.ops.metrics import observe_request
+from kmeweb.security import security_header_pairs
 
 PATH = "/enroll"
+ENDPOINT = "enroll.enroll"  # the Flask view's endpoint: one metrics series for both
+_REASONS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 class EnrollLane:
@@ -45,22 +47,33 @@ class EnrollLane:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
-        environ["kmeweb.started"] = time.perf_counter()
+        started = environ["kmeweb.started"] = time.perf_counter()
         app = self.app
-        # A null session: a device has no cookie to read, and none is ever set for it.
-        ctx = RequestContext(app, environ, session=app.session_interface.make_null_session(app))
-        with ctx:
+        with app.app_context():
+            req = app.request_class(environ)
+            # Before anything reads the body: no request reads more of it than the cap.
+            req.max_content_length = app.config["ENROLL_MAX_BYTES"]
             try:
-                # Before anything reads the body: no request reads more of it than the cap.
-                request.max_content_length = app.config["ENROLL_MAX_BYTES"]
-                response = views.answer()
+                status, body, headers = views.answer(req)
             except HTTPException as err:  # a body cut short
-                response = views.http_error(err)
+                status, body, headers = views.http_answer(err)
             except Exception:
-                db.session.rollback()
                 if app.testing or app.debug:
                     raise
-                app.log_exception(sys.exc_info())
-                response = views.http_error(InternalServerError())
-            response = count_request(echo_request_id(security_headers(response)))
-            return response(environ, start_response)
+                request_id(environ)  # the log line carries it
+                with app.request_context(environ):
+                    app.log_exception(sys.exc_info())
+                status, body, headers = views.http_answer(InternalServerError())
+            payload = app.json.dumps(body, separators=(",", ":")).encode()
+            start_response(
+                _REASONS[status],
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(payload))),
+                    *headers.items(),
+                    *security_header_pairs(),
+                    ("X-Request-Id", request_id(environ)),
+                ],
+            )
+        observe_request(ENDPOINT, status, started)
+        return [payload]

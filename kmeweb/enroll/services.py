@@ -34,7 +34,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from kmeweb import crypto
@@ -50,6 +61,8 @@ from kmeweb.profiles import bundle as profile_bundle
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import profile_for_token, token_expired, token_matches
+from kmeweb.redact import redact_details
+from kmeweb.sqlutil import DriverStatement
 
 AGENT_VERSION_MAX = 64
 TOKEN_MAX = 256  # tokens are 32 characters (192 bits, URL-safe); room for other generators
@@ -176,13 +189,16 @@ def _find_device(session: Session, req: EnrollRequest, profile_id: int | None) -
     return None
 
 
-def _user(session: Session, device: _Found, profile: Profile) -> EndUser | None:
-    """The device's own user, else the profile's associated user."""
-    user_id = device.end_user_id or profile.end_user_id
-    return session.get(EndUser, user_id) if user_id else None
+@dataclass(frozen=True, slots=True)
+class _User:
+    """The device's own user, else the profile's associated user (what the answer names)."""
+
+    username: str
+    email: str | None
+    display_name: str | None
 
 
-def _user_answer(user: EndUser | None, configured: str | None) -> dict[str, Any] | None:
+def _user_answer(user: _User | None, configured: str | None) -> dict[str, Any] | None:
     if user is not None:
         return {"username": user.username, "email": user.email, "display_name": user.display_name}
     if configured:  # the profile's agent "user" key, typed in the configuration
@@ -208,49 +224,98 @@ _PROFILE_COLUMNS = (
     "id", "name", "kind", "token", "token_expires_at", "without_token", "config", "secrets_enc",
     "kme_profile_id", "end_user_id",
 )  # fmt: skip
-_D, _P = Device.__table__, Profile.__table__
+_USER_COLUMNS = ("username", "email", "display_name")
+_D, _P, _U = Device.__table__, Profile.__table__, EndUser.__table__
+# On the driver's cursor (kmeweb.sqlutil.DriverStatement): SQLAlchemy's execution layer cost
+# more than the database for these one-row statements, which run for every booted device.
 _WITH_PROFILE = {
-    key: select(
-        *(_D.c[name].label(f"d_{name}") for name in _DEVICE_COLUMNS),
-        *(_P.c[name].label(f"p_{name}") for name in _PROFILE_COLUMNS),
+    key: DriverStatement(
+        select(
+            *(_D.c[name].label(f"d_{name}") for name in _DEVICE_COLUMNS),
+            *(_P.c[name].label(f"p_{name}") for name in _PROFILE_COLUMNS),
+            *(_U.c[name].label(f"u_{name}") for name in _USER_COLUMNS),
+        )
+        .select_from(
+            _D.join(_P, _D.c.profile_id == _P.c.id).outerjoin(
+                _U, _U.c.id == func.coalesce(_D.c.end_user_id, _P.c.end_user_id)
+            )
+        )
+        .where(_D.c[key] == bindparam("ident"))
+        .limit(1)
     )
-    .select_from(_D.join(_P, _D.c.profile_id == _P.c.id))
-    .where(_D.c[key] == bindparam("ident"))
     for key in ("imei", "serial")
 }
+_ROW = {
+    name: i
+    for i, name in enumerate(
+        [f"d_{n}" for n in _DEVICE_COLUMNS]
+        + [f"p_{n}" for n in _PROFILE_COLUMNS]
+        + [f"u_{n}" for n in _USER_COLUMNS]
+    )
+}
 _TABLE = Device.__table__
+# updated_at is set as the column's onupdate would (DriverStatement runs no Python defaults).
 _FIRST_REGISTRATION = (
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("device_id"), _TABLE.c.registered_at.is_(None))
-    .values(registered_at=bindparam("at"), agent_version=bindparam("b_agent_version"))
+    .values(
+        registered_at=bindparam("at"),
+        agent_version=bindparam("b_agent_version"),
+        updated_at=bindparam("at"),
+    )
 )
 _AGENT_VERSION = (
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("device_id"))
-    .values(agent_version=bindparam("b_agent_version"))
+    .values(agent_version=bindparam("b_agent_version"), updated_at=bindparam("at"))
 )
 _AUDIT = AuditEvent.__table__
 
 
-def _audited(change: Any, action: str) -> Any:
-    """PostgreSQL: `change` (an UPDATE ... RETURNING id) and its audit event in ONE statement
-    (a data-modifying WITH): atomic on its own, and one round trip instead of two."""
-    changed = change.returning(_TABLE.c.id).cte(f"changed_{action.replace('.', '_')}")
-    rows = select(
-        bindparam("audit_at", type_=_AUDIT.c.at.type),
+def _in_one_statement(change: Any, action: str) -> DriverStatement:
+    """PostgreSQL: `change` (a device UPDATE) with everything written with it, as ONE statement
+    (a data-modifying WITH) that returns the device's id when the UPDATE matched it: its audit
+    event, its history row (`history.accepted_enrollments`) and, for a first registration,
+    its profile's registered count (`kept_counts.REGISTERED`), each only when the UPDATE
+    matched. Atomic on its own, so it runs autocommitted: one round trip, no BEGIN or COMMIT.
+    The profile row is written last, after the device row (kmeweb.profiles.counts' lock
+    order)."""
+    changed = change.returning(_TABLE.c.id).cte("changed")
+    audit_rows = select(
+        bindparam("at", type_=_AUDIT.c.at.type),
         literal("device"),
         literal(action),
         literal("device"),
         cast(changed.c.id, String),
-        bindparam("details", type_=_AUDIT.c.details.type),
+        bindparam("audit_details", type_=_AUDIT.c.details.type),
         bindparam("ip", type_=_AUDIT.c.ip.type),
     ).select_from(changed)
     columns = ["at", "actor", "action", "target_type", "target_id", "details", "ip"]
-    return insert(_AUDIT).from_select(columns, rows).returning(_AUDIT.c.id)
+    ctes = [
+        insert(_AUDIT).from_select(columns, audit_rows).cte("audited"),
+        history.accepted_enrollments(changed).cte("recorded"),
+    ]
+    if action == "device.register":
+        counted = kept_counts.REGISTERED.where(exists(select(changed.c.id)))
+        ctes.append(counted.cte("counted"))
+    return DriverStatement(select(changed.c.id).add_cte(*ctes))
 
 
-_FIRST_REGISTRATION_PG = _audited(_FIRST_REGISTRATION, "device.register")
-_AGENT_VERSION_PG = _audited(_AGENT_VERSION, "device.agent_version")
+# action: (the UPDATE alone, the UPDATE with all it writes as one PostgreSQL statement)
+_CHANGES = {
+    "device.register": (
+        DriverStatement(_FIRST_REGISTRATION),
+        _in_one_statement(_FIRST_REGISTRATION, "device.register"),
+    ),
+    "device.agent_version": (
+        DriverStatement(_AGENT_VERSION),
+        _in_one_statement(_AGENT_VERSION, "device.agent_version"),
+    ),
+}
+_REGISTERED_AT = select(_TABLE.c.registered_at).where(_TABLE.c.id == bindparam("device_id"))
+_USER = DriverStatement(
+    select(*(_U.c[name] for name in _USER_COLUMNS)).where(_U.c.id == bindparam("user_id"))
+)
 
 
 @dataclass(slots=True)
@@ -274,38 +339,55 @@ class _Found:
 _FOUND_FIELDS = tuple(n for n in _DEVICE_COLUMNS if n != "approval")
 
 
-def _fast_path(session: Session, req: EnrollRequest) -> tuple[_Found, Profile] | None:
-    """The usual case in one query: the device with its profile, and the token it sent is that
-    profile's, valid and synced. None for anything else (`_check` then finds the answer).
-    The profile is a transient object (never added to the session) for admin_extras."""
+def _fast_path(conn: Connection, req: EnrollRequest) -> _Checked | None:
+    """The usual case in one query: the device with its profile and its user, and the token
+    it sent is that profile's, valid and synced. None for anything else (`_check` then finds
+    the answer). The profile is a transient object (never in a session) for admin_extras."""
     if req.token is None:
         return None
     for key, value in (("imei", req.imei), ("serial", req.serial)):
         if value is None:
             continue
-        # A Core statement on the session's connection: the ORM's execute layer adds nothing
-        # for plain columns, and this runs for every booted device.
-        row = session.connection().execute(_WITH_PROFILE[key], {"ident": value}).mappings().first()
-        if row is None:
+        rows = _WITH_PROFILE[key].rows(conn, {"ident": value})
+        if not rows:
             continue
-        profile = Profile(**{name: row[f"p_{name}"] for name in _PROFILE_COLUMNS})
+        row = rows[0]
+        profile = Profile(**{name: row[_ROW[f"p_{name}"]] for name in _PROFILE_COLUMNS})
         if (
             token_matches(req.token, profile.token)
             and not token_expired(profile)
-            and row["d_approval"] == Approval.APPROVED
+            and row[_ROW["d_approval"]] == Approval.APPROVED
             and not (profile.kind == ProfileKind.KME and profile.kme_profile_id is None)
         ):
-            return _Found(*(row[f"d_{name}"] for name in _FOUND_FIELDS)), profile
+            device = _Found(*(row[_ROW[f"d_{name}"]] for name in _FOUND_FIELDS))
+            username = row[_ROW["u_username"]]
+            user = None
+            if username is not None:
+                user = _User(username, row[_ROW["u_email"]], row[_ROW["u_display_name"]])
+            return device, profile, user
         return None
     return None
 
 
-def _check(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
-    """The device and profile of a request that may enroll; else the EnrollError saying why
-    (the module docstring gives the order and what each answer reveals)."""
-    found = _fast_path(session, req)
+_Checked = tuple[_Found, Profile, _User | None]
+
+
+def _check(conn: Connection, req: EnrollRequest) -> _Checked:
+    """The device, profile and user of a request that may enroll; else the EnrollError saying
+    why (the module docstring gives the order and what each answer reveals). Anything but
+    the usual case is read through the ORM, on a Session over `conn`."""
+    found = _fast_path(conn, req)
     if found is not None:
         return found
+    with Session(bind=conn) as session:
+        device, profile = _check_slowly(session, req)
+    user_id = device.end_user_id or profile.end_user_id
+    rows = _USER.rows(conn, {"user_id": user_id}) if user_id else []
+    return device, profile, _User(*rows[0]) if rows else None
+
+
+def _check_slowly(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
+    """`_check` for every case but the usual one."""
     if req.token is not None:
         profile = profile_for_token(session, req.token)
         if profile is None:
@@ -340,24 +422,28 @@ def _check(session: Session, req: EnrollRequest) -> tuple[_Found, Profile]:
 
 
 def enroll_device(
-    session: Session, req: EnrollRequest, ip: str | None, server_url: str | Callable[[], str]
+    conn: Connection, req: EnrollRequest, ip: str | None, server_url: str | Callable[[], str]
 ) -> dict[str, Any]:
     """Check an enrollment request and register the device; returns the answer for the agent.
+
+    Takes a Connection, not a Session: this is the device side's hot path, and a Session's
+    bookkeeping cost more than the enrollment's SQL (the unusual cases get a Session over
+    `conn`). Writes in `conn`'s transaction and never commits; on PostgreSQL `conn` may be
+    autocommitted, each write being one statement (`_change`).
 
     The answer carries the server URL (the profile's, else `server_url`, which may be a function
     giving it: building this server's URL from the request costs), the device, its user
     (the device's, else the profile's associated user), the enrollment password and the
     profile's admin-extras bundle *with* its secrets (the only place secrets leave kmeweb).
     Marks the device registered (first time: registered_at and agent_version, audited
-    "device.register"; a new agent version later: audited "device.agent_version"; a repeat:
-    nothing written). Flushes, never commits. Raises EnrollError.
+    "device.register"; a new agent version later: audited "device.agent_version"; each
+    accepted enrollment: a history row). Raises EnrollError.
     """
-    device, profile = _check(session, req)
-    user = _user(session, device, profile)
+    device, profile, user = _check(conn, req)
     username = user.username if user else None
     bundle = profile_bundle.admin_extras(profile, username)
     password = crypto.decrypt(device.enrollment_password_enc)
-    first = _register(session, device, profile, req, ip)
+    first = _register(conn, device, profile, req, ip)
     return {
         "status": "registered",
         "first_registration": first,
@@ -379,85 +465,83 @@ def enroll_device(
 
 
 def _register(
-    session: Session, device: _Found, profile: Profile, req: EnrollRequest, ip: str | None
+    conn: Connection, device: _Found, profile: Profile, req: EnrollRequest, ip: str | None
 ) -> bool:
     """Record the registration; True the first time. Conditional UPDATEs (not the ORM's
     versioned one): two agents' retries at once both succeed and the first time is set once.
     The device's `version` is not bumped, so an admin editing the device meanwhile is not
-    told it changed: enrollment writes only the registration columns."""
+    told it changed: enrollment writes only the registration columns.
+
+    A first registration writes the device, its audit event, its history row and its
+    profile's registered count together (`_change`); a new agent version the device, its
+    audit event and its history row; a repeat only its history row."""
     now = utcnow()
-    first = 0
+    history_details: dict[str, Any] = {"agent_version": req.agent_version, "ip": ip}
+    first = changed = False
     if device.registered_at is None:  # else a repeat: the UPDATE could only match nothing
-        first = _change_audited(
-            session,
+        first = changed = _change(
+            conn,
             "device.register",
             {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
             {"profile": profile.name, "agent_version": req.agent_version},
-            device.id,
+            {**history_details, "first": True},
+            profile.id,
             ip,
-            now,
         )
+        if first:
+            device.registered_at = now
+        else:  # another request registered it a moment ago
+            device.registered_at = conn.scalar(_REGISTERED_AT, {"device_id": device.id})
     if not first and device.agent_version != req.agent_version:
-        _change_audited(
-            session,
+        changed = _change(
+            conn,
             "device.agent_version",
-            {"device_id": device.id, "b_agent_version": req.agent_version},
+            {"device_id": device.id, "at": now, "b_agent_version": req.agent_version},
             {"old": device.agent_version, "new": req.agent_version},
-            device.id,
+            history_details,
+            profile.id,
             ip,
-            now,
         )
-    if first:
-        device.registered_at = now
-        kept_counts.registered(session, profile.id)
-    elif device.registered_at is None:  # another request registered it a moment ago
-        device.registered_at = session.scalar(
-            select(_TABLE.c.registered_at).where(_TABLE.c.id == device.id)
-        )
+    if not changed:
+        history.record_enrollment(conn, device.id, True, history_details)
     device.agent_version = req.agent_version
-    details: dict[str, Any] = {"agent_version": req.agent_version, "ip": ip}
-    if first:
-        details["first"] = True
-    history.record_enrollment(session, device.id, True, details)
-    return bool(first)
+    return first
 
 
-def record_refusal(session: Session, err: EnrollError, ip: str | None) -> bool:
+def _change(
+    conn: Connection,
+    action: str,
+    params: dict[str, Any],
+    audit_details: dict[str, Any],
+    history_details: dict[str, Any],
+    profile_id: int,
+    ip: str | None,
+) -> bool:
+    """Run the device UPDATE of `action` and, when it changed the row, its audit event, its
+    history row and (a first registration) its profile's registered count: one statement on
+    PostgreSQL, up to four elsewhere, in `conn`'s transaction. True when it changed the
+    row."""
+    alone, together = _CHANGES[action]
+    if conn.dialect.name == "postgresql":
+        audited = redact_details(audit_details)  # as audit.record_device_event does
+        values = {"audit_details": audited, "details": history_details, "ip": ip}
+        return bool(together.rows(conn, {**params, **values, "pid": profile_id}))
+    if not alone.rowcount(conn, params):
+        return False
+    audit.record_device_event(conn, action, params["device_id"], audit_details, ip)
+    history.record_enrollment(conn, params["device_id"], True, history_details)
+    if action == "device.register":
+        kept_counts.registered(conn, profile_id)
+    return True
+
+
+def record_refusal(conn: Connection | Session, err: EnrollError, ip: str | None) -> bool:
     """The refused attempt of a known device (`err.device_id`) in its history, with the code,
     and as the device's last refusal. False (nothing written) for a request that named no
     known device. Flushes nothing through the ORM; never commits."""
     if err.device_id is None:
         return False
     history.record_enrollment(
-        session, err.device_id, False, {"code": err.code, "message": err.message, "ip": ip}
+        conn, err.device_id, False, {"code": err.code, "message": err.message, "ip": ip}
     )
     return True
-
-
-_CHANGES = {  # action: (the UPDATE, the UPDATE and its audit event as one PostgreSQL statement)
-    "device.register": (_FIRST_REGISTRATION, _FIRST_REGISTRATION_PG),
-    "device.agent_version": (_AGENT_VERSION, _AGENT_VERSION_PG),
-}
-
-
-def _change_audited(
-    session: Session,
-    action: str,
-    params: dict[str, Any],
-    details: dict[str, Any],
-    device_id: int,
-    ip: str | None,
-    now: datetime,
-) -> int:
-    """Run the device UPDATE of `action` and, when it changed the row, its audit event: one
-    statement on PostgreSQL, two elsewhere. Returns the rows changed (0 or 1)."""
-    conn = session.connection()
-    plain, audited = _CHANGES[action]
-    if conn.dialect.name == "postgresql":
-        return len(
-            conn.execute(audited, {**params, "audit_at": now, "details": details, "ip": ip}).all()
-        )
-    changed = conn.execute(plain, params).rowcount
-    if changed:
-        audit.record_device_event(session, action, device_id, details, ip)
-    return changed

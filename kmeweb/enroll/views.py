@@ -1,17 +1,22 @@
 """POST /enroll: the device side (JSON only), the one endpoint without sign-in or CSRF.
 
 Every answer is JSON: {"status": "registered", ...} or {"error": <stable code>, "message"}.
-Order of checks: body size cap (set before any hook reads the body), content type (415), size
+Order of checks: body size cap (set before anything reads the body), content type (415), size
 (413), JSON (400), fields (400); a refused request counts against its IP's limit (429 once
 over), a well-formed one against its IP's and its device's (one Redis round trip); then the
 service.
+
+In production the enrollment lane (kmeweb.enroll.lane) answers POST /enroll before Flask sees
+it, with `answer`; the Flask view below gives the same answer to anything that reaches it.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Request, Response, current_app, request
+from sqlalchemy import Connection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from kmeweb.enroll import ratelimit, services
@@ -20,6 +25,10 @@ from kmeweb.extensions import csrf, db, limiter
 
 bp = Blueprint("enroll", __name__)
 csrf.exempt(bp)
+
+#: An answer: HTTP status, JSON body, headers besides the ones every answer carries.
+Answer = tuple[int, dict[str, Any], dict[str, str]]
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @limiter.request_filter
@@ -38,12 +47,17 @@ HTTP_CODES = {
 }
 
 
-def _error(code: str, message: str, status: int, **headers: str):
-    response = jsonify(error=code, message=message)
-    response.status_code = status
-    response.headers.update(headers)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _error(code: str, message: str, status: int, **headers: str) -> Answer:
+    return status, {"error": code, "message": message}, {**headers, **NO_STORE}
+
+
+def response(answer: Answer) -> Response:
+    """An answer as Flask's JSON response."""
+    status, body, headers = answer
+    out = current_app.json.response(body)
+    out.status_code = status
+    out.headers.update(headers)
+    return out
 
 
 @bp.url_value_preprocessor
@@ -53,25 +67,27 @@ def _cap_body(_endpoint, _values) -> None:
     request.max_content_length = current_app.config["ENROLL_MAX_BYTES"]
 
 
-@bp.errorhandler(HTTPException)
-def http_error(err: HTTPException):
+def http_answer(err: HTTPException) -> Answer:
+    """The JSON answer to an HTTP error (a 405, a body cut short, a 500)."""
     code = err.code or 500
     return _error(HTTP_CODES.get(code, "error"), err.name, code)
 
 
-def enroll_error(err: EnrollError, ip: str | None = None):
+@bp.errorhandler(HTTPException)
+def http_error(err: HTTPException) -> Response:
+    return response(http_answer(err))
+
+
+def enroll_error(err: EnrollError, ip: str | None = None) -> Answer:
     """A refused enrollment's JSON answer (`answer` catches every EnrollError it raises); a
-    known device's refusal is recorded in its history (committed on its own)."""
-    db.session.rollback()
-    if services.record_refusal(db.session, err, ip):
-        db.session.commit()
-    response = jsonify(err.body())
-    response.status_code = err.status
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    known device's refusal is recorded in its history (in a transaction of its own)."""
+    if err.device_id is not None:
+        with db.engine.begin() as conn:
+            services.record_refusal(conn, err, ip)
+    return err.status, err.body(), NO_STORE
 
 
-def _too_many(retry_after: int):
+def _too_many(retry_after: int) -> Answer:
     return _error(
         "rate_limited",
         "Too many enrollment attempts; try again later.",
@@ -80,12 +96,12 @@ def _too_many(retry_after: int):
     )
 
 
-def _read_request() -> services.EnrollRequest:
+def _read_request(req: Request) -> services.EnrollRequest:
     """The request's JSON body, parsed and validated. Raises EnrollError."""
-    if request.mimetype != "application/json":
+    if req.mimetype != "application/json":
         raise EnrollError("unsupported_media_type")
     try:
-        data = json.loads(request.get_data(cache=False))
+        data = json.loads(req.get_data(cache=False))
     except RequestEntityTooLarge:
         raise EnrollError("payload_too_large") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -93,18 +109,26 @@ def _read_request() -> services.EnrollRequest:
     return services.parse_request(data)
 
 
-def _server_url() -> str:
-    return request.host_url.rstrip("/")
+def _connection() -> Connection:
+    """A connection of its own for one enrollment (no Session: see services.enroll_device)."""
+    conn = db.engine.connect()
+    if conn.dialect.name == "postgresql":
+        # Every write of an enrollment is one statement, atomic on its own (a registration,
+        # its audit event, history row and count are one statement): no BEGIN and COMMIT
+        # round trips to PostgreSQL.
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
-def answer():
-    """The answer to one POST /enroll (the request context's): the view's whole work, shared by
-    the Flask view and the fast lane (kmeweb.enroll.lane) that answers it in production."""
-    ip = request.remote_addr or "-"
+def answer(req: Request) -> Answer:
+    """The answer to one POST /enroll: the view's whole work, shared by the Flask view and the
+    lane (kmeweb.enroll.lane) that answers it in production. `req.max_content_length` must be
+    set before (the lane and `_cap_body` set it)."""
+    ip = req.remote_addr or "-"
     ip_limit = ("ENROLL_IP_RATE_LIMIT", "ip", ip)
     try:
         try:
-            req = _read_request()
+            parsed = _read_request(req)
         except EnrollError:
             # Refused input counts against the address too: garbage is throttled like guesses.
             retry = ratelimit.hit([ip_limit])
@@ -112,24 +136,18 @@ def answer():
                 return _too_many(retry)
             raise
         # One Redis round trip for both limits (a guess counts against the device it names).
-        retry = ratelimit.hit([ip_limit, ("ENROLL_DEVICE_RATE_LIMIT", "device", req.device_key)])
+        device_limit = ("ENROLL_DEVICE_RATE_LIMIT", "device", parsed.device_key)
+        retry = ratelimit.hit([ip_limit, device_limit])
         if retry:
             return _too_many(retry)
-        session = db.session()  # the Session itself (the scoped proxy lacks in_transaction)
-        if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
-            # Every statement of an enrollment is atomic on its own (a registration and its
-            # audit event are one statement): no BEGIN and COMMIT round trips to PostgreSQL.
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        result = services.enroll_device(session, req, ip, _server_url)
-        session.commit()
+        with _connection() as conn, conn.begin():
+            result = services.enroll_device(conn, parsed, ip, lambda: req.host_url.rstrip("/"))
     except EnrollError as err:
         return enroll_error(err, ip)
-    response = jsonify(result)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return 200, result, NO_STORE
 
 
 @bp.post("/enroll")
-def enroll():
+def enroll() -> Response:
     """Register a booted device and answer with its profile's configuration (secrets too)."""
-    return answer()
+    return response(answer(request._get_current_object()))  # type: ignore[attr-defined]

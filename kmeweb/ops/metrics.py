@@ -356,13 +356,18 @@ def init_app(app: Flask) -> None:
 
 
 def count_request(response: Response) -> Response:
-    """Count and time the request by endpoint (after_request, and the enrollment lane's)."""
-    started = request.environ.get("kmeweb.started")
+    """Count and time the request by endpoint (after_request)."""
     endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
-    HTTP_REQUESTS.labels(endpoint, str(response.status_code)).inc()
+    observe_request(endpoint, response.status_code, request.environ.get("kmeweb.started"))
+    return response
+
+
+def observe_request(endpoint: str, status: int, started: float | None) -> None:
+    """Count one answered request of `endpoint` by status, and its time since `started` (a
+    time.perf_counter() reading; None: not timed). The enrollment lane calls it directly."""
+    HTTP_REQUESTS.labels(endpoint, str(status)).inc()
     if started is not None:
         HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-    return response
 
 
 def set_worker_label(label: str | None) -> None:

@@ -24,13 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Device
+from kmeweb.extensions import utcnow
 from kmeweb.profiles.models import Profile
-from kmeweb.sqlutil import chunks, id_filters
+from kmeweb.sqlutil import DriverStatement, chunks, connection_of, id_filters
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,22 @@ def apply(session: Session, shift: Shift) -> None:
         session.execute(_SHIFT, rows)
 
 
-def registered(session: Session, profile_id: int) -> None:
-    """A device of `profile_id` registered for the first time (enrollment's one statement)."""
-    session.connection().execute(_SHIFT, {"pid": profile_id, "devices": 0, "registered": 1})
+#: One more registered device in profile `pid` (binds pid, and `at` for updated_at, which
+#: `_SHIFT` sets through the column's onupdate): `registered` runs it, and enrollment folds it
+#: into its one PostgreSQL statement.
+REGISTERED = (
+    _PROFILE.update()
+    .where(_PROFILE.c.id == bindparam("pid"))
+    .values(registered_count=_PROFILE.c.registered_count + 1, updated_at=bindparam("at"))
+)
+_REGISTERED = DriverStatement(REGISTERED)
+
+
+def registered(session: Session | Connection, profile_id: int) -> None:
+    """A device of `profile_id` registered for the first time (enrollment's one statement, on
+    the driver's cursor of the session's connection or of a Connection: enrollment is the
+    device side's hot path)."""
+    _REGISTERED.rowcount(connection_of(session), {"pid": profile_id, "at": utcnow()})
 
 
 def moving(session: Session, device_ids: Sequence[int], to_profile_id: int | None) -> Shift:
