@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
 from kmeweb.devices.models import Device
-from kmeweb.extensions import utcnow
 from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import DriverStatement, chunks, connection_of, id_filters
 
@@ -99,13 +98,12 @@ def apply(session: Session, shift: Shift) -> None:
         session.execute(_SHIFT, rows)
 
 
-#: One more registered device in profile `pid` (binds pid, and `at` for updated_at, which
-#: `_SHIFT` sets through the column's onupdate): `registered` runs it, and enrollment folds it
-#: into its one PostgreSQL statement.
+#: One more registered device in profile `pid` (binds pid; updated_at named and kept, as in
+#: `_SHIFT`): `registered` runs it, and enrollment folds it into its one PostgreSQL statement.
 REGISTERED = (
     _PROFILE.update()
     .where(_PROFILE.c.id == bindparam("pid"))
-    .values(registered_count=_PROFILE.c.registered_count + 1, updated_at=bindparam("at"))
+    .values(registered_count=_PROFILE.c.registered_count + 1, **_KEEP_MODIFIED)
 )
 _REGISTERED = DriverStatement(REGISTERED)
 
@@ -114,7 +112,7 @@ def registered(session: Session | Connection, profile_id: int) -> None:
     """A device of `profile_id` registered for the first time (enrollment's one statement, on
     the driver's cursor of the session's connection or of a Connection: enrollment is the
     device side's hot path)."""
-    _REGISTERED.rowcount(connection_of(session), {"pid": profile_id, "at": utcnow()})
+    _REGISTERED.rowcount(connection_of(session), {"pid": profile_id})
 
 
 def moving(session: Session, device_ids: Sequence[int], to_profile_id: int | None) -> Shift:

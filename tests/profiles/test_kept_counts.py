@@ -182,7 +182,9 @@ class Walk:
         for device_id in ids:
             imei = self.session.get(Device, device_id).imei
             body = {"imei": imei, "token": profile.token, "agent_version": "1.0"}
-            enroll_device(self.session, parse_request(body), "127.0.0.1", "https://mdm")
+            enroll_device(
+                self.session.connection(), parse_request(body), "127.0.0.1", "https://mdm"
+            )
         return bool(ids)
 
     def portal_move(self) -> bool:
@@ -308,7 +310,7 @@ def test_devices_moving_in_and_enrolling_leave_the_profiles_modified_time(sessio
     session.commit()
     imei = session.get(Device, ids[0]).imei
     body = {"imei": imei, "token": sales.token, "agent_version": "1.0"}
-    enroll_device(session, parse_request(body), "127.0.0.1", "https://mdm")
+    enroll_device(session.connection(), parse_request(body), "127.0.0.1", "https://mdm")
     session.commit()
 
     session.expire_all()
