@@ -554,6 +554,34 @@ def test_a_device_added_since_the_preview_to_another_shelf_is_moved(session, tar
     assert count_rows(session, DeviceEvent, DeviceEvent.kind == "uploaded") == 20
 
 
+def test_rows_past_a_whole_statement_are_all_written(session, target, admin, jane):
+    """The devices go in ROWS_PER_INSERT to a statement, the last statement the rest: each row
+    is written with its own values."""
+    n = 2 * importer.apply.ROWS_PER_INSERT + 5
+    imeis = [next_imei() for _ in range(n)]
+    lines = [
+        f"{imei},jane.doe,Pass-{i:04d}" if i % 2 else f"{imei},," for i, imei in enumerate(imeis)
+    ]
+    text = "imei,username,enrollment_password\n" + "\n".join(lines) + "\n"
+    operation = _previewed(session, target, text, admin)
+    assert importer.import_job(operation.id)["new"] == n
+    session.expire_all()
+    devices = {d.imei: d for d in session.scalars(select(Device))}
+    assert len(devices) == n
+    for i, imei in enumerate(imeis):
+        device = devices[imei]
+        assert device.profile_id == target.id
+        if i % 2:
+            assert device.end_user_id == jane.id
+            assert crypto.decrypt(device.enrollment_password_enc) == f"Pass-{i:04d}"
+        else:
+            assert device.end_user_id is None and device.enrollment_password_enc is None
+    assert session.get(type(target), target.id).device_count == n
+    events = session.execute(select(DeviceEvent.device_id, DeviceEvent.details)).all()
+    assert sorted(e.device_id for e in events) == sorted(d.id for d in devices.values())
+    assert {e.details["import"] for e in events} == {"t.csv"}
+
+
 def test_100k_rows_import(session, target, admin, jane):
     """A file of 100,000 valid rows (the service directly; bench/import.py times it)."""
     lines = ["imei,username"] + [f"{next_imei()},jane.doe" for _ in range(100_000)]

@@ -42,6 +42,7 @@ from kmeweb.text import count
 NOT_WRITTEN = ("password", "clear_password", "was_profile_id", "was_user_id")
 PROGRESS_S = 0.5  # seconds between two progress commits
 STALE = "The devices changed since the preview"
+ROWS_PER_INSERT = 100  # rows to an INSERT statement (4 parameters each, far below the limits)
 
 
 def start_import(session: Session, profile_id: int, token: str, actor: Any) -> Operation:
@@ -178,7 +179,11 @@ def insert_rows(
     constants: dict[str, Any],
 ) -> None:
     """One driver-level executemany of `rows` (plain values for `columns`, no type to apply)
-    plus `constants` (the same for every row: rendered once as SQL literals of their types)."""
+    plus `constants` (the same for every row: rendered once as SQL literals of their types),
+    ROWS_PER_INSERT rows to a statement (one VALUES list of that many rows; the last
+    statement takes the rest): a one-row statement per row cost more, binding and stepping
+    it, than the rows' own writes (SQLite) or a round of the server's per-statement work
+    (PostgreSQL)."""
     conn = session.connection(bind_arguments={"mapper": Device})
     dialect = conn.dialect
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
@@ -186,10 +191,22 @@ def insert_rows(
     for name, value in constants.items():
         marks.append(_sql_literal(dialect, table.c[name].type, value))
     names = [*columns, *constants]
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(marks)})"
+    head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
+    one = f"({', '.join(marks)})"
     params = list(rows)
-    if params:
-        conn.exec_driver_sql(sql, params)
+    whole = len(params) - len(params) % ROWS_PER_INSERT
+    width = len(columns) * ROWS_PER_INSERT
+    if whole:
+        flat = [value for row in params[:whole] for value in row]
+        conn.exec_driver_sql(
+            head + ", ".join([one] * ROWS_PER_INSERT),
+            [tuple(flat[i : i + width]) for i in range(0, len(flat), width)],
+        )
+    if whole < len(params):
+        rest = params[whole:]
+        conn.exec_driver_sql(
+            head + ", ".join([one] * len(rest)), tuple(v for row in rest for v in row)
+        )
 
 
 def _sql_literal(dialect: Any, type_: Any, value: Any) -> str:
