@@ -64,7 +64,7 @@ class Plan:
     counts: Counter = field(default_factory=Counter)
     errors: list[RowError] = field(default_factory=list)
     moved_from: Counter = field(default_factory=Counter)
-    # Positions (in the rows planned) of the rows that name a device the database holds.
+    # The row numbers of the rows that name a device the database holds.
     found: list[int] = field(default_factory=list)
 
 
@@ -142,7 +142,7 @@ def plan_import(
     """Decide what each row does given the database now (see the module docstring), reading
     only the devices and users the rows name, PROGRESS_EVERY rows at a time.
 
-    `look_up` (positions in `rows`) limits the device reads to those rows; the others are
+    `look_up` (row numbers) limits the device reads to those rows; the others are
     planned as new devices (their users are still looked up). It is for the import job, which
     looks up again only the rows its preview found in the database: a device that appeared
     since for any other row makes the unique IMEI or serial refuse the insert (IntegrityError),
@@ -152,30 +152,32 @@ def plan_import(
         pid: (kind, name)
         for pid, kind, name in session.execute(select(Profile.id, Profile.kind, Profile.name))
     }
-    names = {r.username.lower() for r in rows if r.username}
-    users = _user_ids(session, names)
+    spelled = {r.username for r in rows if r.username}  # as written: few, repeated
+    users = _user_ids(session, {name.lower() for name in spelled})
+    user_of = {name: users.get(name.lower()) for name in spelled}
     new = plan.new
     found = plan.found
     for start in range(0, len(rows), PROGRESS_EVERY):
         batch = rows[start : start + PROGRESS_EVERY]
         asked = batch
         if look_up is not None:
-            asked = [r for i, r in enumerate(batch, start) if i in look_up] if look_up else []
+            asked = [r for r in batch if r.row in look_up] if look_up else []
         by_imei = _known(session, Device.imei, [r.imei for r in asked if r.imei])
         by_serial = _known(session, Device.serial, [r.serial for r in asked if r.serial])
-        for i, r in enumerate(batch, start):
-            if (r.imei is None or r.imei not in by_imei) and (
-                r.serial is None or r.serial not in by_serial
+        for r in batch:
+            number, imei, serial, username, _ = r
+            if (imei is None or imei not in by_imei) and (
+                serial is None or serial not in by_serial
             ):  # the common case, quickly: a device kmeweb does not know yet
-                if r.username is None:
+                if username is None:
                     new.append((r, None))
                     continue
-                user_id = users.get(r.username.lower())
+                user_id = user_of[username]
                 if user_id is not None:
                     new.append((r, user_id))
                     continue
             else:
-                found.append(i)
+                found.append(number)
             _plan_row(plan, profile, profiles, users, has_user, r, by_imei, by_serial)
         if progress is not None:
             progress(len(batch))
