@@ -131,7 +131,7 @@ class DriverStatement:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every row the statement returns (a SELECT, or RETURNING), processed."""
@@ -149,9 +149,10 @@ class DriverStatement:
         return self._run(conn, self._for(conn.dialect), params, fetch=False)
 
     def _for(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(dialect.name)
+        key = (dialect.name, dialect.driver)  # the SQL and the bind processors differ by driver
+        found = self._compiled.get(key)
         if found is None:
-            found = self._compiled[dialect.name] = _compile(self.statement, dialect)
+            found = self._compiled[key] = _compile(self.statement, dialect)
         return found
 
     def _run(self, conn: Connection, compiled: _Compiled, params: Mapping[str, Any], fetch: bool):
