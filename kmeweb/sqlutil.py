@@ -42,10 +42,10 @@ def is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def int_array(ids: Iterable[int]) -> ColumnElement[Any]:
-    """`ids` as one PostgreSQL int[] parameter, sent as its text ('{1,2,3}'): psycopg adapts a
-    Python list element by element, about four times slower than this one string."""
-    text = "{" + ",".join(map(str, map(int, ids))) + "}"
+def int_array(ids: Iterable[int | None]) -> ColumnElement[Any]:
+    """`ids` as one PostgreSQL int[] parameter, sent as its text ('{1,2,NULL}'): psycopg adapts
+    a Python list element by element, about four times slower than this one string."""
+    text = "{" + ",".join("NULL" if i is None else str(int(i)) for i in ids) + "}"
     return cast(literal(text, Text()), ARRAY(Integer))
 
 
@@ -63,9 +63,10 @@ def id_rows(session: Session, ids: Sequence[int]) -> Select:
     return select(each.c.value.label("id"))
 
 
-def pair_rows(session: Session, pairs: Sequence[tuple[int, int]]) -> Select:
-    """A SELECT of (id, other) integer pairs as rows of columns `id` and `other`: unnest of two
-    array parameters on PostgreSQL, json_each of one JSON text of [id, other] on SQLite."""
+def pair_rows(session: Session, pairs: Sequence[tuple[int, int | None]]) -> Select:
+    """A SELECT of (id, other) integer pairs as rows of columns `id` and `other` (None: NULL, a
+    change of devices that only kmeweb holds): unnest of two array parameters on PostgreSQL,
+    json_each of one JSON text of [id, other] on SQLite."""
     if is_postgresql(session):
         both = (
             func.unnest(int_array(p[0] for p in pairs), int_array(p[1] for p in pairs))
@@ -73,7 +74,7 @@ def pair_rows(session: Session, pairs: Sequence[tuple[int, int]]) -> Select:
             .render_derived()
         )
         return select(both.c.id, both.c.other)
-    text = json.dumps([[int(a), int(b)] for a, b in pairs])
+    text = json.dumps([[int(a), None if b is None else int(b)] for a, b in pairs])
     each = func.json_each(literal(text, Text())).table_valued("value")
     return select(
         func.json_extract(each.c.value, "$[0]").label("id"),
