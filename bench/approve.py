@@ -145,7 +145,9 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
     session.commit()
     operation = jobs.start_pull(session, "bench")
     session.commit()
+    started = time.perf_counter()
     jobs.pull_job(operation.id)
+    _log(f"pull of {2 * args.devices:,} new devices: {time.perf_counter() - started:.1f} s")
     flow = session.scalar(select(Upload).where(Upload.order_number == "BENCH-FLOW"))
     bare = session.scalar(select(Upload).where(Upload.order_number == "BENCH-BARE"))
     assert uploads.pending_count(session, flow.id) == args.devices
