@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from kmeweb import gcpause
 from kmeweb.audit import services as audit
 from kmeweb.devices import history
 from kmeweb.devices import services as device_services
@@ -217,8 +218,9 @@ def approve_upload(
             f"{count(n, 'device')} {'is' if n == 1 else 'are'} waiting now, not "
             f"{expected_pending:,}. Reload the page and try again."
         )
-    groups = _approval_groups(session, _pending_where(upload.id))
-    return approve_placements(session, upload, groups, n, actor)
+    with gcpause.paused():  # a row and a placement per device: see kmeweb.gcpause
+        groups = _approval_groups(session, _pending_where(upload.id))
+        return approve_placements(session, upload, groups, n, actor)
 
 
 def _pending_where(upload_id: int) -> tuple:

@@ -37,6 +37,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from kmeweb import gcpause
 from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Approval, Device, DeviceEvent, DeviceEventKind
@@ -711,7 +712,8 @@ def run_pull(
             operation = session.get(Operation, operation_id)
             operation.total = page.total_count
             first = False
-        apply_device_page(session, page.devices, ctx, stats)
+        with gcpause.paused():  # a page's rows and writes: see kmeweb.gcpause
+            apply_device_page(session, page.devices, ctx, stats)
         if operation_id is not None:
             operations.add_progress(session, operation_id, len(page.devices))
         uncommitted += len(page.devices)

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import bindparam, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from kmeweb import crypto
+from kmeweb import crypto, gcpause
 from kmeweb.devices import history
 from kmeweb.devices.models import Approval, Device, DeviceEventKind
 from kmeweb.directory.models import EndUser
@@ -119,7 +119,10 @@ def process(session: Session, client: KnoxClient, change: Change) -> None:
     """
     handler = HANDLERS[change.kind]
     try:
-        note = handler(session, client, change)
+        # One change carries up to thousands of devices, read into as many tuples: with the
+        # cyclic collector on, building them set off collections that walked the whole heap.
+        with gcpause.paused():
+            note = handler(session, client, change)
     except JobTimeout as exc:  # RQ gave up on the job: put the change back, and stop
         session.rollback()
         _retry_or_fail(session, change, exc)
