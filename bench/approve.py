@@ -150,8 +150,22 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
     _log(f"pull of {2 * args.devices:,} new devices: {time.perf_counter() - started:.1f} s")
     flow = session.scalar(select(Upload).where(Upload.order_number == "BENCH-FLOW"))
     bare = session.scalar(select(Upload).where(Upload.order_number == "BENCH-BARE"))
-    assert uploads.pending_count(session, flow.id) == args.devices
-    assert uploads.pending_count(session, bare.id) == args.devices
+    pull_op = session.get(Operation, operation.id)
+    for upload in (flow, bare):
+        found = uploads.pending_count(session, upload.id)
+        assert found == args.devices, (
+            f"{upload.order_number}: {found:,} devices pending after the pull, not "
+            f"{args.devices:,}; devices of the upload by approval: "
+            + str(
+                session.execute(
+                    select(Device.approval, func.count())
+                    .where(Device.upload_id == upload.id)
+                    .group_by(Device.approval)
+                ).all()
+            )
+            + f"; all devices: {session.scalar(select(func.count()).select_from(Device)):,}"
+            + f"; the pull: {pull_op.status} {pull_op.error or ''}"
+        )
     session.commit()
     _log(f"pulled; approving {args.devices:,} devices")
 
