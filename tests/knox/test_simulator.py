@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from kmeweb.knox import DeviceAssignment, KnoxRejectedError
 from kmeweb.knox.simulator import get_state, seed_demo
 from kmeweb.knox.simulator.cli import kme_sim
+from kmeweb.knox.simulator.state import SimState
 
 from .conftest import valid_profile
 
@@ -260,3 +262,48 @@ def test_simulator_routes_take_their_own_overrides(make_sim):
     with sim.client("oauth", paths=moved) as client:
         assert client.unassign_profile(ids).ok
     assert sim.calls("PUT /kcs/v9/kme/devices/unassign") == {"calls": 1, "200": 1}
+
+
+class _RepeatsTheFirstDevice(random.Random):
+    """A random source that, once armed, draws the next generated device's identifiers twice:
+    after that device's six draws (IMEI digits, serial parts, model) it rewinds once."""
+
+    DRAWS_PER_DEVICE = 6
+
+    def arm(self) -> None:
+        self._draws, self._start = 0, None
+
+    def _before(self) -> None:
+        if getattr(self, "_draws", None) == 0 and self._start is None:
+            self._start = self.getstate()
+
+    def _after(self) -> None:
+        if getattr(self, "_draws", None) is None:
+            return
+        self._draws += 1
+        if self._draws == self.DRAWS_PER_DEVICE:
+            self.setstate(self._start)
+
+    def choice(self, seq):  # noqa: ANN001, ANN201 - random.Random's own signature
+        self._before()
+        value = super().choice(seq)
+        self._after()
+        return value
+
+    def choices(self, population, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+        self._before()
+        value = super().choices(population, *args, **kwargs)
+        self._after()
+        return value
+
+
+def test_an_upload_of_n_generated_devices_holds_n_even_when_a_draw_repeats():
+    state = SimState()
+    state.rng = _RepeatsTheFirstDevice(11)
+    tenant = state.tenants[state.add_tenant()["customer_id"]]
+    reseller = state.add_reseller(tenant, "Repeat Reseller")
+    state.rng.arm()
+    upload, created = state.add_upload(tenant, reseller, 5, order_no="PO-1")
+    assert len(created) == 5
+    assert len({d.mei for d in created}) == 5 and len({d.serial for d in created}) == 5
+    assert sum(1 for d in tenant.devices.values() if d.upload_id == upload.upload_id) == 5
