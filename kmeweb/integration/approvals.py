@@ -48,47 +48,52 @@ def place_approved(
     approved and pending with the rule that placed them (and its user and attributes), and
     their device.approve rows. Returns {profile id: (name, devices)}."""
     placed: dict[int, tuple[str, int]] = {}
-    for group in groups:
-        ids, dest = group.approve, group.destination
-        if not ids:
-            continue
-        if upload is not None and dest.profile_id not in placed:
-            outbox.record_upload_approval(
-                session, [upload.kme_upload_id], operation, actor, profile_id=dest.profile_id
+    with gcpause.paused():  # the id lists and pair rows of every device: see kmeweb.gcpause
+        for group in groups:
+            ids, dest = group.approve, group.destination
+            if not ids:
+                continue
+            if upload is not None and dest.profile_id not in placed:
+                outbox.record_upload_approval(
+                    session, [upload.kme_upload_id], operation, actor, profile_id=dest.profile_id
+                )
+            shift = counts.moving(session, ids, dest.profile_id)
+            outbox.mark_devices_pending(
+                session,
+                ids,
+                approval=Approval.APPROVED,
+                profile_id=dest.profile_id,
+                **group.values(),
             )
-        shift = counts.moving(session, ids, dest.profile_id)
-        outbox.mark_devices_pending(
-            session, ids, approval=Approval.APPROVED, profile_id=dest.profile_id, **group.values()
-        )
-        counts.apply(session, shift)
-        device_services.merge_attributes(session, ids, group.attributes)
-        changes = outbox.record_device_change(
-            session,
-            ChangeKind.DEVICE_APPROVE,
-            ids,
-            operation,
-            actor,
-            profile_id=dest.profile_id,
-            batches_per_row=(
-                outbox.APPROVAL_BATCHES_PER_ROW if upload is not None and dest.is_default else 1
-            ),
-        )
-        if upload is not None:
-            _record_uploaded(session, upload, ids)
-        history.record_by_change(
-            session,
-            DeviceEventKind.APPROVED,
-            changes,
-            actor,
-            {
-                "to": dest.profile_id,
-                "rule_id": group.rule.key if group.rule.key > 0 else None,
-                "upload": upload.kme_upload_id if upload is not None else None,
-            },
-            operation_id=operation.id,
-        )
-        name, n = placed.get(dest.profile_id, (dest.name, 0))
-        placed[dest.profile_id] = (name, n + len(ids))
+            counts.apply(session, shift)
+            device_services.merge_attributes(session, ids, group.attributes)
+            changes = outbox.record_device_change(
+                session,
+                ChangeKind.DEVICE_APPROVE,
+                ids,
+                operation,
+                actor,
+                profile_id=dest.profile_id,
+                batches_per_row=(
+                    outbox.APPROVAL_BATCHES_PER_ROW if upload is not None and dest.is_default else 1
+                ),
+            )
+            if upload is not None:
+                _record_uploaded(session, upload, ids)
+            history.record_by_change(
+                session,
+                DeviceEventKind.APPROVED,
+                changes,
+                actor,
+                {
+                    "to": dest.profile_id,
+                    "rule_id": group.rule.key if group.rule.key > 0 else None,
+                    "upload": upload.kme_upload_id if upload is not None else None,
+                },
+                operation_id=operation.id,
+            )
+            name, n = placed.get(dest.profile_id, (dest.name, 0))
+            placed[dest.profile_id] = (name, n + len(ids))
     if upload is not None:
         upload.status = (
             UploadStatus.PARTIAL if pending_count(session, upload.id) else UploadStatus.APPROVED
@@ -218,9 +223,8 @@ def approve_upload(
             f"{count(n, 'device')} {'is' if n == 1 else 'are'} waiting now, not "
             f"{expected_pending:,}. Reload the page and try again."
         )
-    with gcpause.paused():  # a row and a placement per device: see kmeweb.gcpause
-        groups = _approval_groups(session, _pending_where(upload.id))
-        return approve_placements(session, upload, groups, n, actor)
+    groups = _approval_groups(session, _pending_where(upload.id))
+    return approve_placements(session, upload, groups, n, actor)
 
 
 def _pending_where(upload_id: int) -> tuple:

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from kmeweb import gcpause
 from kmeweb.devices.models import Approval, Device
 from kmeweb.integration.models import Upload
 from kmeweb.profiles.models import Profile, ProfileKind
@@ -468,18 +469,20 @@ def placements_by_upload(
     out: dict[int | None, dict[int, Placement]] = {}
     approving: dict[int | None, list[tuple[Placement, int]]] = {}
     held: set[int] = set()
-    for device_id, upload_id, rule_key, approval, profile_id in session.execute(
+    rows = session.execute(
         select(Device.id, Device.upload_id, key, Device.approval, Device.profile_id)
         .where(placeable(), *where)
         .order_by(Device.id)
-    ):
-        groups = out.get(upload_id)
-        if groups is None:
-            groups = out[upload_id] = {r.key: Placement(r, dests[r.key]) for r in rules}
-        waiting = approving.setdefault(upload_id, [])
-        if _place(groups[rule_key], device_id, approval, profile_id, waiting):
-            if upload_id is not None:
-                held.add(upload_id)
+    )
+    with gcpause.paused():  # a row and a placement per device: see kmeweb.gcpause
+        for device_id, upload_id, rule_key, approval, profile_id in rows:
+            groups = out.get(upload_id)
+            if groups is None:
+                groups = out[upload_id] = {r.key: Placement(r, dests[r.key]) for r in rules}
+            waiting = approving.setdefault(upload_id, [])
+            if _place(groups[rule_key], device_id, approval, profile_id, waiting):
+                if upload_id is not None:
+                    held.add(upload_id)
     for upload_id, pending in approving.items():
         for p, device_id in pending:
             (p.wait if upload_id in held else p.approve).append(device_id)
