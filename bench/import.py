@@ -11,8 +11,8 @@ every row) is imported into an empty Self-Maintained profile. Prints on stdout:
     devices it names, keep the preview in Redis), through kmeweb.devices.importer.preview_import
   import_100k_s: seconds from Confirm import (start_import) to the operation done: the import
     job (run in this process, as a worker runs it) checks the rows again and writes them all
-  bare_insert_100k_s: the same rows inserted into the emptied device table by bare DBAPI
-    multi-row INSERTs of the job's shape (ROWS_PER_INSERT rows each), in the same run
+  bare_insert_100k_s: the same rows inserted into the emptied device table by the job's own
+    driver-level multi-row INSERTs (apply.insert_rows) and nothing else, in the same run
   import_vs_bare_ratio: (preview + import) / bare
   and the same four with `_pg` for PostgreSQL (import_vs_bare_pg_ratio).
 (bench/enroll.py prints enroll_per_s, the enrollment endpoint's figure.)
@@ -141,7 +141,7 @@ def run(csv_bytes: bytes, n: int, suffix: str) -> None:
     rows = _bare_rows(session, profile.id)
     session.execute(sa.delete(Device))
     session.commit()
-    bare_s = _bare_insert(rows, suffix)
+    bare_s = _bare_insert(rows)
     count = session.scalar(sa.select(sa.func.count()).select_from(Device))
     assert count == n, count
 
@@ -167,40 +167,28 @@ def _bare_rows(session, profile_id: int) -> list[tuple]:
     ]
 
 
-def _bare_insert(rows: list[tuple], suffix: str) -> float:
-    """The same rows in the job's own shape, bare: one DBAPI executemany of multi-row INSERTs
-    (ROWS_PER_INSERT rows to a statement, the four varying columns as parameters and the
-    columns every row shares as literals), committed. So the ratio measures what the import
-    does besides writing the rows, not a difference in how the rows are written."""
-    from kmeweb.devices.importer.apply import ROWS_PER_INSERT
+def _bare_insert(rows: list[tuple]) -> float:
+    """The same rows written alone, the job's way (`insert_rows`: driver-level executemany of
+    ROWS_PER_INSERT-row INSERTs, the columns every row shares as literals), committed: the
+    ratio measures what the import does besides writing the rows, not a difference in how the
+    rows are written."""
+    from kmeweb.devices.importer.apply import insert_rows
+    from kmeweb.devices.models import Device
     from kmeweb.extensions import utcnow
 
-    now = utcnow().replace(tzinfo=None).isoformat(sep=" ")
-    mark = "%s" if suffix else "?"
-    profile_id = db.session.scalar(sa.text("SELECT id FROM profile LIMIT 1"))
-    shared = f"NULL, 'approved', {profile_id}, '{{}}', 'synced', 1, '{now}', '{now}'"
-    one = f"({mark}, {mark}, {mark}, {mark}, {shared})"
-    head = (
-        "INSERT INTO device (imei, serial, end_user_id, enrollment_password_enc, model, "
-        "approval, profile_id, attributes, sync_state, version, created_at, updated_at) VALUES "
-    )
-    whole = len(rows) - len(rows) % ROWS_PER_INSERT
-    flat = [value for row in rows[:whole] for value in row]
-    width = 4 * ROWS_PER_INSERT
-    batches = [tuple(flat[i : i + width]) for i in range(0, len(flat), width)]
-    rest = tuple(value for row in rows[whole:] for value in row)
-    conn = db.engine.raw_connection()
-    try:
-        started = time.perf_counter()
-        cursor = conn.cursor()
-        if batches:
-            cursor.executemany(head + ", ".join([one] * ROWS_PER_INSERT), batches)
-        if rest:
-            cursor.execute(head + ", ".join([one] * (len(rows) - whole)), rest)
-        conn.commit()
-        return time.perf_counter() - started
-    finally:
-        conn.close()
+    session = db.session
+    profile_id = session.scalar(sa.text("SELECT id FROM profile LIMIT 1"))
+    session.commit()
+    now = utcnow()
+    constants = {
+        "model": None, "approval": "approved", "profile_id": profile_id, "attributes": {},
+        "sync_state": "synced", "version": 1, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    columns = ("imei", "serial", "end_user_id", "enrollment_password_enc")
+    started = time.perf_counter()
+    insert_rows(session, Device.__table__, columns, rows, constants)
+    session.commit()
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":
