@@ -149,7 +149,7 @@ def _configure_pool(app: Flask) -> None:
     page cache when another connection has written, so a round-robin pool (SQLAlchemy's
     default) made each thread's request start cold: enrollments as bench/enroll.py sends them
     (4 threads, 8 clients) went from 405 to 510 per second. An in-memory SQLite database has
-    no such pool."""
+    no such pool. On PostgreSQL every statement is also planned for its own values (below)."""
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite") and (
         ":memory:" in uri or "mode=memory" in uri or uri.endswith("://")
