@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, case, exists, func, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from kmeweb import crypto, gcpause
@@ -284,6 +284,10 @@ def maybe_finish_operation(session: Session, operation_id: int | None) -> None:
 def _push_devices(session: Session, client: KnoxClient, change: Change) -> str | None:
     """State-based: send each device's current assignment, user and password."""
     ids = change.payload.get("device_ids", [])
+    if change.kind == ChangeKind.DEVICE_APPROVE:
+        ids = _synced_by_approval(session, change, ids)
+        if not ids:
+            return None
     columns = (
         Device.id,
         Device.version,
@@ -347,6 +351,50 @@ def _push_devices(session: Session, client: KnoxClient, change: Change) -> str |
     return note
 
 
+def _synced_by_approval(session: Session, change: Change, device_ids: list[int]) -> list[int]:
+    """Approved devices that are still in no KME profile need no call once KME approved their
+    upload (it leaves them unassigned): mark them synced in one UPDATE per chunk, without
+    reading them. Returns the other devices, for the state-based push; all of them while that
+    approval is not done (the state-based push then waits for it, says why it failed, or
+    unassigns devices approved without an upload)."""
+    if not _upload_approval_done(session, change):
+        return device_ids
+    table = Device.__table__
+    in_kme = select(Profile.id).where(Profile.kind == ProfileKind.KME)
+    unassigned = and_(
+        table.c.approval == Approval.APPROVED,
+        or_(table.c.profile_id.is_(None), table.c.profile_id.not_in(in_kme)),
+    )
+    seen = _seen_values(table)
+    synced: set[int] = set()
+    for where in id_filters(session, table.c.id, device_ids):
+        synced.update(
+            session.scalars(
+                table.update()
+                .where(where, unassigned)
+                .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
+                .returning(table.c.id)
+            )
+        )
+    return [device_id for device_id in device_ids if device_id not in synced]
+
+
+def _seen_values(table: Any) -> dict[str, Any]:
+    """KME now holds what was sent: the pull compares its next reading with this
+    (kmeweb.sync.pull: a change made in the Samsung portal is one KME made since)."""
+    pushed_user = (
+        select(EndUser.username).where(EndUser.id == table.c.end_user_id).scalar_subquery()
+    )
+    return {
+        "kme_seen_approval": table.c.approval,
+        "kme_seen_profile_id": table.c.profile_id,
+        "kme_seen_user": case(
+            (table.c.end_user_id.is_(None), table.c.kme_seen_user), else_=pushed_user
+        ),
+        "kme_seen_at": utcnow(),
+    }
+
+
 def _aliases(by_ident: dict[str, Any]) -> dict[str, str]:
     """KME may name a device by another of its ids than the one sent: map those back."""
     return {
@@ -357,11 +405,11 @@ def _aliases(by_ident: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _upload_approved(session: Session, change: Change) -> bool:
-    """Whether KME approved the uploads of this approval (the operation's upload.approve rows
-    for the same profile): False when there are none (approving devices without an upload),
-    RetryLater while one is unfinished, KnoxRejectedError when one failed."""
-    rows = session.execute(
+def _upload_approval_rows(session: Session, change: Change) -> list[Any]:
+    """(status, last_error) of this approval's upload.approve rows for the same profile."""
+    if change.operation_id is None:
+        return []
+    return session.execute(
         select(Change.status, Change.last_error)
         .where(
             Change.operation_id == change.operation_id,
@@ -370,8 +418,22 @@ def _upload_approved(session: Session, change: Change) -> bool:
         )
         .order_by(Change.id)
     ).all()
+
+
+def _upload_approval_done(session: Session, change: Change) -> bool:
+    """Whether KME approved the uploads of this approval: when `_upload_approved` would say
+    True, without its errors (False when there are none, or one is unfinished or failed)."""
+    rows = _upload_approval_rows(session, change)
+    return bool(rows) and all(status == ChangeStatus.DONE for status, _error in rows)
+
+
+def _upload_approved(session: Session, change: Change) -> bool:
+    """Whether KME approved the uploads of this approval (the operation's upload.approve rows
+    for the same profile): False when there are none (approving devices without an upload),
+    RetryLater while one is unfinished, KnoxRejectedError when one failed."""
+    rows = _upload_approval_rows(session, change)
     statuses = [status for status, _error in rows]
-    if change.operation_id is None or not statuses:
+    if not statuses:
         return False
     failed = [error for status, error in rows if status == ChangeStatus.FAILED]
     if failed:
@@ -433,19 +495,7 @@ def _apply_device_results(
     # Each device KME refused on its own (not found, invalid): its history says so.
     history.record_each(session, DeviceEventKind.PUSHED, refused, "sync")
     table = Device.__table__
-    # KME now holds what was sent: the pull compares its next reading with this
-    # (kmeweb.sync.pull: a change made in the Samsung portal is one KME made since).
-    pushed_user = (
-        select(EndUser.username).where(EndUser.id == table.c.end_user_id).scalar_subquery()
-    )
-    seen = {
-        "kme_seen_approval": table.c.approval,
-        "kme_seen_profile_id": table.c.profile_id,
-        "kme_seen_user": case(
-            (table.c.end_user_id.is_(None), table.c.kme_seen_user), else_=pushed_user
-        ),
-        "kme_seen_at": utcnow(),
-    }
+    seen = _seen_values(table)
     applied: set[int] = set()
     for version, device_ids in by_version.items():
         for where in id_filters(session, table.c.id, device_ids):

@@ -9,12 +9,14 @@ from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Device
 from kmeweb.directory import services as directory
 from kmeweb.integration import approvals
-from kmeweb.integration.models import Upload
+from kmeweb.integration.models import Integration, Upload
 from kmeweb.operations.models import Operation
 from kmeweb.outbox.models import Change
 from kmeweb.profiles import services as profile_services
 from kmeweb.profiles.models import Profile
+from kmeweb.sync import push
 from kmeweb.sync.jobs import start_pull
+from kmeweb.sync.knox import knox_client
 from tests.sync_fixtures import kme_profile
 
 
@@ -205,6 +207,50 @@ def test_approval_into_the_default_profile_costs_one_kme_call(session, app, inte
     assert session.scalar(select(Operation.status).where(Operation.kind == "upload.approve")) == (
         "done"
     )
+
+
+def test_devices_moved_before_their_approval_is_pushed_end_where_the_admin_put_them(
+    session, integration, sim, work
+):
+    # The approval's push marks the devices still in the Default Profile synced without a
+    # call; the ones moved to a KME profile meanwhile go through the state-based push.
+    sales = kme_profile(session, "Sales")
+    session.commit()
+    work()
+    small, _ = _pulled(session, work)
+    approvals.approve_upload(session, small.id, "test")
+    session.commit()
+    ids = session.scalars(select(Device.id).where(Device.upload_id == small.id)).all()
+    device_services.move_devices(session, ids[:2], sales.id, "test")
+    session.commit()
+    default = profile_services.default_profile(session)
+    kme_sales = session.get(Profile, sales.id).kme_profile_id
+    # The approval's changes alone (upload, then devices): "synced" means KME holds it.
+    with knox_client(session.get(Integration, integration.id)) as client:
+        while (change := push.claim_next(session, "test")) is not None:
+            if change.kind == "device.move":
+                session.rollback()
+                break
+            push.process(session, client, change)
+    assert change is not None, "the move's change is still to come"
+    session.expire_all()
+    for device in session.scalars(select(Device).where(Device.id.in_(ids))):
+        remote = sim.device(device.kme_device_id)
+        assert device.sync_state == "synced" and remote["approved"] is True
+        kme_id = kme_sales if device.profile_id == sales.id else None
+        assert remote["profileId"] == kme_id
+    work()
+    session.expire_all()
+    for device in session.scalars(select(Device).where(Device.id.in_(ids))):
+        remote = sim.device(device.kme_device_id)
+        moved = device.id in ids[:2]
+        assert device.sync_state == "synced" and remote["approved"] is True
+        assert remote["profileId"] == (kme_sales if moved else None)
+        assert device.kme_seen_profile_id == (sales.id if moved else default.id)
+    # The next pull finds KME as kmeweb left it: nothing comes back as a portal change.
+    _pulled(session, work)
+    session.expire_all()
+    assert [session.get(Device, i).profile_id for i in ids[:3]] == [sales.id, sales.id, default.id]
 
 
 def test_a_refused_upload_approval_leaves_its_devices_not_synced(session, integration, sim, work):
