@@ -24,59 +24,36 @@ import argparse
 import os
 import re
 import statistics
-import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_TMP = tempfile.TemporaryDirectory(prefix="kmeweb-bench-approve-")
-os.environ["KMEWEB_INSTANCE_DIR"] = _TMP.name
-os.environ.setdefault("SECRET_KEY", "bench-approve-secret-key-0123456789abcdef")
-os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
+import redis
+import requests
+from _database import add_database_flags, chosen, database
+from _env import TMP as _TMP
+from _env import log as _log
+from _simulator import client_config, connect_integration, start_simulator
+from sqlalchemy import func, select, update
 
-import redis  # noqa: E402
-import requests  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from _database import PG_SERVER, pg_admin  # noqa: E402
-from _simulator import client_config, connect_integration, start_simulator  # noqa: E402
-from sqlalchemy import func, select, update  # noqa: E402
-
-from kmeweb import create_app  # noqa: E402
-from kmeweb.extensions import db  # noqa: E402
+from kmeweb import create_app
+from kmeweb.extensions import db
 
 PASSWORD = "bench-approve-password-1"
 TAB_RUNS = 21
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, default=100_000)
-    parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-tabs", action="store_true")
     parser.add_argument("--skip-approve", action="store_true")
-    parser.add_argument("--skip-sqlite", action="store_true")
+    add_database_flags(parser)
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8")
-    pg_server = PG_SERVER
-    targets = [] if args.skip_sqlite else [("", f"sqlite:///{_TMP.name}/bench.sqlite", None)]
-    if not args.skip_pg:
-        name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
-        targets.append(("_pg", sa.make_url(pg_server).set(database=name), name))
 
     proc, url = start_simulator(os.path.join(_TMP.name, "sim.sqlite"))
     try:
-        for suffix, db_url, pg_name in targets:
-            if pg_name:
-                pg_admin(f'CREATE DATABASE "{pg_name}"', pg_server)
-                db_url = db_url.render_as_string(hide_password=False)
-            try:
+        for suffix, kind in chosen(args):
+            with database(kind, _TMP.name, "approve") as db_url:
                 redis.Redis.from_url(redis_url).flushdb()
                 app = create_app(
                     {
@@ -90,9 +67,6 @@ def main() -> None:
                     run(app, url, args, suffix)
                     db.session.remove()
                     db.engine.dispose()
-            finally:
-                if pg_name:
-                    pg_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)', pg_server)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -26,6 +26,12 @@ raised for the run (KMEWEB_ENROLL_IP_RATE_LIMIT, the documented knob), since all
     measured before and after each database's passes (the mean of all is printed)
   enroll_vs_bare_ratio, enroll_vs_bare_pg_ratio: first enrollments per second over the mean
     of the two bare passes around them, all from this run (issue 25's goal: at least 0.6)
+  enroll_server_cpu_us (_pg), bare_server_cpu_us: CPU time (user + system) of the gunicorn
+    worker per request during the first pass (the bare view's: its measured pass, the mean of
+    all); enroll_db_cpu_us_pg: the PostgreSQL server processes' CPU per request in the same
+    pass (on SQLite the database runs inside the worker). One process serves, so the worker's
+    CPU per request bounds its rate: the ratio is about bare_server_cpu_us over
+    enroll_server_cpu_us. Linux only (/proc); not printed elsewhere.
 """
 
 from __future__ import annotations
@@ -39,31 +45,21 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_TMP = tempfile.TemporaryDirectory(prefix="kmeweb-bench-enroll-")
-os.environ["KMEWEB_INSTANCE_DIR"] = _TMP.name
-os.environ.setdefault("SECRET_KEY", "bench-enroll-secret-key-0123456789abcdef")
-os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
+import redis
+import sqlalchemy as sa
+from _database import add_database_flags, chosen, database
+from _env import ROOT
+from _env import TMP as _TMP
+from _env import log as _log
 
-import redis  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from _database import PG_SERVER, pg_admin  # noqa: E402
-
-from kmeweb import create_app  # noqa: E402
-from kmeweb.extensions import db  # noqa: E402
+from kmeweb import create_app
+from kmeweb.extensions import db
 
 BENCH_IP_LIMIT = "100000000 per minute"
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _free_port() -> int:
@@ -163,6 +159,52 @@ def _load(port: int, bodies: list[bytes], clients: int, out: multiprocessing.Que
         t.start()
     for t in threads:
         t.join()
+
+
+def _stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """/proc/PID/stat as (command name, the fields after it); None for a process gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by `pids` (0 for one that is gone)."""
+    ticks = 0
+    for pid in pids:
+        if (found := _stat(pid)) is not None:
+            ticks += int(found[1][11]) + int(found[1][12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _processes(parent: int | None = None, name: str | None = None) -> list[int]:
+    """Live processes that are children of `parent`, or whose command name is `name`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or (stat := _stat(entry.name)) is None:
+            continue
+        comm, fields = stat
+        if (parent is not None and int(fields[1]) == parent) or (name is not None and comm == name):
+            found.append(int(entry.name))
+    return found
+
+
+def measured_pass(
+    proc: subprocess.Popen, port: int, bodies: list[bytes], clients: int, database: bool
+) -> tuple[float, float | None, float | None]:
+    """run_pass, with the gunicorn worker's (and, `database`, PostgreSQL's) CPU microseconds
+    per request in that pass; None for both where /proc is missing."""
+    if not Path("/proc/self/stat").exists():
+        return run_pass(port, bodies, clients), None, None
+    worker = _processes(parent=proc.pid)
+    db_pids = _processes(name="postgres") if database else []
+    before = _cpu_s(worker), _cpu_s(db_pids)
+    rate = run_pass(port, bodies, clients)
+    server = (_cpu_s(worker) - before[0]) / len(bodies) * 1e6
+    db = (_cpu_s(db_pids) - before[1]) / len(bodies) * 1e6 if database else None
+    return rate, server, db
 
 
 def run_pass(port: int, bodies: list[bytes], clients: int) -> float:
@@ -265,7 +307,9 @@ def bench(db_url: str, redis_url: str, args: argparse.Namespace, suffix: str) ->
     proc, port = serve(db_url, redis_url, args.threads)
     try:
         run_pass(port, bodies[:200], args.clients)  # warm-up (imports, connections, caches)
-        first = run_pass(port, bodies[200:], args.clients)
+        first, server_us, db_us = measured_pass(
+            proc, port, bodies[200:], args.clients, database=bool(suffix)
+        )
         repeat = run_pass(port, bodies[200:], args.clients)
     finally:
         proc.terminate()
@@ -274,12 +318,17 @@ def bench(db_url: str, redis_url: str, args: argparse.Namespace, suffix: str) ->
     assert count == len(bodies), f"{count} registered, {len(bodies)} enrolled"
     print(f"enroll_per_s{suffix}: {first:.0f} requests/s", flush=True)
     print(f"enroll_repeat_per_s{suffix}: {repeat:.0f} requests/s", flush=True)
+    if server_us is not None:
+        print(f"enroll_server_cpu_us{suffix}: {server_us:.0f} us", flush=True)
+    if db_us is not None:
+        print(f"enroll_db_cpu_us{suffix}: {db_us:.0f} us", flush=True)
     return first
 
 
-def bench_bare(args: argparse.Namespace) -> float:
+def bench_bare(args: argparse.Namespace) -> tuple[float, float | None]:
     """The same server, clients and bodies against a bare Flask view (parse JSON, answer):
-    the most one gunicorn process can do on this machine at this moment, for reference."""
+    the most one gunicorn process can do on this machine at this moment, for reference.
+    Returns its rate and its worker's CPU microseconds per request (None without /proc)."""
     Path(_TMP.name, "bench_bare_app.py").write_text(BARE_APP)
     bodies = [
         json.dumps({"imei": f"35{n:013d}", "token": "x" * 32, "agent_version": "1"}).encode()
@@ -288,12 +337,12 @@ def bench_bare(args: argparse.Namespace) -> float:
     proc, port = serve("", "", args.threads, "bench_bare_app:app")
     try:
         run_pass(port, bodies[:200], args.clients)
-        rate = run_pass(port, bodies[200:], args.clients)
+        rate, server_us, _ = measured_pass(proc, port, bodies[200:], args.clients, False)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     _log(f"bare Flask: {rate:.0f} requests/s")
-    return rate
+    return rate, server_us
 
 
 def main() -> None:
@@ -302,29 +351,25 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--skip-pg", action="store_true")
+    add_database_flags(parser, sqlite=False)
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2")
     _log(f"load average before the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     # The bare view is measured before and after each database's passes, and each ratio is
     # over the mean of the two around it: a machine whose speed drifts during the run (other
     # load, frequency) moves both sides of a ratio alike.
-    bares = [bench_bare(args)]
-    first = bench(f"sqlite:///{_TMP.name}/bench.sqlite", redis_url, args, "")
-    bares.append(bench_bare(args))
-    ratios = [("enroll_vs_bare_ratio", first / statistics.mean(bares[-2:]))]
-    if not args.skip_pg:
-        pg_server = PG_SERVER
-        name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
-        pg_admin(f'CREATE DATABASE "{name}"', pg_server)
-        try:
-            url = sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-            first_pg = bench(url, redis_url, args, "_pg")
-        finally:
-            pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', pg_server)
-        bares.append(bench_bare(args))
-        ratios.append(("enroll_vs_bare_pg_ratio", first_pg / statistics.mean(bares[-2:])))
-    print(f"bare_flask_per_s: {statistics.mean(bares):.0f} requests/s", flush=True)
+    measured = [bench_bare(args)]
+    ratios = []
+    for suffix, kind in chosen(args):
+        with database(kind, _TMP.name, "enroll") as url:
+            first = bench(url, redis_url, args, suffix)
+        measured.append(bench_bare(args))
+        around = [rate for rate, _cpu in measured[-2:]]
+        ratios.append((f"enroll_vs_bare{suffix}_ratio", first / statistics.mean(around)))
+    print(f"bare_flask_per_s: {statistics.mean(r for r, _ in measured):.0f} requests/s", flush=True)
+    cpu = [us for _, us in measured if us is not None]
+    if cpu:
+        print(f"bare_server_cpu_us: {statistics.mean(cpu):.0f} us", flush=True)
     for metric, value in ratios:
         print(f"{metric}: {value:.2f} x", flush=True)
 

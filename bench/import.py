@@ -23,50 +23,28 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_TMP = tempfile.TemporaryDirectory(prefix="kmeweb-bench-import-")
-os.environ["KMEWEB_INSTANCE_DIR"] = _TMP.name
-os.environ.setdefault("SECRET_KEY", "bench-import-secret-key-0123456789abcdef")
-os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
+import redis
+import sqlalchemy as sa
+from _database import add_database_flags, chosen, database
+from _env import TMP as _TMP
+from _env import log as _log
 
-import redis  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from _database import PG_SERVER, pg_admin  # noqa: E402
-
-from kmeweb import create_app  # noqa: E402
-from kmeweb.extensions import db  # noqa: E402
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+from kmeweb import create_app
+from kmeweb.extensions import db
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--passwords", action="store_true")
-    parser.add_argument("--skip-pg", action="store_true")
-    parser.add_argument("--skip-sqlite", action="store_true")
+    add_database_flags(parser)
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7")
-    pg_server = PG_SERVER
-    targets = [] if args.skip_sqlite else [("", f"sqlite:///{_TMP.name}/bench.sqlite", None)]
-    if not args.skip_pg:
-        name = f"kmeweb_bench_{uuid.uuid4().hex[:8]}"
-        targets.append(("_pg", sa.make_url(pg_server).set(database=name), name))
     csv_bytes = _csv(args.rows, args.passwords)
-    for suffix, db_url, pg_name in targets:
-        if pg_name:
-            pg_admin(f'CREATE DATABASE "{pg_name}"', pg_server)
-            db_url = db_url.render_as_string(hide_password=False)
-        try:
+    for suffix, kind in chosen(args):
+        with database(kind, _TMP.name, "import") as db_url:
             redis.Redis.from_url(redis_url).flushdb()
             app = create_app(
                 {
@@ -81,9 +59,6 @@ def main() -> None:
                 run(csv_bytes, args.rows, suffix)
                 db.session.remove()
                 db.engine.dispose()
-        finally:
-            if pg_name:
-                pg_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)', pg_server)
 
 
 def _csv(rows: int, passwords: bool) -> bytes:

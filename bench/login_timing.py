@@ -11,23 +11,14 @@ Prints on stdout:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_TMP = tempfile.TemporaryDirectory(prefix="kmeweb-bench-")
-os.environ["KMEWEB_INSTANCE_DIR"] = _TMP.name
-os.environ.setdefault("SECRET_KEY", "bench-secret-key-of-at-least-32-chars")
-os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
+from _env import TMP as _TMP
 
-from kmeweb import create_app  # noqa: E402
-from kmeweb.extensions import db  # noqa: E402
+from kmeweb import create_app
+from kmeweb.extensions import db
 
 TOKEN_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 

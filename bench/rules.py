@@ -36,39 +36,28 @@ import argparse
 import cProfile
 import os
 import statistics
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_TMP = tempfile.TemporaryDirectory(prefix="kmeweb-bench-rules-")
-os.environ["KMEWEB_INSTANCE_DIR"] = _TMP.name
-os.environ.setdefault("SECRET_KEY", "bench-secret-key-not-for-production")
-os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
+import redis
+import requests
+import sqlalchemy as sa
+from _database import throwaway_pg_database
+from _env import TMP as _TMP
+from _env import log as _log
+from _simulator import client_config, connect_integration, start_simulator
+from sqlalchemy import func, select
 
-import redis  # noqa: E402
-import requests  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from _database import throwaway_pg_database  # noqa: E402
-from _simulator import client_config, connect_integration, start_simulator  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-
-from kmeweb import create_app  # noqa: E402
-from kmeweb.extensions import db  # noqa: E402
+from kmeweb import create_app
+from kmeweb.extensions import db
 
 RESELLERS = 10
 RULES = 50
 #: Order numbers of the uploads, by upload index modulo 4.
 ORDERS = ("PO-SALES-{k:04d}", "PO-OPS-{k:04d}", "ORD-{k:04d}-EU", "ORD-{k:04d}-US")
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _database(kind: str, tag: str) -> tuple[str, Callable[[], None]]:

@@ -21,29 +21,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_TMP = tempfile.TemporaryDirectory(prefix="kmeweb-bench-")
-os.environ["KMEWEB_INSTANCE_DIR"] = _TMP.name
-os.environ.setdefault("SECRET_KEY", "bench")
-os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
+import redis
+import requests
+from _env import TMP as _TMP
+from _env import log as _log
+from _simulator import BarePager, connect_integration, seed_tenant, start_simulator
+from sqlalchemy import func, select
 
-import redis  # noqa: E402
-import requests  # noqa: E402
-from _simulator import BarePager, connect_integration, seed_tenant, start_simulator  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-
-from kmeweb import create_app  # noqa: E402
-from kmeweb.extensions import db  # noqa: E402
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+from kmeweb import create_app
+from kmeweb.extensions import db
 
 
 def main() -> None:
