@@ -5,7 +5,15 @@ Each test builds its own app (create_app), so each one compiled every URL rule's
 (Jinja parses and compiles base.html and the page on first use in each app): about half the
 CPU of a test that renders a page. Both results depend only on their input (the rule with its
 defaults; the template source, whose checksum keys Jinja's cache), so one process-wide copy
-serves every app. Production builds one app per process and never needs this.
+serves every app. So does the parse of each rule's string into the parts the matcher is built
+from (werkzeug's Rule._parse_rule, about half of what was left of create_app: 25 ms a test):
+the parts, the converters and the arguments depend only on the string and on the converter
+classes the map names (converters keep their map but never read it). Production builds one
+app per process and never needs this.
+
+Each KME simulator a test starts reads the session's two RSA keys from their base64 DER text,
+and OpenSSL checks a 2,048-bit private key as it loads it (30-75 ms a key, 2 a simulator): the
+simulator's key reader keeps each key it read, by its text (a key object is immutable).
 """
 
 from __future__ import annotations
@@ -17,8 +25,32 @@ from jinja2 import BytecodeCache
 from jinja2.bccache import Bucket
 from werkzeug.routing.rules import Rule
 
+from kmeweb.knox.simulator import keys as simulator_keys
+
 _builders: dict[tuple[Any, ...], Any] = {}
 _compile_builder = Rule._compile_builder
+_parsed: dict[tuple[Any, ...], tuple[list[Any], list[Any], dict[str, Any], set[str]]] = {}
+_parse_rule = Rule._parse_rule
+
+
+def _cached_parse_rule(self: Rule, rule: str) -> list[Any]:
+    assert self.map is not None
+    key = (rule, frozenset(self.map.converters.items()))
+    parsed = _parsed.get(key)
+    if parsed is None:
+        trace_at = len(self._trace)
+        parts = list(_parse_rule(self, rule))
+        trace = self._trace[trace_at:]
+        # in the rule's order: the matcher pairs the converters with the groups it matched
+        variables = list(dict.fromkeys(name for dynamic, name in trace if dynamic))
+        converters = {name: self._converters[name] for name in variables}
+        parsed = _parsed[key] = (parts, trace, converters, set(variables))
+        return list(parts)
+    parts, trace, converters, arguments = parsed
+    self._trace.extend(trace)
+    self._converters.update(converters)
+    self.arguments.update(arguments)
+    return list(parts)
 
 
 def _cached_compile_builder(self: Rule, append_unknown: bool = True) -> Any:
@@ -47,8 +79,21 @@ class _MemoryBytecodeCache(BytecodeCache):
 _templates = _MemoryBytecodeCache()
 
 
+_private_keys: dict[str, Any] = {}
+_read_private = simulator_keys.read_private
+
+
+def _cached_read_private(text: str) -> Any:
+    key = _private_keys.get(text)
+    if key is None:
+        key = _private_keys[text] = _read_private(text)  # raises on a bad key: not kept
+    return key
+
+
 def install() -> None:
-    """Reuse URL rule builders across the apps of this process."""
+    """Reuse URL rule parses and builders, and the simulator's keys, across this process."""
+    simulator_keys.read_private = _cached_read_private
+    Rule._parse_rule = _cached_parse_rule  # type: ignore[method-assign]
     Rule._compile_builder = _cached_compile_builder  # type: ignore[method-assign]
 
 

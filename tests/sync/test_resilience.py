@@ -145,12 +145,17 @@ def test_redis_flush_while_changes_are_pending_loses_nothing(
     assert all(devices[kme_ids[i]].profile_id == sales.kme_profile_id for i in device_ids[:600])
 
 
-def test_kill_9_during_a_20000_device_move_ends_with_every_device_right(
-    session, integration, sim, work, worker_processes
+def test_kill_9_during_a_60_change_move_ends_with_every_device_right(
+    session, integration, sim, work, worker_processes, app
 ):
-    big = sim.upload(20_000, reseller=sim.creds["reseller_name"])
+    """A worker is killed with -9 in the middle of a move of 5,000 devices that follows a
+    move of half of them: 60 changes of 125 devices (the 40 + 20 changes a move of 20,000
+    after one of 10,000 makes in batches of 500; test_move_20000_devices_in_one_call has the
+    20,000 in one call). Another worker finishes it and KME ends with every device right."""
+    app.config.update(KNOX_BATCH_SIZE=125)  # the moves' changes, as in batches of 500 of 20,000
+    big = sim.upload(5_000, reseller=sim.creds["reseller_name"])
     device_ids = _pull_and_approve(session, work, upload_ids={big["uploadId"]})
-    assert len(device_ids) == 20_000
+    assert len(device_ids) == 5_000
     first, second = kme_profile(session, "First"), kme_profile(session, "Second")
     session.commit()
     work()
@@ -158,11 +163,12 @@ def test_kill_9_during_a_20000_device_move_ends_with_every_device_right(
     # Slow KME down so the move is still running when the worker is killed.
     sim.fault(path="/kcs/v1/kme/devices/assignProfile", latencyMs=120, rate=1.0)
     # Half the devices go to First, then every device to Second: order matters.
-    device_services.move_devices(session, device_ids[:10_000], first.id, "test")
+    device_services.move_devices(session, device_ids[:2_500], first.id, "test")
     session.commit()
     operation = device_services.move_devices(session, device_ids, second.id, "test")
     session.commit()
     op_id = operation.id
+    assert _unfinished(session) == 60
     doomed = worker_processes.start("doomed")
 
     def some_progress() -> bool:
@@ -183,10 +189,10 @@ def test_kill_9_during_a_20000_device_move_ends_with_every_device_right(
     local = dict(
         session.execute(select(Device.profile_id, func.count()).group_by(Device.profile_id)).all()
     )
-    assert local.get(second.id) == 20_000
+    assert local.get(second.id) == 5_000
     assert session.scalar(select(func.count()).where(Device.sync_state != "synced")) == 0
     kme_ids = list(session.scalars(select(Device.kme_device_id).where(Device.id.in_(device_ids))))
-    assert len(kme_ids) == 20_000
+    assert len(kme_ids) == 5_000
     devices = sim.devices()
     assert {devices[k].profile_id for k in kme_ids} == {second.kme_profile_id}
     counters = sim.counters()["devices"]
