@@ -34,10 +34,16 @@ window.kmewebAxe = () => {
     const tick = () => (idle() ? resolve() : requestAnimationFrame(tick));
     tick();
   });
+  // A colour-contrast finding carries the colours axe measured and the state of the page
+  // (a failure seen once in a loaded run must say what axe saw to be explained).
+  const seen = (v, n) => (v.id !== "color-contrast" ? "" :
+    ` [${(n.failureSummary || "").replace(/\\s+/g, " ").trim()}; ` +
+    `document ${document.readyState}, style sheets ${document.styleSheets.length}` +
+    `, hovered: ${[...document.querySelectorAll(":hover")].map(e => e.tagName).join(">")}]`);
   const summary = results => results.violations
     .filter(v => v.impact === "serious" || v.impact === "critical")
     .map(v => `${location.href}: ${v.impact} ${v.id} (${v.help}): ` +
-      v.nodes.map(n => n.target.join(" ")).join("; "));
+      v.nodes.map(n => n.target.join(" ") + seen(v, n)).join("; "));
   // A transition may also start while axe runs (the pointer left over a button of the new
   // page hovers it), or htmx may swap a part of the page (a table that polls while work is
   // under way): then axe saw colours half way, or judged an element taken out of the page
