@@ -12,6 +12,21 @@
   dark.addEventListener("change", apply);
 })();
 
+// Bootstrap ignores hide() while a dialog is still opening (its fade and slide), which a quick
+// admin or a slow machine can outrun: closeDialog closes it then as soon as it has opened.
+const openingDialogs = new WeakSet();
+document.addEventListener("show.bs.modal", (event) => openingDialogs.add(event.target));
+document.addEventListener("shown.bs.modal", (event) => openingDialogs.delete(event.target));
+
+function closeDialog(dialog) {
+  const modal = window.bootstrap.Modal.getOrCreateInstance(dialog);
+  if (openingDialogs.has(dialog)) {
+    dialog.addEventListener("shown.bs.modal", () => modal.hide(), { once: true });
+  } else {
+    modal.hide();
+  }
+}
+
 // Confirmation dialog: a form or button with data-confirm="message" opens #confirm-dialog
 // (templates/_macros/dialogs.html) and goes on only after its confirm button.
 // Optional: data-confirm-title, data-confirm-button (the button's label) and
@@ -39,7 +54,7 @@
     if (!accept) return;
     const go = proceed;
     proceed = opener = null; // the action goes on: focus follows it, not the opener
-    window.bootstrap.Modal.getOrCreateInstance(document.getElementById("confirm-dialog")).hide();
+    closeDialog(document.getElementById("confirm-dialog"));
     if (go) go();
   });
 
@@ -128,6 +143,8 @@ document.addEventListener("htmx:afterSwap", (event) => {
   if (event.detail.target.id !== "form-dialog-content") return;
   const dialog = document.getElementById("form-dialog");
   const modal = window.bootstrap.Modal.getOrCreateInstance(dialog);
+  // An answer that closed the dialog (kme:dialog-done, below) swaps its "Done" text in too.
+  if ("done" in dialog.dataset) return;
   if (!dialog.classList.contains("show")) modal.show();
   const first = dialog.querySelector(
     ".is-invalid, .modal-body input:not([type=hidden]), .modal-body select, .modal-body textarea"
@@ -138,9 +155,11 @@ document.addEventListener("htmx:afterSwap", (event) => {
   }
 });
 
+// A closed form dialog is empty, and no longer done (kme:dialog-done, below).
 document.addEventListener("hidden.bs.modal", (event) => {
   if (event.target.id === "form-dialog") {
     event.target.querySelector("#form-dialog-content").replaceChildren();
+    delete event.target.dataset.done;
   }
 });
 
@@ -196,10 +215,13 @@ document.addEventListener("change", (event) => {
 })();
 
 // A form dialog whose work is done in place (the answer changed the page behind it out of
-// band) closes on the kme:dialog-done event its answer triggers.
+// band) closes on the kme:dialog-done event its answer triggers; the "Done" text the answer
+// swaps into it must not open it again (htmx:afterSwap above).
 document.addEventListener("kme:dialog-done", () => {
   const dialog = document.getElementById("form-dialog");
-  if (dialog) window.bootstrap.Modal.getOrCreateInstance(dialog).hide();
+  if (!dialog || !(openingDialogs.has(dialog) || dialog.classList.contains("show"))) return;
+  dialog.dataset.done = "";
+  closeDialog(dialog);
 });
 
 // Copy buttons: data-copy-target="#id" copies that element's text.

@@ -208,3 +208,41 @@ def test_deleting_a_user_a_profile_uses_says_so_and_refuses_in_the_dialog(
     expect(dialog.get_by_role("alert")).to_contain_text("bob is still associated with")
     expect(page).to_have_url(f"{live_server}/admin/users/")
     expect(page.get_by_test_id("user-row")).to_have_count(2)
+
+
+def test_a_token_answer_that_comes_while_the_dialog_opens_still_closes_it(
+    sign_in, live_server, session
+):
+    # A quick admin (or a slow machine) can send Extend before the dialog's opening fade is
+    # over; the answer must close the dialog all the same, not leave it open saying "Done".
+    make_default_profile(session)
+    sales = make_profile(session, name="Sales", token_expires_at=utcnow() + timedelta(days=10))
+    page = sign_in("admin")
+    page.goto(f"{live_server}/profiles/{sales.id}/edit")
+    # The dialog opens slowly (a 2 s slide instead of Bootstrap's 0.3 s; CSSOM, as the page's
+    # CSP allows no inline style), and the page notes whether the answer came before it opened.
+    page.evaluate(
+        """() => {
+          const dialog = document.getElementById("form-dialog");
+          dialog.querySelector(".modal-dialog").style.transitionDuration = "2s";
+          let shown = false;
+          dialog.addEventListener("shown.bs.modal", () => { shown = true; }, { once: true });
+          document.addEventListener("kme:dialog-done", () => {
+            window.answeredWhileOpening = !shown;
+          }, { once: true });
+        }"""
+    )
+    page.get_by_role("link", name="Refresh Token").click()
+    dialog = page.locator("#form-dialog")
+    dialog.get_by_label("Extend Upto (days)").fill("30")
+    # force: no wait for the dialog to stop moving, which is the point.
+    dialog.get_by_role("button", name="Extend", exact=True).click(force=True)
+    expected = f"expires {utcnow() + timedelta(days=40):%Y-%m-%d}"
+    expect(page.get_by_test_id("token-expiry")).to_have_text(expected)
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("window.answeredWhileOpening") is True  # the case this test is for
+    dialog.locator(".modal-dialog").evaluate("el => { el.style.transitionDuration = ''; }")
+    # Opened again for a second change, it asks afresh rather than showing the last "Done".
+    page.get_by_role("link", name="Refresh Token").click()
+    expect(dialog.get_by_label("Extend Upto (days)")).to_be_visible()
+    expect(dialog).not_to_contain_text("Done")
