@@ -42,7 +42,6 @@ class Device(db.Model):
         Index("ix_device_upload_id", "upload_id"),
         # Pending devices per upload (the Uploads tab) from the index alone.
         Index("ix_device_approval_upload_id", "approval", "upload_id"),
-        Index("ix_device_sync_state", "sync_state"),
         # A profile's devices: by IMEI (the profile page), counted (the lists).
         Index("ix_device_profile_imei", "profile_id", "imei"),
         Index("ix_device_profile_registered", "profile_id", "registered_at"),
