@@ -15,7 +15,7 @@ from kmeweb.errors import PROBLEM_CODES
 pytestmark = pytest.mark.browser
 
 
-def test_a_viewer_reads_the_api_reference(sign_in, live_server, app):
+def test_a_viewer_reads_the_api_reference(sign_in, live_server, app, browser_checks):
     operations = reference.build(document(), PROBLEM_CODES).operations
     page = sign_in("viewer")
     # Bootstrap scrolls to an anchor smoothly, and the axe run of each load can stop that
@@ -24,6 +24,9 @@ def test_a_viewer_reads_the_api_reference(sign_in, live_server, app):
     page.get_by_role("button", name="Admin").click()
     page.get_by_role("link", name="API reference").click()
     expect(page.get_by_role("heading", name="API reference", level=1)).to_be_visible()
+    # axe's run of this long page holds it for seconds: a count polled during the parse
+    # would look again only after the run (CI once timed out on 44 of 54 that way).
+    browser_checks.wait_for_the_load_check(page)
     expect(page.locator("article[id^=op-]")).to_have_count(len(operations))
     first = operations[0]
     contents = page.get_by_role("navigation", name="Contents of the API reference")
