@@ -36,25 +36,49 @@ window.kmewebAxe = () => {
   });
   // A colour-contrast finding carries the colours axe measured and the state of the page
   // (a failure seen once in a loaded run must say what axe saw to be explained).
-  const seen = (v, n) => (v.id !== "color-contrast" ? "" :
+  const seen = (v, n) => (v.id !== "color-contrast" ? placed(n.element) :
     ` [${(n.failureSummary || "").replace(/\\s+/g, " ").trim()}; ` +
     `document ${document.readyState}, style sheets ${document.styleSheets.length}` +
     `, hovered: ${[...document.querySelectorAll(":hover")].map(e => e.tagName).join(">")}]`);
+  // Any other finding says where its element was when the run ended (in the page or taken out
+  // of it, hidden by itself or an ancestor) and the page's width and state then.
+  const placed = element => {
+    if (!element) return "";
+    let hidden = "";
+    for (let e = element; e && e.nodeType === 1 && !hidden; e = e.parentElement) {
+      const style = getComputedStyle(e);
+      if (style.display === "none" || style.visibility !== "visible") {
+        hidden = `${e.tagName}${e.id ? "#" + e.id : ""} ${style.display}/${style.visibility}`;
+      }
+    }
+    return ` [${element.isConnected ? "in the page" : "taken out of the page"}` +
+      `${hidden ? ", hidden by " + hidden : ""}, tabindex ${element.getAttribute("tabindex")}` +
+      `, width ${window.innerWidth}, document ${document.readyState}` +
+      `, after ${Math.round(performance.now())} ms]`;
+  };
   const summary = results => results.violations
     .filter(v => v.impact === "serious" || v.impact === "critical")
     .map(v => `${location.href}: ${v.impact} ${v.id} (${v.help}): ` +
       v.nodes.map(n => n.target.join(" ") + seen(v, n)).join("; "));
   // A transition may also start while axe runs (the pointer left over a button of the new
-  // page hovers it), or htmx may swap a part of the page (a table that polls while work is
-  // under way): then axe saw colours half way, or judged an element taken out of the page
-  // meanwhile, and the check runs again, at most 3 times.
+  // page hovers it), or the page may change under it (htmx swaps a table that polls while work
+  // is under way, a script shows or hides a part): then axe saw colours half way, or judged an
+  // element taken out of the page or hidden meanwhile, and the check runs again, at most 3
+  // times. axe itself changes nothing in the page (no mutation record in a run on any page).
   const once = () => still().then(() => {
     let moved = false;
     const mark = () => { moved = true; };
     const events = ["transitionstart", "animationstart", "htmx:beforeSwap"];
     events.forEach(name => document.addEventListener(name, mark, true));
-    const done = () => events.forEach(name => document.removeEventListener(name, mark, true));
-    return axe.run(document, {resultTypes: ["violations"]}).then(
+    const changes = new MutationObserver(mark);
+    changes.observe(document, {subtree: true, childList: true, attributes: true,
+      attributeFilter: ["class", "style", "hidden", "inert", "open"]});
+    const done = () => {
+      if (changes.takeRecords().length) mark();
+      changes.disconnect();
+      events.forEach(name => document.removeEventListener(name, mark, true));
+    };
+    return axe.run(document, {resultTypes: ["violations"], elementRef: true}).then(
       results => { done(); return {results, moved}; },
       error => { done(); throw error; });
   });
