@@ -20,8 +20,9 @@ from sqlalchemy import Connection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from kmeweb.enroll import ratelimit, services
+from kmeweb.enroll.engine import lane_engine
 from kmeweb.enroll.services import EnrollError
-from kmeweb.extensions import csrf, db, limiter
+from kmeweb.extensions import csrf, limiter
 
 bp = Blueprint("enroll", __name__)
 csrf.exempt(bp)
@@ -82,7 +83,7 @@ def enroll_error(err: EnrollError, ip: str | None = None) -> Answer:
     """A refused enrollment's JSON answer (`answer` catches every EnrollError it raises); a
     known device's refusal is recorded in its history (in a transaction of its own)."""
     if err.device_id is not None:
-        with db.engine.begin() as conn:
+        with lane_engine().begin() as conn:
             services.record_refusal(conn, err, ip)
     return err.status, err.body(), NO_STORE
 
@@ -110,8 +111,9 @@ def _read_request(req: Request) -> services.EnrollRequest:
 
 
 def _connection() -> Connection:
-    """A connection of its own for one enrollment (no Session: see services.enroll_device)."""
-    conn = db.engine.connect()
+    """A connection of its own for one enrollment (no Session: see services.enroll_device), from
+    the lane's pool (kmeweb.enroll.engine: on PostgreSQL, one that keeps generic plans)."""
+    conn = lane_engine().connect()
     if conn.dialect.name == "postgresql":
         # Every write of an enrollment is one statement, atomic on its own (a registration,
         # its audit event, history row and count are one statement): no BEGIN and COMMIT
