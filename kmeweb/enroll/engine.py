@@ -5,7 +5,7 @@ with (`plan_cache_mode=force_custom_plan`, see `_configure_pool` in kmeweb/__ini
 generic plan costed on a table that has grown since once scanned 180,000 devices per page of
 the pull. Planning costs the server about as much as running a one-row statement, and the
 device lane runs nothing but one-row statements by unique key (the device by IMEI or serial,
-its profile and user by id, the registration by device id, the token by its hash), whose
+its profile and user by id, the registration by device id, the profile by its token), whose
 generic plan is the custom plan: planning each of them again was half of PostgreSQL's CPU per
 enrollment (bench/enroll.py's enroll_db_cpu_us_pg: 899 us, 421 us with generic plans).
 
