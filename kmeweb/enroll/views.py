@@ -16,11 +16,10 @@ import json
 from typing import Any
 
 from flask import Blueprint, Request, Response, current_app, request
-from sqlalchemy import Connection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from kmeweb.enroll import ratelimit, services
-from kmeweb.enroll.engine import lane_engine
+from kmeweb.enroll.engine import lane_connection, lane_engine
 from kmeweb.enroll.services import EnrollError
 from kmeweb.extensions import csrf, limiter
 
@@ -110,18 +109,6 @@ def _read_request(req: Request) -> services.EnrollRequest:
     return services.parse_request(data)
 
 
-def _connection() -> Connection:
-    """A connection of its own for one enrollment (no Session: see services.enroll_device), from
-    the lane's pool (kmeweb.enroll.engine: on PostgreSQL, one that keeps generic plans)."""
-    conn = lane_engine().connect()
-    if conn.dialect.name == "postgresql":
-        # Every write of an enrollment is one statement, atomic on its own (a registration,
-        # its audit event, history row and count are one statement): no BEGIN and COMMIT
-        # round trips to PostgreSQL.
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-    return conn
-
-
 def answer(req: Request) -> Answer:
     """The answer to one POST /enroll: the view's whole work, shared by the Flask view and the
     lane (kmeweb.enroll.lane) that answers it in production. `req.max_content_length` must be
@@ -142,7 +129,7 @@ def answer(req: Request) -> Answer:
         retry = ratelimit.hit([ip_limit, device_limit])
         if retry:
             return _too_many(retry)
-        with _connection() as conn, conn.begin():
+        with lane_connection() as conn, conn.begin():
             result = services.enroll_device(conn, parsed, ip, lambda: req.host_url.rstrip("/"))
     except EnrollError as err:
         return enroll_error(err, ip)
