@@ -38,9 +38,9 @@ _PLAN_MODE = "plan_cache_mode=force_custom_plan"
 
 class _Lane:
     """The lane's engine, and the connections it keeps between enrollments: checking a
-    connection out of SQLAlchemy's pool and back in cost about a tenth of the lane's CPU per
-    enrollment, so the lane keeps the ones it used, last used first (on SQLite the connection
-    used last has the warmest page cache: see `_configure_pool`)."""
+    connection out of SQLAlchemy's pool and back in cost 6% (SQLite) to 12% (PostgreSQL) of
+    the lane's CPU per enrollment, so the lane keeps the ones it used, last used first (on
+    SQLite the connection used last has the warmest page cache: see `_configure_pool`)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -64,7 +64,8 @@ window.kmewebAxe = () => {
   // page hovers it), or the page may change under it (htmx swaps a table that polls while work
   // is under way, a script shows or hides a part): then axe saw colours half way, or judged an
   // element taken out of the page or hidden meanwhile, and the check runs again, at most 3
-  // times. axe itself changes nothing in the page (no mutation record in a run on any page).
+  // times. axe itself changes nothing in the page (no mutation record during a run on six of
+  // the console's pages, the Overview and the Alerts page among them).
   const once = () => still().then(() => {
     let moved = false;
     const mark = () => { moved = true; };
