@@ -28,6 +28,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy import Connection, Engine, event
+from sqlalchemy.pool import QueuePool
 
 from kmeweb.extensions import db
 
@@ -40,10 +41,13 @@ class _Lane:
     """The lane's engine, and the connections it keeps between enrollments: checking a
     connection out of SQLAlchemy's pool and back in cost 6% (SQLite) to 12% (PostgreSQL) of
     the lane's CPU per enrollment, so the lane keeps the ones it used, last used first (on
-    SQLite the connection used last has the warmest page cache: see `_configure_pool`)."""
+    SQLite the connection used last has the warmest page cache: see `_configure_pool`). Only
+    from a QueuePool, whose connections may go from thread to thread: an in-memory SQLite
+    database's pool gives each thread a connection of its own, or one to all, and is left to."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.keeps = isinstance(engine.pool, QueuePool)
         self.idle: list[Connection] = []
         self.lock = threading.Lock()
         self.made_in = os.getpid()
@@ -61,7 +65,7 @@ class _Lane:
         return conn
 
     def give_back(self, conn: Connection) -> None:
-        if conn.closed or conn.invalidated or conn.in_transaction():
+        if not self.keeps or conn.closed or conn.invalidated or conn.in_transaction():
             conn.close()  # a lost connection, or one left in a state not to reuse
             return
         with self.lock:
