@@ -21,7 +21,7 @@ from kmeweb.csvimport import size_text
 from kmeweb.devices.models import KmeState
 from kmeweb.enroll.lane import EnrollLane
 from kmeweb.errors import register_error_handlers
-from kmeweb.extensions import csrf, db, limiter, migrate
+from kmeweb.extensions import FORCE_CUSTOM_PLAN, csrf, db, limiter, migrate
 from kmeweb.extensions import htmx as htmx_ext
 from kmeweb.ids import MAX_DB_INT
 from kmeweb.operations.models import OperationStatus
@@ -168,7 +168,7 @@ def _configure_pool(app: Flask) -> None:
         connect_args = dict(options.get("connect_args") or {})
         given = connect_args.get("options", "")
         if "plan_cache_mode" not in given:
-            connect_args["options"] = f"{given} -c plan_cache_mode=force_custom_plan".strip()
+            connect_args["options"] = f"{given} {FORCE_CUSTOM_PLAN}".strip()
         options["connect_args"] = connect_args
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 

@@ -14,6 +14,11 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
 
+#: The connection option that makes PostgreSQL plan every statement for its values: the app's
+#: pool sets it (`_configure_pool` in kmeweb/__init__.py), the enrollment lane's leaves it out
+#: (kmeweb/enroll/engine.py).
+FORCE_CUSTOM_PLAN = "-c plan_cache_mode=force_custom_plan"
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

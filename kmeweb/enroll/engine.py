@@ -30,11 +30,10 @@ from flask import current_app
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.pool import QueuePool
 
-from kmeweb.extensions import db
+from kmeweb.extensions import FORCE_CUSTOM_PLAN, db
 
 _KEY = "kmeweb.enroll.engine"
 _LOCK = threading.Lock()
-_PLAN_MODE = "plan_cache_mode=force_custom_plan"
 
 
 class _Lane:
@@ -117,7 +116,7 @@ def _make(app_engine: Engine) -> _Lane:
         options = dict(current_app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         connect_args = dict(options.get("connect_args") or {})
         given = connect_args.get("options", "")
-        connect_args["options"] = " ".join(given.replace(f"-c {_PLAN_MODE}", "").split())
+        connect_args["options"] = " ".join(given.replace(FORCE_CUSTOM_PLAN, "").split())
         if not connect_args["options"]:
             del connect_args["options"]
         options["connect_args"] = connect_args
