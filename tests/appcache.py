@@ -18,6 +18,7 @@ simulator's key reader keeps each key it read, by its text (a key object is immu
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import Flask
@@ -79,15 +80,8 @@ class _MemoryBytecodeCache(BytecodeCache):
 _templates = _MemoryBytecodeCache()
 
 
-_private_keys: dict[str, Any] = {}
-_read_private = simulator_keys.read_private
-
-
-def _cached_read_private(text: str) -> Any:
-    key = _private_keys.get(text)
-    if key is None:
-        key = _private_keys[text] = _read_private(text)  # raises on a bad key: not kept
-    return key
+# A bad key raises, and functools.cache keeps no result for it.
+_cached_read_private = functools.cache(simulator_keys.read_private)
 
 
 def install() -> None:
