@@ -34,6 +34,13 @@ window.kmewebAxe = () => {
     const tick = () => (idle() ? resolve() : requestAnimationFrame(tick));
     tick();
   });
+  // The page's own observers of its layout answer in the rendering update after a change: a
+  // table's scroll box becomes a tab stop when its ResizeObserver sees it scroll sideways
+  // (static/js/app.js), one frame after the viewport narrowed. A run started in between judged
+  // a box that scrolls and was not a tab stop yet (scrollable-region-focusable, about 1 load in
+  // 12 of the Alerts page narrowed to 390 px as it loaded): each run waits for one rendering
+  // update to end (its animation frame, then the next task, when the observers have answered).
+  const rendered = () => new Promise(resolve => requestAnimationFrame(() => setTimeout(resolve)));
   // A colour-contrast finding carries the colours axe measured and the state of the page
   // (a failure seen once in a loaded run must say what axe saw to be explained).
   const seen = (v, n) => (v.id !== "color-contrast" ? placed(n.element) :
@@ -62,22 +69,25 @@ window.kmewebAxe = () => {
       v.nodes.map(n => n.target.join(" ") + seen(v, n)).join("; "));
   // A transition may also start while axe runs (the pointer left over a button of the new
   // page hovers it), or the page may change under it (htmx swaps a table that polls while work
-  // is under way, a script shows or hides a part): then axe saw colours half way, or judged an
-  // element taken out of the page or hidden meanwhile, and the check runs again, at most 3
-  // times. axe itself changes nothing in the page (no mutation record during a run on six of
-  // the console's pages, the Overview and the Alerts page among them).
-  const once = () => still().then(() => {
+  // is under way, a script shows or hides a part or makes it a tab stop, the test resizes the
+  // viewport): then axe saw colours half way, or judged an element taken out of the page,
+  // hidden or unreachable meanwhile, and the check runs again, at most 3 times. axe itself
+  // changes nothing in the page (no mutation record during a run on six of the console's
+  // pages, the Overview and the Alerts page among them).
+  const once = () => still().then(rendered).then(() => {
     let moved = false;
     const mark = () => { moved = true; };
     const events = ["transitionstart", "animationstart", "htmx:beforeSwap"];
     events.forEach(name => document.addEventListener(name, mark, true));
+    window.addEventListener("resize", mark);
     const changes = new MutationObserver(mark);
     changes.observe(document, {subtree: true, childList: true, attributes: true,
-      attributeFilter: ["class", "style", "hidden", "inert", "open"]});
+      attributeFilter: ["class", "style", "hidden", "inert", "open", "tabindex"]});
     const done = () => {
       if (changes.takeRecords().length) mark();
       changes.disconnect();
       events.forEach(name => document.removeEventListener(name, mark, true));
+      window.removeEventListener("resize", mark);
     };
     return axe.run(document, {resultTypes: ["violations"], elementRef: true}).then(
       results => { done(); return {results, moved}; },
