@@ -209,6 +209,8 @@ def test_the_checks_catch_a_csp_violation_and_an_axe_violation(
 ):
     page = signed_in
     page.goto(f"{live_server}/operations/")
+    # The page as it loaded is checked first: what is put in it below is for check_a11y alone.
+    browser_checks.wait_for_the_load_check(page)
     assert not browser_checks.csp
     # An inline style attribute, as a template might carry one: the CSP refuses it and the
     # recorder reports it.
