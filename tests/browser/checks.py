@@ -38,7 +38,7 @@ window.kmewebAxe = () => {
   // table's scroll box becomes a tab stop when its ResizeObserver sees it scroll sideways
   // (static/js/app.js), one frame after the viewport narrowed. A run started in between judged
   // a box that scrolls and was not a tab stop yet (scrollable-region-focusable, about 1 load in
-  // 12 of the Alerts page narrowed to 390 px as it loaded): each run waits for one rendering
+  // 15 of the Alerts page narrowed to 390 px as it loaded): each run waits for one rendering
   // update to end (its animation frame, then the next task, when the observers have answered).
   const rendered = () => new Promise(resolve => requestAnimationFrame(() => setTimeout(resolve)));
   // A colour-contrast finding carries the colours axe measured and the state of the page
