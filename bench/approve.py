@@ -12,7 +12,12 @@ The KME simulator runs as a separate process. Prints on stdout:
   approve_bare_100k_s: the same size of upload approved by one bare UPDATE of its device rows
     plus the one KME approval call, in the same run
   approve_vs_bare_ratio: the two above, divided
-  approve_100k_pg_s, approve_bare_100k_pg_s, approve_vs_bare_pg_ratio: the same on PostgreSQL
+  approve_post_100k_s, approve_push_100k_s: approve_100k_s split: the Approve POST (its
+    transaction committed) and the worker's push after it
+  approve_bare_update_100k_s, approve_bare_kme_100k_s: approve_bare_100k_s split: the UPDATE
+    (committed) and the KME approval call
+  approve_100k_pg_s, approve_bare_100k_pg_s, approve_vs_bare_pg_ratio (and the four splits
+    with _pg): the same on PostgreSQL
   uploads_tab_median_ms, upload_view_median_ms (and _pg_): median time of the Uploads tab and
     of one upload's View page, whole requests through the app, with `flask seed-scale`'s
     1,000 uploads and 1,000,000 devices; uploads_tab_by_pending_median_ms sorts by Pending
@@ -162,6 +167,7 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
         data={"csrf_token": token, "expected_pending": str(args.devices)},
     )
     assert resp.status_code == 303, resp.get_data(as_text=True)[:500]
+    post_s = time.perf_counter() - started
     run_worker(app, burst=True, with_scheduler=False)
     approve_s = time.perf_counter() - started
     session.expire_all()
@@ -187,6 +193,7 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    bare_update_s = time.perf_counter() - started
     with KnoxClient(client_config(creds, url)) as knox:
         result = knox.approve_uploads([bare.kme_upload_id])
     bare_s = time.perf_counter() - started
@@ -197,6 +204,12 @@ def run(app, url: str, args: argparse.Namespace, suffix: str) -> None:
     print(f"approve_100k{suffix}_s: {approve_s:.2f} s", flush=True)
     print(f"approve_bare_100k{suffix}_s: {bare_s:.2f} s", flush=True)
     print(f"approve_vs_bare{suffix}_ratio: {approve_s / bare_s:.2f}", flush=True)
+    # Where the time goes: the POST (approve, place, history, outbox; committed) and the
+    # worker's push after it; the bare UPDATE alone and the KME call after it.
+    print(f"approve_post_100k{suffix}_s: {post_s:.2f} s", flush=True)
+    print(f"approve_push_100k{suffix}_s: {approve_s - post_s:.2f} s", flush=True)
+    print(f"approve_bare_update_100k{suffix}_s: {bare_update_s:.2f} s", flush=True)
+    print(f"approve_bare_kme_100k{suffix}_s: {bare_s - bare_update_s:.2f} s", flush=True)
     if not args.skip_tabs:
         tabs(app, client, session, suffix)
 
