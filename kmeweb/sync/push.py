@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from kmeweb import crypto, gcpause
@@ -51,7 +51,7 @@ from kmeweb.outbox.models import (
 )
 from kmeweb.outbox.services import DEVICE_SYNC_KINDS
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.sqlutil import id_filters
+from kmeweb.sqlutil import ID_CHUNK, chunks, id_filters, id_in
 from kmeweb.sync.mapping import to_knox_profile
 from kmeweb.text import count
 
@@ -366,17 +366,25 @@ def _synced_by_approval(session: Session, change: Change, device_ids: list[int])
         or_(table.c.profile_id.is_(None), table.c.profile_id.not_in(in_kme)),
     )
     seen = _seen_values(table)
-    synced: set[int] = set()
-    for where in id_filters(session, table.c.id, device_ids):
-        synced.update(
-            session.scalars(
-                table.update()
-                .where(where, unassigned)
-                .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
-                .returning(table.c.id)
+    others: list[int] = []
+    for chunk in chunks(device_ids, ID_CHUNK):
+        where = id_in(session, table.c.id, chunk)
+        marked = session.execute(
+            table.update()
+            .where(where, unassigned)
+            .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        # Usually every device of the chunk (an approval into the Default Profile): nothing
+        # to read back. Else the ones left, which the UPDATE could not match (moved into a
+        # KME profile meanwhile, or gone: the state-based push skips those).
+        if marked != len(set(chunk)):
+            others.extend(
+                session.scalars(
+                    select(table.c.id).where(where, not_(unassigned)).order_by(table.c.id)
+                )
             )
-        )
-    return [device_id for device_id in device_ids if device_id not in synced]
+    return others
 
 
 def _seen_values(table: Any) -> dict[str, Any]:
