@@ -132,7 +132,7 @@ def test_approve_upload_to_default_profile(session, admin):
         == 1200
     )
     changes = session.scalars(select(Change).order_by(Change.id)).all()
-    # Into the Default Profile the device rows need no KME call each: 10 batches per row.
+    # Into the Default Profile the device rows need no KME call each: many batches per row.
     assert [c.kind for c in changes] == ["upload.approve", "device.approve"]
     assert changes[0].payload == {"kme_upload_ids": [upload.kme_upload_id]}
     assert all(c.profile_id == default.id and c.operation_id == operation.id for c in changes)
