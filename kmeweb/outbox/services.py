@@ -52,9 +52,10 @@ def batch_size() -> int:
 
 # An approval into the Default Profile needs no KME call per device (KME's upload approval
 # leaves its devices unassigned), so its rows carry this many KME batches each: the push of
-# 100,000 approved devices is 5 rows of local work instead of 200 (each row one UPDATE of its
-# 20,000 devices with KME's batches of 500, sqlutil.ID_CHUNK ids). Each row also costs its
-# claim, commit and progress: with 20 rows, they were a third of the push's local time.
+# 100,000 approved devices is 5 rows of local work instead of 200: with KME's batches of 500
+# devices, a row holds 20,000, which its push marks synced in one UPDATE (sqlutil.ID_CHUNK).
+# Each row also costs its claim, commit and progress: with 20 rows of 5,000 devices, those
+# were about a third of the push's local time (bench/approve.py, SQLite).
 APPROVAL_BATCHES_PER_ROW = 40
 
 
