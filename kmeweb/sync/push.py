@@ -51,7 +51,7 @@ from kmeweb.outbox.models import (
 )
 from kmeweb.outbox.services import DEVICE_SYNC_KINDS
 from kmeweb.profiles.models import Profile, ProfileKind
-from kmeweb.sqlutil import ID_CHUNK, chunks, id_filters, id_in
+from kmeweb.sqlutil import id_filters
 from kmeweb.sync.mapping import to_knox_profile
 from kmeweb.text import count
 
@@ -366,25 +366,26 @@ def _synced_by_approval(session: Session, change: Change, device_ids: list[int])
         or_(table.c.profile_id.is_(None), table.c.profile_id.not_in(in_kme)),
     )
     seen = _seen_values(table)
-    others: list[int] = []
-    for chunk in chunks(device_ids, ID_CHUNK):
-        where = id_in(session, table.c.id, chunk)
-        marked = session.execute(
+    marked = 0
+    for where in id_filters(session, table.c.id, device_ids):
+        marked += session.execute(
             table.update()
             .where(where, unassigned)
             .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
             .execution_options(synchronize_session=False)
         ).rowcount
-        # Usually every device of the chunk (an approval into the Default Profile): nothing
-        # to read back. Else the ones left, which the UPDATE could not match (moved into a
-        # KME profile meanwhile, or gone: the state-based push skips those).
-        if marked != len(set(chunk)):
-            others.extend(
-                session.scalars(
-                    select(table.c.id).where(where, not_(unassigned)).order_by(table.c.id)
-                )
-            )
-    return others
+    # Usually every device (an approval into the Default Profile): nothing to read back. Else
+    # the ones the UPDATE could not match (moved into a KME profile meanwhile; gone ones are
+    # in neither, and the state-based push would skip them).
+    if marked == len(set(device_ids)):
+        return []
+    return [
+        device_id
+        for where in id_filters(session, table.c.id, device_ids)
+        for device_id in session.scalars(
+            select(table.c.id).where(where, not_(unassigned)).order_by(table.c.id)
+        )
+    ]
 
 
 def _seen_values(table: Any) -> dict[str, Any]:
