@@ -16,6 +16,16 @@ it. It is made on first use, in the process that serves (never before a fork), a
 with the app's engine (in a forked child, without closing the parent's connections).
 Elsewhere (SQLite) the lane uses the app's engine. On both, the lane keeps the connections it
 used between enrollments (`_Lane`).
+
+On SQLite the process's enrollments also take turns (`lane_transaction`): SQLite lets one
+connection write at a time, and a connection that finds the file locked waits in SQLite's busy
+handler, which sleeps 1 to 100 ms between tries instead of waking when the writer is done. With
+four threads enrolling (bench/enroll.py under `perf trace`), each thread slept in it 584 times
+in 8 s, 6.4 ms on average: nearly half of its time. A lock hands the turn on at once, and the
+connection that keeps getting it keeps a warm page cache (SQLite drops a connection's cache
+when another connection has written; the same trace read pages with pread 10,000 times per
+thread, none with the lock). Other processes (a second web process, the worker) still meet in
+SQLite's busy handler.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import sqlalchemy as sa
 from flask import current_app
@@ -50,6 +60,10 @@ class _Lane:
         self.idle: list[Connection] = []
         self.lock = threading.Lock()
         self.made_in = os.getpid()
+        # SQLite: one enrollment's transaction at a time in this process (module docstring).
+        self.turn: AbstractContextManager = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     def take(self) -> Connection:
         with self.lock:
@@ -92,21 +106,20 @@ def _lane() -> _Lane:
     return lane
 
 
-def lane_engine() -> Engine:
-    """The engine for the device lane's statements (see the module docstring)."""
-    return _lane().engine
-
-
 @contextmanager
-def lane_connection() -> Iterator[Connection]:
-    """A connection for one enrollment, from those the lane keeps (see `_Lane`); on
-    PostgreSQL in autocommit. The caller ends what it began on it (`with conn.begin()`)."""
+def lane_transaction() -> Iterator[Connection]:
+    """A connection for one enrollment, from those the lane keeps (see `_Lane`), in a
+    transaction committed when the block ends and rolled back when it raises; on PostgreSQL in
+    autocommit (each of the lane's writes is one statement). On SQLite the block waits for its
+    turn (the module docstring)."""
     lane = _lane()
-    conn = lane.take()
-    try:
-        yield conn
-    finally:
-        lane.give_back(conn)
+    with lane.turn:
+        conn = lane.take()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            lane.give_back(conn)
 
 
 def _make(app_engine: Engine) -> _Lane:

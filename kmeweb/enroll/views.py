@@ -19,7 +19,7 @@ from flask import Blueprint, Request, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from kmeweb.enroll import ratelimit, services
-from kmeweb.enroll.engine import lane_connection, lane_engine
+from kmeweb.enroll.engine import lane_transaction
 from kmeweb.enroll.services import EnrollError
 from kmeweb.extensions import csrf, limiter
 
@@ -82,7 +82,7 @@ def enroll_error(err: EnrollError, ip: str | None = None) -> Answer:
     """A refused enrollment's JSON answer (`answer` catches every EnrollError it raises); a
     known device's refusal is recorded in its history (in a transaction of its own)."""
     if err.device_id is not None:
-        with lane_engine().begin() as conn:
+        with lane_transaction() as conn:
             services.record_refusal(conn, err, ip)
     return err.status, err.body(), NO_STORE
 
@@ -129,7 +129,7 @@ def answer(req: Request) -> Answer:
         retry = ratelimit.hit([ip_limit, device_limit])
         if retry:
             return _too_many(retry)
-        with lane_connection() as conn, conn.begin():
+        with lane_transaction() as conn:
             result = services.enroll_device(conn, parsed, ip, lambda: req.host_url.rstrip("/"))
     except EnrollError as err:
         return enroll_error(err, ip)

@@ -1,6 +1,11 @@
 """Two first enrollments of one device at the same moment (an agent retrying while its first
 request is still running): both are answered, the device is registered once, with one audit
-event, and its profile counts it once. On SQLite and PostgreSQL, through the real lane."""
+event, and its profile counts it once. On SQLite and PostgreSQL, through the real lane.
+
+The two requests reach two web processes (production runs several gunicorn workers): each app
+has a lane of its own, as each process does. Within one process on SQLite the lane lets one
+enrollment at a time read and write (kmeweb.enroll.engine), so two threads of one app can no
+longer both read the device before either writes; two processes still can."""
 
 from __future__ import annotations
 
@@ -8,15 +13,19 @@ import threading
 
 from sqlalchemy import select
 
+from kmeweb import create_app
 from kmeweb.audit.models import AuditEvent
 from kmeweb.devices.models import Device, DeviceEvent
 from kmeweb.enroll import services
+from kmeweb.extensions import db
 from kmeweb.profiles import counts
 from kmeweb.profiles import services as profile_services
 from tests.factories import make_device, make_profile
 
 
-def test_two_first_enrollments_at_once_register_the_device_once(app, session, monkeypatch):
+def test_two_first_enrollments_at_once_register_the_device_once(
+    app, app_config, session, monkeypatch
+):
     profile = make_profile(session, name="Field")
     device = make_device(session, profile)
     session.commit()
@@ -33,15 +42,20 @@ def test_two_first_enrollments_at_once_register_the_device_once(app, session, mo
     monkeypatch.setattr(services, "_register", _register_after_both_checked)
     answers: list = []
 
-    def _enroll() -> None:
-        response = app.test_client().post("/enroll", json=body)
+    def _enroll(web) -> None:
+        response = web.test_client().post("/enroll", json=body)
         answers.append((response.status_code, response.get_json()))
 
-    threads = [threading.Thread(target=_enroll) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    other_process = create_app(app_config)
+    try:
+        threads = [threading.Thread(target=_enroll, args=(web,)) for web in (app, other_process)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        with other_process.app_context():
+            db.engine.dispose()
 
     assert [status for status, _ in answers] == [200, 200], answers
     assert sorted(answer["first_registration"] for _, answer in answers) == [False, True]
