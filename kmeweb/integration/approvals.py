@@ -161,7 +161,7 @@ def _approval_groups(
     to approve (an admin approving a held device approves it into its rule's destination)."""
     ensure_default_profile(session)
     rules = engine.as_approving(engine.load_rules(session))
-    return engine.placements(session, rules, [Device.approval == Approval.PENDING, *where])
+    return engine.approving_placements(session, rules, where)
 
 
 def _placed_details(placed: dict[int, tuple[str, int]]) -> dict[str, Any]:
@@ -317,11 +317,11 @@ def approval_target_name(session: Session, upload: Upload) -> str:
     """Where the upload's pending devices land when approved, by the routing rules (reads
     only): the profile's name, or "Sales (120 devices), Kiosk (30 devices)" when the rules
     split them."""
+    ensure_default_profile(session)
+    rules = engine.as_approving(engine.load_rules(session))
     placed: dict[str, int] = {}
-    for group in _approval_groups(session, _pending_where(upload.id)):
-        if group.approve:
-            name = group.destination.name
-            placed[name] = placed.get(name, 0) + len(group.approve)
+    for destination, n in engine.approving_counts(session, rules, _pending_where(upload.id)):
+        placed[destination.name] = placed.get(destination.name, 0) + n
     if len(placed) <= 1:
         return next(iter(placed), DEFAULT_PROFILE_NAME)
     return ", ".join(f"{name} ({count(n, 'device')})" for name, n in placed.items())

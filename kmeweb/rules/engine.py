@@ -509,6 +509,52 @@ def placements(
     return [merged[r.key] for r in rules]
 
 
+def approving_placements(
+    session: Session, rules: Sequence[RuleSpec], where: Sequence[ColumnElement[bool]] = ()
+) -> list[Placement]:
+    """`placements` of the pending devices matching `where` when every rule approves
+    (`as_approving`: an admin approving devices): each device goes to its rule's `approve`
+    list, in id order, and none is held, waits or moves, so nothing needs placing one device
+    at a time. Reads (rule, id) pairs through the Core connection: for an Approve All Devices
+    of 100,000 devices, `placements` spent about half a second of the POST building a row
+    object and a placement for each (bench/approve.py under cProfile)."""
+    assert all(r.approves for r in rules), "approving_placements: every rule must approve"
+    dests = destinations(session, rules)
+    by_key = {r.key: Placement(r, dests[r.key]) for r in rules}
+    session.flush()  # the Core read below does not autoflush as session.execute would
+    stmt = (
+        select(first_match(rules).label("rule_key"), Device.id)
+        .where(Device.approval == Approval.PENDING, *where)
+        .order_by(Device.id)
+    )
+    rows = session.connection().execute(stmt).all()
+    if len(by_key) == 1:  # one rule (the catch-all): every device is its
+        by_key[rules[0].key].approve = [device_id for _key, device_id in rows]
+    else:
+        for rule_key, device_id in rows:
+            by_key[rule_key].approve.append(device_id)
+    return [by_key[r.key] for r in rules]
+
+
+def approving_counts(
+    session: Session, rules: Sequence[RuleSpec], where: Sequence[ColumnElement[bool]] = ()
+) -> list[tuple[Destination, int]]:
+    """How many devices `approving_placements` would give each rule, counted by the database:
+    (destination, devices) in rule order, for the rules that get some (what a page says
+    before an approval, without reading every device's id)."""
+    assert all(r.approves for r in rules), "approving_counts: every rule must approve"
+    dests = destinations(session, rules)
+    key = first_match(rules).label("rule_key")
+    counted = dict(
+        session.execute(
+            select(key, func.count())
+            .where(Device.approval == Approval.PENDING, *where)
+            .group_by(key)
+        ).all()
+    )
+    return [(dests[r.key], counted[r.key]) for r in rules if counted.get(r.key)]
+
+
 def as_approving(rules: Sequence[RuleSpec]) -> list[RuleSpec]:
     """The rules as an admin's Approve All Devices reads them: each approves (held devices are
     approved by the admin into the rule's destination)."""
