@@ -244,7 +244,10 @@ def test_the_first_matching_rule_places_each_device_of_a_new_upload(session, adm
     assert ("upload.approve", sales.id) in kinds and ("device.approve", kiosk.id) in kinds
     assert routing.route_uploads(session, [upload_b.id])["devices_held_by_rule"] == 0
 
-    # The admin approves what waits: each device goes where its rule says.
+    # The admin approves what waits: each device goes where its rule says, as the upload's
+    # page says before the admin clicks (counted per rule, in rule order).
+    target = approvals.approval_target_name(session, session.get(Upload, upload_b.id))
+    assert target == f"Kiosk (1 device), {default.name} (3 devices)"
     approvals.approve_upload(session, upload_b.id, admin)
     session.commit()
     placed = session.execute(
