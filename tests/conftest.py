@@ -7,8 +7,10 @@ on it and dropped at the end); TEST_REDIS_URL the Redis database tests may flush
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +19,8 @@ from pathlib import Path
 import pytest
 
 _TMP = Path(tempfile.mkdtemp(prefix="kmeweb-tests-"))
+# The run's SQLite database and instance folder go with it (up to 40 MB a run were left).
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 os.environ.setdefault("KMEWEB_INSTANCE_DIR", str(_TMP / "instance"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("KMEWEB_ENCRYPTION_KEY", "x6bTJp0Q2R9T9tqkT6v1wW1C7sGkKqN8s0u3Yh0v7lE=")
