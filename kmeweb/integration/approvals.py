@@ -159,9 +159,14 @@ def _approval_groups(
 ) -> list[engine.Placement]:
     """The pending devices matching `where`, each under the first rule that matches it, all
     to approve (an admin approving a held device approves it into its rule's destination)."""
+    return engine.approving_placements(session, _approving_rules(session), where)
+
+
+def _approving_rules(session: Session) -> list[engine.RuleSpec]:
+    """The rules as an admin's approval reads them (each approves), the Default Profile made
+    first if need be."""
     ensure_default_profile(session)
-    rules = engine.as_approving(engine.load_rules(session))
-    return engine.approving_placements(session, rules, where)
+    return engine.as_approving(engine.load_rules(session))
 
 
 def _placed_details(placed: dict[int, tuple[str, int]]) -> dict[str, Any]:
@@ -317,8 +322,7 @@ def approval_target_name(session: Session, upload: Upload) -> str:
     """Where the upload's pending devices land when approved, by the routing rules (reads
     only): the profile's name, or "Sales (120 devices), Kiosk (30 devices)" when the rules
     split them."""
-    ensure_default_profile(session)
-    rules = engine.as_approving(engine.load_rules(session))
+    rules = _approving_rules(session)
     placed: dict[str, int] = {}
     for destination, n in engine.approving_counts(session, rules, _pending_where(upload.id)):
         placed[destination.name] = placed.get(destination.name, 0) + n

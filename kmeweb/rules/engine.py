@@ -527,12 +527,8 @@ def approving_placements(
         .where(Device.approval == Approval.PENDING, *where)
         .order_by(Device.id)
     )
-    rows = session.connection().execute(stmt).all()
-    if len(by_key) == 1:  # the catch-all alone: every device is its
-        by_key[rules[0].key].approve = [device_id for _key, device_id in rows]
-    else:
-        for rule_key, device_id in rows:
-            by_key[rule_key].approve.append(device_id)
+    for rule_key, device_id in session.connection().execute(stmt):
+        by_key[rule_key].approve.append(device_id)
     return [by_key[r.key] for r in rules]
 
 
