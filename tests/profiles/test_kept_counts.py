@@ -128,14 +128,19 @@ class Walk:
         return bool(ids)
 
     def move(self) -> bool:
-        ids = _ids(self.session, *self.in_knox(), limit=30, rng=self.rng)
+        # Devices not in the target yet: a selection all in it is refused (Conflict), and
+        # which devices a sample holds depends on the IMEIs earlier tests used.
         target = self.rng.choice(self.profiles())
+        ids = _ids(
+            self.session, *self.in_knox(), Device.profile_id != target.id, limit=30, rng=self.rng
+        )
         if ids:
             device_services.move_devices(self.session, ids, target.id, self.admin)
         return bool(ids)
 
     def unassign(self) -> bool:
-        ids = _ids(self.session, *self.in_knox(), limit=20, rng=self.rng)
+        not_yet = Device.profile_id != self.default.id  # as in move
+        ids = _ids(self.session, *self.in_knox(), not_yet, limit=20, rng=self.rng)
         if ids:
             device_services.unassign_devices(self.session, ids, self.admin)
         return bool(ids)
