@@ -134,9 +134,10 @@ class DriverStatement:
     the statement is prepared once per connection and run with libpq's PQexecPrepared, its
     values dumped and its rows loaded by psycopg's own adapters (`_prepared_run`). psycopg's
     cursor around the same call (its query conversion, its prepare bookkeeping, its
-    non-blocking wait) cost about 100 of the 150 microseconds of CPU of a one-row statement
-    (bench/_lane_micro.py measurements in the commit). In a transaction the cursor is used:
-    it also begins the transaction, as psycopg's settings say.
+    non-blocking wait) cost more CPU than the call: a first enrollment on PostgreSQL, in one
+    process and thread, took 389-516 microseconds of CPU this way against 527-754 through the
+    cursor. In a transaction the cursor is used: it also begins the transaction, as psycopg's
+    settings say.
 
     What it does not do: Python-side column defaults (`default=`, `onupdate=`) need
     SQLAlchemy's execution context, so a statement relying on one is refused when compiled
@@ -264,21 +265,24 @@ _PREPARE_AGAIN = (b"26000", b"0A000")
 
 
 class _Statements:
-    """One psycopg connection's prepared statements, by SQL, and the psycopg Transformer
-    (adapters) its values and rows go through; kept in the pool's `info` of the connection."""
+    """One psycopg connection's prepared statements, by SQL and parameter types, and the
+    psycopg Transformer (adapters) its values and rows go through; kept in the pool's `info` of
+    the connection."""
 
     def __init__(self, raw: Any) -> None:
         from psycopg.adapt import Transformer
 
         self.adapt = Transformer(raw)
-        self.names: dict[bytes, bytes] = {}
+        self.names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
         self.made = 0
 
 
 def _prepared_run(fairy: Any, compiled: _Compiled, values: dict[str, Any], fetch: bool) -> Any:
     """`compiled` on a psycopg connection in autocommit, through libpq: prepared on first use
-    on this connection (prepared again once if PostgreSQL says the statement is gone or
-    stale), run with PQexecPrepared (which lets other threads run while it waits). Returns the
+    on this connection for the types its values are sent as (psycopg sends 7 as a smallint and
+    70,000 as an integer, in binary: each set of types is a statement of its own, as psycopg's
+    cursor prepares them), prepared again once if PostgreSQL says the statement is gone or
+    stale; run with PQexecPrepared (which lets other threads run while it waits). Returns the
     rows (`fetch`) or the row count; raises psycopg's error for PostgreSQL's."""
     from psycopg import errors, pq
     from psycopg.adapt import PyFormat
@@ -291,16 +295,17 @@ def _prepared_run(fairy: Any, compiled: _Compiled, values: dict[str, Any], fetch
     adapt = statements.adapt
     params = adapt.dump_sequence([values[n] for n in order], [PyFormat.AUTO] * len(order))
     pgconn = raw.pgconn
+    key = (sql, adapt.types)
     retried = False
     while True:
-        name = statements.names.get(sql)
+        name = statements.names.get(key)
         if name is None:
             statements.made += 1
             name = b"kmeweb_%d" % statements.made
             made = pgconn.prepare(name, sql, adapt.types)
             if made.status != pq.ExecStatus.COMMAND_OK:
                 raise errors.error_from_result(made, encoding=raw.info.encoding)
-            statements.names[sql] = name
+            statements.names[key] = name
         result = pgconn.exec_prepared(name, params, adapt.formats)
         status = result.status
         if status == pq.ExecStatus.TUPLES_OK:
@@ -312,7 +317,7 @@ def _prepared_run(fairy: Any, compiled: _Compiled, values: dict[str, Any], fetch
             return [] if fetch else result.command_tuples
         if not retried and result.error_field(pq.DiagnosticField.SQLSTATE) in _PREPARE_AGAIN:
             retried = True
-            del statements.names[sql]
+            del statements.names[key]
             pgconn.exec_(b"DEALLOCATE " + name)  # an error here: it was gone already
             continue
         raise errors.error_from_result(result, encoding=raw.info.encoding)

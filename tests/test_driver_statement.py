@@ -77,9 +77,13 @@ def test_reads_and_writes_what_the_execution_layer_would(conn):
         assert READ.rows(conn, {"id": 1}) == [tuple(conn.execute(select(SCRATCH)).one())]
     assert READ.rows(conn, {"id": 1}) == [(1, "first", AT, {"agent": "1.2", "n": [1, None]})]
     assert READ.rows(conn, {"id": 2}) == []
+    # psycopg sends 1 as a smallint and 70,000 as an integer: the same statement takes both.
+    _write(conn, 70_000, "large id")
+    assert READ.rows(conn, {"id": 70_000})[0][:2] == (70_000, "large id")
+    assert READ.rows(conn, {"id": 1})[0][:2] == (1, "first")
     assert RENAME.rowcount(conn, {"id": 1, "name": "renamed"}) == 1
     assert RENAME.rowcount(conn, {"id": 2, "name": "nobody"}) == 0
-    assert conn.scalar(select(SCRATCH.c.name)) == "renamed"
+    assert conn.scalar(select(SCRATCH.c.name).where(SCRATCH.c.id == 1)) == "renamed"
 
 
 def test_a_database_error_is_raised_as_sqlalchemys(conn):
