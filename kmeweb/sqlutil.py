@@ -6,7 +6,6 @@ driver's cursor for the device side's hot path."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,9 +117,6 @@ class _Compiled:
     constants: dict[str, Any]
     #: The result processor of each selected column (None: the driver's value as it is).
     results: tuple[Callable[[Any], Any] | None, ...]
-    #: psycopg: the SQL with $1, $2... placeholders and the parameter names in their order,
-    #: run as a prepared statement through libpq (`_prepared_run`); None for other drivers.
-    numbered: tuple[bytes, tuple[str, ...]] | None = None
 
 
 class DriverStatement:
@@ -129,15 +125,6 @@ class DriverStatement:
     SQLAlchemy's execution layer (execution context, result object) costs several times what
     the driver does. The statement is compiled once per dialect, and values still go through
     the column types (UTC timestamps, JSON), so it reads and writes what `conn.execute` would.
-
-    On a psycopg connection in autocommit (the enrollment lane's) it goes one layer lower:
-    the statement is prepared once per connection and run with libpq's PQexecPrepared, its
-    values dumped and its rows loaded by psycopg's own adapters (`_prepared_run`). psycopg's
-    cursor around the same call (its query conversion, its prepare bookkeeping, its
-    non-blocking wait) cost more CPU than the call: a first enrollment on PostgreSQL, in one
-    process and thread, took 389-516 microseconds of CPU this way against 527-754 through the
-    cursor. In a transaction the cursor is used: it also begins the transaction, as psycopg's
-    settings say.
 
     What it does not do: Python-side column defaults (`default=`, `onupdate=`) need
     SQLAlchemy's execution context, so a statement relying on one is refused when compiled
@@ -180,16 +167,12 @@ class DriverStatement:
             values[name] = value if processor is None else processor(value)
         args: Any = values if compiled.order is None else tuple(values[n] for n in compiled.order)
         fairy = conn.connection
-        cursor = None
+        # One cursor per DBAPI connection, kept with it (the pool's `info` lives as long as
+        # the connection): making a psycopg cursor costs about half of a one-row statement.
+        cursor = fairy.info.get(_CURSOR)
+        if cursor is None:
+            cursor = fairy.info[_CURSOR] = fairy.cursor()
         try:
-            if compiled.numbered is not None and fairy.dbapi_connection.autocommit:
-                return _prepared_run(fairy, compiled, values, fetch)
-            # One cursor per DBAPI connection, kept with it (the pool's `info` lives as long
-            # as the connection): making a psycopg cursor costs about half of a one-row
-            # statement.
-            cursor = fairy.info.get(_CURSOR)
-            if cursor is None:
-                cursor = fairy.info[_CURSOR] = fairy.cursor()
             cursor.execute(compiled.sql, args)
             return cursor.fetchall() if fetch else cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as err:
@@ -234,93 +217,7 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         given=tuple(given.items()),
         constants=constants,
         results=tuple(_result_processor(column, dialect) for column in columns),
-        numbered=_numbered(str(compiled)) if dialect.driver == "psycopg" else None,
     )
-
-
-# psycopg's placeholders (pyformat): %(name)s, and %% for a literal percent sign.
-_PYFORMAT = re.compile(r"%%|%\((\w+)\)s")
-
-
-def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
-    """A pyformat statement with PostgreSQL's own placeholders ($1, $2...; a name used twice
-    is one parameter), and the parameter names in their order."""
-    names: list[str] = []
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return "%"
-        if name not in names:
-            names.append(name)
-        return f"${names.index(name) + 1}"
-
-    return _PYFORMAT.sub(one, sql).encode(), tuple(names)
-
-
-_PREPARED = "kmeweb.sqlutil.prepared"
-# What PostgreSQL answers when a prepared statement is gone (someone ran DEALLOCATE ALL on
-# the connection) or no longer fits the table it reads (its result type changed).
-_PREPARE_AGAIN = (b"26000", b"0A000")
-
-
-class _Statements:
-    """One psycopg connection's prepared statements, by SQL and parameter types, and the
-    psycopg Transformer (adapters) its values and rows go through; kept in the pool's `info` of
-    the connection."""
-
-    def __init__(self, raw: Any) -> None:
-        from psycopg.adapt import Transformer
-
-        self.adapt = Transformer(raw)
-        self.names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
-        self.made = 0
-
-
-def _prepared_run(fairy: Any, compiled: _Compiled, values: dict[str, Any], fetch: bool) -> Any:
-    """`compiled` on a psycopg connection in autocommit, through libpq: prepared on first use
-    on this connection for the types its values are sent as (psycopg sends 7 as a smallint and
-    70,000 as an integer, in binary: each set of types is a statement of its own, as psycopg's
-    cursor prepares them), prepared again once if PostgreSQL says the statement is gone or
-    stale; run with PQexecPrepared (which lets other threads run while it waits). Returns the
-    rows (`fetch`) or the row count; raises psycopg's error for PostgreSQL's."""
-    from psycopg import errors, pq
-    from psycopg.adapt import PyFormat
-
-    raw = fairy.dbapi_connection
-    statements = fairy.info.get(_PREPARED)
-    if statements is None:
-        statements = fairy.info[_PREPARED] = _Statements(raw)
-    sql, order = compiled.numbered
-    adapt = statements.adapt
-    params = adapt.dump_sequence([values[n] for n in order], [PyFormat.AUTO] * len(order))
-    pgconn = raw.pgconn
-    key = (sql, adapt.types)
-    retried = False
-    while True:
-        name = statements.names.get(key)
-        if name is None:
-            statements.made += 1
-            name = b"kmeweb_%d" % statements.made
-            made = pgconn.prepare(name, sql, adapt.types)
-            if made.status != pq.ExecStatus.COMMAND_OK:
-                raise errors.error_from_result(made, encoding=raw.info.encoding)
-            statements.names[key] = name
-        result = pgconn.exec_prepared(name, params, adapt.formats)
-        status = result.status
-        if status == pq.ExecStatus.TUPLES_OK:
-            if not fetch:
-                return result.command_tuples
-            adapt.set_pgresult(result)
-            return adapt.load_rows(0, result.ntuples, tuple)
-        if status == pq.ExecStatus.COMMAND_OK:
-            return [] if fetch else result.command_tuples
-        if not retried and result.error_field(pq.DiagnosticField.SQLSTATE) in _PREPARE_AGAIN:
-            retried = True
-            del statements.names[key]
-            pgconn.exec_(b"DEALLOCATE " + name)  # an error here: it was gone already
-            continue
-        raise errors.error_from_result(result, encoding=raw.info.encoding)
 
 
 def _result_processor(column: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
