@@ -22,6 +22,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
@@ -78,6 +79,22 @@ def pair_rows(session: Session, pairs: Sequence[tuple[int, int | None]]) -> Sele
     return select(
         func.json_extract(each.c.value, "$[0]").label("id"),
         func.json_extract(each.c.value, "$[1]").label("other"),
+    )
+
+
+def grouped_rows(session: Session, groups: Mapping[int, Sequence[int]]) -> Select:
+    """A SELECT of rows (id, other): each id of `groups` with the key of its group ({other:
+    [ids]}), as `pair_rows` gives them when many ids share an `other` (the devices of each
+    outbox change). On SQLite one JSON object {other: [ids]} read by two json_each, with no
+    json_extract per row: pair_rows' rows took 26-29 ms per 20,000 ids there against 8-10 ms
+    for plain ids (bench/approve.py's history rows). On PostgreSQL, pair_rows."""
+    if is_postgresql(session):
+        return pair_rows(session, [(i, other) for other, ids in groups.items() for i in ids])
+    text = json.dumps({str(int(other)): [int(i) for i in ids] for other, ids in groups.items()})
+    outer = func.json_each(literal(text, Text())).table_valued("key", "value").alias("grp")
+    inner = func.json_each(outer.c.value).table_valued("value").alias("member")
+    return select(inner.c.value.label("id"), cast(outer.c.key, Integer).label("other")).select_from(
+        outer.join(inner, true())
     )
 
 

@@ -52,7 +52,7 @@ from kmeweb.outbox.models import Change, ChangeAttempt, ChangeKind
 from kmeweb.profiles.models import Profile
 from kmeweb.redact import redact_details
 from kmeweb.rules.models import RoutingRule
-from kmeweb.sqlutil import DriverStatement, chunks, connection_of, id_rows, pair_rows
+from kmeweb.sqlutil import DriverStatement, chunks, connection_of, grouped_rows, id_rows
 
 CHUNK = 20_000  # ids per INSERT ... SELECT (one array or JSON parameter, not one per id)
 PAGE_MAX = 200
@@ -184,26 +184,44 @@ def record_by_change(
     """One `kind` event for each device of each outbox change (its payload's "device_ids"),
     naming the change that carries it to KME. With `group` ({device id: key}, e.g. the profile
     each came from), `details` is a function of the key, called once per key. One
-    INSERT ... SELECT per key and CHUNK devices, whatever the number of changes: the rows
-    (device id, change id) are one parameter. Never commits."""
-    parts: dict[Any, list[tuple[int, int]]] = {}
+    INSERT ... SELECT per key and CHUNK devices, whatever the number of changes: the devices
+    of every change are one parameter (`grouped_rows`). Never commits."""
+    parts: dict[Any, dict[int, list[int]]] = {}
     for change in changes:
         ids = change.payload.get("device_ids", [])
         if group is None:
-            parts.setdefault(None, []).extend((device_id, change.id) for device_id in ids)
+            parts.setdefault(None, {}).setdefault(change.id, []).extend(ids)
             continue
         for device_id in ids:
-            parts.setdefault(group.get(device_id), []).append((device_id, change.id))
-    for key, pairs in parts.items():
+            parts.setdefault(group.get(device_id), {}).setdefault(change.id, []).append(device_id)
+    for key, by_change in parts.items():
         if group is None:
             fixed = details if isinstance(details, Mapping) else details(None)
         else:
             fixed = details(key) if callable(details) else details
         constants = _constants(session, kind, actor, fixed, operation_id, None)
-        for chunk in chunks(pairs, CHUNK):
-            rows = pair_rows(session, chunk).subquery()
+        for chunk in _chunked_groups(by_change, CHUNK):
+            rows = grouped_rows(session, chunk).subquery()
             select_rows = select(rows.c.id, *constants(rows.c.other))
             session.execute(insert(_TABLE).from_select(_COLUMNS, select_rows))
+
+
+def _chunked_groups(
+    groups: Mapping[int, Sequence[int]], size: int
+) -> Iterator[dict[int, Sequence[int]]]:
+    """`groups` ({key: ids}) cut into parts of at most `size` ids in all, in order."""
+    part: dict[int, Sequence[int]] = {}
+    room = size
+    for key, ids in groups.items():
+        for start in range(0, len(ids), size):
+            piece = ids[start : start + size]
+            if len(piece) > room:
+                yield part
+                part, room = {}, size
+            part[key] = piece
+            room -= len(piece)
+    if part:
+        yield part
 
 
 def record_enrollment(

@@ -20,7 +20,7 @@ from kmeweb.integration.models import Upload
 from kmeweb.ops.retention import purge_history
 from kmeweb.outbox.models import Change, ChangeAttempt, ChangeStatus
 from kmeweb.sync.jobs import push_job, start_pull
-from tests.factories import count_rows, make_end_user, make_profile
+from tests.factories import bulk_devices, count_rows, make_end_user, make_profile
 from tests.sync_fixtures import kme_profile, wait_until, with_sync_config
 
 
@@ -204,3 +204,28 @@ def test_the_history_purge_takes_old_events_and_push_attempts(session, admin):
     assert report.device_events == 2 and report.changes == 1
     assert count_rows(session, DeviceEvent) == 1
     assert session.scalar(select(func.count()).select_from(ChangeAttempt)) == 0
+
+
+def test_a_move_in_several_outbox_rows_names_each_devices_own_row_and_source(app, session, admin):
+    """Seven devices from two profiles moved at once, in outbox rows of two devices each:
+    every device's "moved" event names the row that carries it to KME and the profile it
+    came from (one INSERT per source profile, the rows' devices as one parameter)."""
+    app.config["KNOX_BATCH_SIZE"] = 2
+    east, west, target = make_profile(session), make_profile(session), make_profile(session)
+    from_east = bulk_devices(session, 4, east)
+    from_west = bulk_devices(session, 3, west)
+    devices.move_devices(session, from_west + from_east, target.id, admin)
+    session.commit()
+    carried = {
+        device_id: change.id
+        for change in session.scalars(select(Change).where(Change.profile_id == target.id))
+        for device_id in change.payload["device_ids"]
+    }
+    assert len(set(carried.values())) == 4 and set(carried) == {*from_east, *from_west}
+    moved = session.scalars(
+        select(DeviceEvent).where(DeviceEvent.kind == DeviceEventKind.MOVED)
+    ).all()
+    assert sorted((e.device_id, e.change_id, e.details["from"]) for e in moved) == sorted(
+        [(d, carried[d], east.id) for d in from_east]
+        + [(d, carried[d], west.id) for d in from_west]
+    )
