@@ -82,19 +82,23 @@ def pair_rows(session: Session, pairs: Sequence[tuple[int, int | None]]) -> Sele
     )
 
 
-def grouped_rows(session: Session, groups: Mapping[int, Sequence[int]]) -> Select:
+def grouped_rows(session: Session, groups: Mapping[int | None, Sequence[int]]) -> Select:
     """A SELECT of rows (id, other): each id of `groups` with the key of its group ({other:
-    [ids]}), as `pair_rows` gives them when many ids share an `other` (the devices of each
-    outbox change). On SQLite one JSON object {other: [ids]} read by two json_each, with no
-    json_extract per row: in bench/approve.py's history INSERTs of 20,000 devices, 17 ms each
-    this way against 26-29 ms from pair_rows (and 8-10 ms from plain ids, id_rows). On
-    PostgreSQL, pair_rows."""
+    [ids]}; None: NULL), as `pair_rows` gives them when many ids share an `other` (the devices
+    of each outbox change, or of a change only kmeweb holds). On SQLite one JSON object
+    {other: [ids]} read by two json_each, with no json_extract per row: in bench/approve.py's
+    history INSERTs of 20,000 devices, 17 ms each this way against 26-29 ms from pair_rows (and
+    8-10 ms from plain ids, id_rows). On PostgreSQL, pair_rows."""
     if is_postgresql(session):
         return pair_rows(session, [(i, other) for other, ids in groups.items() for i in ids])
-    text = json.dumps({str(int(other)): [int(i) for i in ids] for other, ids in groups.items()})
+    # JSON keys are text: "" stands for None.
+    text = json.dumps(
+        {"" if key is None else str(int(key)): [int(i) for i in ids] for key, ids in groups.items()}
+    )
     outer = func.json_each(literal(text, Text())).table_valued("key", "value").alias("grp")
     inner = func.json_each(outer.c.value).table_valued("value").alias("member")
-    return select(inner.c.value.label("id"), cast(outer.c.key, Integer).label("other")).select_from(
+    other = cast(func.nullif(outer.c.key, ""), Integer)
+    return select(inner.c.value.label("id"), other.label("other")).select_from(
         outer.join(inner, true())
     )
 

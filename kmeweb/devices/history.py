@@ -186,7 +186,7 @@ def record_by_change(
     each came from), `details` is a function of the key, called once per key. One
     INSERT ... SELECT per key and CHUNK devices, whatever the number of changes: the devices
     of every change are one parameter (`grouped_rows`). Never commits."""
-    parts: dict[Any, dict[int, list[int]]] = {}
+    parts: dict[Any, dict[int | None, list[int]]] = {}
     for change in changes:
         ids = change.payload.get("device_ids", [])
         if group is None:
@@ -207,10 +207,10 @@ def record_by_change(
 
 
 def _chunked_groups(
-    groups: Mapping[int, Sequence[int]], size: int
-) -> Iterator[dict[int, Sequence[int]]]:
+    groups: Mapping[int | None, Sequence[int]], size: int
+) -> Iterator[dict[int | None, Sequence[int]]]:
     """`groups` ({key: ids}) cut into parts of at most `size` ids in all, in order."""
-    part: dict[int, Sequence[int]] = {}
+    part: dict[int | None, Sequence[int]] = {}
     room = size
     for key, ids in groups.items():
         for start in range(0, len(ids), size):

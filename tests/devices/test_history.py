@@ -229,3 +229,15 @@ def test_a_move_in_several_outbox_rows_names_each_devices_own_row_and_source(app
         [(d, carried[d], east.id) for d in from_east]
         + [(d, carried[d], west.id) for d in from_west]
     )
+
+
+def test_a_change_only_kmeweb_holds_is_named_by_no_outbox_row(session, admin):
+    """Devices of a self-maintained profile never go to KME: their "user" events name no
+    outbox row (NULL), one per device."""
+    shelf = make_profile(session, kind="self_maintained", kme_profile_id=None, token=None)
+    ids = bulk_devices(session, 3, shelf)
+    user = make_end_user(session)
+    devices.set_device_user(session, ids, user.id, None, admin)
+    session.commit()
+    events = session.scalars(select(DeviceEvent).where(DeviceEvent.kind == DeviceEventKind.USER))
+    assert sorted((e.device_id, e.change_id) for e in events) == [(i, None) for i in sorted(ids)]
