@@ -138,7 +138,8 @@ document.addEventListener("hidden.bs.modal", (event) => {
 });
 
 // Form dialogs (templates/_macros/dialogs.html form_dialog): htmx loads a dialog partial into
-// #form-dialog-content; open the modal then, and focus its first field.
+// #form-dialog-content; open the modal then, and focus its first invalid field, else the one
+// marked autofocus, else its first field.
 document.addEventListener("htmx:afterSwap", (event) => {
   if (event.detail.target.id !== "form-dialog-content") return;
   const dialog = document.getElementById("form-dialog");
@@ -146,9 +147,17 @@ document.addEventListener("htmx:afterSwap", (event) => {
   // An answer that closed the dialog (kme:dialog-done, below) swaps its "Done" text in too.
   if ("done" in dialog.dataset) return;
   if (!dialog.classList.contains("show")) modal.show();
-  const first = dialog.querySelector(
-    ".is-invalid, .modal-body input:not([type=hidden]), .modal-body select, .modal-body textarea"
-  );
+  const first =
+    dialog.querySelector(".is-invalid") ||
+    dialog.querySelector("[autofocus]") ||
+    dialog.querySelector(
+      ".modal-body input:not([type=hidden]), .modal-body select, .modal-body textarea"
+    );
+  // Focus is placed here, once. htmx would also focus an [autofocus] field when the swap
+  // settles (20 ms later): after a refusal that took focus from the field the admin had
+  // moved to, and what they typed next went into the autofocus field (the email after a
+  // bad name, say). The attribute is for the page without JavaScript.
+  for (const auto of dialog.querySelectorAll("[autofocus]")) auto.removeAttribute("autofocus");
   if (first) {
     if (dialog.classList.contains("show")) first.focus();
     else dialog.addEventListener("shown.bs.modal", () => first.focus(), { once: true });

@@ -133,3 +133,36 @@ def test_the_actions_work_without_javascript_at_phone_width(
         assert ops.check_password(password)
     finally:
         context.close()
+
+
+def test_after_a_refusal_focus_stays_where_the_admin_moved_it(page, sign_in):
+    """The refused dialog focuses its invalid field once, when it arrives; htmx's own focus
+    of the [autofocus] field when the swap settles (20 ms later) no longer takes the admin's
+    focus back: what they type next goes where they are typing. The settle is slowed here
+    so that the admin is surely in the Name field before it."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    sign_in("admin")
+    page.get_by_role("button", name="Admin").click()
+    page.get_by_role("link", name="Accounts").click()
+    page.get_by_role("link", name="Add account").click()
+    dialog = page.locator("#form-dialog")
+    email, name = dialog.get_by_label("Email"), dialog.get_by_label("Name")
+    expect(email).to_be_focused()
+    email.fill("jane@example")
+    page.evaluate(
+        """() => {
+        htmx.config.defaultSettleDelay = 400;
+        window.kmeSettled = new Promise((done) =>
+          document.body.addEventListener("htmx:afterSettle", done, { once: true }));
+      }"""
+    )
+    dialog.get_by_role("button", name="Add account").click()
+    expect(dialog.locator("#email-error")).to_contain_text("not a valid email address")
+    expect(email).to_be_focused()  # the invalid field, as the refusal arrives
+    name.click()
+    page.keyboard.type("Jane Doe")
+    page.evaluate("() => window.kmeSettled")
+    expect(name).to_be_focused()
+    page.keyboard.type(" Jr")
+    expect(name).to_have_value("Jane Doe Jr")
+    expect(email).to_have_value("jane@example")
