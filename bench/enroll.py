@@ -1,7 +1,7 @@
 """Benchmark POST /enroll against one real web process with 100,000 devices.
 
 Run from the repo root: `.venv/bin/python bench/enroll.py [--devices N] [--requests N]
-[--clients N] [--threads N] [--skip-pg]`. Needs Redis at REDIS_URL (default
+[--clients N] [--threads N] [--skip-pg] [--skip-sqlite]`. Needs Redis at REDIS_URL (default
 redis://127.0.0.1:6379/2; that database is flushed) and, unless --skip-pg, PostgreSQL at
 BENCH_DATABASE_URL (or BENCH_PG_URL; default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres; a throwaway database is made there).
@@ -351,7 +351,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
-    add_database_flags(parser, sqlite=False)
+    add_database_flags(parser)
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2")
     _log(f"load average before the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
