@@ -154,9 +154,9 @@ document.addEventListener("htmx:afterSwap", (event) => {
       ".modal-body input:not([type=hidden]), .modal-body select, .modal-body textarea"
     );
   // Focus is placed here, once. htmx would also focus an [autofocus] field when the swap
-  // settles (20 ms later): after a refusal that took focus from the field the admin had
-  // moved to, and what they typed next went into the autofocus field (the email after a
-  // bad name, say). The attribute is for the page without JavaScript.
+  // settles (20 ms later): after a refusal, that took focus from the field the admin had
+  // moved to, and what they typed next went into the autofocus field (a name typed after a
+  // refused email went into Email). The attribute is for the page without JavaScript.
   for (const auto of dialog.querySelectorAll("[autofocus]")) auto.removeAttribute("autofocus");
   if (first) {
     if (dialog.classList.contains("show")) first.focus();
