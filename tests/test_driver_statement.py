@@ -97,21 +97,22 @@ def test_a_database_error_is_raised_as_sqlalchemys(conn):
 
 
 @only_postgresql
-def test_statements_dropped_from_the_connection_are_prepared_again(conn):
+@pytest.mark.parametrize(
+    "disruption",
+    [
+        pytest.param("DEALLOCATE ALL", id="dropped from the connection"),
+        # A migration run while the web process serves: the prepared plan's result type changed.
+        pytest.param(
+            "ALTER TABLE driver_statement_scratch ALTER COLUMN name TYPE text",
+            id="its table changed",
+        ),
+    ],
+)
+def test_a_prepared_statement_answers_again_after(conn, disruption):
     _write(conn, 1, "first")
     for _ in range(PREPARED_AFTER):
         assert READ.rows(conn, {"id": 1})[0][1] == "first"
-    conn.exec_driver_sql("DEALLOCATE ALL")
+    conn.exec_driver_sql(disruption)
     assert READ.rows(conn, {"id": 1})[0][1] == "first"
     _write(conn, 2, "second")
     assert READ.rows(conn, {"id": 2})[0][1] == "second"
-
-
-@only_postgresql
-def test_a_statement_whose_table_changed_is_prepared_again(conn):
-    _write(conn, 1, "first")
-    for _ in range(PREPARED_AFTER):
-        assert READ.rows(conn, {"id": 1})[0][1] == "first"
-    # A migration run while the web process serves: the prepared plan's result type changed.
-    conn.exec_driver_sql("ALTER TABLE driver_statement_scratch ALTER COLUMN name TYPE text")
-    assert READ.rows(conn, {"id": 1})[0][1] == "first"
