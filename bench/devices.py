@@ -206,18 +206,23 @@ WITH p AS (SELECT array_agg(id ORDER BY id) AS ids FROM profile WHERE kind = 'km
      u AS (SELECT array_agg(id ORDER BY id) AS ids FROM upload),
      e AS (SELECT array_agg(id ORDER BY id) AS ids FROM end_user)
 INSERT INTO device (imei, serial, model, upload_id, approval, profile_id, end_user_id, attributes,
-                    sync_state, version, created_at, updated_at, kme_device_id, kme_status,
-                    kme_seen_approval, kme_seen_profile_id, kme_seen_at, registered_at,
+                    version, created_at, updated_at, kme_device_id, kme_status, registered_at,
                     agent_version)
 SELECT '36' || lpad(g::text, 13, '0'), 'RB' || lpad(g::text, 10, '0'), 'SM-A546B',
        u.ids[1 + g % cardinality(u.ids)], 'approved', p.ids[1 + g % cardinality(p.ids)],
        CASE WHEN cardinality(e.ids) > 0 THEN e.ids[1 + g % cardinality(e.ids)] END,
-       json_build_object('site', 'site-' || (g % 50)), 'synced', 1,
+       json_build_object('site', 'site-' || (g % 50)), 1,
        now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', 'kd-' || g, 'Profile Assigned',
-       'approved', p.ids[1 + g % cardinality(p.ids)], now() AT TIME ZONE 'utc',
        CASE WHEN g % 3 = 0 THEN now() AT TIME ZONE 'utc' END,
        CASE WHEN g % 3 = 0 THEN '2.4.1' END
 FROM generate_series(:first, :last) AS g, p, u, e
+"""
+
+# What KME held of each device when the pull read it (as a pull leaves every linked device).
+PAGE_SEED_DEVICE_SYNC = """
+INSERT INTO device_sync (device_id, sync_state, kme_seen_approval, kme_seen_profile_id,
+                         kme_seen_at)
+SELECT id, 'synced', approval, profile_id, now() AT TIME ZONE 'utc' FROM device
 """
 
 PAGE_SEED_DEVICE_EVENTS = """
@@ -242,6 +247,7 @@ def measure_device_page(bench: Bench) -> dict[str, str]:
     for first in range(1, 1_000_001, step):
         _sql(PAGE_SEED_DEVICES, first=first, last=first + step - 1)
         _log(f"  {first + step - 1:,} devices ({time.perf_counter() - started:.0f} s)")
+    _sql(PAGE_SEED_DEVICE_SYNC)
     _sql(PAGE_SEED_DEVICE_EVENTS)
     _sql(PAGE_SEED_DEVICE_AUDIT)
     _sql("VACUUM ANALYZE")
@@ -270,11 +276,11 @@ def _fetch_rounds(bench: Bench, pages: list[str], rounds: int) -> dict[str, list
 
 
 SEED_DEVICES = """
-INSERT INTO device (imei, model, approval, profile_id, sync_state, version, attributes,
-                    created_at, updated_at)
+INSERT INTO device (imei, model, approval, profile_id, version, attributes, created_at,
+                    updated_at)
 SELECT '35' || lpad((:first + g)::text, 13, '0'), 'SM-A546B', 'approved',
        (SELECT id FROM profile WHERE kind = 'kme' ORDER BY id LIMIT 1 OFFSET (g % 5)),
-       'synced', 1, '{}', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
+       1, '{}', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
 FROM generate_series(1, :n) AS g
 """
 

@@ -109,7 +109,6 @@ def seed(db_url: str, redis_url: str, devices: int) -> tuple[str, list[str]]:
                 "model": "SM-A546B",
                 "approval": "approved",
                 "profile_id": profile.id,
-                "sync_state": "synced",
                 "version": 1,
                 "attributes": {},
             }

@@ -157,7 +157,7 @@ def _bare_insert(rows: list[tuple]) -> float:
     now = utcnow()
     constants = {
         "model": None, "approval": "approved", "profile_id": profile_id, "attributes": {},
-        "sync_state": "synced", "version": 1, "created_at": now, "updated_at": now,
+        "version": 1, "created_at": now, "updated_at": now,
     }  # fmt: skip
     columns = ("imei", "serial", "end_user_id", "enrollment_password_enc")
     started = time.perf_counter()

@@ -13,7 +13,8 @@ Prints on stdout:
   bare_pull_list_s: seconds to fetch the same device pages (the pull's page size) with bare
     `requests` + `json.loads`
   bare_pull_insert_s: seconds for one executemany INSERT of the same device rows (built from
-    those pages beforehand) into an empty database made by the same migrations, and its commit
+    those pages beforehand) into an empty database made by the same migrations, then one of
+    what KME held of each (their `device_sync` rows, as the pull stores them), and the commit
   pull_vs_bare_ratio: pull_100k_s over the two bare figures added (goal: under 2)
 """
 
@@ -155,12 +156,12 @@ def run(app, url: str, creds: dict, args: argparse.Namespace) -> None:
 
 def bare_pull(url: str, creds: dict, expected: int, config) -> tuple[float, float]:
     """The pull's bare baseline: (seconds to list every device page with bare requests and
-    json.loads, seconds to INSERT the same device rows in one executemany into a fresh
-    database of the same schema, and commit)."""
+    json.loads, seconds to INSERT the same device rows and their `device_sync` rows, one
+    executemany each, into a fresh database of the same schema, and commit)."""
     from flask_migrate import upgrade
     from sqlalchemy import insert
 
-    from kmeweb.devices.models import Device
+    from kmeweb.devices.models import Device, DeviceSync
     from kmeweb.extensions import utcnow
     from kmeweb.knox.types import Device as KmeDevice
     from kmeweb.profiles.services import ensure_default_profile
@@ -189,7 +190,7 @@ def bare_pull(url: str, creds: dict, expected: int, config) -> tuple[float, floa
         default_id = ensure_default_profile(db.session).id
         db.session.commit()
         now = utcnow()
-        rows = []
+        rows, seen = [], []
         for page in pages:
             for raw in page:
                 d = KmeDevice(raw)
@@ -197,15 +198,25 @@ def bare_pull(url: str, creds: dict, expected: int, config) -> tuple[float, floa
                     {
                         "imei": d.imei or d.meid, "serial": d.serial, "model": d.model,
                         "approval": "approved", "profile_id": default_id, "attributes": {},
-                        "kme_device_id": d.id, "kme_status": d.status,
+                        "kme_device_id": d.id, "kme_status": d.status, "version": 1,
+                        "created_at": now, "updated_at": now,
+                    }
+                )  # fmt: skip
+                seen.append(
+                    {
                         "kme_seen_approval": "approved", "kme_seen_profile_id": default_id,
                         "kme_seen_user": d.user_name, "kme_seen_at": now,
-                        "sync_state": "synced", "version": 1, "created_at": now,
-                        "updated_at": now,
                     }
                 )  # fmt: skip
         started = time.perf_counter()
-        db.session.execute(insert(Device.__table__), rows)
+        # The same rows as the pull stores them: the device, and what KME held of it.
+        ids = db.session.scalars(
+            insert(Device.__table__).returning(Device.id, sort_by_parameter_order=True), rows
+        ).all()
+        db.session.execute(
+            insert(DeviceSync.__table__),
+            [{"device_id": i, **s} for i, s in zip(ids, seen, strict=True)],
+        )
         db.session.commit()
         insert_s = time.perf_counter() - started
         count = db.session.scalar(select(func.count()).select_from(Device))

@@ -123,6 +123,32 @@ def id_filters(session: Session, column: Any, ids: Sequence[int]) -> Iterator[Co
         yield id_in(session, column, chunk)
 
 
+def upsert(
+    session: Session,
+    table: Any,
+    key: str,
+    columns: Sequence[str],
+    rows: Select | None = None,
+    on_clash: Mapping[str, Any] | None = None,
+) -> Executable:
+    """INSERT of `columns` into `table`, of the rows of `rows` (a SELECT of those columns in
+    that order, with a WHERE clause: SQLite reads `SELECT ... ON CONFLICT` without one as a
+    join) or, without it, of the parameter sets it is executed with; a row whose `key` is
+    already there gets the new values instead, except where `on_clash` says ({column: a
+    function of the new row's columns (`excluded`) giving the value to set})."""
+    if is_postgresql(session):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    if rows is not None:
+        stmt = stmt.from_select(list(columns), rows)
+    clash = {c: stmt.excluded[c] for c in columns if c != key}
+    for name, make in (on_clash or {}).items():
+        clash[name] = make(stmt.excluded)
+    return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=clash)
+
+
 def connection_of(bind: Session | scoped_session | Connection) -> Connection:
     """The connection a Session works on (it begins its transaction), or `bind` itself."""
     return bind if isinstance(bind, Connection) else bind.connection()

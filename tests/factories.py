@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Device, DeviceSync
 from kmeweb.directory.models import EndUser
 from kmeweb.identifiers import luhn_check_digit
 from kmeweb.integration.models import Reseller, Upload
+from kmeweb.outbox.services import write_device_sync
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile
 from kmeweb.profiles.services import DEFAULT_PROFILE_NAME, generate_token
@@ -126,7 +127,6 @@ def make_device(session: Session, profile: Profile | None = None, **over: Any) -
         "model": "SM-G991B",
         "approval": "approved" if profile is not None else "pending",
         "profile_id": profile.id if profile is not None else None,
-        "sync_state": "synced",
         "attributes": {},
     }
     values.update(over)
@@ -154,16 +154,36 @@ def bulk_devices(session: Session, n: int, profile: Profile | None, **values: An
         "model": "SM-A546B",
         "approval": "approved" if profile is not None else "pending",
         "profile_id": profile.id if profile is not None else None,
-        "sync_state": "synced",
         "version": 1,
         "attributes": {},
     }
     base.update(values)
+    sync = {k: base.pop(k) for k in SYNC_FIELDS if k in base}
     rows = [{**base, "imei": next_imei()} for _ in range(n)]
     session.execute(insert(Device), rows)
     _recount(session, base["profile_id"])
+    ids = list(session.scalars(select(Device.id).where(Device.id > before).order_by(Device.id)))
+    if sync:  # a device's sync bookkeeping is in its device_sync row
+        session.execute(insert(DeviceSync), [{"device_id": i, **sync} for i in ids])
     session.commit()
-    return list(session.scalars(select(Device.id).where(Device.id > before).order_by(Device.id)))
+    return ids
+
+
+def set_device_sync(session: Session, device_ids: list[int], **values: Any) -> None:
+    """Set `device_sync` columns (SYNC_FIELDS) of the devices, as a push or a pull would have
+    left them (not committed)."""
+    write_device_sync(session, Device.id.in_(device_ids), **values)
+
+
+#: The columns of `device_sync` a test may set as if they were the device's own.
+SYNC_FIELDS = (
+    "sync_state",
+    "sync_error",
+    "kme_seen_approval",
+    "kme_seen_profile_id",
+    "kme_seen_user",
+    "kme_seen_at",
+)
 
 
 def count_rows(session: Session, model: type, *where: Any) -> int:

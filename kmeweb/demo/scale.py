@@ -33,7 +33,6 @@ from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.identifiers import luhn_check_digit
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
-from kmeweb.outbox.models import SyncState
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
@@ -55,7 +54,6 @@ DEVICE_COLUMNS = (
     "attributes",
     "kme_device_id",
     "kme_status",
-    "sync_state",
     "version",
     "created_at",
     "updated_at",
@@ -261,7 +259,6 @@ def seed_scale(
                     "attributes": {},
                     "kme_device_id": f"scale-{run}-d{n:09d}",
                     "kme_status": "Pending Approval" if pending else "Profile Assigned",
-                    "sync_state": SyncState.SYNCED,
                     "version": 1,
                     "created_at": now,
                     "updated_at": now,

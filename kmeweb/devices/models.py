@@ -3,8 +3,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    case,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    text,
+)
+from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kmeweb.enums import Choice
 from kmeweb.extensions import UTCDateTime, db, utcnow
@@ -32,6 +47,76 @@ class KmeState(Choice):
 
     CHANGED = "changed", "Changed in Samsung portal"
     MISSING = "missing", "Not found in KME"
+
+
+class DeviceSync(db.Model):
+    """A device's sync bookkeeping: whether KME has every change of it (`sync_state`, and why
+    the last change failed) and what KME held for it when kmeweb last pushed or pulled it
+    (`kme_seen_*`). A device without a row is synced and was never seen in KME (every device a
+    self-maintained profile holds, until it moves to a KME profile).
+
+    Kept out of the `device` row on purpose: every change KME must hear about writes the sync
+    state twice (pending, then synced), and on PostgreSQL a write of the wide device row is a
+    new version with an entry in each of its dozen indexes; here it is a narrow row and two
+    index entries (bench/approve.py: the push of 100,000 approved devices). Write it with
+    `kmeweb.outbox.services.write_device_sync` (an upsert: the row may not exist yet)."""
+
+    __tablename__ = "device_sync"
+    __table_args__ = (
+        # Only the devices KME still has to learn about: sync status reads these, not all.
+        Index(
+            "ix_device_sync_unsynced",
+            "sync_state",
+            "device_id",
+            sqlite_where=text("sync_state != 'synced'"),
+            postgresql_where=text("sync_state <> 'synced'"),
+        ),
+    )
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("device.id", ondelete="CASCADE"), primary_key=True
+    )
+    sync_state: Mapped[str] = mapped_column(
+        String(16), default=SyncState.SYNCED, server_default=SyncState.SYNCED.value
+    )
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    # What KME held for the device at the last pull that read it or the last push that changed
+    # it (its approval, the kmeweb profile its KME profile maps to, its user name) and when.
+    kme_seen_approval: Mapped[str | None] = mapped_column(String(16))
+    kme_seen_profile_id: Mapped[int | None] = mapped_column(Integer)
+    kme_seen_user: Mapped[str | None] = mapped_column(String(254))
+    kme_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def _sync_attribute(name: str, default: Any = None) -> hybrid_property:
+    """`Device.<name>`: on an instance, its `device_sync` row's value (set creates the row);
+    in SQL, a correlated subquery of it, `default` without a row (fine for a page of rows; a
+    query over many devices joins `DeviceSync` itself)."""
+
+    def fget(device: Device) -> Any:
+        row = device.sync
+        return default if row is None else getattr(row, name)
+
+    def fset(device: Device, value: Any) -> None:
+        if device.sync is None:
+            device.sync = DeviceSync()
+        setattr(device.sync, name, value)
+
+    def expr(cls: type[Device]) -> Any:
+        column = getattr(DeviceSync, name)
+        value = select(column).where(DeviceSync.device_id == cls.id).scalar_subquery()
+        # `cls.id` outside the subquery too, so that a query naming no other column of device
+        # still reads the device table and the subquery correlates to it (without: the
+        # subquery alone reads device, and answers for some device, not each).
+        # The default as SQL text, not a parameter: a GROUP BY of the attribute then repeats
+        # the select's expression exactly, as PostgreSQL requires.
+        constant = (
+            cast(null(), column.type) if default is None else literal_column(f"'{default}'", String)
+        )
+        fallback = case((cls.id.is_not(None), constant), else_=null())
+        return func.coalesce(value, fallback).label(name)
+
+    return hybrid_property(fget, fset, expr=expr)
 
 
 class Device(db.Model):
@@ -66,13 +151,6 @@ class Device(db.Model):
             sqlite_where=text("kme_missing_at IS NOT NULL"),
             postgresql_where=text("kme_missing_at IS NOT NULL"),
         ),
-        Index(
-            "ix_device_unsynced",
-            "profile_id",
-            "sync_state",
-            sqlite_where=text("sync_state != 'synced'"),
-            postgresql_where=text("sync_state <> 'synced'"),
-        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -98,14 +176,17 @@ class Device(db.Model):
     agent_version: Mapped[str | None] = mapped_column(String(64))
     kme_device_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     kme_status: Mapped[str | None] = mapped_column(String(32))
-    sync_state: Mapped[str] = mapped_column(String(16), default=SyncState.SYNCED)
-    sync_error: Mapped[str | None] = mapped_column(Text)
-    # What KME held for the device at the last pull that read it (its approval, the kmeweb
-    # profile its KME profile maps to, its user name) and when.
-    kme_seen_approval: Mapped[str | None] = mapped_column(String(16))
-    kme_seen_profile_id: Mapped[int | None] = mapped_column(Integer)
-    kme_seen_user: Mapped[str | None] = mapped_column(String(254))
-    kme_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Whether KME has every change of the device, and what KME held for it: in `device_sync`
+    # (see DeviceSync), read and set here as if they were the device's own columns.
+    sync: Mapped[DeviceSync | None] = relationship(
+        lazy="select", cascade="all, delete-orphan", passive_deletes=True
+    )
+    sync_state = _sync_attribute("sync_state", SyncState.SYNCED)
+    sync_error = _sync_attribute("sync_error")
+    kme_seen_approval = _sync_attribute("kme_seen_approval")
+    kme_seen_profile_id = _sync_attribute("kme_seen_profile_id")
+    kme_seen_user = _sync_attribute("kme_seen_user")
+    kme_seen_at = _sync_attribute("kme_seen_at")
     # A change made in the Samsung portal that kmeweb did not make: when the pull saw it and
     # kmeweb's values before it ({"approval", "profile_id", ...}); cleared when an admin settles
     # it (Send ours again / Take Samsung's).

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from kmeweb.audit import services as audit
-from kmeweb.devices.models import Approval, Device
+from kmeweb.devices.models import Approval, Device, DeviceSync
 from kmeweb.devices.selection import DeviceSelection
 from kmeweb.devices.services import (
     _check_count,
@@ -70,9 +70,9 @@ _FLAG_COLUMNS = (
     Device.profile_id,
     Device.end_user_id,
     Device.portal_previous,
-    Device.kme_seen_approval,
-    Device.kme_seen_profile_id,
-    Device.kme_seen_user,
+    DeviceSync.kme_seen_approval,
+    DeviceSync.kme_seen_profile_id,
+    DeviceSync.kme_seen_user,
 )
 
 
@@ -82,7 +82,9 @@ def _flagged(session: Session, device_ids: Sequence[int]) -> list[Any]:
     for where in id_filters(session, Device.id, list(device_ids)):
         rows.extend(
             session.execute(
-                select(*_FLAG_COLUMNS).where(where, Device.portal_changed_at.is_not(None))
+                select(*_FLAG_COLUMNS)
+                .outerjoin(DeviceSync)
+                .where(where, Device.portal_changed_at.is_not(None))
             ).all()
         )
     return sorted(rows, key=lambda r: r.id)
@@ -231,14 +233,21 @@ def _write(session: Session, updates: list[dict[str, Any]]) -> None:
             approval=bindparam("approval"),
             profile_id=bindparam("profile_id"),
             end_user_id=bindparam("end_user_id"),
-            sync_state=bindparam("sync_state"),
-            sync_error=None,
             portal_changed_at=None,
             portal_previous=None,
             version=_DEVICE.c.version + 1,
             updated_at=utcnow(),
         ),
-        [{k: v for k, v in u.items() if k != "push"} for u in updates],
+        [{k: v for k, v in u.items() if k not in ("push", "sync_state")} for u in updates],
+    )
+    session.execute(
+        outbox.device_sync_upsert(
+            session,
+            _DEVICE.c.id == bindparam("did"),
+            sync_state=bindparam("sync_state", type_=String),
+            sync_error=None,
+        ),
+        [{"did": u["did"], "sync_state": u["sync_state"]} for u in updates],
     )
     kept_counts.apply(session, shift)
 

@@ -24,7 +24,14 @@ from sqlalchemy.orm.exc import StaleDataError
 from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices import history
-from kmeweb.devices.models import Approval, Device, DeviceEventKind, KmeState, Registration
+from kmeweb.devices.models import (
+    Approval,
+    Device,
+    DeviceEventKind,
+    DeviceSync,
+    KmeState,
+    Registration,
+)
 from kmeweb.devices.selection import (
     SYNC_FILTER_STATES,
     DeviceFilter,
@@ -134,12 +141,17 @@ def _state_filters(stmt: Select, registration: str | None, sync_state: str | Non
         stmt = stmt.where(Device.registered_at.is_not(None))
     elif registration == Registration.PENDING:
         stmt = stmt.where(Device.registered_at.is_(None))
+    # The `!= 'synced'` term is the predicate of ix_device_sync_unsynced, which holds the few
+    # unsynced devices: SQLite uses a partial index only when it is spelled out.
+    unsynced = DeviceSync.sync_state != SyncState.SYNCED
     if sync_state == SyncState.SYNCED:
-        stmt = stmt.where(Device.sync_state == sync_state)
+        stmt = stmt.where(Device.id.not_in(select(DeviceSync.device_id).where(unsynced)))
     elif sync_state in SYNC_FILTER_STATES:
-        # The `!= 'synced'` term is the predicate of ix_device_unsynced, which holds the few
-        # unsynced devices by profile: SQLite uses a partial index only when it is spelled out.
-        stmt = stmt.where(Device.sync_state != SyncState.SYNCED, Device.sync_state == sync_state)
+        stmt = stmt.where(
+            Device.id.in_(
+                select(DeviceSync.device_id).where(unsynced, DeviceSync.sync_state == sync_state)
+            )
+        )
     return stmt
 
 
@@ -306,8 +318,8 @@ DEVICE_COLUMNS = (
     Device.agent_version,
     Device.kme_device_id,
     Device.kme_status,
-    Device.sync_state,
-    Device.sync_error,
+    func.coalesce(DeviceSync.sync_state, SyncState.SYNCED).label("sync_state"),
+    DeviceSync.sync_error,
     Device.upload_id,
     Device.version,
     Device.created_at,
@@ -325,7 +337,9 @@ def device_rows(session: Session, device_ids: Sequence[int]) -> list[dict[str, A
     found = [
         dict(zip(keys, row, strict=True))  # (Row._asdict costs ten times more per row)
         for where in id_filters(session, Device.id, sorted(set(device_ids)))
-        for row in session.execute(select(*DEVICE_COLUMNS).where(where).order_by(Device.id))
+        for row in session.execute(
+            select(*DEVICE_COLUMNS).outerjoin(DeviceSync).where(where).order_by(Device.id)
+        )
     ]
 
     def names(stmt: Select, column: Any, key: str) -> dict[int, Any]:
@@ -406,9 +420,10 @@ def inventory_rows(session: Session, profile_id: int) -> Iterator[tuple]:
             EndUser.username,
             Device.attributes,
             Device.registered_at,
-            Device.sync_state,
+            func.coalesce(DeviceSync.sync_state, SyncState.SYNCED).label("sync_state"),
         )
         .outerjoin(EndUser, EndUser.id == Device.end_user_id)
+        .outerjoin(DeviceSync)
         .where(Device.profile_id == profile_id)
     )
     for r in csvexport.keyset_chunks(session, stmt, Device.id):

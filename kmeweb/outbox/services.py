@@ -9,15 +9,15 @@ crash loses at most one batch of progress and several workers can share a move.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import ClauseElement, ColumnElement, Executable, literal, null, select, update
 from sqlalchemy.orm import Session
 
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Device, DeviceSync
 from kmeweb.extensions import utcnow
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation
@@ -30,7 +30,7 @@ from kmeweb.outbox.models import (
     SyncState,
 )
 from kmeweb.profiles.models import Profile
-from kmeweb.sqlutil import chunks, id_filters
+from kmeweb.sqlutil import chunks, id_filters, upsert
 
 # Kinds whose push sends the devices' current assignment (assign or unassign in KME).
 DEVICE_SYNC_KINDS = (
@@ -59,21 +59,49 @@ def batch_size() -> int:
 APPROVAL_BATCHES_PER_ROW = 40
 
 
+def device_sync_upsert(
+    session: Session,
+    where: ColumnElement[bool],
+    on_clash: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> Executable:
+    """The statement setting the sync bookkeeping `values` (DeviceSync's columns: constants,
+    or SQL over the `device` table) of the devices `where` selects (a clause over `device`),
+    creating their `device_sync` rows where missing; `on_clash` as in `sqlutil.upsert`."""
+    device, table = Device.__table__, DeviceSync.__table__
+    names = list(values)
+    columns = [
+        values[n]
+        if isinstance(values[n], ClauseElement)
+        else null()
+        if values[n] is None
+        else literal(values[n], table.c[n].type)
+        for n in names
+    ]
+    rows = select(device.c.id, *columns).where(where)
+    return upsert(session, table, "device_id", ["device_id", *names], rows, on_clash)
+
+
+def write_device_sync(
+    session: Session,
+    where: ColumnElement[bool],
+    on_clash: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> int:
+    """Run `device_sync_upsert`; returns how many devices it wrote."""
+    return session.execute(device_sync_upsert(session, where, on_clash, **values)).rowcount
+
+
 def mark_devices_pending(session: Session, device_ids: Sequence[int], **values: Any) -> None:
     """Set `values` on the devices, bump their version and mark them pending, in bulk."""
     for where in id_filters(session, Device.id, device_ids):
         session.execute(
             update(Device)
             .where(where)
-            .values(
-                **values,
-                sync_state=SyncState.PENDING,
-                sync_error=None,
-                version=Device.version + 1,
-                updated_at=utcnow(),
-            )
+            .values(**values, version=Device.version + 1, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
+        write_device_sync(session, where, sync_state=SyncState.PENDING, sync_error=None)
 
 
 def record_device_change(
@@ -97,7 +125,7 @@ def record_device_resync(session: Session, device_ids: Sequence[int]) -> list[Ch
     """Outbox rows (no operation, actor "sync") pushing these devices' current state again,
     and mark them pending. Used by the push; see push._resync_moved_on. Flushes."""
     for where in id_filters(session, Device.id, device_ids):
-        session.execute(update(Device).where(where).values(sync_state=SyncState.PENDING))
+        write_device_sync(session, where, sync_state=SyncState.PENDING)
     return _batched_changes(
         session, ChangeKind.DEVICE_RESYNC, "device_ids", device_ids, None, "sync"
     )
@@ -255,9 +283,10 @@ def _payload_key(change: Change) -> str:
 
 def _devices(session: Session, device_ids: list[int]) -> dict[int, Any]:
     rows = {}
-    columns = (Device.id, Device.imei, Device.serial, Device.sync_state, Device.sync_error)
+    columns = (Device.id, Device.imei, Device.serial, DeviceSync.sync_state, DeviceSync.sync_error)
     for where in id_filters(session, Device.id, device_ids):
-        rows.update((row.id, row) for row in session.execute(select(*columns).where(where)))
+        stmt = select(*columns).outerjoin(DeviceSync).where(where)
+        rows.update((row.id, row) for row in session.execute(stmt))
     return rows
 
 

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from kmeweb import gcpause
 from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
-from kmeweb.devices.models import Approval, Device, DeviceEvent, DeviceEventKind
+from kmeweb.devices.models import Approval, Device, DeviceEvent, DeviceEventKind, DeviceSync
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.identifiers import is_meid, normalize_serial
@@ -54,7 +54,7 @@ from kmeweb.outbox.models import UNFINISHED, Change, ChangeKind, SyncState
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
-from kmeweb.sqlutil import chunks, id_filters
+from kmeweb.sqlutil import chunks, id_filters, upsert
 from kmeweb.sync import hooks
 from kmeweb.sync.mapping import apply_profile_changes, profile_changes_from_knox
 
@@ -252,7 +252,15 @@ def _identity(d: kt.Device) -> tuple[str | None, str | None]:
 
 
 _DEVICE = Device.__table__
-# What the pull compares (and links by) for a device kmeweb already has.
+_SYNC = DeviceSync.__table__
+# What the pull compares (and links by) for a device kmeweb already has (read with _known_rows).
+_SEEN_COLUMNS = (
+    "device_id",
+    "kme_seen_approval",
+    "kme_seen_profile_id",
+    "kme_seen_user",
+    "kme_seen_at",
+)
 _ROW_COLUMNS = (
     _DEVICE.c.id,
     _DEVICE.c.kme_device_id,
@@ -260,18 +268,22 @@ _ROW_COLUMNS = (
     _DEVICE.c.serial,
     _DEVICE.c.profile_id,
     _DEVICE.c.approval,
-    _DEVICE.c.sync_state,
+    func.coalesce(_SYNC.c.sync_state, SyncState.SYNCED).label("sync_state"),
     _DEVICE.c.upload_id,
     _DEVICE.c.kme_status,
     _DEVICE.c.end_user_id,
-    _DEVICE.c.kme_seen_approval,
-    _DEVICE.c.kme_seen_profile_id,
-    _DEVICE.c.kme_seen_user,
-    _DEVICE.c.kme_seen_at,
+    _SYNC.c.kme_seen_approval,
+    _SYNC.c.kme_seen_profile_id,
+    _SYNC.c.kme_seen_user,
+    _SYNC.c.kme_seen_at,
     _DEVICE.c.portal_changed_at,
     _DEVICE.c.portal_previous,
     _DEVICE.c.kme_missing_at,
 )
+
+
+def _known_rows(where: Any) -> Any:
+    return select(*_ROW_COLUMNS).select_from(_DEVICE.outerjoin(_SYNC)).where(where)
 
 
 @dataclass
@@ -314,6 +326,7 @@ class _PageWrites:
     change flags, audit events and device events to add, devices to push again."""
 
     inserts: list[dict[str, Any]] = field(default_factory=list)
+    insert_users: list[str | None] = field(default_factory=list)  # KME's user of each insert
     updates: list[dict[str, Any]] = field(default_factory=list)
     seen: list[dict[str, Any]] = field(default_factory=list)
     flags: list[dict[str, Any]] = field(default_factory=list)
@@ -353,6 +366,7 @@ def apply_device_page(
         row = known.match(d.id, mei, serial)
         if row is None:
             writes.inserts.append(_new_device_row(incoming, now))
+            writes.insert_users.append(d.user_name)
         else:
             if ctx.seen is not None:
                 ctx.seen.add(row.id)
@@ -369,9 +383,7 @@ def _read_known_rows(
     """One query by KME id; by IMEI/MEID and serial only for the devices it did not find, and
     only while kmeweb has devices without a KME id."""
     known = _KnownRows()
-    for row in session.execute(
-        select(*_ROW_COLUMNS).where(_DEVICE.c.kme_device_id.in_([d.id for d in devices]))
-    ):
+    for row in session.execute(_known_rows(_DEVICE.c.kme_device_id.in_([d.id for d in devices]))):
         known.by_kme_id[row.kme_device_id] = row
     unmatched = [d for d in devices if d.id not in known.by_kme_id]
     if not unmatched or not ctx.has_unlinked:
@@ -380,10 +392,10 @@ def _read_known_rows(
     meis = [m for d in unmatched if (m := identities[d.id][0])]
     serials = [s for d in unmatched if (s := identities[d.id][1])]
     if meis:
-        rows = session.execute(select(*_ROW_COLUMNS).where(_DEVICE.c.imei.in_(meis)))
+        rows = session.execute(_known_rows(_DEVICE.c.imei.in_(meis)))
         known.by_mei = {r.imei: r for r in rows}
     if serials:
-        rows = session.execute(select(*_ROW_COLUMNS).where(_DEVICE.c.serial.in_(serials)))
+        rows = session.execute(_known_rows(_DEVICE.c.serial.in_(serials)))
         known.by_serial = {r.serial: r for r in rows}
     _read_users(session, devices, known)
     return known
@@ -439,12 +451,7 @@ def _new_device_row(incoming: _Incoming, now: datetime) -> dict[str, Any]:
         "profile_id": incoming.profile_id,
         "kme_device_id": d.id,
         "kme_status": d.status,
-        "kme_seen_approval": incoming.approval,
-        "kme_seen_profile_id": incoming.profile_id,
-        "kme_seen_user": d.user_name,
-        "kme_seen_at": now,
         "attributes": {},
-        "sync_state": SyncState.SYNCED,
         "version": 1,
         "created_at": now,
         "updated_at": now,
@@ -588,16 +595,39 @@ def _write_page(session: Session, writes: _PageWrites, now: datetime, stats: Cou
     shift = kept_counts.added(r["profile_id"] for r in writes.inserts)
     shift.merge(kept_counts.reassigning(session, writes.moves))
     if writes.inserts:
-        session.execute(_DEVICE.insert(), writes.inserts)
+        ids = session.scalars(
+            _DEVICE.insert().returning(_DEVICE.c.id, sort_by_parameter_order=True),
+            writes.inserts,
+        ).all()
+        # What KME holds of each new device is what it was stored with.
+        session.execute(
+            insert(_SYNC),
+            [
+                {
+                    "device_id": device_id,
+                    "kme_seen_approval": row["approval"],
+                    "kme_seen_profile_id": row["profile_id"],
+                    "kme_seen_user": user,
+                    "kme_seen_at": now,
+                }
+                for device_id, row, user in zip(
+                    ids, writes.inserts, writes.insert_users, strict=True
+                )
+            ],
+        )
         stats["devices_created"] += len(writes.inserts)
-    seen_values = {
-        "kme_status": bindparam("kme_status"),
-        "kme_seen_approval": bindparam("seen_approval"),
-        "kme_seen_profile_id": bindparam("seen_profile_id"),
-        "kme_seen_user": bindparam("seen_user"),
-        "kme_seen_at": now,
-        "kme_missing_at": None,
-    }
+    seen_values = {"kme_status": bindparam("kme_status"), "kme_missing_at": None}
+    if writes.updates or writes.seen:
+        session.execute(
+            upsert(session, _SYNC, "device_id", _SEEN_COLUMNS).values(
+                device_id=bindparam("did"),
+                kme_seen_approval=bindparam("seen_approval"),
+                kme_seen_profile_id=bindparam("seen_profile_id"),
+                kme_seen_user=bindparam("seen_user"),
+                kme_seen_at=now,
+            ),
+            [*writes.updates, *writes.seen],
+        )
     if writes.updates:
         session.execute(
             _DEVICE.update()

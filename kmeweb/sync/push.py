@@ -18,12 +18,12 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, case, exists, func, not_, or_, select, update
+from sqlalchemy import Text, and_, bindparam, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from kmeweb import crypto, gcpause
 from kmeweb.devices import history
-from kmeweb.devices.models import Approval, Device, DeviceEventKind
+from kmeweb.devices.models import Approval, Device, DeviceEventKind, DeviceSync
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Integration
@@ -233,10 +233,10 @@ def _fail(session: Session, change: Change, message: str, exc: BaseException | N
     change.last_error = message[:2000]
     if change.kind in DEVICE_SYNC_KINDS:
         device_ids = change.payload.get("device_ids", [])
-        for where in id_filters(session, Device.id, device_ids):
+        for where in id_filters(session, DeviceSync.device_id, device_ids):
             session.execute(
-                update(Device)
-                .where(where, Device.sync_state == SyncState.PENDING)
+                update(DeviceSync)
+                .where(where, DeviceSync.sync_state == SyncState.PENDING)
                 .values(sync_state=SyncState.ERROR, sync_error=message[:500])
             )
     session.execute(update(Integration).values(last_error=message[:2000], last_error_at=now))
@@ -365,15 +365,11 @@ def _synced_by_approval(session: Session, change: Change, device_ids: list[int])
         table.c.approval == Approval.APPROVED,
         or_(table.c.profile_id.is_(None), table.c.profile_id.not_in(in_kme)),
     )
-    seen = _seen_values(table)
     marked = 0
     for where in id_filters(session, table.c.id, device_ids):
-        marked += session.execute(
-            table.update()
-            .where(where, unassigned)
-            .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        marked += outbox.write_device_sync(
+            session, and_(where, unassigned), **_synced_values(table)
+        )
     # Usually every device (an approval into the Default Profile): nothing to read back. Else
     # the ones the UPDATE could not match (moved into a KME profile meanwhile; gone ones are
     # in neither, and the state-based push would skip them).
@@ -388,18 +384,24 @@ def _synced_by_approval(session: Session, change: Change, device_ids: list[int])
     ]
 
 
-def _seen_values(table: Any) -> dict[str, Any]:
-    """KME now holds what was sent: the pull compares its next reading with this
-    (kmeweb.sync.pull: a change made in the Samsung portal is one KME made since)."""
+def _synced_values(table: Any) -> dict[str, Any]:
+    """`outbox.write_device_sync`'s arguments for devices KME applied: synced, and KME now
+    holds what was sent. The pull compares its next reading with this (kmeweb.sync.pull: a
+    change made in the Samsung portal is one KME made since). A device without a user keeps
+    the user KME was last seen with (an assignment without one leaves KME's as it was)."""
     pushed_user = (
         select(EndUser.username).where(EndUser.id == table.c.end_user_id).scalar_subquery()
     )
+    seen = DeviceSync.__table__.c
     return {
+        "on_clash": {
+            "kme_seen_user": lambda new: func.coalesce(new.kme_seen_user, seen.kme_seen_user)
+        },
+        "sync_state": SyncState.SYNCED,
+        "sync_error": None,
         "kme_seen_approval": table.c.approval,
         "kme_seen_profile_id": table.c.profile_id,
-        "kme_seen_user": case(
-            (table.c.end_user_id.is_(None), table.c.kme_seen_user), else_=pushed_user
-        ),
+        "kme_seen_user": pushed_user,
         "kme_seen_at": utcnow(),
     }
 
@@ -504,23 +506,24 @@ def _apply_device_results(
     # Each device KME refused on its own (not found, invalid): its history says so.
     history.record_each(session, DeviceEventKind.PUSHED, refused, "sync")
     table = Device.__table__
-    seen = _seen_values(table)
     applied: set[int] = set()
     for version, device_ids in by_version.items():
         for where in id_filters(session, table.c.id, device_ids):
             applied.update(
                 session.scalars(
-                    table.update()
-                    .where(where, table.c.version == version)
-                    .values(sync_state=SyncState.SYNCED, sync_error=None, **seen)
-                    .returning(table.c.id)
+                    outbox.device_sync_upsert(
+                        session, and_(where, table.c.version == version), **_synced_values(table)
+                    ).returning(DeviceSync.__table__.c.device_id)
                 )
             )
     if bad:
         session.execute(
-            table.update()
-            .where(table.c.id == bindparam("did"), table.c.version == bindparam("v"))
-            .values(sync_state=SyncState.ERROR, sync_error=bindparam("err")),
+            outbox.device_sync_upsert(
+                session,
+                and_(table.c.id == bindparam("did"), table.c.version == bindparam("v")),
+                sync_state=SyncState.ERROR,
+                sync_error=bindparam("err", type_=Text),
+            ),
             bad,
         )
         note = f"{len(bad)} of {count(len(results), 'device')} not applied: {bad[0]['err']}"

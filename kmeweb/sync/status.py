@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Device, DeviceSync
 from kmeweb.installation import installation_id
 from kmeweb.integration.models import get_integration
 from kmeweb.outbox.models import UNFINISHED, Change, ChangeStatus, SyncState
@@ -43,13 +43,16 @@ def profile_statuses(
         stmt = stmt.where(Profile.id.in_(profile_ids))
     profiles = session.execute(stmt).all()
     device_counts: dict[tuple[int, str], int] = {}
-    # `!= 'synced'` matches the partial index ix_device_unsynced, so both device queries read
-    # only the (few) unsynced devices, never the millions that are synced. No profile filter
-    # in SQL: it would make the planner walk every device of the page's profiles instead.
+    # `!= 'synced'` matches the partial index ix_device_sync_unsynced, so both device queries
+    # read only the (few) unsynced devices, never the millions that are synced. No profile
+    # filter in SQL: it would make the planner walk every device of the page's profiles instead.
+    unsynced = DeviceSync.sync_state != SyncState.SYNCED
     dstmt = (
-        select(Device.profile_id, Device.sync_state, func.count())
-        .where(Device.sync_state != SyncState.SYNCED)
-        .group_by(Device.profile_id, Device.sync_state)
+        select(Device.profile_id, DeviceSync.sync_state, func.count())
+        .select_from(DeviceSync)
+        .join(Device, Device.id == DeviceSync.device_id)
+        .where(unsynced)
+        .group_by(Device.profile_id, DeviceSync.sync_state)
     )
     for pid, state, n in session.execute(dstmt):
         device_counts[(pid, state)] = n
@@ -61,8 +64,10 @@ def profile_statuses(
     }
     first_device_error = dict(
         session.execute(
-            select(Device.profile_id, func.min(Device.sync_error))
-            .where(Device.sync_state != SyncState.SYNCED, Device.sync_state == SyncState.ERROR)
+            select(Device.profile_id, func.min(DeviceSync.sync_error))
+            .select_from(DeviceSync)
+            .join(Device, Device.id == DeviceSync.device_id)
+            .where(unsynced, DeviceSync.sync_state == SyncState.ERROR)
             .group_by(Device.profile_id)
         ).all()
     )

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from kmeweb.devices.models import Device
 from kmeweb.extensions import utcnow
 from tests.browser.checks import check_a11y
-from tests.factories import bulk_devices, make_default_profile, make_profile
+from tests.factories import bulk_devices, make_default_profile, make_profile, set_device_sync
 
 pytestmark = pytest.mark.browser
 SHOTS = os.environ.get("KMEWEB_SCREENSHOTS")
@@ -48,10 +48,14 @@ def test_portal_changes_counted_listed_and_sent_again(signed_in, live_server, se
         .values(
             portal_changed_at=utcnow() - timedelta(minutes=3),
             portal_previous={"approval": "approved", "profile_id": kiosk.id},
-            kme_seen_approval="approved",
-            kme_seen_profile_id=sales.id,
-            kme_seen_at=utcnow(),
         )
+    )
+    set_device_sync(
+        session,
+        changed,
+        kme_seen_approval="approved",
+        kme_seen_profile_id=sales.id,
+        kme_seen_at=utcnow(),
     )
     session.execute(update(Device).where(Device.id.in_(gone)).values(kme_missing_at=utcnow()))
     session.commit()

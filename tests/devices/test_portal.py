@@ -18,17 +18,26 @@ from kmeweb.errors import Conflict, ValidationError
 from kmeweb.extensions import utcnow
 from kmeweb.operations.models import Operation
 from kmeweb.outbox.models import Change, ChangeKind
-from tests.factories import bulk_devices, make_default_profile, make_end_user, make_profile
+from tests.factories import (
+    SYNC_FIELDS,
+    bulk_devices,
+    make_default_profile,
+    make_end_user,
+    make_profile,
+    set_device_sync,
+)
 
 CHANGED = DeviceFilter(kme=KmeState.CHANGED)
 
 
 def _flag(session, ids, **values):
+    seen = {k: values.pop(k) for k in SYNC_FIELDS if k in values}
     session.execute(
         update(Device)
         .where(Device.id.in_(ids))
-        .values(portal_changed_at=utcnow() - timedelta(minutes=5), kme_seen_at=utcnow(), **values)
+        .values(portal_changed_at=utcnow() - timedelta(minutes=5), **values)
     )
+    set_device_sync(session, ids, kme_seen_at=utcnow(), **seen)
     session.commit()
 
 

@@ -105,6 +105,29 @@ def test_device_table_search_filter_sort_and_paging(client, login, session, defa
     assert client.get(f"/profiles/{profile.id}?sync=bogus").status_code == 422
 
 
+def test_the_sync_filter_and_sort_read_every_device_of_the_profile(client, login, session, default):
+    """Synced devices are those without a sync row and those whose row says synced (what KME
+    held of them is kept there); the filter and the sort count both."""
+    login("admin")
+    profile = make_profile(session, name="Sales")
+    never_seen = make_device(session, profile)
+    seen = make_device(session, profile, kme_seen_approval="approved", kme_seen_at=utcnow())
+    pending = make_device(session, profile, sync_state="pending")
+    failed = make_device(session, profile, sync_state="error", sync_error="not found")
+
+    def ids(query: str) -> list[str]:
+        response = client.get(f"/profiles/{profile.id}?{query}", headers=HX)
+        assert response.status_code == 200, query
+        return re.findall(r'name="device_ids" value="(\d+)"', response.get_data(as_text=True))
+
+    assert sorted(ids("sync=synced"), key=int) == [str(never_seen.id), str(seen.id)]
+    assert ids("sync=pending") == [str(pending.id)]
+    assert ids("sync=error") == [str(failed.id)]
+    # error < pending < synced; ties by id
+    assert ids("sort=sync") == [str(failed.id), str(pending.id), str(never_seen.id), str(seen.id)]
+    assert ids("sort=sync&order=desc")[:2] == [str(seen.id), str(never_seen.id)]
+
+
 def _csrf(client, path):
     from tests.conftest import csrf_token_from
 

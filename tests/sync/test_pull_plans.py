@@ -32,7 +32,7 @@ def test_a_page_lookup_uses_the_index_once_the_table_has_grown(app):
             insert(Device),
             [
                 {"serial": f"R5PLAN{i:06d}", "kme_device_id": f"kme-{i:06d}",
-                 "approval": "pending", "sync_state": "synced", "version": 1, "attributes": {}}
+                 "approval": "pending", "version": 1, "attributes": {}}
                 for i in range(start, start + n)
             ],
         )  # fmt: skip

@@ -33,7 +33,6 @@ from kmeweb.extensions import db, utcnow
 from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation, OperationKind, OperationStatus
-from kmeweb.outbox.models import SyncState
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import chunks
@@ -106,7 +105,6 @@ def apply_plan(session: Session, profile: Profile, plan: Plan) -> datetime:
             "approval": str(Approval.APPROVED),
             "profile_id": profile.id,
             "attributes": {},
-            "sync_state": str(SyncState.SYNCED),
             "version": 1,
             "created_at": now,
             "updated_at": now,
