@@ -30,7 +30,7 @@ from kmeweb.outbox.models import (
     SyncState,
 )
 from kmeweb.profiles.models import Profile
-from kmeweb.sqlutil import chunks, id_filters, upsert
+from kmeweb.sqlutil import ID_CHUNK, chunks, id_filters, id_in, upsert
 
 # Kinds whose push sends the devices' current assignment (assign or unassign in KME).
 DEVICE_SYNC_KINDS = (
@@ -89,19 +89,36 @@ def write_device_sync(
     **values: Any,
 ) -> int:
     """Run `device_sync_upsert`; returns how many devices it wrote."""
-    return session.execute(device_sync_upsert(session, where, on_clash, **values)).rowcount
+    stmt = device_sync_upsert(session, where, on_clash, **values)
+    # SQLAlchemy keeps an INSERT's row count on PostgreSQL only when asked (else -1).
+    return session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
+
+
+def _set_device_sync(session: Session, device_ids: Sequence[int], **values: Any) -> None:
+    """`write_device_sync` for devices named by id (at most ID_CHUNK): an UPDATE of their rows
+    by key, and the upsert only when some have none yet (a device never pushed nor pulled).
+    The UPDATE alone reads no device row (bench/approve.py on PostgreSQL: 100,000 devices
+    marked pending in about 0.7 s against 1.0 s through the upsert)."""
+    updated = session.execute(
+        update(DeviceSync)
+        .where(id_in(session, DeviceSync.device_id, device_ids))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if updated < len(set(device_ids)):
+        write_device_sync(session, id_in(session, Device.id, device_ids), **values)
 
 
 def mark_devices_pending(session: Session, device_ids: Sequence[int], **values: Any) -> None:
     """Set `values` on the devices, bump their version and mark them pending, in bulk."""
-    for where in id_filters(session, Device.id, device_ids):
+    for chunk in chunks(list(device_ids), ID_CHUNK):
         session.execute(
             update(Device)
-            .where(where)
+            .where(id_in(session, Device.id, chunk))
             .values(**values, version=Device.version + 1, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        write_device_sync(session, where, sync_state=SyncState.PENDING, sync_error=None)
+        _set_device_sync(session, chunk, sync_state=SyncState.PENDING, sync_error=None)
 
 
 def record_device_change(
@@ -124,8 +141,8 @@ def record_device_change(
 def record_device_resync(session: Session, device_ids: Sequence[int]) -> list[Change]:
     """Outbox rows (no operation, actor "sync") pushing these devices' current state again,
     and mark them pending. Used by the push; see push._resync_moved_on. Flushes."""
-    for where in id_filters(session, Device.id, device_ids):
-        write_device_sync(session, where, sync_state=SyncState.PENDING)
+    for chunk in chunks(list(device_ids), ID_CHUNK):
+        _set_device_sync(session, chunk, sync_state=SyncState.PENDING)
     return _batched_changes(
         session, ChangeKind.DEVICE_RESYNC, "device_ids", device_ids, None, "sync"
     )
