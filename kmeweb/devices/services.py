@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, String, and_, bindparam, cast, delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from kmeweb import crypto, csvexport
@@ -217,6 +217,8 @@ def devices_query(
     portal, not found in KME); `sort` a DEVICE_SORTS key (by id when None), ties by id.
     """
     stmt = _filtered(select(Device), profile_id, search, registration, sync_state, rule_id, kme)
+    # The page's sync states in one more query (device_sync by the page's ids), not one each.
+    stmt = stmt.options(selectinload(Device.sync))
     column = DEVICE_SORTS.get(sort or "")
     if column is None:
         return stmt.order_by(Device.id.desc() if descending else Device.id)

@@ -6,8 +6,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
-from kmeweb.extensions import utcnow
+from kmeweb.extensions import db, utcnow
 from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
 from tests.factories import (
@@ -126,6 +127,34 @@ def test_the_sync_filter_and_sort_read_every_device_of_the_profile(client, login
     # error < pending < synced; ties by id
     assert ids("sort=sync") == [str(failed.id), str(pending.id), str(never_seen.id), str(seen.id)]
     assert ids("sort=sync&order=desc")[:2] == [str(seen.id), str(never_seen.id)]
+
+
+def test_the_device_table_reads_the_same_statements_for_2_devices_as_for_20(
+    client, login, session, default
+):
+    """Each row shows its sync state: the page reads them with its rows, not one by one."""
+    login("admin")
+    profile = make_profile(session, name="Sales")
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    def page_statements() -> int:
+        statements.clear()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            assert client.get(f"/profiles/{profile.id}", headers=HX).status_code == 200
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        return len(statements)
+
+    for _ in range(2):
+        make_device(session, profile, sync_state="pending")
+    few = page_statements()
+    for _ in range(18):
+        make_device(session, profile, sync_state="error", sync_error="not found")
+    assert page_statements() == few
 
 
 def _csrf(client, path):
