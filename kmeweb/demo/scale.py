@@ -11,7 +11,7 @@ What one run creates, all tagged with a short run tag so that several runs never
 - `devices` devices spread evenly over the uploads, each with a valid IMEI (Luhn) and a serial.
   Approved devices sit in the KME profiles round-robin (every 50th in the Default Profile),
   pending ones have no profile; every 3rd device is associated with an end user. All are
-  `synced` with a KME device id, as after a pull.
+  `synced` with a KME device id and what KME held of them (`device_sync`), as after a pull.
 
 Rows go in with bulk inserts: SQLAlchemy Core executemany in chunks on SQLite, COPY on
 PostgreSQL. No ORM object is built per row. The tables are analysed at the end so the query
@@ -272,6 +272,16 @@ def seed_scale(
     else:
         _bulk_insert(session, Device.__table__, device_rows())
     session.flush()
+    # What a pull leaves for each device it read: synced, and what KME held of it.
+    session.execute(
+        text(
+            "INSERT INTO device_sync (device_id, sync_state, kme_seen_approval,"
+            " kme_seen_profile_id, kme_seen_at)"
+            " SELECT id, 'synced', approval, profile_id, :now FROM device"
+            " WHERE kme_device_id LIKE :tag"
+        ),
+        {"now": now.replace(tzinfo=None), "tag": f"scale-{run}-d%"},
+    )
     kept_counts.recount(session)
     _analyze(session)
     seconds = time.monotonic() - started
@@ -289,7 +299,7 @@ def seed_scale(
 
 
 def _analyze(session: Session) -> None:
-    tables = ("device", "upload", "profile", "end_user", "reseller")
+    tables = ("device", "device_sync", "upload", "profile", "end_user", "reseller")
     if session.get_bind().dialect.name == "postgresql":
         for table in tables:
             session.execute(text(f"ANALYZE {table}"))
