@@ -25,6 +25,8 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 
@@ -136,11 +138,7 @@ def upsert(
     join) or, without it, of the parameter sets it is executed with; a row whose `key` is
     already there gets the new values instead, except where `on_clash` says ({column: a
     function of the new row's columns (`excluded`) giving the value to set})."""
-    if is_postgresql(session):
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table)
+    stmt = (pg_insert if is_postgresql(session) else sqlite_insert)(table)
     if rows is not None:
         stmt = stmt.from_select(list(columns), rows)
     clash = {c: stmt.excluded[c] for c in columns if c != key}
