@@ -176,14 +176,7 @@ def set_device_sync(session: Session, device_ids: list[int], **values: Any) -> N
 
 
 #: The columns of `device_sync` a test may set as if they were the device's own.
-SYNC_FIELDS = (
-    "sync_state",
-    "sync_error",
-    "kme_seen_approval",
-    "kme_seen_profile_id",
-    "kme_seen_user",
-    "kme_seen_at",
-)
+SYNC_FIELDS = tuple(c.name for c in DeviceSync.__table__.c if c.name != "device_id")
 
 
 def count_rows(session: Session, model: type, *where: Any) -> int:

@@ -8,6 +8,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
     case,
@@ -86,6 +87,18 @@ class DeviceSync(db.Model):
     kme_seen_profile_id: Mapped[int | None] = mapped_column(Integer)
     kme_seen_user: Mapped[str | None] = mapped_column(String(254))
     kme_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+#: A device's sync state in a query that outer-joins `DeviceSync`: synced without a row.
+JOINED_SYNC_STATE = func.coalesce(DeviceSync.sync_state, SyncState.SYNCED).label("sync_state")
+
+
+def unsynced_device_ids(state: str | None = None) -> Select:
+    """Ids of the devices KME still has to learn about (those in `state`, when given), read
+    from ix_device_sync_unsynced: its `!= 'synced'` predicate is spelled out, as SQLite needs
+    to use a partial index."""
+    stmt = select(DeviceSync.device_id).where(DeviceSync.sync_state != SyncState.SYNCED)
+    return stmt if state is None else stmt.where(DeviceSync.sync_state == state)
 
 
 def _sync_attribute(name: str, default: Any = None) -> hybrid_property:

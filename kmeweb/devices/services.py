@@ -25,12 +25,14 @@ from kmeweb import crypto, csvexport
 from kmeweb.audit import services as audit
 from kmeweb.devices import history
 from kmeweb.devices.models import (
+    JOINED_SYNC_STATE,
     Approval,
     Device,
     DeviceEventKind,
     DeviceSync,
     KmeState,
     Registration,
+    unsynced_device_ids,
 )
 from kmeweb.devices.selection import (
     SYNC_FILTER_STATES,
@@ -141,17 +143,10 @@ def _state_filters(stmt: Select, registration: str | None, sync_state: str | Non
         stmt = stmt.where(Device.registered_at.is_not(None))
     elif registration == Registration.PENDING:
         stmt = stmt.where(Device.registered_at.is_(None))
-    # The `!= 'synced'` term is the predicate of ix_device_sync_unsynced, which holds the few
-    # unsynced devices: SQLite uses a partial index only when it is spelled out.
-    unsynced = DeviceSync.sync_state != SyncState.SYNCED
     if sync_state == SyncState.SYNCED:
-        stmt = stmt.where(Device.id.not_in(select(DeviceSync.device_id).where(unsynced)))
+        stmt = stmt.where(Device.id.not_in(unsynced_device_ids()))
     elif sync_state in SYNC_FILTER_STATES:
-        stmt = stmt.where(
-            Device.id.in_(
-                select(DeviceSync.device_id).where(unsynced, DeviceSync.sync_state == sync_state)
-            )
-        )
+        stmt = stmt.where(Device.id.in_(unsynced_device_ids(sync_state)))
     return stmt
 
 
@@ -320,7 +315,7 @@ DEVICE_COLUMNS = (
     Device.agent_version,
     Device.kme_device_id,
     Device.kme_status,
-    func.coalesce(DeviceSync.sync_state, SyncState.SYNCED).label("sync_state"),
+    JOINED_SYNC_STATE,
     DeviceSync.sync_error,
     Device.upload_id,
     Device.version,
@@ -422,7 +417,7 @@ def inventory_rows(session: Session, profile_id: int) -> Iterator[tuple]:
             EndUser.username,
             Device.attributes,
             Device.registered_at,
-            func.coalesce(DeviceSync.sync_state, SyncState.SYNCED).label("sync_state"),
+            JOINED_SYNC_STATE,
         )
         .outerjoin(EndUser, EndUser.id == Device.end_user_id)
         .outerjoin(DeviceSync)

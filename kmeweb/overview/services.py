@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kmeweb.alerts.services import failing_destinations
-from kmeweb.devices.models import Device, DeviceSync
+from kmeweb.devices.models import Device, unsynced_device_ids
 from kmeweb.extensions import utcnow
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
 from kmeweb.integration.uploads import pending_counts
@@ -249,15 +249,8 @@ def needs_attention(
                 .limit(LIST_LIMIT)
             )
         )
-    # `!= synced` first: the partial index ix_device_sync_unsynced holds only unsynced devices.
     out.push_errors_total, out.push_errors = _devices_by_profile(
-        session,
-        Device.id.in_(
-            select(DeviceSync.device_id).where(
-                DeviceSync.sync_state != SyncState.SYNCED,
-                DeviceSync.sync_state == SyncState.ERROR,
-            )
-        ),
+        session, Device.id.in_(unsynced_device_ids(SyncState.ERROR))
     )
     # The partial indexes ix_device_portal_changed / ix_device_kme_missing hold only these.
     out.portal_changes_total, out.portal_changes = _devices_by_profile(

@@ -40,7 +40,14 @@ from sqlalchemy.orm import Session
 from kmeweb import gcpause
 from kmeweb.audit import services as audit
 from kmeweb.audit.models import AuditEvent
-from kmeweb.devices.models import Approval, Device, DeviceEvent, DeviceEventKind, DeviceSync
+from kmeweb.devices.models import (
+    JOINED_SYNC_STATE,
+    Approval,
+    Device,
+    DeviceEvent,
+    DeviceEventKind,
+    DeviceSync,
+)
 from kmeweb.directory.models import EndUser
 from kmeweb.extensions import utcnow
 from kmeweb.identifiers import is_meid, normalize_serial
@@ -268,7 +275,7 @@ _ROW_COLUMNS = (
     _DEVICE.c.serial,
     _DEVICE.c.profile_id,
     _DEVICE.c.approval,
-    func.coalesce(_SYNC.c.sync_state, SyncState.SYNCED).label("sync_state"),
+    JOINED_SYNC_STATE,
     _DEVICE.c.upload_id,
     _DEVICE.c.kme_status,
     _DEVICE.c.end_user_id,
