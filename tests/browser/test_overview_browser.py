@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from kmeweb.extensions import utcnow
 from tests.browser.checks import check_a11y
+from tests.browser.navigation import open_phone_menu
 from tests.factories import (
     bulk_devices,
     make_default_profile,
@@ -95,7 +96,7 @@ def test_funnel_bars_filters_and_admin_menu(sign_in, live_server, session):
     nav.get_by_role("link", name="Alerts").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Alerts")
     page.set_viewport_size({"width": 390, "height": 800})
-    nav.get_by_role("button", name="Menu").click()
+    open_phone_menu(page)
     nav.get_by_role("button", name="Admin").click()
     expect(nav.get_by_role("link", name="Alerts")).to_have_attribute("aria-current", "page")
     check_a11y(page)
