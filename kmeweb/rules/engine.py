@@ -414,6 +414,31 @@ class Placement:
     hold: list[int] = field(default_factory=list)
     wait: list[int] = field(default_factory=list)  # approved at once, waiting (WAITS_NOTE)
     move: list[int] = field(default_factory=list)
+    #: Where the `approve` devices are now, when the read that placed them knows
+    #: (`approving_placements`): {(profile id, registered): devices} for those in a profile or
+    #: registered; every other one is in no profile and unregistered, as a pending device is.
+    #: The kept counts' shift, without reading the devices again (`approve_sources`).
+    sources: dict[tuple[int | None, bool], int] | None = None
+
+    def approve_sources(self) -> dict[tuple[int | None, bool], int] | None:
+        """{(profile id, registered): devices} of every `approve` device, or None when the read
+        that placed them did not note it."""
+        if self.sources is None:
+            return None
+        rest = len(self.approve) - sum(self.sources.values())
+        return {**self.sources, (None, False): rest} if rest else dict(self.sources)
+
+    def merge(self, other: Placement) -> None:
+        """Add `other`'s devices (the same rule's, read in another chunk of ids)."""
+        self.approve.extend(other.approve)
+        self.hold.extend(other.hold)
+        self.wait.extend(other.wait)
+        self.move.extend(other.move)
+        if self.sources is not None and other.sources is not None:
+            for key, n in other.sources.items():
+                self.sources[key] = self.sources.get(key, 0) + n
+        else:
+            self.sources = None
 
     def values(self, note: str | None = None) -> dict[str, Any]:
         """What a device this rule places keeps: the rule and its version (none for a catch-all
@@ -498,11 +523,7 @@ def placements(
     merged = {r.key: Placement(r, dests[r.key]) for r in rules}
     for groups in placements_by_upload(session, rules, where).values():
         for g in groups:
-            m = merged[g.rule.key]
-            m.approve.extend(g.approve)
-            m.hold.extend(g.hold)
-            m.wait.extend(g.wait)
-            m.move.extend(g.move)
+            merged[g.rule.key].merge(g)
     for m in merged.values():
         for ids in (m.approve, m.hold, m.wait, m.move):
             ids.sort()
@@ -520,15 +541,25 @@ def approving_placements(
     and a placement for each (bench/approve.py on SQLite, under cProfile)."""
     assert all(r.approves for r in rules), "approving_placements: every rule must approve"
     dests = destinations(session, rules)
-    by_key = {r.key: Placement(r, dests[r.key]) for r in rules}
+    by_key = {r.key: Placement(r, dests[r.key], sources={}) for r in rules}
     session.flush()  # the Core read below does not autoflush as session.execute would
     stmt = (
-        select(first_match(rules).label("rule_key"), Device.id)
+        select(
+            first_match(rules).label("rule_key"),
+            Device.id,
+            Device.profile_id,
+            Device.registered_at.is_not(None),
+        )
         .where(Device.approval == Approval.PENDING, *where)
         .order_by(Device.id)
     )
-    for rule_key, device_id in session.connection().execute(stmt):
-        by_key[rule_key].approve.append(device_id)
+    for rule_key, device_id, profile_id, registered in session.connection().execute(stmt):
+        placement = by_key[rule_key]
+        placement.approve.append(device_id)
+        if profile_id is not None or registered:  # not as a pending device is: noted
+            sources = placement.sources
+            key = (profile_id, bool(registered))
+            sources[key] = sources.get(key, 0) + 1
     return [by_key[r.key] for r in rules]
 
 

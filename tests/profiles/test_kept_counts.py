@@ -24,13 +24,14 @@ from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Approval, Device
 from kmeweb.devices.selection import DeviceSelection
 from kmeweb.enroll.services import enroll_device, parse_request
+from kmeweb.extensions import utcnow
 from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles import services as profile_services
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync.jobs import start_pull, sweep_job
-from tests.factories import bulk_devices, make_profile, next_imei
+from tests.factories import bulk_devices, make_profile, make_upload, next_imei
 from tests.sync_fixtures import kme_profile
 
 STEPS = (
@@ -324,3 +325,23 @@ def test_devices_moving_in_and_enrolling_leave_the_profiles_modified_time(sessio
         kiosk.id: (0, 0, 0),
     }
     assert {p.id: p.updated_at for p in (sales, kiosk)} == modified
+
+
+def test_approval_counts_pending_devices_that_already_registered(session, admin):
+    """A device can wait for approval registered (imported, enrolled, then found pending in a
+    reseller's upload by its IMEI): approving it counts it registered where it lands, for an
+    upload's Approve All Devices and for a selection."""
+    default = profile_services.ensure_default_profile(session)
+    upload = make_upload(session, pending=4)
+    ids = _ids(session, Device.upload_id == upload.id)
+    session.execute(update(Device).where(Device.id.in_(ids[:2])).values(registered_at=utcnow()))
+    session.commit()
+
+    approvals.approve_devices(session, [ids[0], ids[2]], admin)
+    session.commit()
+    assert _kept(session)[default.id] == (2, 1) == _fresh(session)[default.id]
+
+    approvals.approve_upload(session, upload.id, admin)
+    session.commit()
+    session.expire_all()
+    assert _kept(session)[default.id] == (4, 2) == _fresh(session)[default.id]
