@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import _env  # noqa: F401  (the repository on sys.path, the run's own instance folder)
+from flask import Flask
 from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
@@ -13,7 +14,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from kmeweb.operations.queue import QUEUES, redis_connection, run_worker
 
 
-def work_until_done(app) -> float:
+def work_until_done(app: Flask) -> float:
     """Run a real RQ worker (forking a work horse per job, as `flask worker` does) until the
     queues are empty; return the seconds from this call to the end of the last job it ran.
 
@@ -27,7 +28,7 @@ def work_until_done(app) -> float:
     returned = time.perf_counter() - started
     connection = redis_connection(app.config["REDIS_URL"])
     prefix = app.config.get("RQ_QUEUE_PREFIX", "")
-    ends = []
+    ends: list[datetime] = []
     for name in QUEUES:
         queue = Queue(f"{prefix}{name}", connection=connection)
         for registry in (FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)):
