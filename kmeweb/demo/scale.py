@@ -33,6 +33,8 @@ from kmeweb.devices.models import Approval, Device
 from kmeweb.directory.models import EndUser
 from kmeweb.identifiers import luhn_check_digit
 from kmeweb.integration.models import Reseller, Upload, UploadStatus
+from kmeweb.outbox import services as outbox
+from kmeweb.outbox.models import SyncState
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.profiles.services import ensure_default_profile
@@ -273,14 +275,14 @@ def seed_scale(
         _bulk_insert(session, Device.__table__, device_rows())
     session.flush()
     # What a pull leaves for each device it read: synced, and what KME held of it.
-    session.execute(
-        text(
-            "INSERT INTO device_sync (device_id, sync_state, kme_seen_approval,"
-            " kme_seen_profile_id, kme_seen_at)"
-            " SELECT id, 'synced', approval, profile_id, :now FROM device"
-            " WHERE kme_device_id LIKE :tag"
-        ),
-        {"now": now.replace(tzinfo=None), "tag": f"scale-{run}-d%"},
+    device = Device.__table__
+    outbox.write_device_sync(
+        session,
+        device.c.kme_device_id.like(f"scale-{run}-d%"),
+        sync_state=SyncState.SYNCED,
+        kme_seen_approval=device.c.approval,
+        kme_seen_profile_id=device.c.profile_id,
+        kme_seen_at=now,
     )
     kept_counts.recount(session)
     _analyze(session)

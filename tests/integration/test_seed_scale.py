@@ -2,7 +2,7 @@
 
 from sqlalchemy import func, select
 
-from kmeweb.devices.models import Device
+from kmeweb.devices.models import Device, DeviceSync
 from kmeweb.directory.models import EndUser
 from kmeweb.identifiers import is_valid_imei
 from kmeweb.integration.models import Upload
@@ -56,6 +56,20 @@ def test_seed_scale_creates_uploads_devices_profiles_and_users(runner, session):
     assert session.scalar(select(func.count()).select_from(EndUser)) >= 5
     assert session.scalar(select(func.count()).where(Device.end_user_id.is_not(None))) > 0
     assert all(is_valid_imei(imei) for imei in session.scalars(select(Device.imei)))
+    # As after a pull: each device synced, with what KME held of it.
+    seen = session.execute(
+        select(Device.approval, Device.profile_id, DeviceSync).join(
+            DeviceSync, DeviceSync.device_id == Device.id
+        )
+    ).all()
+    assert len(seen) == 203
+    for approval, profile_id, sync in seen:
+        assert (sync.sync_state, sync.kme_seen_approval, sync.kme_seen_profile_id) == (
+            "synced",
+            approval,
+            profile_id,
+        )
+        assert sync.kme_seen_at is not None and sync.kme_seen_at.tzinfo is not None
 
     # A second run adds its own rows beside the first.
     again = runner.invoke(
