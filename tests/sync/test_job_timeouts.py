@@ -12,6 +12,8 @@ cut short.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from rq import Queue
 from rq.job import Job
@@ -113,5 +115,36 @@ def test_a_push_running_past_rqs_default_timeout_finishes(
     work()
     bare = Job.fetch("bare-push", connection=connection)
     assert bare.get_status() == "failed"
-    assert "JobTimeoutException" in (bare.latest_result().exc_string or "")
+    assert "JobTimeout: Task exceeded maximum timeout value" in (
+        bare.latest_result().exc_string or ""
+    )
     assert session.get(Operation, back.id).status == "running"
+
+
+def stubborn_job(seconds: float) -> str:
+    """Works for `seconds`, inside a handler of every Exception, the way the Knox metrics
+    observer guards its Redis write and an enqueue after commit guards against Redis."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.05)
+        except Exception:  # noqa: BLE001, S110 - the handler under test
+            pass
+    return "worked to the end"
+
+
+def test_a_job_past_its_timeout_stops_inside_a_handler_of_every_exception(app, work):
+    """RQ's timeout, raised inside `except Exception`, used to be swallowed there: the job
+    worked on after RQ had given up on it (a push in CI finished 3.5 s past its timeout).
+    Our workers raise a timeout no such handler catches, and the job fails with it."""
+    queue = rq_queue.get_queue("default")
+    job = queue.enqueue(f"{__name__}.stubborn_job", 6, job_id="stubborn", job_timeout=1)
+    started = time.monotonic()
+    work()
+    job = Job.fetch("stubborn", connection=rq_queue.redis_connection())
+    assert job.get_status() == "failed"
+    assert job.return_value() is None
+    assert "JobTimeout: Task exceeded maximum timeout value (1 seconds)" in (
+        job.latest_result().exc_string or ""
+    )
+    assert time.monotonic() - started < 6  # stopped at its timeout, not at its own end
