@@ -38,8 +38,8 @@ class JobTimeout(BaseException):  # noqa: N818 - named for what it is, like Keyb
     job is when the alarm fires. A broad `except Exception` there swallows it (the Knox
     metrics observer around its Redis write, an enqueue after commit, logging's
     Handler.emit, a library's retry loop), RQ's alarm does not fire again, and the job works
-    on after RQ gave up on it: in CI a push ran 5.5 s and finished past its 2 s timeout.
-    Like KeyboardInterrupt, a BaseException goes through those handlers; RQ's worker catches
+    on after RQ gave up on it (tests/sync/test_job_timeouts.py shows it). Like
+    KeyboardInterrupt, a BaseException goes through those handlers; RQ's worker catches
     whatever a job raises and fails the job with it. Job code that cleans up on a failure
     catches `(Exception, JobTimeout)` and re-raises.
     """
