@@ -50,12 +50,54 @@ class DeathPenalty(get_default_death_penalty_class()):  # type: ignore[misc]
 
     RQ hands it JobTimeoutException for the job and its callbacks; the worker's watch on its
     work horse (HorseMonitorTimeoutException) is left as RQ wrote it.
+
+    A job that ends more than a second past its timeout without being stopped is logged as a
+    warning, with what the process's SIGALRM looked like then: a job timeout that cannot
+    fire is worth an operator's attention (and tests/sync/test_job_timeouts.py once saw a
+    push run 3.4 s past a 2 s timeout, cause not found).
     """
 
     def __init__(self, timeout: Any, exception: type[BaseException] = JobTimeout, **kwargs: Any):
         if exception is JobTimeoutException:
             exception = JobTimeout
         super().__init__(timeout, exception, **kwargs)
+        self._armed_at = 0.0
+        self._fired = False
+
+    def setup_death_penalty(self) -> None:
+        self._armed_at = time.monotonic()
+        super().setup_death_penalty()
+
+    def handle_death_penalty(self, *args: Any) -> None:
+        self._fired = True
+        super().handle_death_penalty(*args)
+
+    def cancel_death_penalty(self) -> None:
+        ran = time.monotonic() - self._armed_at
+        state = _alarm_state() if self._exception is JobTimeout else ""
+        super().cancel_death_penalty()
+        if self._exception is JobTimeout and self._timeout > 0 and not self._fired:
+            if ran > self._timeout + 1:
+                log.warning(
+                    "a job ran %.1f s against its %s s timeout and was not stopped (%s)",
+                    ran,
+                    self._timeout,
+                    state,
+                )
+
+
+def _alarm_state() -> str:
+    """SIGALRM's handler, whether this thread blocks it or has it pending, and the alarm left."""
+    if not hasattr(signal, "SIGALRM"):
+        return "no SIGALRM here"
+    handler = signal.getsignal(signal.SIGALRM)
+    blocked = signal.SIGALRM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    pending = signal.SIGALRM in signal.sigpending()
+    left = signal.getitimer(signal.ITIMER_REAL)[0]
+    return (
+        f"SIGALRM handler {handler!r}, blocked {blocked}, pending {pending}, "
+        f"alarm left {left:.1f} s"
+    )
 
 
 PUSH_JOB = "kmeweb.sync.jobs.push_job"

@@ -12,6 +12,8 @@ cut short.
 
 from __future__ import annotations
 
+import logging
+import signal
 import time
 
 import pytest
@@ -19,6 +21,7 @@ from rq import Queue
 from rq.job import Job
 from sqlalchemy import select
 
+from kmeweb import logs
 from kmeweb.devices import services as device_services
 from kmeweb.devices.models import Device
 from kmeweb.integration import approvals
@@ -148,3 +151,28 @@ def test_a_job_past_its_timeout_stops_inside_a_handler_of_every_exception(app, w
         job.latest_result().exc_string or ""
     )
     assert time.monotonic() - started < 6  # stopped at its timeout, not at its own end
+
+
+def deaf_job(seconds: float) -> str:
+    """Works for `seconds` with SIGALRM blocked: RQ's timeout cannot reach it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
+    return "worked to the end"
+
+
+def test_a_job_its_timeout_cannot_stop_is_reported(app, work, tmp_path):
+    """A worker whose job timeouts cannot fire says so in its log, with the state of SIGALRM."""
+    path = tmp_path / "worker.log"
+    with path.open("w") as stream:
+        handler = logs.install(app, stream=stream)  # the worker's log, as `flask worker` has it
+        try:
+            queue = rq_queue.get_queue("default")
+            queue.enqueue(f"{__name__}.deaf_job", 2.5, job_id="deaf", job_timeout=1)
+            work()
+        finally:
+            logging.getLogger().removeHandler(handler)
+    job = Job.fetch("deaf", connection=rq_queue.redis_connection())
+    assert job.get_status() == "finished"
+    logged = path.read_text()
+    assert "a job ran 2.5 s against its 1 s timeout and was not stopped" in logged
+    assert "blocked True, pending True" in logged
