@@ -163,6 +163,8 @@ def deaf_job(seconds: float) -> str:
 def test_a_job_its_timeout_cannot_stop_is_reported(app, work, tmp_path):
     """A worker whose job timeouts cannot fire says so in its log, with the state of SIGALRM."""
     path = tmp_path / "worker.log"
+    root = logging.getLogger()
+    level = root.level
     with path.open("w") as stream:
         handler = logs.install(app, stream=stream)  # the worker's log, as `flask worker` has it
         try:
@@ -170,7 +172,8 @@ def test_a_job_its_timeout_cannot_stop_is_reported(app, work, tmp_path):
             queue.enqueue(f"{__name__}.deaf_job", 2.5, job_id="deaf", job_timeout=1)
             work()
         finally:
-            logging.getLogger().removeHandler(handler)
+            root.removeHandler(handler)
+            root.setLevel(level)
     job = Job.fetch("deaf", connection=rq_queue.redis_connection())
     assert job.get_status() == "finished"
     logged = path.read_text()
