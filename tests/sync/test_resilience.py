@@ -10,7 +10,7 @@ from kmeweb.devices.models import Device
 from kmeweb.integration import approvals
 from kmeweb.integration.models import Upload
 from kmeweb.operations import services as operations
-from kmeweb.operations.models import Operation
+from kmeweb.operations.models import ACTIVE, Operation
 from kmeweb.outbox.models import Change
 from kmeweb.profiles.models import Profile
 from kmeweb.sync.jobs import start_pull
@@ -182,7 +182,13 @@ def test_kill_9_during_a_60_change_move_ends_with_every_device_right(
     assert _unfinished(session) > 0  # killed mid-way
     sim.control("DELETE", "/faults")
     worker_processes.start("survivor")
-    wait_until(lambda: _all_done(session), 180, "the second worker to finish the move")
+    # A worker ends the operation in its own transaction, after the commit of the change that
+    # was its last: wait for that too (asserting at _all_done alone raced it: 'running').
+    wait_until(
+        lambda: _all_done(session) and session.get(Operation, op_id).status not in ACTIVE,
+        180,
+        "the second worker to finish the move and end its operation",
+    )
 
     second = session.get(Profile, second.id)
     assert session.get(Operation, op_id).status == "done"
