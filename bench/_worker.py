@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 
 import _env  # noqa: F401  (the repository on sys.path, the run's own instance folder)
 from flask import Flask
-from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
-from kmeweb.operations.queue import QUEUES, redis_connection, run_worker
+from kmeweb.operations.queue import QUEUES, get_queue, redis_connection, run_worker
 
 
 def work_until_done(app: Flask) -> float:
@@ -26,11 +25,11 @@ def work_until_done(app: Flask) -> float:
     started = time.perf_counter()
     run_worker(app, burst=True, with_scheduler=False)
     returned = time.perf_counter() - started
-    connection = redis_connection(app.config["REDIS_URL"])
-    prefix = app.config.get("RQ_QUEUE_PREFIX", "")
     ends: list[datetime] = []
-    for name in QUEUES:
-        queue = Queue(f"{prefix}{name}", connection=connection)
+    with app.app_context():
+        connection = redis_connection()
+        queues = [get_queue(name, connection) for name in QUEUES]
+    for queue in queues:
         for registry in (FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)):
             for job in Job.fetch_many(registry.get_job_ids(), connection=connection):
                 ended = job.ended_at if job is not None else None

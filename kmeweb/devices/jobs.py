@@ -79,7 +79,7 @@ def run_preparing_job(
             operations.mark_running(session, operation_id)
             done = write(session, operation, _actor(session, operation))
             session.commit()
-    except (Exception, queue.JobTimeout) as exc:  # RQ's timeout too: say why it stopped
+    except queue.JOB_FAILURES as exc:  # RQ's timeout too: say why it stopped
         session.rollback()
         message = getattr(exc, "message", None) or f"{failed}: {exc}"
         operations.finish(session, operation_id, message)

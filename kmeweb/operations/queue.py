@@ -41,8 +41,12 @@ class JobTimeout(BaseException):  # noqa: N818 - named for what it is, like Keyb
     on after RQ gave up on it (tests/sync/test_job_timeouts.py shows it). Like
     KeyboardInterrupt, a BaseException goes through those handlers; RQ's worker catches
     whatever a job raises and fails the job with it. Job code that cleans up on a failure
-    catches `(Exception, JobTimeout)` and re-raises.
+    catches JOB_FAILURES and re-raises.
     """
+
+
+#: What a job that records why it stopped catches (and re-raises): any error, or RQ's timeout.
+JOB_FAILURES: tuple[type[BaseException], ...] = (Exception, JobTimeout)
 
 
 class DeathPenalty(get_default_death_penalty_class()):  # type: ignore[misc]
@@ -74,16 +78,18 @@ class DeathPenalty(get_default_death_penalty_class()):  # type: ignore[misc]
 
     def cancel_death_penalty(self) -> None:
         ran = time.monotonic() - self._armed_at
-        state = _alarm_state() if self._exception is JobTimeout else ""
+        unstopped = (
+            self._exception is JobTimeout and not self._fired and 0 < self._timeout < ran - 1
+        )
+        state = _alarm_state() if unstopped else ""  # before RQ puts the alarm and handler back
         super().cancel_death_penalty()
-        if self._exception is JobTimeout and self._timeout > 0 and not self._fired:
-            if ran > self._timeout + 1:
-                log.warning(
-                    "a job ran %.1f s against its %s s timeout and was not stopped (%s)",
-                    ran,
-                    self._timeout,
-                    state,
-                )
+        if unstopped:
+            log.warning(
+                "a job ran %.1f s against its %s s timeout and was not stopped (%s)",
+                ran,
+                self._timeout,
+                state,
+            )
 
 
 def _alarm_state() -> str:

@@ -36,7 +36,7 @@ from kmeweb.knox import types as kt
 from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import ACTIVE, Operation, OperationKind
-from kmeweb.operations.queue import JobTimeout
+from kmeweb.operations.queue import JOB_FAILURES
 from kmeweb.profiles.models import Profile, ProfileKind
 from kmeweb.sync import push
 from kmeweb.sync.jobs import schedule_followup
@@ -119,7 +119,7 @@ def check_device_job(operation_id: int) -> dict[str, Any] | None:
     try:
         with knox_client(integration) as client:
             found, listing = find_device(client, device, since)
-    except (Exception, JobTimeout) as exc:  # RQ's timeout too: say why it stopped
+    except JOB_FAILURES as exc:  # RQ's timeout too: say why it stopped
         session.rollback()
         reason = push.readable(exc) if isinstance(exc, KnoxError) else str(exc)
         operations.finish(session, operation_id, f"Samsung could not be asked: {reason}")

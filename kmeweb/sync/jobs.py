@@ -104,7 +104,7 @@ def pull_job(operation_id: int) -> dict[str, int]:
                 operation_id,
                 full=operation.kind == OperationKind.PULL_FULL,
             )
-    except (Exception, rq_queue.JobTimeout) as exc:  # RQ's timeout too: say why it stopped
+    except rq_queue.JOB_FAILURES as exc:  # RQ's timeout too: say why it stopped
         session.rollback()
         message = push.readable(exc) if isinstance(exc, KnoxError) else f"pull failed: {exc}"
         operations.finish(session, operation_id, message)

@@ -33,7 +33,7 @@ from kmeweb.extensions import db, utcnow
 from kmeweb.operations import dispatch
 from kmeweb.operations import services as operations
 from kmeweb.operations.models import Operation, OperationKind, OperationStatus
-from kmeweb.operations.queue import JobTimeout
+from kmeweb.operations.queue import JOB_FAILURES
 from kmeweb.profiles import counts as kept_counts
 from kmeweb.profiles.models import Profile
 from kmeweb.sqlutil import chunks
@@ -412,7 +412,7 @@ def import_job(operation_id: int) -> dict[str, int] | None:
             counts = run_import(session, data["profile_id"], data, actor, operation_id)
             operations.finish(session, operation_id)
             session.commit()
-    except (Exception, JobTimeout) as exc:  # RQ's timeout too: say why it stopped
+    except JOB_FAILURES as exc:  # RQ's timeout too: say why it stopped
         session.rollback()
         message = getattr(exc, "message", None) or f"The import failed: {exc}"
         operations.finish(session, operation_id, message)
